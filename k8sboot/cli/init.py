@@ -1,0 +1,55 @@
+from __future__ import annotations
+
+from pathlib import Path
+
+import click
+
+from k8sboot.cli import options
+from k8sboot.errors import UserError
+from k8sboot.spec import spec_from_text
+from k8sboot.starter import Starter, numbered_hosts
+from k8sboot.versions import DEFAULT_VERSION
+
+
+@click.command("init")
+@options.spec_file
+@click.option("--name", default="demo", show_default=True, help="Cluster name.")
+@click.option("--control-planes", default=1, show_default=True, help="Control-plane hosts.")
+@click.option("--workers", default=2, show_default=True, help="Worker hosts.")
+@click.option(
+    "--addresses",
+    default="192.168.56.11",
+    show_default=True,
+    help="Host addresses, comma-separated; a single one counts up from there.",
+)
+@click.option("--endpoint", help="Virtual IP for the API servers (needed with 2+ control planes).")
+@click.option("--kubernetes-version", default=DEFAULT_VERSION, show_default=True)
+@click.option("--ssh-user", default="root", show_default=True)
+@click.option("--force", is_flag=True, help="Overwrite an existing file.")
+@options.common
+def command(
+    spec_path: Path,
+    name: str,
+    control_planes: int,
+    workers: int,
+    addresses: str,
+    endpoint: str | None,
+    kubernetes_version: str,
+    ssh_user: str,
+    force: bool,
+    **_: object,
+) -> None:
+    """Write a commented starter cluster file."""
+    if spec_path.exists() and not force:
+        raise UserError(f"{spec_path} exists; pass --force to overwrite it")
+    starter = Starter(
+        name=name,
+        version=kubernetes_version,
+        hosts=numbered_hosts(control_planes, workers, addresses.split(",")),
+        endpoint_address=endpoint,
+        ssh_user=ssh_user,
+    )
+    text = starter.render()
+    spec_from_text(text, spec_path)  # never write a file that would not validate
+    spec_path.write_text(text, encoding="utf-8")
+    click.echo(f"wrote {spec_path}; check it with `k8sboot validate -f {spec_path}`")

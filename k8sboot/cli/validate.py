@@ -1,0 +1,46 @@
+from __future__ import annotations
+
+from pathlib import Path
+
+import click
+
+from k8sboot.cli import options
+from k8sboot.cli.common import echo_json
+from k8sboot.errors import EXIT_USAGE, SpecError
+from k8sboot.spec import load_spec
+
+
+@click.command("validate")
+@options.spec_file
+@options.output("text", "json")
+@options.common
+@click.pass_context
+def command(ctx: click.Context, spec_path: Path, output: str, **_: object) -> None:
+    """Check a cluster file and list every problem in it, one per line."""
+    try:
+        loaded = load_spec(spec_path)
+    except SpecError as exc:
+        if output == "json":
+            echo_json({"file": str(spec_path), "valid": False, "errors": exc.problems})
+        else:
+            for problem in exc.problems:
+                click.echo(f"{spec_path}: {problem}", err=True)
+        ctx.exit(EXIT_USAGE)
+    cluster = loaded.cluster
+    warnings = [str(w) for w in loaded.warnings]
+    if output == "json":
+        echo_json({"file": str(spec_path), "valid": True, "errors": [], "warnings": warnings})
+        return
+    for warning in warnings:
+        click.echo(f"warning: {spec_path}: {warning}", err=True)
+    roles = {
+        "control-plane": len(cluster.control_planes),
+        "worker": len(cluster.with_role("worker")),
+        "etcd": len(cluster.with_role("etcd")),
+    }
+    counts = ", ".join(f"{n} {role}{'s' if n > 1 else ''}" for role, n in roles.items() if n)
+    click.echo(
+        f"{spec_path}: valid: cluster {cluster.name}, Kubernetes {cluster.release} "
+        f"(kubeadm {cluster.release.kubeadm_api}), {len(cluster.hosts)} hosts ({counts}), "
+        f"{cluster.etcd.topology} etcd, CNI {cluster.networking.cni}"
+    )

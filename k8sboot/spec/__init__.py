@@ -1,0 +1,7 @@
+"""The cluster spec: the desired state of one cluster, loaded and validated."""
+
+from k8sboot.spec.checks import Finding
+from k8sboot.spec.load import LoadedSpec, load_spec, spec_from_text
+from k8sboot.spec.model import API_VERSION, Cluster, Host
+
+__all__ = ["API_VERSION", "Cluster", "Finding", "Host", "LoadedSpec", "load_spec", "spec_from_text"]

@@ -1,0 +1,205 @@
+"""Read a cluster file into a validated Cluster, or fail with one line per problem."""
+
+from __future__ import annotations
+
+import difflib
+import types
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+from pydantic import BaseModel, ValidationError
+
+from k8sboot.errors import SpecError, UserError
+from k8sboot.spec.checks import Finding, check
+from k8sboot.spec.model import API_VERSION, Cluster
+
+
+@dataclass
+class LoadedSpec:
+    cluster: Cluster
+    path: Path
+    warnings: list[Finding] = field(default_factory=list)
+
+
+class _UniqueKeyLoader(yaml.SafeLoader):
+    """SafeLoader that refuses a key given twice in one mapping (the last would win)."""
+
+
+def _construct_mapping(loader: _UniqueKeyLoader, node: yaml.MappingNode, deep: bool = False):
+    seen: set[Any] = set()
+    for key_node, _ in node.value:
+        key = loader.construct_object(key_node, deep=deep)
+        if isinstance(key, typing.Hashable) and key in seen:
+            raise yaml.constructor.ConstructorError(
+                None, None, f"key '{key}' appears twice", key_node.start_mark
+            )
+        seen.add(key)
+    return yaml.SafeLoader.construct_mapping(loader, node, deep=deep)
+
+
+_UniqueKeyLoader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, _construct_mapping)
+
+
+def parse_yaml(text: str, source: str) -> Any:
+    try:
+        return yaml.load(text, Loader=_UniqueKeyLoader)  # a SafeLoader subclass
+    except yaml.MarkedYAMLError as exc:
+        mark = exc.problem_mark or exc.context_mark
+        where = f"{source}:{mark.line + 1}:{mark.column + 1}" if mark else source
+        raise UserError(f"{where}: {exc.problem or exc.context}") from None
+    except yaml.YAMLError as exc:
+        raise UserError(f"{source}: not valid YAML ({exc})") from None
+    except RecursionError:
+        raise UserError(f"{source}: nested too deeply") from None
+
+
+def load_spec(path: Path) -> LoadedSpec:
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise UserError(
+            f"{path}: no such file; write one with `k8sboot init` or pass -f FILE"
+        ) from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise UserError(f"{path}: cannot read ({exc})") from None
+    return spec_from_text(text, path)
+
+
+def spec_from_text(text: str, path: Path) -> LoadedSpec:
+    data = parse_yaml(text, str(path))
+    base_dir = path.resolve().parent
+    cluster = spec_from_data(data, base_dir)
+    findings = check(cluster)
+    errors = [str(f) for f in findings if f.severity == "error"]
+    if errors:
+        raise SpecError(errors)
+    if cluster.state_dir is None:
+        cluster.state_dir = base_dir / ".k8sboot" / cluster.name
+    if cluster.backup.directory is None:
+        cluster.backup.directory = cluster.state_dir / "backups"
+    warnings = [f for f in findings if f.severity == "warning"]
+    return LoadedSpec(cluster=cluster, path=path, warnings=warnings)
+
+
+def spec_from_data(data: Any, base_dir: Path) -> Cluster:
+    if not isinstance(data, dict):
+        raise SpecError(
+            [
+                f"expected a mapping with apiVersion: {API_VERSION} and kind: Cluster, "
+                f"found {_kind_of(data)}"
+            ]
+        )
+    try:
+        return Cluster.model_validate(data, context={"base_dir": base_dir})
+    except ValidationError as exc:
+        raise SpecError([_describe(error) for error in exc.errors()]) from None
+    except RecursionError:
+        raise SpecError(["nested too deeply"]) from None
+
+
+def _describe(error: Any) -> str:
+    loc = tuple(error["loc"])
+    path = format_path(loc) or "(top level)"
+    return f"{path}: {_message(error, loc)}"
+
+
+def format_path(loc: tuple) -> str:
+    out = ""
+    for part in loc:
+        if isinstance(part, int):
+            out += f"[{part}]"
+        else:
+            out += f".{part}" if out else str(part)
+    return out
+
+
+def _message(error: Any, loc: tuple) -> str:
+    kind = error["type"]
+    value = error.get("input")
+    ctx = error.get("ctx") or {}
+    if kind == "k8sboot":
+        return ctx["message"]
+    if kind == "missing":
+        return "required"
+    if kind == "extra_forbidden":
+        return "unknown key" + _suggestion(loc)
+    if kind == "literal_error":
+        return f"{_show(value)} is not one of {ctx.get('expected', '')}"
+    if kind in ("string_type", "string_sub_type"):
+        return f"{_show(value)} is not a string"
+    if kind in ("int_type", "int_parsing", "int_from_float"):
+        return f"{_show(value)} is not a whole number"
+    if kind in ("bool_type", "bool_parsing"):
+        return f"{_show(value)} is not true or false"
+    if kind == "list_type":
+        return f"expected a list, found {_kind_of(value)}"
+    if kind in ("dict_type", "model_type", "model_attributes_type"):
+        return f"expected a mapping, found {_kind_of(value)}"
+    if kind == "too_short":
+        return "must not be empty"
+    if kind in ("greater_than_equal", "greater_than", "less_than_equal", "less_than"):
+        bound = next(iter(ctx.values()), "")
+        relation = {
+            "greater_than_equal": "at least",
+            "greater_than": "more than",
+            "less_than_equal": "at most",
+            "less_than": "less than",
+        }[kind]
+        return f"{_show(value)} must be {relation} {bound}"
+    if kind == "path_type":
+        return f"{_show(value)} is not a file path"
+    return f"{_show(value)}: {error['msg']}"
+
+
+def _show(value: Any) -> str:
+    if isinstance(value, dict | list):
+        return _kind_of(value)
+    text = repr(value) if isinstance(value, str) else str(value)
+    return text if len(text) <= 60 else text[:57] + "..."
+
+
+def _kind_of(value: Any) -> str:
+    return {dict: "a mapping", list: "a list", str: "a string", type(None): "nothing"}.get(
+        type(value), type(value).__name__
+    )
+
+
+def _suggestion(loc: tuple) -> str:
+    model = _model_at(Cluster, loc[:-1])
+    if model is None or not isinstance(loc[-1], str):
+        return ""
+    known = [f.alias or name for name, f in model.model_fields.items()]
+    close = difflib.get_close_matches(loc[-1], known, n=1, cutoff=0.6)
+    if close:
+        return f" (did you mean '{close[0]}'?)"
+    return f" (known keys: {', '.join(known)})"
+
+
+def _model_at(model: type[BaseModel], loc: tuple) -> type[BaseModel] | None:
+    for part in loc:
+        if isinstance(part, int):
+            continue
+        field_info = next(
+            (f for name, f in model.model_fields.items() if (f.alias or name) == part), None
+        )
+        if field_info is None:
+            return None
+        found = _inner_model(field_info.annotation)
+        if found is None:
+            return None
+        model = found
+    return model
+
+
+def _inner_model(annotation: Any) -> type[BaseModel] | None:
+    if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+        return annotation
+    if isinstance(annotation, types.UnionType) or typing.get_origin(annotation) is not None:
+        for arg in typing.get_args(annotation):
+            found = _inner_model(arg)
+            if found is not None:
+                return found
+    return None

@@ -1,0 +1,279 @@
+"""The cluster file's schema: desired state only, never anything observed on machines.
+
+Field names are camelCase in the file (like Kubernetes objects) and snake_case here.
+Unknown keys are errors: a typo must not silently fall back to a default.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import re
+from pathlib import Path
+from typing import Annotated, Literal
+
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationInfo,
+    model_validator,
+)
+from pydantic.alias_generators import to_camel
+from pydantic_core import PydanticCustomError
+
+from k8sboot.versions import DEFAULT_VERSION, KubeVersion
+
+API_VERSION = "k8sboot/v1alpha1"
+
+Role = Literal["control-plane", "worker", "etcd"]
+
+
+def invalid(message: str) -> PydanticCustomError:
+    """A validation error whose text is exactly `message` (no template expansion)."""
+    return PydanticCustomError("k8sboot", "{message}", {"message": message})
+
+
+def _ip_address(value: str) -> str:
+    try:
+        return str(ipaddress.ip_address(value))
+    except ValueError:
+        raise invalid(f"'{value}' is not an IP address") from None
+
+
+def _ip_network(value: str) -> str:
+    try:
+        return str(ipaddress.ip_network(value, strict=True))
+    except ValueError as exc:
+        hint = " (host bits set)" if "host bits" in str(exc) else ""
+        raise invalid(f"'{value}' is not a subnet in CIDR form like 10.244.0.0/16{hint}") from None
+
+
+_DNS_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$")
+_DNS_NAME = re.compile(
+    r"^(?=.{1,253}$)[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$"
+)
+
+
+def _dns_label(value: str) -> str:
+    if not _DNS_LABEL.match(value):
+        raise invalid(
+            f"'{value}' is not a valid name (lowercase letters, digits and '-', at most 63, "
+            "starting and ending with a letter or digit)"
+        )
+    return value
+
+
+def _node_name(value: str) -> str:
+    if not _DNS_NAME.match(value):
+        raise invalid(
+            f"'{value}' is not a valid node name (lowercase letters, digits, '-' and '.')"
+        )
+    return value
+
+
+def _ip_or_dns_name(value: str) -> str:
+    try:
+        return str(ipaddress.ip_address(value))
+    except ValueError:
+        pass
+    if not _DNS_NAME.match(value):
+        raise invalid(f"'{value}' is neither an IP address nor a DNS name")
+    return value
+
+
+def _interface(value: str) -> str:
+    if not re.match(r"^[A-Za-z0-9_.:@-]{1,15}$", value):
+        raise invalid(f"'{value}' is not a network interface name (at most 15 characters)")
+    return value
+
+
+def _kube_version(value: str) -> str:
+    try:
+        return str(KubeVersion.parse(value))
+    except ValueError as exc:
+        raise invalid(str(exc)) from None
+
+
+def _http_url(value: str) -> str:
+    if not re.match(r"^https?://[^\s/]+(/\S*)?$", value):
+        raise invalid(f"'{value}' is not an http:// or https:// URL")
+    return value
+
+
+def _resolve_path(value: Path, info: ValidationInfo) -> Path:
+    """Relative paths in the cluster file are relative to the file's own directory."""
+    value = value.expanduser()
+    base = (info.context or {}).get("base_dir")
+    if not value.is_absolute() and base is not None:
+        value = Path(base) / value
+    return value
+
+
+IPAddress = Annotated[str, AfterValidator(_ip_address)]
+Subnet = Annotated[str, AfterValidator(_ip_network)]
+DNSLabel = Annotated[str, AfterValidator(_dns_label)]
+NodeName = Annotated[str, AfterValidator(_node_name)]
+Address = Annotated[str, AfterValidator(_ip_or_dns_name)]
+Interface = Annotated[str, AfterValidator(_interface)]
+HttpURL = Annotated[str, AfterValidator(_http_url)]
+FilePath = Annotated[Path, AfterValidator(_resolve_path)]
+Port = Annotated[int, Field(ge=1, le=65535)]
+
+
+class Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", alias_generator=to_camel, strict=False)
+
+
+class HostSSH(Section):
+    """Per-host SSH settings; anything unset falls back to the cluster's `ssh`."""
+
+    user: str | None = None
+    port: Port | None = None
+    key: FilePath | None = None
+
+
+class Host(Section):
+    name: NodeName
+    address: IPAddress
+    roles: list[Role] = Field(min_length=1)
+    node_ip: IPAddress | None = Field(default=None, alias="nodeIP")
+    interface: Interface | None = None
+    ssh: HostSSH = HostSSH()
+
+    @property
+    def ip(self) -> str:
+        """The node IP: the private address the node uses inside the cluster."""
+        return self.node_ip or self.address
+
+    def has(self, role: Role) -> bool:
+        return role in self.roles
+
+    @model_validator(mode="after")
+    def _unique_roles(self) -> Host:
+        if len(set(self.roles)) != len(self.roles):
+            raise invalid(f"roles {self.roles} lists a role twice")
+        return self
+
+
+class Kubernetes(Section):
+    version: Annotated[str, AfterValidator(_kube_version)] = DEFAULT_VERSION
+    cert_sans: list[Address] = Field(default_factory=list, alias="certSANs")
+    proxy_mode: Literal["iptables", "ipvs"] = "iptables"
+
+    @property
+    def release(self) -> KubeVersion:
+        return KubeVersion.parse(self.version)
+
+
+class ControlPlaneEndpoint(Section):
+    type: Literal["first-control-plane", "kube-vip", "load-balancer"] = "first-control-plane"
+    address: Address | None = None
+    port: Port = 6443
+    interface: Interface | None = None
+
+
+class Networking(Section):
+    pod_subnet: Subnet = "10.244.0.0/16"
+    service_subnet: Subnet = "10.96.0.0/12"
+    dns_domain: Annotated[str, AfterValidator(_node_name)] = "cluster.local"
+    cni: Literal["flannel", "calico", "none"] = "flannel"
+
+
+class ContainerRuntime(Section):
+    sandbox_image: str | None = None
+    registry_mirrors: dict[str, list[HttpURL]] = Field(default_factory=dict)
+
+
+class Etcd(Section):
+    topology: Literal["stacked", "external"] = "stacked"
+
+
+class Packages(Section):
+    source: Literal["upstream", "mirror", "directory"] = "upstream"
+    url: HttpURL | None = None
+    key_url: HttpURL | None = None
+    path: FilePath | None = None
+
+
+class SSH(Section):
+    user: str = "root"
+    port: Port = 22
+    key: FilePath | None = None
+    host_key_policy: Literal["accept-new", "strict"] = "accept-new"
+    connect_timeout: Annotated[int, Field(ge=1, le=600)] = 10
+
+
+class Retention(Section):
+    last: Annotated[int, Field(ge=1)] = 7
+    hourly: Annotated[int, Field(ge=0)] = 24
+    daily: Annotated[int, Field(ge=0)] = 7
+    weekly: Annotated[int, Field(ge=0)] = 4
+
+
+class Backup(Section):
+    directory: FilePath | None = None
+    retention: Retention = Retention()
+    encryption_key_file: FilePath | None = None
+    schedule: str | None = None
+
+
+class Cluster(Section):
+    api_version: Literal["k8sboot/v1alpha1"]
+    kind: Literal["Cluster"]
+    name: DNSLabel
+    kubernetes: Kubernetes = Kubernetes()
+    hosts: list[Host] = Field(min_length=1)
+    control_plane_endpoint: ControlPlaneEndpoint = ControlPlaneEndpoint()
+    networking: Networking = Networking()
+    container_runtime: ContainerRuntime = ContainerRuntime()
+    etcd: Etcd = Etcd()
+    packages: Packages = Packages()
+    ssh: SSH = SSH()
+    backup: Backup = Backup()
+    state_dir: FilePath | None = None
+
+    # --- derived views; the spec stays desired state only -------------------------------
+
+    @property
+    def release(self) -> KubeVersion:
+        return self.kubernetes.release
+
+    def with_role(self, role: Role) -> list[Host]:
+        return [host for host in self.hosts if host.has(role)]
+
+    @property
+    def control_planes(self) -> list[Host]:
+        return self.with_role("control-plane")
+
+    @property
+    def first_control_plane(self) -> Host:
+        return self.control_planes[0]
+
+    @property
+    def etcd_members(self) -> list[Host]:
+        """Stacked etcd runs on every control-plane node; external etcd on the etcd hosts."""
+        if self.etcd.topology == "stacked":
+            return self.control_planes
+        return self.with_role("etcd")
+
+    @property
+    def kube_nodes(self) -> list[Host]:
+        """Hosts that run a kubelet: every host with a control-plane or worker role."""
+        return [h for h in self.hosts if h.has("control-plane") or h.has("worker")]
+
+    @property
+    def endpoint(self) -> str:
+        """host:port that kubelets and kubectl use to reach the API servers."""
+        endpoint = self.control_plane_endpoint
+        address = endpoint.address or self.first_control_plane.ip
+        if ":" in address:  # IPv6 literal
+            address = f"[{address}]"
+        return f"{address}:{endpoint.port}"
+
+    @property
+    def sandbox_image(self) -> str:
+        return self.container_runtime.sandbox_image or self.release.pause_image
+
+    def host(self, name: str) -> Host | None:
+        return next((h for h in self.hosts if h.name == name), None)
