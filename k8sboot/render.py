@@ -90,9 +90,9 @@ def host_files(
     cluster: Cluster, host: Host, secrets: JoinSecrets | None = None
 ) -> list[RenderedFile]:
     """Every file k8sboot writes to `host`, in the order they are needed."""
-    files = containerd_files(cluster)
-    if host.has("control-plane") or host.has("worker"):
-        files.append(kubeadm_file(cluster, host, secrets))
+    if not (host.has("control-plane") or host.has("worker")):
+        return []  # external etcd hosts run etcd as a plain systemd service
+    files = [*containerd_files(cluster), kubeadm_file(cluster, host, secrets)]
     if host is cluster.first_control_plane and cluster.networking.cni != "none":
         files.append(cni_file(cluster))
     return files

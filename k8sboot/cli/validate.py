@@ -38,9 +38,13 @@ def command(ctx: click.Context, spec_path: Path, output: str, **_: object) -> No
         "worker": len(cluster.with_role("worker")),
         "etcd": len(cluster.with_role("etcd")),
     }
-    counts = ", ".join(f"{n} {role}{'s' if n > 1 else ''}" for role, n in roles.items() if n)
+    counts = ", ".join(f"{role} {n}" for role, n in roles.items() if n)
     click.echo(
         f"{spec_path}: valid: cluster {cluster.name}, Kubernetes {cluster.release} "
-        f"(kubeadm {cluster.release.kubeadm_api}), {len(cluster.hosts)} hosts ({counts}), "
+        f"(kubeadm {cluster.release.kubeadm_api}), {_hosts(len(cluster.hosts))} ({counts}), "
         f"{cluster.etcd.topology} etcd, CNI {cluster.networking.cni}"
     )
+
+
+def _hosts(count: int) -> str:
+    return f"{count} host" if count == 1 else f"{count} hosts"

@@ -38,7 +38,7 @@ def _ip_address(value: str) -> str:
     try:
         return str(ipaddress.ip_address(value))
     except ValueError:
-        raise invalid(f"'{value}' is not an IP address") from None
+        raise invalid(f"{value!r} is not an IP address") from None
 
 
 def _ip_network(value: str) -> str:
@@ -46,7 +46,7 @@ def _ip_network(value: str) -> str:
         return str(ipaddress.ip_network(value, strict=True))
     except ValueError as exc:
         hint = " (host bits set)" if "host bits" in str(exc) else ""
-        raise invalid(f"'{value}' is not a subnet in CIDR form like 10.244.0.0/16{hint}") from None
+        raise invalid(f"{value!r} is not a subnet in CIDR form like 10.244.0.0/16{hint}") from None
 
 
 _DNS_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$")
@@ -58,7 +58,7 @@ _DNS_NAME = re.compile(
 def _dns_label(value: str) -> str:
     if not _DNS_LABEL.match(value):
         raise invalid(
-            f"'{value}' is not a valid name (lowercase letters, digits and '-', at most 63, "
+            f"{value!r} is not a valid name (lowercase letters, digits and '-', at most 63, "
             "starting and ending with a letter or digit)"
         )
     return value
@@ -67,7 +67,7 @@ def _dns_label(value: str) -> str:
 def _node_name(value: str) -> str:
     if not _DNS_NAME.match(value):
         raise invalid(
-            f"'{value}' is not a valid node name (lowercase letters, digits, '-' and '.')"
+            f"{value!r} is not a valid node name (lowercase letters, digits, '-' and '.')"
         )
     return value
 
@@ -78,13 +78,13 @@ def _ip_or_dns_name(value: str) -> str:
     except ValueError:
         pass
     if not _DNS_NAME.match(value):
-        raise invalid(f"'{value}' is neither an IP address nor a DNS name")
+        raise invalid(f"{value!r} is neither an IP address nor a DNS name")
     return value
 
 
 def _interface(value: str) -> str:
     if not re.match(r"^[A-Za-z0-9_.:@-]{1,15}$", value):
-        raise invalid(f"'{value}' is not a network interface name (at most 15 characters)")
+        raise invalid(f"{value!r} is not a network interface name (at most 15 characters)")
     return value
 
 
@@ -97,7 +97,7 @@ def _kube_version(value: str) -> str:
 
 def _http_url(value: str) -> str:
     if not re.match(r"^https?://[^\s/]+(/\S*)?$", value):
-        raise invalid(f"'{value}' is not an http:// or https:// URL")
+        raise invalid(f"{value!r} is not an http:// or https:// URL")
     return value
 
 

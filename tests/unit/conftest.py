@@ -1,0 +1,30 @@
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import yaml
+
+from k8sboot.spec import LoadedSpec, spec_from_text
+
+ROOT = Path(__file__).resolve().parents[2]
+EXAMPLES = sorted((ROOT / "inventories").glob("*.yaml"))
+
+BASE = {
+    "apiVersion": "k8sboot/v1alpha1",
+    "kind": "Cluster",
+    "name": "test",
+    "hosts": [
+        {"name": "cp1", "address": "10.0.0.11", "roles": ["control-plane"]},
+        {"name": "w1", "address": "10.0.0.21", "roles": ["worker"]},
+    ],
+}
+
+
+def load_data(data: dict, where: Path = Path("/work/cluster.yaml")) -> LoadedSpec:
+    return spec_from_text(yaml.safe_dump(data), where)
+
+
+@pytest.fixture
+def base() -> dict:
+    return yaml.safe_load(yaml.safe_dump(BASE))  # a deep copy each test may change

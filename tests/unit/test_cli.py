@@ -1,0 +1,218 @@
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+from click.testing import CliRunner
+
+from k8sboot.cli.app import cli
+
+from .conftest import BASE, EXAMPLES
+
+
+@pytest.fixture
+def run(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.delenv("K8SBOOT_FILE", raising=False)
+    runner = CliRunner()
+
+    def invoke(*args: str):
+        return runner.invoke(cli, list(args), catch_exceptions=False)
+
+    return invoke
+
+
+@pytest.fixture
+def spec(tmp_path: Path) -> Path:
+    path = tmp_path / "cluster.yaml"
+    path.write_text(yaml.safe_dump(BASE))
+    return path
+
+
+def test_help_lists_only_working_commands(run) -> None:
+    result = run("--help")
+    assert result.exit_code == 0
+    assert "Exit codes: 0 success" in result.output
+    commands = result.output.split("Commands:")[1].split()
+    assert {"init", "validate", "render", "inventory"} <= set(commands)
+
+
+@pytest.mark.parametrize("command", ["init", "validate", "render", "inventory"])
+def test_every_command_has_help(run, command: str) -> None:
+    result = run(command, "--help")
+    assert result.exit_code == 0 and "--file" in result.output
+
+
+def test_validate_ok(run, spec: Path) -> None:
+    result = run("validate")
+    assert result.exit_code == 0
+    assert "valid: cluster test, Kubernetes 1.33.1 (kubeadm v1beta4)" in result.output
+
+
+def test_validate_lists_every_problem_and_exits_2(run, spec: Path) -> None:
+    data = yaml.safe_load(spec.read_text())
+    data["hosts"][0]["address"] = "10.0.0.300"
+    data["networking"] = {"cni": "weave"}
+    spec.write_text(yaml.safe_dump(data))
+    result = run("validate")
+    assert result.exit_code == 2
+    lines = result.output.strip().splitlines()
+    assert lines == [
+        "cluster.yaml: hosts[0].address: '10.0.0.300' is not an IP address",
+        "cluster.yaml: networking.cni: 'weave' is not one of 'flannel', 'calico' or 'none'",
+    ]
+
+
+def test_validate_json(run, spec: Path) -> None:
+    spec.write_text(spec.read_text().replace("10.0.0.11", "nope"))
+    result = run("validate", "-o", "json")
+    assert result.exit_code == 2
+    report = json.loads(result.stdout)
+    assert report["valid"] is False
+    assert report["errors"] == ["hosts[0].address: 'nope' is not an IP address"]
+
+
+def test_other_commands_fail_with_one_line(run, spec: Path) -> None:
+    spec.write_text(spec.read_text().replace("10.0.0.11", "nope"))
+    result = run("render")
+    assert result.exit_code == 2
+    assert result.output == "error: hosts[0].address: 'nope' is not an IP address\n"
+
+
+def test_missing_file_exits_2(run) -> None:
+    result = run("validate", "-f", "missing.yaml")
+    assert result.exit_code == 2
+    assert result.output.startswith("error: missing.yaml: no such file")
+
+
+def test_file_from_environment(run, spec: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    other = spec.with_name("other.yaml")
+    spec.rename(other)
+    monkeypatch.setenv("K8SBOOT_FILE", str(other))
+    assert run("validate").exit_code == 0
+
+
+def test_usage_error_exits_2(run) -> None:
+    assert run("validate", "--output", "xml").exit_code == 2
+    assert run("no-such-command").exit_code == 2
+
+
+def test_init_writes_a_valid_starter(run, tmp_path: Path) -> None:
+    result = run(
+        "init",
+        "--control-planes",
+        "3",
+        "--workers",
+        "2",
+        "--addresses",
+        "10.1.0.11",
+        "--endpoint",
+        "10.1.0.10",
+    )
+    assert result.exit_code == 0, result.output
+    text = (tmp_path / "cluster.yaml").read_text()
+    assert text.count("# ") > 10  # commented
+    data = yaml.safe_load(text)
+    assert [h["name"] for h in data["hosts"]] == ["cp1", "cp2", "cp3", "w1", "w2"]
+    assert data["hosts"][4]["address"] == "10.1.0.15"
+    assert data["controlPlaneEndpoint"] == {
+        "type": "kube-vip",
+        "address": "10.1.0.10",
+        "port": 6443,
+    }
+    assert run("validate").exit_code == 0
+    again = run("init")
+    assert again.exit_code == 2 and "pass --force" in again.output
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--control-planes", "3"], "3 control planes need a virtual IP: pass --endpoint"),
+        (["--addresses", "10.0.0.1,10.0.0.2"], "--addresses: 2 addresses for 3 hosts"),
+        (["--addresses", "10.0.0.999"], "--addresses: '10.0.0.999' does not appear"),
+        (["--kubernetes-version", "1.20.0"], "kubernetes.version: Kubernetes 1.20.0 is not"),
+        (["--name", "Bad_Name"], "name: 'Bad_Name' is not a valid name"),
+    ],
+)
+def test_init_bad_input(run, tmp_path: Path, args: list[str], message: str) -> None:
+    result = run("init", *args)
+    assert result.exit_code == 2
+    assert message in result.output and len(result.output.splitlines()) == 1
+    assert not (tmp_path / "cluster.yaml").exists()
+
+
+def test_render_writes_every_file(run, spec: Path, tmp_path: Path) -> None:
+    result = run("render", "--out", "out", "-o", "json")
+    assert result.exit_code == 0
+    written = json.loads(result.stdout)
+    assert {(w["host"], w["path"]) for w in written} == {
+        ("cp1", "/etc/containerd/config.toml"),
+        ("cp1", "/etc/k8sboot/kubeadm-init.yaml"),
+        ("cp1", "/etc/k8sboot/cni.yaml"),
+        ("w1", "/etc/containerd/config.toml"),
+        ("w1", "/etc/k8sboot/kubeadm-join.yaml"),
+    }
+    join = tmp_path / "out/w1/etc/k8sboot/kubeadm-join.yaml"
+    assert join.stat().st_mode & 0o777 == 0o600
+    assert "<bootstrap token" in join.read_text()
+
+
+def test_inventory_yaml_and_json(run, spec: Path) -> None:
+    inventory = yaml.safe_load(run("inventory").output)["all"]
+    assert inventory["children"]["control_plane"]["hosts"] == {"cp1": {}}
+    assert inventory["children"]["workers"]["hosts"] == {"w1": {}}
+    assert inventory["children"]["etcd"]["hosts"] == {"cp1": {}}
+    assert inventory["hosts"]["w1"]["ansible_host"] == "10.0.0.21"
+    assert "StrictHostKeyChecking=accept-new" in inventory["vars"]["ansible_ssh_common_args"]
+    dynamic = json.loads(run("inventory", "-o", "json").output)
+    assert dynamic["workers"] == {"hosts": ["w1"]}
+    assert dynamic["_meta"]["hostvars"]["cp1"]["node_ip"] == "10.0.0.11"
+
+
+@pytest.mark.parametrize("example", EXAMPLES, ids=lambda p: p.stem)
+def test_inventory_of_examples(run, example: Path) -> None:
+    result = run("inventory", "-f", str(example), "-o", "json")
+    assert result.exit_code == 0
+    dynamic = json.loads(result.output)
+    hosts = set(dynamic["_meta"]["hostvars"])
+    grouped = {h for g in ("control_plane", "workers", "etcd") for h in dynamic[g]["hosts"]}
+    assert grouped == hosts
+
+
+def test_console_script_and_module_entry_points(spec: Path) -> None:
+    env = {**os.environ, "K8SBOOT_FILE": str(spec)}
+    module = subprocess.run(
+        [sys.executable, "-m", "k8sboot", "validate"], capture_output=True, text=True, env=env
+    )
+    assert module.returncode == 0, module.stderr
+    bad = subprocess.run(
+        [sys.executable, "-m", "k8sboot", "validate", "-f", "/nonexistent"],
+        capture_output=True,
+        text=True,
+        env=env,
+    )
+    assert bad.returncode == 2
+    assert "Traceback" not in bad.stderr and len(bad.stderr.splitlines()) == 1
+
+
+def test_debug_shows_the_traceback(spec: Path) -> None:
+    bad = subprocess.run(
+        [sys.executable, "-m", "k8sboot", "validate", "-f", "/nonexistent", "--debug"],
+        capture_output=True,
+        text=True,
+    )
+    assert bad.returncode == 1 and "Traceback" in bad.stderr
+
+
+def test_shell_completion_script() -> None:
+    env = {**os.environ, "_K8SBOOT_COMPLETE": "bash_source"}
+    script = subprocess.run(
+        [sys.executable, "-m", "k8sboot"], capture_output=True, text=True, env=env
+    )
+    assert "_k8sboot_completion" in script.stdout
