@@ -76,3 +76,17 @@ def numbered_hosts(control_planes: int, workers: int, addresses: list[str]) -> l
         )
         for name, address in zip(names, parsed, strict=True)
     ]
+
+
+def vagrant_hosts(spec_hosts: list[dict]) -> list[StarterHost]:
+    """Starter entries for hosts in cluster-file form (see k8sboot.vagrant)."""
+    return [
+        StarterHost(
+            name=h["name"],
+            address=h["address"],
+            roles=h["roles"],
+            node_ip=h.get("nodeIP"),
+            ssh=h.get("ssh"),
+        )
+        for h in spec_hosts
+    ]

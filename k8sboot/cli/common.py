@@ -9,14 +9,27 @@ from typing import Any
 import click
 
 from k8sboot.spec import LoadedSpec, load_spec
+from k8sboot.vagrant import read_environment
 
 
-def load(spec_path: Path) -> LoadedSpec:
+def load(spec_path: Path, vagrant: bool = False) -> LoadedSpec:
     """Load and validate the cluster file; warnings go to stderr, errors raise."""
-    loaded = load_spec(spec_path)
+    loaded = read_spec(spec_path, vagrant)
     for warning in loaded.warnings:
         click.echo(f"warning: {spec_path}: {warning}", err=True)
     return loaded
+
+
+def read_spec(spec_path: Path, vagrant: bool = False) -> LoadedSpec:
+    """With `vagrant`, the hosts are the machines of the Vagrant environment here, and the
+    cluster file (optional then) provides everything else."""
+    if vagrant:
+        environment = read_environment()
+        defaults: dict = {"name": "vagrant"}
+        if environment.endpoint:
+            defaults["controlPlaneEndpoint"] = {"type": "kube-vip", "address": environment.endpoint}
+        return load_spec(spec_path, hosts=environment.spec_hosts(), defaults=defaults)
+    return load_spec(spec_path)
 
 
 def echo_json(data: Any) -> None:

@@ -7,7 +7,8 @@ import click
 from k8sboot.cli import options
 from k8sboot.errors import UserError
 from k8sboot.spec import spec_from_text
-from k8sboot.starter import Starter, numbered_hosts
+from k8sboot.starter import Starter, numbered_hosts, vagrant_hosts
+from k8sboot.vagrant import read_environment
 from k8sboot.versions import DEFAULT_VERSION
 
 
@@ -25,6 +26,11 @@ from k8sboot.versions import DEFAULT_VERSION
 @click.option("--endpoint", help="Virtual IP for the API servers (needed with 2+ control planes).")
 @click.option("--kubernetes-version", default=DEFAULT_VERSION, show_default=True)
 @click.option("--ssh-user", default="root", show_default=True)
+@click.option(
+    "--from-vagrant",
+    is_flag=True,
+    help="Take the hosts from the running Vagrant machines here.",
+)
 @click.option("--force", is_flag=True, help="Overwrite an existing file.")
 @options.common
 def command(
@@ -36,16 +42,24 @@ def command(
     endpoint: str | None,
     kubernetes_version: str,
     ssh_user: str,
+    from_vagrant: bool,
     force: bool,
     **_: object,
 ) -> None:
     """Write a commented starter cluster file."""
     if spec_path.exists() and not force:
         raise UserError(f"{spec_path} exists; pass --force to overwrite it")
+    if from_vagrant:
+        environment = read_environment()
+        hosts = vagrant_hosts(environment.spec_hosts())
+        if sum("control-plane" in h.roles for h in hosts) > 1:
+            endpoint = endpoint or environment.endpoint
+    else:
+        hosts = numbered_hosts(control_planes, workers, addresses.split(","))
     starter = Starter(
         name=name,
         version=kubernetes_version,
-        hosts=numbered_hosts(control_planes, workers, addresses.split(",")),
+        hosts=hosts,
         endpoint_address=endpoint,
         ssh_user=ssh_user,
     )

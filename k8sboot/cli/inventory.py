@@ -12,14 +12,15 @@ from k8sboot.inventory import ansible_inventory, ansible_inventory_json
 
 @click.command("inventory")
 @options.spec_file
+@options.vagrant
 @options.output("yaml", "json")
 @options.common
-def command(spec_path: Path, output: str, **_: object) -> None:
+def command(spec_path: Path, vagrant: bool, output: str, **_: object) -> None:
     """Print the Ansible inventory: groups control_plane, workers and etcd.
 
     The JSON form is that of a dynamic inventory script's --list.
     """
-    cluster = load(spec_path).cluster
+    cluster = load(spec_path, vagrant).cluster
     if output == "json":
         echo_json(ansible_inventory_json(cluster))
     else:

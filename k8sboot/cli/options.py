@@ -18,6 +18,12 @@ spec_file = click.option(
     help="The cluster file.",
 )
 
+vagrant = click.option(
+    "--vagrant",
+    is_flag=True,
+    help="Take the hosts from the Vagrant machines here (the cluster file is then optional).",
+)
+
 
 def output(*formats: str):
     return click.option(

@@ -12,6 +12,7 @@ from k8sboot.render import host_files
 
 @click.command("render")
 @options.spec_file
+@options.vagrant
 @click.option(
     "--out",
     "out_dir",
@@ -22,13 +23,15 @@ from k8sboot.render import host_files
 )
 @options.output("text", "json")
 @options.common
-def command(spec_path: Path, out_dir: Path, output: str, verbose: int, **_: object) -> None:
+def command(
+    spec_path: Path, vagrant: bool, out_dir: Path, output: str, verbose: int, **_: object
+) -> None:
     """Write every file k8sboot would put on each host, for inspection.
 
     Join tokens and certificate keys are created only right before a join, so the
     rendered join configurations carry placeholders in their place.
     """
-    cluster = load(spec_path).cluster
+    cluster = load(spec_path, vagrant).cluster
     written = []
     for host in cluster.hosts:
         for file in host_files(cluster, host):

@@ -5,20 +5,20 @@ from pathlib import Path
 import click
 
 from k8sboot.cli import options
-from k8sboot.cli.common import echo_json
+from k8sboot.cli.common import echo_json, read_spec
 from k8sboot.errors import EXIT_USAGE, SpecError
-from k8sboot.spec import load_spec
 
 
 @click.command("validate")
 @options.spec_file
+@options.vagrant
 @options.output("text", "json")
 @options.common
 @click.pass_context
-def command(ctx: click.Context, spec_path: Path, output: str, **_: object) -> None:
+def command(ctx: click.Context, spec_path: Path, vagrant: bool, output: str, **_: object) -> None:
     """Check a cluster file and list every problem in it, one per line."""
     try:
-        loaded = load_spec(spec_path)
+        loaded = read_spec(spec_path, vagrant)
     except SpecError as exc:
         if output == "json":
             echo_json({"file": str(spec_path), "valid": False, "errors": exc.problems})

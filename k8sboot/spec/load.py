@@ -57,20 +57,35 @@ def parse_yaml(text: str, source: str) -> Any:
         raise UserError(f"{source}: nested too deeply") from None
 
 
-def load_spec(path: Path) -> LoadedSpec:
+def load_spec(
+    path: Path, *, hosts: list[dict] | None = None, defaults: dict | None = None
+) -> LoadedSpec:
+    """Load and validate a cluster file.
+
+    `hosts` replaces the file's hosts (e.g. the machines of a Vagrant environment); the
+    file may then be absent. `defaults` fills top-level keys the file does not set.
+    """
     try:
         text = path.read_text(encoding="utf-8")
     except FileNotFoundError:
-        raise UserError(
-            f"{path}: no such file; write one with `k8sboot init` or pass -f FILE"
-        ) from None
+        if hosts is None:
+            raise UserError(
+                f"{path}: no such file; write one with `k8sboot init` or pass -f FILE"
+            ) from None
+        text = f"apiVersion: {API_VERSION}\nkind: Cluster\n"
     except (OSError, UnicodeDecodeError) as exc:
         raise UserError(f"{path}: cannot read ({exc})") from None
-    return spec_from_text(text, path)
+    return spec_from_text(text, path, hosts=hosts, defaults=defaults)
 
 
-def spec_from_text(text: str, path: Path) -> LoadedSpec:
+def spec_from_text(
+    text: str, path: Path, *, hosts: list[dict] | None = None, defaults: dict | None = None
+) -> LoadedSpec:
     data = parse_yaml(text, str(path))
+    if isinstance(data, dict):
+        data = {**(defaults or {}), **data}
+        if hosts is not None:
+            data["hosts"] = hosts
     base_dir = path.resolve().parent
     cluster = spec_from_data(data, base_dir)
     findings = check(cluster)
