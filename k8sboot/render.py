@@ -25,6 +25,9 @@ CNI_MANIFEST = CONFIG_DIR / "cni.yaml"
 CONTAINERD_CONFIG = PurePosixPath("/etc/containerd/config.toml")
 CONTAINERD_HOSTS_DIR = PurePosixPath("/etc/containerd/certs.d")
 
+KUBE_VIP_MANIFEST = PurePosixPath("/etc/kubernetes/manifests/kube-vip.yaml")
+
+KUBE_VIP_VERSION = "v0.8.9"
 FLANNEL_VERSION = "v0.26.7"
 FLANNEL_CNI_PLUGIN_VERSION = "v1.6.2-flannel1"
 
@@ -194,3 +197,19 @@ def cni_file(cluster: Cluster) -> RenderedFile:
         flannel_cni_plugin_version=FLANNEL_CNI_PLUGIN_VERSION,
     )
     return RenderedFile(CNI_MANIFEST, content)
+
+
+def kube_vip_file(cluster: Cluster, interface: str, during_init: bool) -> RenderedFile:
+    """kube-vip's static pod for a control plane; on the first one, while kubeadm init
+    runs, it must use super-admin.conf."""
+    endpoint = cluster.control_plane_endpoint
+    kubeconfig = "/etc/kubernetes/super-admin.conf" if during_init else "/etc/kubernetes/admin.conf"
+    content = render_template(
+        "kube-vip/kube-vip.yaml.j2",
+        version=KUBE_VIP_VERSION,
+        address=endpoint.address,
+        port=str(endpoint.port),
+        interface=interface,
+        kubeconfig=kubeconfig,
+    )
+    return RenderedFile(KUBE_VIP_MANIFEST, content, mode=0o600)

@@ -10,7 +10,7 @@ from typing import Any
 import click
 
 from k8sboot import __version__
-from k8sboot.cli import init, inventory, render, validate
+from k8sboot.cli import init, inventory, render, run, validate
 from k8sboot.errors import EXIT_FAILURE, K8sbootError
 
 EXIT_INTERRUPTED = 130
@@ -68,5 +68,14 @@ def cli() -> None:
     """Bring up and maintain kubeadm Kubernetes clusters over SSH."""
 
 
-for command in (init.command, validate.command, render.command, inventory.command):
+for command in (
+    init.command,
+    validate.command,
+    render.command,
+    inventory.command,
+    run.plan,
+    run.up,
+    run.reset,
+    run.down,
+):
     cli.add_command(command)

@@ -1,0 +1,154 @@
+"""Actions: small frozen records of one change a step wants made.
+
+Steps return them as their plan; the executor is the only code that carries them out.
+Each describes itself for `k8sboot plan`, and no description ever contains a secret
+(secrets are created at execution time, not planned).
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from dataclasses import dataclass, field
+
+from k8sboot.render import RenderedFile
+
+
+@dataclass(frozen=True)
+class Action(ABC):
+    @property
+    @abstractmethod
+    def hosts(self) -> tuple[str, ...]: ...
+
+    @abstractmethod
+    def describe(self) -> str: ...
+
+
+@dataclass(frozen=True)
+class Converge(Action):
+    """Run Ansible roles: each host gets only the roles its probe found drifted."""
+
+    roles: tuple[tuple[str, tuple[str, ...]], ...]  # (host, roles)
+    reasons: tuple[tuple[str, str], ...] = ()  # (host, why) for the plan
+    host_vars: tuple[tuple[str, str], ...] = ()  # (host, JSON of its variables; no secrets)
+
+    @property
+    def hosts(self) -> tuple[str, ...]:
+        return tuple(host for host, _ in self.roles)
+
+    def describe(self) -> str:
+        parts = [f"{host}: {', '.join(roles)}" for host, roles in self.roles]
+        return "Ansible roles " + "; ".join(parts)
+
+
+@dataclass(frozen=True)
+class WriteFiles(Action):
+    """Replace files on a host; restart a service afterwards when any of them changed."""
+
+    host: str
+    files: tuple[RenderedFile, ...]
+    restart: str | None = None
+    diffs: tuple[str, ...] = field(default=(), compare=False)  # filled in for `plan`
+
+    @property
+    def hosts(self) -> tuple[str, ...]:
+        return (self.host,)
+
+    def describe(self) -> str:
+        paths = ", ".join(str(f.path) for f in self.files)
+        then = f", then restart {self.restart}" if self.restart else ""
+        return f"write {paths}{then}"
+
+
+@dataclass(frozen=True)
+class KubeadmInit(Action):
+    host: str
+    reset_first: bool = False  # a previous init stopped half-way
+
+    @property
+    def hosts(self) -> tuple[str, ...]:
+        return (self.host,)
+
+    def describe(self) -> str:
+        first = (
+            "kubeadm reset (an earlier init stopped half-way), then " if self.reset_first else ""
+        )
+        return f"{first}kubeadm init --upload-certs"
+
+
+@dataclass(frozen=True)
+class KubeadmJoin(Action):
+    """Join hosts: control planes one at a time, each with a certificate key uploaded and
+    a token created right before; workers in parallel with one short-lived token."""
+
+    joining: tuple[str, ...]
+    control_plane: bool
+    reset_first: tuple[str, ...] = ()  # an earlier join of these stopped half-way
+
+    @property
+    def hosts(self) -> tuple[str, ...]:
+        return self.joining
+
+    def describe(self) -> str:
+        kind = "control plane" if self.control_plane else "worker"
+        reset = (
+            f" (kubeadm reset first on {', '.join(self.reset_first)})" if self.reset_first else ""
+        )
+        return f"kubeadm join as {kind}: {', '.join(self.joining)}{reset}"
+
+
+@dataclass(frozen=True)
+class ApplyManifest(Action):
+    host: str
+    file: RenderedFile
+    what: str
+    stamp: str  # recorded on the host once applied, so that a re-run can skip it
+    prerequisites: tuple[str, ...] = ()  # commands run first (e.g. install an operator)
+
+    @property
+    def hosts(self) -> tuple[str, ...]:
+        return (self.host,)
+
+    def describe(self) -> str:
+        return f"kubectl apply {self.what} ({self.file.path})"
+
+
+@dataclass(frozen=True)
+class WaitNodesReady(Action):
+    host: str  # the control plane to ask
+    nodes: tuple[str, ...]
+    timeout: float
+
+    @property
+    def hosts(self) -> tuple[str, ...]:
+        return self.nodes
+
+    def describe(self) -> str:
+        return f"wait up to {self.timeout:.0f}s for nodes Ready: {', '.join(self.nodes)}"
+
+
+@dataclass(frozen=True)
+class FetchKubeconfig(Action):
+    host: str
+    server: str
+
+    @property
+    def hosts(self) -> tuple[str, ...]:
+        return (self.host,)
+
+    def describe(self) -> str:
+        return f"fetch admin kubeconfig (server https://{self.server}) into the state directory"
+
+
+@dataclass(frozen=True)
+class RunCommands(Action):
+    """Plain commands on hosts, in parallel; used by reset and maintenance."""
+
+    commands: tuple[tuple[str, str], ...]  # (host, command)
+    title: str
+
+    @property
+    def hosts(self) -> tuple[str, ...]:
+        return tuple(dict.fromkeys(host for host, _ in self.commands))
+
+    def describe(self) -> str:
+        return f"{self.title} on {', '.join(self.hosts)}"

@@ -1,0 +1,109 @@
+"""The ansible-runner adapter: run a playbook on some hosts, report per-host failures.
+
+Ansible gets no secret ever (no tokens or keys in its variables), so its artifacts in the
+state directory are safe to keep. Host keys are checked against k8sboot's known_hosts.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import sys
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from k8sboot.errors import MachineError
+from k8sboot.inventory import host_vars
+from k8sboot.resources import data_dir
+from k8sboot.spec import Cluster
+from k8sboot.state import StateDir, private_dir, run_id
+
+KEEP_RUNS = 10
+
+
+def run_playbook(
+    cluster: Cluster,
+    state: StateDir,
+    playbook: str,
+    per_host: dict[str, dict[str, Any]],
+    extravars: dict[str, Any],
+    on_event: Callable[[dict[str, Any]], None] | None = None,
+) -> Path:
+    """Run `playbook` (under playbooks/) on the hosts in `per_host`, each with its own
+    variables. Returns the run's artifact directory; raises MachineError naming every
+    host that failed, its task and message."""
+    import ansible_runner  # slow to import; only runs that converge something need it
+
+    root = private_dir(state.ansible / run_id())
+    inventory = {
+        "all": {
+            "hosts": {
+                name: {**host_vars(cluster, cluster.host(name)), **values}
+                for name, values in per_host.items()
+            },
+        }
+    }
+    inventory_file = root / "inventory" / "hosts.yml"
+    private_dir(inventory_file.parent)
+    inventory_file.write_text(yaml.safe_dump(inventory, sort_keys=False))
+    checking = "accept-new" if cluster.ssh.host_key_policy == "accept-new" else "yes"
+    bin_dir = str(Path(sys.executable).parent)
+    failures: dict[str, str] = {}
+
+    def handle(event: dict[str, Any]) -> bool:
+        data = event.get("event_data", {})
+        kind = event.get("event", "")
+        if kind in ("runner_on_failed", "runner_on_unreachable") and not data.get("ignore_errors"):
+            result = data.get("res", {})
+            message = result.get("msg") or result.get("stderr") or json.dumps(result)[:300]
+            task = data.get("task", "?")
+            failures[data.get("host", "?")] = f"task '{task}': {str(message).strip()[:400]}"
+        if on_event is not None:
+            on_event(event)
+        return True
+
+    runner = ansible_runner.run(
+        private_data_dir=str(root),
+        playbook=str(data_dir("playbooks") / playbook),
+        inventory=str(inventory_file),
+        extravars=extravars,
+        limit=",".join(per_host),
+        forks=max(1, min(50, len(per_host))),
+        quiet=True,
+        event_handler=handle,
+        envvars={
+            "PATH": f"{bin_dir}{os.pathsep}{os.environ.get('PATH', '')}",
+            "ANSIBLE_ROLES_PATH": str(data_dir("playbooks") / "roles"),
+            "ANSIBLE_PIPELINING": "True",
+            "ANSIBLE_SSH_ARGS": (
+                "-o ControlMaster=auto -o ControlPersist=60s "
+                f"-o UserKnownHostsFile={state.known_hosts} "
+                f"-o StrictHostKeyChecking={checking}"
+            ),
+            "ANSIBLE_HOST_KEY_CHECKING": "True",
+            "ANSIBLE_RETRY_FILES_ENABLED": "False",
+            "ANSIBLE_NOCOLOR": "True",
+            "ANSIBLE_LOCALHOST_WARNING": "False",
+            "ANSIBLE_DEPRECATION_WARNINGS": "False",
+        },
+        settings={"suppress_ansible_output": True},
+    )
+    _prune(state.ansible)
+    if runner.status != "successful" or failures:
+        details = "; ".join(f"{host}: {why}" for host, why in sorted(failures.items()))
+        raise MachineError(
+            f"Ansible {playbook} {runner.status}: {details or 'see the log'} "
+            f"(log: {root / 'artifacts'})"
+        )
+    return root
+
+
+def _prune(runs: Path) -> None:
+    """Keep the newest runs' artifacts only."""
+    old = sorted(p for p in runs.iterdir() if p.is_dir())[:-KEEP_RUNS]
+    for path in old:
+        shutil.rmtree(path, ignore_errors=True)

@@ -1,0 +1,187 @@
+"""Observed state: read-only probes of hosts and of the cluster.
+
+One round trip per host: a small stdlib-only Python program (probes/host.py) runs there
+and answers with JSON. Nothing observed is ever written back into the spec.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import dataclass, field
+from importlib import resources
+from typing import Any
+
+from k8sboot.errors import MachineError
+from k8sboot.transport import Connection, Transport
+
+ADMIN_CONF = "/etc/kubernetes/admin.conf"
+KUBELET_CONF = "/etc/kubernetes/kubelet.conf"
+KUBE_PACKAGES = ("kubeadm", "kubelet", "kubectl")
+SERVICES = ("containerd", "kubelet")
+SYSCTLS = (
+    "net.ipv4.ip_forward",
+    "net.bridge.bridge-nf-call-iptables",
+    "net.bridge.bridge-nf-call-ip6tables",
+)
+MODULES = ("overlay", "br_netfilter")
+
+
+@dataclass(frozen=True)
+class ProbeRequest:
+    files: tuple[str, ...] = ()
+    packages: tuple[str, ...] = (*KUBE_PACKAGES, "containerd", "runc")
+    services: tuple[str, ...] = SERVICES
+    sysctls: tuple[str, ...] = SYSCTLS
+    modules: tuple[str, ...] = MODULES
+    exists: tuple[str, ...] = (ADMIN_CONF, KUBELET_CONF, "/var/lib/etcd/member")
+
+    def script(self) -> bytes:
+        args = {
+            "files": list(self.files),
+            "packages": list(self.packages),
+            "services": list(self.services),
+            "sysctls": list(self.sysctls),
+            "modules": list(self.modules),
+            "exists": list(self.exists),
+        }
+        body = resources.files("k8sboot.probes").joinpath("host.py").read_text()
+        return f"ARGS = {json.dumps(args)}\n{body}".encode()
+
+
+@dataclass(frozen=True)
+class Package:
+    version: str
+    held: bool
+
+
+@dataclass(frozen=True)
+class HostFacts:
+    name: str
+    data: dict[str, Any]
+    skew: float = 0.0  # seconds this host's clock is ahead of the operator's
+
+    @property
+    def container(self) -> str | None:
+        """The container technology (lxc, systemd-nspawn, docker...) or None on a VM/metal."""
+        return self.data.get("container")
+
+    def file_hash(self, path: str) -> str | None:
+        return self.data["files"].get(path)
+
+    def exists(self, path: str) -> bool:
+        return bool(self.data["exists"].get(path))
+
+    def package(self, name: str) -> Package | None:
+        found = self.data["packages"].get(name)
+        return Package(found["version"], found["held"]) if found else None
+
+    def service(self, name: str) -> dict[str, str]:
+        return self.data["services"].get(name, {"active": "unknown", "enabled": "unknown"})
+
+    def active(self, service: str) -> bool:
+        return self.service(service)["active"] == "active"
+
+    def enabled(self, service: str) -> bool:
+        return self.service(service)["enabled"] in ("enabled", "enabled-runtime", "static")
+
+    def sysctl(self, name: str) -> str | None:
+        return self.data["sysctls"].get(name)
+
+    def stamp(self, role: str) -> str | None:
+        return self.data["stamps"].get(role)
+
+    def interface_of(self, address: str) -> str | None:
+        return next(
+            (a["interface"] for a in self.data["addresses"] if a["address"] == address), None
+        )
+
+    @property
+    def kubeadm_configured(self) -> bool:
+        """kubeadm init or join has run here (it leaves kubelet.conf behind)."""
+        return self.exists(KUBELET_CONF)
+
+    @property
+    def initialised_control_plane(self) -> bool:
+        return self.exists(ADMIN_CONF) and "kube-apiserver.yaml" in self.data["manifests"]
+
+
+@dataclass
+class Facts:
+    """What the probes found, by host; hosts that could not be probed keep their error."""
+
+    hosts: dict[str, HostFacts] = field(default_factory=dict)
+    errors: dict[str, BaseException] = field(default_factory=dict)
+
+    def __getitem__(self, name: str) -> HostFacts:
+        if name in self.errors:
+            raise self.errors[name]
+        return self.hosts[name]
+
+
+def probe_host(connection: Connection, request: ProbeRequest) -> HostFacts:
+    sent = time.time()
+    result = connection.run("python3 -", stdin=request.script(), timeout=120, shown="probe")
+    received = time.time()
+    try:
+        data = json.loads(result.stdout)
+    except ValueError:
+        raise MachineError(f"{connection.name}: the probe answered no JSON") from None
+    # The host read its clock somewhere between sending and receiving.
+    skew = data["time"] - (sent + received) / 2
+    return HostFacts(connection.name, data, skew)
+
+
+def probe(transport: Transport, names: list[str], request: ProbeRequest) -> Facts:
+    facts = Facts()
+    for name, outcome in transport.each(names, lambda c: probe_host(c, request)).items():
+        if isinstance(outcome, BaseException):
+            facts.errors[name] = outcome
+        else:
+            facts.hosts[name] = outcome
+    return facts
+
+
+@dataclass(frozen=True)
+class NodeStatus:
+    name: str
+    ready: bool
+    reason: str  # of the Ready condition, when not ready
+    kubelet_version: str
+    internal_ip: str | None
+    unschedulable: bool
+    labels: dict[str, str] = field(default_factory=dict)
+
+
+KUBECTL = "kubectl --kubeconfig /etc/kubernetes/admin.conf"
+
+
+def parse_nodes(document: dict[str, Any]) -> dict[str, NodeStatus]:
+    nodes = {}
+    for item in document.get("items", []):
+        status = item.get("status", {})
+        ready = next((c for c in status.get("conditions", []) if c.get("type") == "Ready"), {})
+        internal = next(
+            (a["address"] for a in status.get("addresses", []) if a.get("type") == "InternalIP"),
+            None,
+        )
+        name = item["metadata"]["name"]
+        nodes[name] = NodeStatus(
+            name=name,
+            ready=ready.get("status") == "True",
+            reason=ready.get("reason") or ready.get("message") or "no Ready condition",
+            kubelet_version=status.get("nodeInfo", {}).get("kubeletVersion", ""),
+            internal_ip=internal,
+            unschedulable=bool(item.get("spec", {}).get("unschedulable")),
+            labels=item["metadata"].get("labels", {}),
+        )
+    return nodes
+
+
+def probe_nodes(connection: Connection) -> dict[str, NodeStatus]:
+    """The Nodes the API knows, asked through a control plane's admin.conf."""
+    result = connection.run(f"{KUBECTL} get nodes -o json", timeout=60, shown="kubectl get nodes")
+    try:
+        return parse_nodes(json.loads(result.stdout))
+    except (ValueError, KeyError) as exc:
+        raise MachineError(f"{connection.name}: unreadable node list ({exc})") from None

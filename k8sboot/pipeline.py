@@ -1,0 +1,196 @@
+"""Run a workflow: lock, connect and probe, preflight, then for each step plan and
+(unless it is a dry run) execute. An empty plan everywhere means converged."""
+
+from __future__ import annotations
+
+import difflib
+import time
+from dataclasses import dataclass, field
+
+from k8sboot.actions import Action, WriteFiles
+from k8sboot.errors import K8sbootError, MachineError
+from k8sboot.executor import Executor
+from k8sboot.facts import ADMIN_CONF, Facts, ProbeRequest, probe, probe_nodes
+from k8sboot.inventory import ssh_target
+from k8sboot.lock import ClusterLock
+from k8sboot.preflight import run_checks
+from k8sboot.render import (
+    CNI_MANIFEST,
+    CONTAINERD_CONFIG,
+    CONTAINERD_HOSTS_DIR,
+    KUBE_VIP_MANIFEST,
+)
+from k8sboot.report import Reporter
+from k8sboot.runlog import RunLog
+from k8sboot.spec import Cluster
+from k8sboot.state import StateDir, run_id
+from k8sboot.steps.base import Context, Step
+from k8sboot.transport import HostKeys, Transport
+
+
+@dataclass
+class Workflow:
+    name: str
+    steps: list[Step]
+    preflight: bool = True
+    needs_all_hosts: bool = True  # refuse to run when a host cannot be reached
+
+
+@dataclass
+class RunResult:
+    pending: int = 0  # actions planned (dry run) or carried out
+    changed: dict[str, list[str]] = field(default_factory=dict)
+    seconds: float = 0.0
+
+
+def probe_request(cluster: Cluster) -> ProbeRequest:
+    files = [
+        str(CONTAINERD_CONFIG),
+        *(
+            str(CONTAINERD_HOSTS_DIR / r / "hosts.toml")
+            for r in cluster.container_runtime.registry_mirrors
+        ),
+        str(KUBE_VIP_MANIFEST),
+        str(CNI_MANIFEST),
+        ADMIN_CONF,
+    ]
+    return ProbeRequest(files=tuple(files))
+
+
+def open_transport(cluster: Cluster, state: StateDir, log: RunLog) -> Transport:
+    return Transport(
+        [ssh_target(cluster, h) for h in cluster.hosts],
+        HostKeys(state.known_hosts, cluster.ssh.host_key_policy),
+        log,
+        cluster.ssh.connect_timeout,
+    )
+
+
+def gather(cluster: Cluster, transport: Transport, needs_all: bool) -> Facts:
+    facts = probe(transport, [h.name for h in cluster.hosts], probe_request(cluster))
+    if facts.errors and needs_all:
+        first = next(iter(facts.errors.values()))
+        if len(facts.errors) == 1 and isinstance(first, K8sbootError):
+            raise first
+        raise MachineError("; ".join(str(e) for e in facts.errors.values()))
+    return facts
+
+
+def run(
+    workflow: Workflow,
+    cluster: Cluster,
+    reporter: Reporter,
+    *,
+    dry_run: bool = False,
+    wait_timeout: float = 600,
+) -> RunResult:
+    assert cluster.state_dir is not None
+    state = StateDir(cluster.state_dir).ensure()
+    log = RunLog(state.logs / f"{run_id()}-{workflow.name}.log", reporter.mask)
+    started = time.monotonic()
+    lock = None if dry_run else ClusterLock(state.lock, workflow.name)
+    try:
+        if lock:
+            lock.acquire()
+        reporter.run_started(workflow.name, cluster.name, [h.name for h in cluster.hosts])
+        with open_transport(cluster, state, log) as transport:
+            facts = gather(cluster, transport, workflow.needs_all_hosts)
+            ctx = Context(cluster, state, transport, log, facts, wait_timeout=wait_timeout)
+            if ctx.initialised:
+                ctx.nodes = probe_nodes(transport[ctx.api_host.name])
+            if workflow.preflight:
+                _preflight(ctx, reporter)
+            result = _steps(workflow, ctx, reporter, dry_run)
+        result.seconds = time.monotonic() - started
+        for note in ctx.notes:
+            reporter.note(note)
+        reporter.run_finished(
+            True,
+            {
+                "seconds": round(result.seconds, 2),
+                "dry_run": dry_run,
+                "pending": result.pending,
+                "log": str(log.path),
+            },
+        )
+        return result
+    except BaseException:
+        reporter.close()
+        raise
+    finally:
+        log.close()
+        if lock:
+            lock.release()
+
+
+def _preflight(ctx: Context, reporter: Reporter) -> None:
+    reporter.step_started("preflight")
+    started = time.monotonic()
+    checks = run_checks(ctx.cluster, ctx.facts)
+    reporter.checks(checks)
+    failed = [c for c in checks if c.status == "fail"]
+    if failed:
+        error = MachineError(
+            f"preflight failed: {failed[0]}"
+            + (f" (and {len(failed) - 1} more above)" if len(failed) > 1 else "")
+        )
+        reporter.step_failed("preflight", error, time.monotonic() - started)
+        raise error
+    skipped = [c for c in checks if c.status == "skip"]
+    for check in skipped:
+        ctx.notes.append(f"preflight skipped: {check}")
+    reporter.step_finished("preflight", time.monotonic() - started, [], 0)
+
+
+def _steps(workflow: Workflow, ctx: Context, reporter: Reporter, dry_run: bool) -> RunResult:
+    result = RunResult()
+    executor = Executor(ctx, reporter.progress)
+    for step in workflow.steps:
+        reporter.step_started(step.title)
+        started = time.monotonic()
+        actions = step.plan(ctx)
+        result.pending += len(actions)
+        if dry_run:
+            reporter.step_planned(step.title, actions, _details(ctx, actions))
+            continue
+        changed: list[str] = []
+        try:
+            for action in actions:
+                action_started = time.monotonic()
+                outcome = executor.execute(action)
+                changed.extend(outcome.changed)
+                reporter.action_finished(
+                    step.title, action, time.monotonic() - action_started, outcome.changed
+                )
+        except BaseException as error:
+            reporter.step_failed(step.title, error, time.monotonic() - started)
+            raise
+        reporter.step_finished(step.title, time.monotonic() - started, changed, len(actions))
+        if changed:
+            result.changed.setdefault(step.title, []).extend(changed)
+    return result
+
+
+def _details(ctx: Context, actions: list[Action]) -> dict[int, str]:
+    """For `plan`: the diff of each file that would be written (secret ones masked)."""
+    details = {}
+    for index, action in enumerate(actions):
+        if not isinstance(action, WriteFiles):
+            continue
+        connection = ctx.transport[action.host]
+        diffs = []
+        for file in action.files:
+            if file.secret:
+                diffs.append(f"{file.path}: (holds secrets; not shown)")
+                continue
+            current = connection.read_file(str(file.path)) or b""
+            diff = difflib.unified_diff(
+                current.decode("utf-8", "replace").splitlines(),
+                file.content.splitlines(),
+                f"{file.path} (on {action.host})",
+                f"{file.path} (rendered)",
+                lineterm="",
+            )
+            diffs.append("\n".join(diff))
+        details[index] = "\n".join(diffs)
+    return details

@@ -1,0 +1,251 @@
+"""Progress and results: live per-host progress for people (rich), or one JSON event per
+line for machines (`--output json`). Every line passes the secret masker first."""
+
+from __future__ import annotations
+
+import json
+import sys
+import threading
+import time
+from collections.abc import Sequence
+from typing import Any, TextIO
+
+from rich.console import Console
+from rich.live import Live
+from rich.table import Table
+
+from k8sboot.actions import Action
+from k8sboot.preflight import Check
+from k8sboot.runlog import Masker
+
+MARK = {
+    "ok": "[green]ok[/]",
+    "fail": "[red]FAIL[/]",
+    "skip": "[yellow]skip[/]",
+    "warn": "[yellow]warn[/]",
+}
+
+
+class Reporter:
+    """Base reporter: records what changed so that every form can summarise honestly."""
+
+    def __init__(self, masker: Masker | None = None):
+        self.mask = masker or Masker()
+        self.changed: dict[str, list[str]] = {}  # step -> hosts changed
+        self.started = time.monotonic()
+
+    def run_started(self, workflow: str, cluster: str, hosts: Sequence[str]) -> None: ...
+    def step_started(self, title: str) -> None: ...
+    def step_planned(
+        self, title: str, actions: Sequence[Action], details: dict[int, str]
+    ) -> None: ...
+    def progress(self, host: str, message: str) -> None: ...
+    def action_finished(
+        self, step: str, action: Action, seconds: float, hosts: Sequence[str]
+    ) -> None: ...
+    def checks(self, checks: Sequence[Check]) -> None: ...
+    def note(self, text: str) -> None: ...
+
+    def step_finished(self, title: str, seconds: float, hosts: Sequence[str], planned: int) -> None:
+        if hosts or planned:
+            self.changed.setdefault(title, []).extend(hosts)
+
+    def step_failed(self, title: str, error: BaseException, seconds: float) -> None: ...
+    def run_finished(self, ok: bool, summary: dict[str, Any]) -> None: ...
+    def close(self) -> None: ...
+
+
+class TextReporter(Reporter):
+    def __init__(
+        self, masker: Masker | None = None, verbose: int = 0, stream: TextIO | None = None
+    ):
+        super().__init__(masker)
+        self.console = Console(file=stream or sys.stderr, highlight=False)
+        self.out = Console(file=sys.stdout, highlight=False)
+        self.verbose = verbose
+        self._current: dict[str, tuple[str, float]] = {}
+        self._step = ""
+        self._step_started = 0.0
+        self._lock = threading.Lock()
+        self._live: Live | None = None
+
+    def _table(self) -> Table:
+        table = Table.grid(padding=(0, 2))
+        elapsed = time.monotonic() - self._step_started
+        table.add_row(f"[bold]{self._step}[/]", f"{elapsed:5.1f}s")
+        for host, (message, since) in sorted(self._current.items()):
+            table.add_row(
+                f"  {host}", f"{self.mask(message)[:90]} ({time.monotonic() - since:.0f}s)"
+            )
+        return table
+
+    def run_started(self, workflow: str, cluster: str, hosts: Sequence[str]) -> None:
+        self.console.print(f"k8sboot {workflow}: cluster [bold]{cluster}[/], {len(hosts)} hosts")
+
+    def step_started(self, title: str) -> None:
+        with self._lock:
+            self._step, self._step_started, self._current = title, time.monotonic(), {}
+            if self.console.is_terminal and self._live is None:
+                self._live = Live(
+                    self._table(),
+                    console=self.console,
+                    refresh_per_second=4,
+                    transient=True,
+                    get_renderable=self._table,
+                )
+                self._live.start()
+
+    def progress(self, host: str, message: str) -> None:
+        with self._lock:
+            self._current[host] = (message, time.monotonic())
+        if self.verbose and not self.console.is_terminal:
+            self.console.print(f"  {host}: {self.mask(message)}")
+
+    def step_planned(self, title: str, actions: Sequence[Action], details: dict[int, str]) -> None:
+        self._stop_live()
+        if not actions:
+            self.out.print(f"[green]=[/] {title}: converged")
+            return
+        self.out.print(f"[yellow]~[/] {title}:")
+        for index, action in enumerate(actions):
+            hosts = ", ".join(action.hosts)
+            self.out.print(f"    {hosts}: {self.mask(action.describe())}", markup=False)
+            if index in details:
+                for line in self.mask(details[index]).splitlines():
+                    self.out.print(f"        {line}", markup=False)
+
+    def step_finished(self, title: str, seconds: float, hosts: Sequence[str], planned: int) -> None:
+        super().step_finished(title, seconds, hosts, planned)
+        self._stop_live()
+        if planned:
+            where = f" ({', '.join(dict.fromkeys(hosts))})" if hosts else ""
+            self.console.print(f"[green]✓[/] {title}{where} [dim]{seconds:.1f}s[/]")
+        elif self.verbose:
+            self.console.print(f"[dim]= {title}: converged[/]")
+
+    def step_failed(self, title: str, error: BaseException, seconds: float) -> None:
+        self._stop_live()
+        self.console.print(f"[red]✗ {title}[/] [dim]{seconds:.1f}s[/]")
+
+    def checks(self, checks: Sequence[Check]) -> None:
+        shown = [c for c in checks if c.status != "ok" or self.verbose]
+        for check in shown:
+            where = f"{check.host}: " if check.host else ""
+            self.console.print(
+                f"  {MARK[check.status]} {where}{check.name}: {check.detail}", markup=True
+            )
+
+    def note(self, text: str) -> None:
+        self.console.print(f"  note: {self.mask(text)}")
+
+    def run_finished(self, ok: bool, summary: dict[str, Any]) -> None:
+        self._stop_live()
+        seconds = summary.get("seconds", 0.0)
+        if not ok:
+            return
+        if summary.get("dry_run"):
+            pending = summary.get("pending", 0)
+            self.out.print(
+                f"plan: {pending} change(s) pending"
+                if pending
+                else "plan: nothing to change; the cluster is converged"
+            )
+            return
+        if not self.changed:
+            self.out.print(f"nothing to do: the cluster is converged ({seconds:.1f}s)")
+        else:
+            self.out.print(
+                f"done in {seconds:.1f}s; changed: "
+                + "; ".join(
+                    f"{step} ({', '.join(dict.fromkeys(h)) or 'cluster'})"
+                    for step, h in self.changed.items()
+                )
+            )
+        for line in summary.get("lines", []):
+            self.out.print(line, markup=False)
+
+    def _stop_live(self) -> None:
+        with self._lock:
+            if self._live is not None:
+                self._live.stop()
+                self._live = None
+
+    def close(self) -> None:
+        self._stop_live()
+
+
+class JsonReporter(Reporter):
+    """One JSON object per line on stdout."""
+
+    def __init__(self, masker: Masker | None = None, stream: TextIO | None = None):
+        super().__init__(masker)
+        self.stream = stream or sys.stdout
+        self._lock = threading.Lock()
+
+    def _emit(self, event: str, **fields: Any) -> None:
+        record = {"event": event, "time": round(time.time(), 3), **fields}
+        line = self.mask(json.dumps(record, default=str))
+        with self._lock:
+            self.stream.write(line + "\n")
+            self.stream.flush()
+
+    def run_started(self, workflow: str, cluster: str, hosts: Sequence[str]) -> None:
+        self._emit("run_started", workflow=workflow, cluster=cluster, hosts=list(hosts))
+
+    def step_started(self, title: str) -> None:
+        self._emit("step_started", step=title)
+
+    def step_planned(self, title: str, actions: Sequence[Action], details: dict[int, str]) -> None:
+        self._emit(
+            "step_planned",
+            step=title,
+            changes=[
+                {"hosts": list(a.hosts), "action": a.describe(), "detail": details.get(i)}
+                for i, a in enumerate(actions)
+            ],
+        )
+
+    def progress(self, host: str, message: str) -> None:
+        self._emit("progress", host=host, message=message)
+
+    def action_finished(
+        self, step: str, action: Action, seconds: float, hosts: Sequence[str]
+    ) -> None:
+        self._emit(
+            "action_finished",
+            step=step,
+            action=action.describe(),
+            hosts=list(action.hosts),
+            changed=list(hosts),
+            duration=round(seconds, 3),
+        )
+
+    def step_finished(self, title: str, seconds: float, hosts: Sequence[str], planned: int) -> None:
+        super().step_finished(title, seconds, hosts, planned)
+        self._emit(
+            "step_finished",
+            step=title,
+            duration=round(seconds, 3),
+            changed=bool(planned),
+            hosts=sorted(set(hosts)),
+        )
+
+    def step_failed(self, title: str, error: BaseException, seconds: float) -> None:
+        self._emit("step_failed", step=title, duration=round(seconds, 3), error=str(error))
+
+    def checks(self, checks: Sequence[Check]) -> None:
+        for check in checks:
+            self._emit(
+                "check", host=check.host, check=check.name, status=check.status, detail=check.detail
+            )
+
+    def note(self, text: str) -> None:
+        self._emit("note", message=text)
+
+    def run_finished(self, ok: bool, summary: dict[str, Any]) -> None:
+        self._emit(
+            "run_finished",
+            ok=ok,
+            changed={k: sorted(set(v)) for k, v in self.changed.items()},
+            **summary,
+        )

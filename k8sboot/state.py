@@ -1,0 +1,67 @@
+"""The per-cluster state directory on the operator's machine (mode 0700).
+
+Pinned host keys, the fetched kubeconfig, run logs and Ansible artifacts, the lock and
+the backup catalogue live here. Files that hold secrets are written 0600.
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+from datetime import UTC, datetime
+from pathlib import Path
+
+
+class StateDir:
+    def __init__(self, root: Path):
+        self.root = root
+
+    def ensure(self) -> StateDir:
+        private_dir(self.root)
+        for sub in ("logs", "ansible"):
+            private_dir(self.root / sub)
+        return self
+
+    @property
+    def known_hosts(self) -> Path:
+        return self.root / "known_hosts"
+
+    @property
+    def kubeconfig(self) -> Path:
+        return self.root / "kubeconfig"
+
+    @property
+    def lock(self) -> Path:
+        return self.root / "lock"
+
+    @property
+    def logs(self) -> Path:
+        return self.root / "logs"
+
+    @property
+    def ansible(self) -> Path:
+        return self.root / "ansible"
+
+
+def private_dir(path: Path) -> Path:
+    path.mkdir(parents=True, exist_ok=True, mode=0o700)
+    os.chmod(path, 0o700)
+    return path
+
+
+def write_private(path: Path, data: bytes) -> None:
+    """Write atomically with mode 0600 from the first byte on."""
+    private_dir(path.parent)
+    tmp = path.with_name(f".{path.name}.{secrets.token_hex(4)}.tmp")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    try:
+        with os.fdopen(fd, "wb") as handle:
+            handle.write(data)
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+
+
+def run_id() -> str:
+    return datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ") + "-" + secrets.token_hex(2)

@@ -1,0 +1,60 @@
+"""What every step shares: the context it plans in, and the Step interface."""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from dataclasses import dataclass, field
+
+from k8sboot.actions import Action
+from k8sboot.facts import Facts, HostFacts, NodeStatus
+from k8sboot.runlog import RunLog
+from k8sboot.spec import Cluster, Host
+from k8sboot.state import StateDir
+from k8sboot.transport import Transport
+
+
+@dataclass
+class Context:
+    """Desired state (the spec), observed state (facts) and the means to act."""
+
+    cluster: Cluster
+    state: StateDir
+    transport: Transport
+    log: RunLog
+    facts: Facts
+    nodes: dict[str, NodeStatus] = field(default_factory=dict)  # registered in the API
+    notes: list[str] = field(default_factory=list)  # told to the user at the end
+    wait_timeout: float = 600
+
+    def host_facts(self, host: Host) -> HostFacts:
+        return self.facts[host.name]
+
+    @property
+    def api_host(self) -> Host:
+        """A control plane that serves the API: the first initialised one, or (before
+        init) the one that kubeadm init runs on."""
+        for host in self.cluster.control_planes:
+            if host.name in self.facts.hosts and self.facts[host.name].initialised_control_plane:
+                return host
+        return self.cluster.first_control_plane
+
+    @property
+    def initialised(self) -> bool:
+        return any(
+            self.facts[h.name].initialised_control_plane
+            for h in self.cluster.control_planes
+            if h.name in self.facts.hosts
+        )
+
+    def joined(self, host: Host) -> bool:
+        """kubeadm configured the host and its Node is registered."""
+        return self.host_facts(host).kubeadm_configured and host.name in self.nodes
+
+
+class Step(ABC):
+    title: str
+
+    @abstractmethod
+    def plan(self, ctx: Context) -> list[Action]:
+        """The actions that would bring this step's part of the cluster to the desired
+        state; an empty plan means converged."""

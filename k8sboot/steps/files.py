@@ -1,0 +1,66 @@
+"""Rendered files written by k8sboot itself: containerd's configuration and kube-vip."""
+
+from __future__ import annotations
+
+import hashlib
+
+from k8sboot.actions import Action, WriteFiles
+from k8sboot.render import RenderedFile, containerd_files, kube_vip_file
+from k8sboot.spec import Host
+from k8sboot.steps.base import Context, Step
+
+
+def sha256(content: str) -> str:
+    return hashlib.sha256(content.encode()).hexdigest()
+
+
+def changed(ctx: Context, host: Host, files: list[RenderedFile]) -> tuple[RenderedFile, ...]:
+    found = ctx.host_facts(host)
+    return tuple(f for f in files if found.file_hash(str(f.path)) != sha256(f.content))
+
+
+class ContainerdConfig(Step):
+    title = "containerd configuration"
+
+    def plan(self, ctx: Context) -> list[Action]:
+        wanted = containerd_files(ctx.cluster)
+        actions: list[Action] = []
+        for host in ctx.cluster.kube_nodes:
+            stale = changed(ctx, host, wanted)
+            if stale:
+                actions.append(WriteFiles(host.name, stale, restart="containerd"))
+        return actions
+
+
+def _kube_vip(ctx: Context, host: Host, during_init: bool) -> RenderedFile:
+    interface = host.interface or ctx.host_facts(host).interface_of(host.ip) or "eth0"
+    return kube_vip_file(ctx.cluster, interface, during_init)
+
+
+class KubeVipForInit(Step):
+    """kube-vip must hold the virtual IP while kubeadm init runs on the first control plane."""
+
+    title = "kube-vip for kubeadm init"
+
+    def plan(self, ctx: Context) -> list[Action]:
+        if ctx.cluster.control_plane_endpoint.type != "kube-vip" or ctx.initialised:
+            return []
+        host = ctx.cluster.first_control_plane
+        stale = changed(ctx, host, [_kube_vip(ctx, host, during_init=True)])
+        return [WriteFiles(host.name, stale)] if stale else []
+
+
+class KubeVip(Step):
+    """kube-vip on every control plane, with admin.conf once the cluster exists."""
+
+    title = "kube-vip"
+
+    def plan(self, ctx: Context) -> list[Action]:
+        if ctx.cluster.control_plane_endpoint.type != "kube-vip":
+            return []
+        actions: list[Action] = []
+        for host in ctx.cluster.control_planes:
+            stale = changed(ctx, host, [_kube_vip(ctx, host, during_init=False)])
+            if stale:
+                actions.append(WriteFiles(host.name, stale))
+        return actions

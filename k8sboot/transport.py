@@ -1,0 +1,360 @@
+"""Run commands on hosts and move files to and from them, over SSH (Paramiko).
+
+One place for the host-key policy, timeouts, retries and sudo. One SSH connection per
+host per run, reused by every command (each command is a channel on it), and a parallel
+fan-out over hosts. Secrets travel on stdin, never on a command line.
+"""
+
+from __future__ import annotations
+
+import select
+import shlex
+import threading
+import time
+from collections.abc import Callable, Iterable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+from typing import BinaryIO, Literal, TypeVar
+
+import paramiko
+
+from k8sboot.errors import MachineError, UnsafeError, UserError
+from k8sboot.inventory import SSHTarget
+from k8sboot.runlog import RunLog
+
+T = TypeVar("T")
+HostKeyPolicy = Literal["accept-new", "strict"]
+_CHUNK = 1 << 20
+
+
+class HostKeyChanged(UnsafeError):
+    """The host presented a key other than the pinned one: possibly an attack."""
+
+
+class Unreachable(MachineError):
+    """No SSH connection could be made to the host."""
+
+
+@dataclass(frozen=True)
+class CommandResult:
+    host: str
+    command: str
+    exit_code: int
+    stdout: str
+    stderr: str
+    seconds: float
+
+    @property
+    def ok(self) -> bool:
+        return self.exit_code == 0
+
+
+class CommandFailed(MachineError):
+    def __init__(self, result: CommandResult, log: Path | None = None, shown: str | None = None):
+        self.result = result
+        tail = " | ".join((result.stderr or result.stdout).strip().splitlines()[-4:])
+        where = f" (full log: {log})" if log else ""
+        super().__init__(
+            f"{result.host}: `{shown or result.command}` exited {result.exit_code}: "
+            f"{tail or 'no output'}{where}"
+        )
+
+
+class HostKeys:
+    """known_hosts in the state directory: keys are pinned on first use (accept-new) or
+    must be there already (strict); a different key is always refused."""
+
+    def __init__(self, path: Path, policy: HostKeyPolicy):
+        self.path = path
+        self.policy = policy
+        self._lock = threading.Lock()
+        self.keys = paramiko.HostKeys()
+        if path.exists():
+            self.keys.load(str(path))
+
+    def name(self, address: str, port: int) -> str:
+        return address if port == 22 else f"[{address}]:{port}"
+
+    def configure(self, client: paramiko.SSHClient) -> None:
+        with self._lock:
+            for hostname, entries in self.keys.items():
+                for key_type, key in entries.items():
+                    client.get_host_keys().add(hostname, key_type, key)
+        client.set_missing_host_key_policy(_Policy(self))
+
+    def pin(self, hostname: str, key: paramiko.PKey) -> None:
+        with self._lock:
+            known = self.keys.lookup(hostname)
+            if known:
+                # A key of another type for a pinned host is a changed key, not a new host.
+                raise HostKeyChanged(
+                    f"{hostname}: offered a {key.get_name()} host key but "
+                    f"{', '.join(known.keys())} is pinned in {self.path}; if the machine was "
+                    "rebuilt, remove its line there and run again"
+                )
+            if self.policy == "strict":
+                raise UserError(
+                    f"{hostname}: host key not in {self.path} and ssh.hostKeyPolicy is strict; "
+                    f"add it ({key.get_name()} {key.fingerprint}) or use accept-new"
+                )
+            self.keys.add(hostname, key.get_name(), key)
+            self.path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+            self.keys.save(str(self.path))
+            self.path.chmod(0o600)
+
+
+class _Policy(paramiko.MissingHostKeyPolicy):
+    def __init__(self, keys: HostKeys):
+        self.host_keys = keys
+
+    def missing_host_key(self, client, hostname, key):
+        self.host_keys.pin(hostname, key)
+
+
+class Connection:
+    """One SSH connection to one host. Commands run as root: directly, or through
+    `sudo -n` for other users."""
+
+    def __init__(self, target: SSHTarget, keys: HostKeys, log: RunLog, connect_timeout: float = 10):
+        self.target = target
+        self.name = target.name
+        self._keys = keys
+        self._log = log
+        self._connect_timeout = connect_timeout
+        self._client: paramiko.SSHClient | None = None
+        self._lock = threading.Lock()
+
+    # -- connecting -----------------------------------------------------------------------
+
+    def open(self, attempts: int = 3) -> Connection:
+        with self._lock:
+            transport = self._client.get_transport() if self._client else None
+            if transport is not None and transport.is_active():
+                return self
+            for attempt in range(1, attempts + 1):
+                try:
+                    self._client = self._connect()
+                    return self
+                except (HostKeyChanged, UserError):  # not worth a retry
+                    raise
+                except paramiko.BadHostKeyException as exc:
+                    raise HostKeyChanged(
+                        f"{self.name} ({self.target.address}): host key changed: pinned "
+                        f"{exc.expected_key.get_name()} {exc.expected_key.fingerprint}, offered "
+                        f"{exc.key.fingerprint}; if the machine was rebuilt, remove its line "
+                        f"from {self._keys.path} and run again"
+                    ) from None
+                except paramiko.AuthenticationException as exc:
+                    raise MachineError(
+                        f"{self.name}: SSH login as {self.target.user}@{self.target.address}:"
+                        f"{self.target.port} refused ({exc}); check ssh.user and ssh.key"
+                    ) from None
+                except (OSError, paramiko.SSHException, EOFError) as exc:
+                    if attempt == attempts:
+                        raise Unreachable(
+                            f"{self.name}: cannot reach {self.target.address}:{self.target.port}"
+                            f" over SSH: {exc or type(exc).__name__}"
+                        ) from None
+                    time.sleep(attempt)
+        raise AssertionError("unreachable")
+
+    def _connect(self) -> paramiko.SSHClient:
+        client = paramiko.SSHClient()
+        self._keys.configure(client)
+        client.connect(
+            self.target.address,
+            port=self.target.port,
+            username=self.target.user,
+            key_filename=str(self.target.key) if self.target.key else None,
+            timeout=self._connect_timeout,
+            banner_timeout=self._connect_timeout,
+            auth_timeout=self._connect_timeout,
+            allow_agent=self.target.key is None,
+            look_for_keys=self.target.key is None,
+        )
+        transport = client.get_transport()
+        assert transport is not None
+        transport.set_keepalive(15)
+        return client
+
+    def close(self) -> None:
+        with self._lock:
+            if self._client is not None:
+                self._client.close()
+                self._client = None
+
+    # -- commands -------------------------------------------------------------------------
+
+    def run(
+        self,
+        command: str,
+        *,
+        stdin: bytes | None = None,
+        timeout: float = 600,
+        check: bool = True,
+        secret_output: bool = False,
+        stdout_to: BinaryIO | None = None,
+        shown: str | None = None,
+    ) -> CommandResult:
+        """Run a shell command as root. `stdout_to` streams stdout into a file instead of
+        keeping it; `secret_output` keeps stdout out of the log; `shown` is how the
+        command is named in logs and errors when its text is long."""
+        self.open()
+        assert self._client is not None
+        wrapped = self._wrap(command)
+        label = shown or command
+        self._log.write(self.name, f"$ {label}")
+        started = time.monotonic()
+        try:
+            channel = self._client.get_transport().open_session(timeout=self._connect_timeout)
+        except (paramiko.SSHException, OSError, EOFError) as exc:
+            self.close()
+            raise MachineError(f"{self.name}: SSH session failed: {exc}") from None
+        with channel:
+            channel.exec_command(wrapped)
+            if stdin is not None:
+                channel.sendall(stdin)
+            channel.shutdown_write()
+            out, err = self._collect(channel, timeout, stdout_to, label)
+            exit_code = channel.recv_exit_status()
+        result = CommandResult(
+            host=self.name,
+            command=label,
+            exit_code=exit_code,
+            stdout=out.decode("utf-8", "replace"),
+            stderr=err.decode("utf-8", "replace"),
+            seconds=time.monotonic() - started,
+        )
+        body = "<secret output not logged>" if secret_output else result.stdout
+        self._log.write(
+            self.name,
+            f"exit {exit_code} after {result.seconds:.2f}s\n{body}\n{result.stderr}".rstrip(),
+        )
+        if check and exit_code != 0:
+            raise CommandFailed(result, self._log.path, shown)
+        return result
+
+    def _wrap(self, command: str) -> str:
+        script = f"export LC_ALL=C; {command}"
+        if self.target.needs_sudo:
+            return f"sudo -n -- sh -c {shlex.quote(script)}"
+        return f"sh -c {shlex.quote(script)}"
+
+    def _collect(
+        self, channel: paramiko.Channel, timeout: float, sink: BinaryIO | None, label: str
+    ) -> tuple[bytes, bytes]:
+        out: list[bytes] = []
+        err: list[bytes] = []
+        deadline = time.monotonic() + timeout
+        while True:
+            drained = False
+            while channel.recv_ready():
+                data = channel.recv(_CHUNK)
+                if sink is not None:
+                    sink.write(data)
+                else:
+                    out.append(data)
+                drained = True
+            while channel.recv_stderr_ready():
+                err.append(channel.recv_stderr(_CHUNK))
+                drained = True
+            if channel.exit_status_ready() and not (
+                channel.recv_ready() or channel.recv_stderr_ready()
+            ):
+                break
+            if drained:
+                continue
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                channel.close()
+                raise MachineError(f"{self.name}: `{label}` did not finish within {timeout:.0f}s")
+            select.select([channel], [], [], min(remaining, 1.0))
+        return b"".join(out), b"".join(err)
+
+    # -- files ----------------------------------------------------------------------------
+
+    def write_file(self, path: str, content: bytes, mode: int = 0o644) -> None:
+        """Replace `path` atomically with `content` (sent on stdin), owned by root."""
+        quoted = shlex.quote(path)
+        tmp = shlex.quote(f"{path}.k8sboot-tmp")
+        directory = shlex.quote(str(Path(path).parent))
+        self.run(
+            f"umask 077 && mkdir -p {directory} && cat > {tmp} && chmod {mode:o} {tmp} "
+            f"&& mv -f {tmp} {quoted}",
+            stdin=content,
+            shown=f"write {path} ({len(content)} bytes, mode {mode:o})",
+        )
+
+    def read_file(self, path: str, secret: bool = False) -> bytes | None:
+        """The file's content, or None when it does not exist."""
+        quoted = shlex.quote(path)
+        result = self.run(
+            f"if [ -e {quoted} ]; then cat {quoted}; else exit 3; fi",
+            check=False,
+            secret_output=secret,
+            shown=f"read {path}",
+        )
+        if result.exit_code == 3:
+            return None
+        if not result.ok:
+            raise CommandFailed(result, self._log.path, f"read {path}")
+        return result.stdout.encode("utf-8", "surrogateescape")
+
+    def download(self, path: str, local: BinaryIO, timeout: float = 3600) -> int:
+        """Stream a remote file into `local`; returns the number of bytes."""
+        start = local.tell()
+        self.run(
+            f"cat {shlex.quote(path)}", stdout_to=local, timeout=timeout, shown=f"download {path}"
+        )
+        return local.tell() - start
+
+
+class Transport:
+    """Connections to a set of hosts, opened on first use and shared by every step."""
+
+    def __init__(
+        self,
+        targets: Iterable[SSHTarget],
+        host_keys: HostKeys,
+        log: RunLog,
+        connect_timeout: float = 10,
+    ):
+        self._connections = {
+            t.name: Connection(t, host_keys, log, connect_timeout) for t in targets
+        }
+        self.log = log
+
+    def __getitem__(self, name: str) -> Connection:
+        return self._connections[name]
+
+    @property
+    def names(self) -> list[str]:
+        return list(self._connections)
+
+    def each(
+        self, names: Iterable[str], work: Callable[[Connection], T], workers: int | None = None
+    ) -> dict[str, T | BaseException]:
+        """Run `work` on every named host in parallel; each result or exception by host."""
+        names = list(names)
+        results: dict[str, T | BaseException] = {}
+        if not names:
+            return results
+        with ThreadPoolExecutor(max_workers=workers or min(32, len(names))) as pool:
+            futures = {name: pool.submit(work, self._connections[name]) for name in names}
+            for name, future in futures.items():
+                try:
+                    results[name] = future.result()
+                except Exception as exc:  # reported per host by the caller
+                    results[name] = exc
+        return results
+
+    def close(self) -> None:
+        for connection in self._connections.values():
+            connection.close()
+
+    def __enter__(self) -> Transport:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()

@@ -1,0 +1,76 @@
+"""Observed state made up for planning tests: facts in, actions out."""
+
+from __future__ import annotations
+
+import copy
+from pathlib import Path
+from typing import Any
+
+from k8sboot.facts import ADMIN_CONF, KUBELET_CONF, Facts, HostFacts, NodeStatus
+from k8sboot.render import containerd_files
+from k8sboot.runlog import RunLog
+from k8sboot.spec import Cluster
+from k8sboot.state import StateDir
+from k8sboot.steps.base import Context
+from k8sboot.steps.files import sha256
+from k8sboot.steps.node_setup import fingerprint, role_vars
+
+
+def fresh(name: str, ip: str, **changes: Any) -> HostFacts:
+    """A freshly installed Debian 12 VM."""
+    data: dict[str, Any] = {
+        "time": 0.0, "hostname": name,
+        "os": {"id": "debian", "version_id": "12", "pretty": "Debian GNU/Linux 12 (bookworm)"},
+        "arch": "x86_64", "kernel": "6.1.0", "cpus": 2,
+        "memory": {"mem_mib": 4096, "swap_mib": 0, "swap_devices": []},
+        "container": None, "systemd": True, "cgroup2": True,
+        "machine_id": f"id-{name}", "product_uuid": f"uuid-{name}",
+        "macs": {"eth0": f"02:00:00:00:00:{abs(hash(name)) % 100:02d}"},
+        "addresses": [{"interface": "eth1", "address": ip, "prefix": 24, "mac": ""}],
+        "ports": [22], "files": {}, "exists": {}, "manifests": [], "packages": {},
+        "services": {}, "sysctls": {}, "modules": {"overlay": True, "br_netfilter": True},
+        "stamps": {},
+    }
+    for key, value in changes.items():
+        data[key] = value
+    return HostFacts(name, data)
+
+
+def converged_host(cluster: Cluster, name: str) -> HostFacts:
+    """A host on which `up` has run to the end."""
+    host = cluster.host(name)
+    found = fresh(name, host.ip)
+    data = copy.deepcopy(found.data)
+    wanted = role_vars(cluster, host, found)
+    data["stamps"] = {role: fingerprint(role, values) for role, values in wanted.items()}
+    if host.has("control-plane") or host.has("worker"):
+        version = f"{cluster.release}-1.1"
+        data["packages"] = {
+            "kubeadm": {"version": version, "held": True},
+            "kubelet": {"version": version, "held": True},
+            "kubectl": {"version": version, "held": True},
+            "containerd": {"version": "1.6.20", "held": False},
+        }
+        data["services"] = {
+            "containerd": {"active": "active", "enabled": "enabled"},
+            "kubelet": {"active": "active", "enabled": "enabled"},
+        }
+        data["files"] = {str(f.path): sha256(f.content) for f in containerd_files(cluster)}
+        data["exists"] = {KUBELET_CONF: True}
+        data["sysctls"] = {"net.ipv4.ip_forward": "1"}
+    if host.has("control-plane"):
+        data["exists"][ADMIN_CONF] = True
+        data["manifests"] = ["etcd.yaml", "kube-apiserver.yaml"]
+        data["files"][ADMIN_CONF] = "admin-hash"
+    return HostFacts(name, data)
+
+
+def context(cluster: Cluster, hosts: dict[str, HostFacts], tmp: Path,
+            nodes: dict[str, NodeStatus] | None = None) -> Context:
+    state = StateDir(tmp / "state").ensure()
+    return Context(cluster, state, transport=None, log=RunLog(None),  # type: ignore[arg-type]
+                   facts=Facts(hosts=hosts), nodes=nodes or {})
+
+
+def ready(*names: str) -> dict[str, NodeStatus]:
+    return {n: NodeStatus(n, True, "KubeletReady", "v1.33.1", None, False) for n in names}

@@ -1,0 +1,39 @@
+from __future__ import annotations
+
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import yaml
+
+from k8sboot.resources import data_dir
+from k8sboot.steps.node_setup import fingerprint
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def test_roles_pass_ansible_lint_production_profile() -> None:
+    lint = shutil.which("ansible-lint", path=str(Path(sys.executable).parent))
+    assert lint, "ansible-lint is a dev dependency"
+    done = subprocess.run(
+        [lint, "--profile", "production", "--nocolor", "playbooks/"],
+        cwd=ROOT, capture_output=True, text=True, timeout=300,
+    )
+    assert done.returncode == 0, done.stdout + done.stderr
+
+
+def test_entry_playbook_is_thin_and_tagged() -> None:
+    (play,) = yaml.safe_load((data_dir("playbooks") / "node.yml").read_text())
+    assert play["gather_facts"] is False
+    assert [r["role"] for r in play["roles"]] == ["prepare", "containerd", "kube_packages"]
+    assert all(r["tags"] == [r["role"]] for r in play["roles"])
+    for role in ("prepare", "containerd", "kube_packages"):
+        tasks = yaml.safe_load((data_dir("playbooks") / "roles" / role / "tasks/main.yml").read_text())
+        assert all(t.get("tags") for t in tasks), f"every task of {role} is tagged"
+
+
+def test_fingerprints_follow_values_and_role_files() -> None:
+    assert fingerprint("prepare", {"a": 1}) == fingerprint("prepare", {"a": 1})
+    assert fingerprint("prepare", {"a": 1}) != fingerprint("prepare", {"a": 2})
+    assert fingerprint("prepare", {}) != fingerprint("containerd", {})

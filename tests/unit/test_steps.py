@@ -1,0 +1,155 @@
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from k8sboot.actions import (
+    ApplyManifest,
+    Converge,
+    FetchKubeconfig,
+    KubeadmInit,
+    KubeadmJoin,
+    WaitNodesReady,
+    WriteFiles,
+)
+from k8sboot.render import cni_file
+from k8sboot.steps.files import sha256
+from k8sboot.workflows import reset, up
+
+from .conftest import load_data
+from .factsdata import context, converged_host, fresh, ready
+
+
+@pytest.fixture
+def cluster(base: dict):
+    base["hosts"].append({"name": "w2", "address": "10.0.0.22", "roles": ["worker"]})
+    return load_data(base).cluster
+
+
+def _plan(ctx) -> dict[str, list]:
+    return {step.title: step.plan(ctx) for step in up().steps}
+
+
+def _converged(cluster, tmp_path: Path):
+    hosts = {h.name: converged_host(cluster, h.name) for h in cluster.hosts}
+    cp = hosts["cp1"]
+    cp.data["stamps"]["cni"] = sha256(cni_file(cluster).content)
+    ctx = context(cluster, hosts, tmp_path, ready(*[h.name for h in cluster.hosts]))
+    ctx.state.kubeconfig.write_text("kubeconfig")
+    ctx.state.kubeconfig.with_name("kubeconfig.source").write_text("admin-hash\n")
+    return ctx
+
+
+def test_fresh_cluster_plans_everything(cluster, tmp_path: Path) -> None:
+    hosts = {h.name: fresh(h.name, h.ip) for h in cluster.hosts}
+    plan = _plan(context(cluster, hosts, tmp_path))
+    (converge,) = plan["node setup (Ansible)"]
+    assert isinstance(converge, Converge)
+    assert dict(converge.roles) == {
+        name: ("prepare", "containerd", "kube_packages") for name in ("cp1", "w1", "w2")
+    }
+    assert all("not set up yet" in why for _, why in converge.reasons)
+    assert [a.host for a in plan["containerd configuration"]] == ["cp1", "w1", "w2"]
+    assert all(a.restart == "containerd" for a in plan["containerd configuration"])
+    assert plan["kubeadm init"] == [KubeadmInit("cp1")]
+    assert plan["join control planes"] == []
+    assert plan["join workers"] == [KubeadmJoin(("w1", "w2"), control_plane=False)]
+    assert [type(a) for a in plan["CNI"]] == [ApplyManifest]
+    assert isinstance(plan["nodes Ready"][0], WaitNodesReady)
+    assert isinstance(plan["kubeconfig"][0], FetchKubeconfig)
+    assert plan["kube-vip for kubeadm init"] == plan["kube-vip"] == []
+
+
+def test_converged_cluster_plans_nothing(cluster, tmp_path: Path) -> None:
+    plan = _plan(_converged(cluster, tmp_path))
+    assert {title: actions for title, actions in plan.items() if actions} == {}
+
+
+def test_a_new_worker_touches_only_that_worker(base: dict, cluster, tmp_path: Path) -> None:
+    ctx = _converged(cluster, tmp_path)
+    base["hosts"].append({"name": "w3", "address": "10.0.0.23", "roles": ["worker"]})
+    bigger = load_data(base).cluster
+    ctx.cluster = bigger
+    ctx.facts.hosts["w3"] = fresh("w3", "10.0.0.23")
+    # The other hosts' prepare role now lists w3 in /etc/hosts: that is their only drift.
+    plan = _plan(ctx)
+    (converge,) = plan["node setup (Ansible)"]
+    roles = dict(converge.roles)
+    assert roles["w3"] == ("prepare", "containerd", "kube_packages")
+    assert all(r == ("prepare",) for name, r in roles.items() if name != "w3")
+    assert [a.host for a in plan["containerd configuration"]] == ["w3"]
+    assert plan["kubeadm init"] == []
+    assert plan["join workers"] == [KubeadmJoin(("w3",), control_plane=False)]
+    assert plan["CNI"] == [] and plan["kubeconfig"] == []
+    assert plan["nodes Ready"][0].nodes == ("cp1", "w1", "w2", "w3")
+
+
+def test_half_done_join_is_reset_first(cluster, tmp_path: Path) -> None:
+    ctx = _converged(cluster, tmp_path)
+    del ctx.nodes["w2"]  # kubelet.conf exists, but the Node never registered
+    assert _plan(ctx)["join workers"] == [
+        KubeadmJoin(("w2",), control_plane=False, reset_first=("w2",))
+    ]
+
+
+def test_half_done_init_is_reset_first(cluster, tmp_path: Path) -> None:
+    hosts = {h.name: fresh(h.name, h.ip) for h in cluster.hosts}
+    hosts["cp1"].data["manifests"] = ["kube-apiserver.yaml", "etcd.yaml"]  # no admin.conf
+    assert _plan(context(cluster, hosts, tmp_path))["kubeadm init"] == [
+        KubeadmInit("cp1", reset_first=True)
+    ]
+
+
+def test_version_change_reruns_only_the_packages_role(base: dict, cluster, tmp_path) -> None:
+    ctx = _converged(cluster, tmp_path)
+    base["kubernetes"] = {"version": "1.33.2"}
+    ctx.cluster = load_data(base).cluster
+    (converge,) = _plan(ctx)["node setup (Ansible)"]
+    assert set(dict(converge.roles).values()) == {("kube_packages",)}
+
+
+def test_live_drift_is_found_even_with_a_matching_stamp(cluster, tmp_path: Path) -> None:
+    ctx = _converged(cluster, tmp_path)
+    ctx.facts.hosts["w1"].data["services"]["containerd"]["active"] = "failed"
+    ctx.facts.hosts["w2"].data["packages"]["kubelet"]["held"] = False
+    (converge,) = _plan(ctx)["node setup (Ansible)"]
+    assert dict(converge.roles) == {"w1": ("containerd",), "w2": ("kube_packages",)}
+    assert dict(converge.reasons) == {
+        "w1": "containerd: containerd is not running and enabled",
+        "w2": "kube_packages: kubelet is not held",
+    }
+
+
+def test_changed_containerd_config_is_rewritten_and_restarted(cluster, tmp_path) -> None:
+    ctx = _converged(cluster, tmp_path)
+    ctx.facts.hosts["w1"].data["files"]["/etc/containerd/config.toml"] = "edited"
+    (write,) = _plan(ctx)["containerd configuration"]
+    assert isinstance(write, WriteFiles)
+    assert (write.host, write.restart) == ("w1", "containerd")
+
+
+def test_ha_joins_control_planes_and_places_kube_vip(base: dict, tmp_path: Path) -> None:
+    base["hosts"] += [
+        {"name": "cp2", "address": "10.0.0.12", "roles": ["control-plane"]},
+        {"name": "cp3", "address": "10.0.0.13", "roles": ["control-plane"]},
+    ]
+    base["controlPlaneEndpoint"] = {"type": "kube-vip", "address": "10.0.0.10"}
+    cluster = load_data(base).cluster
+    hosts = {h.name: fresh(h.name, h.ip) for h in cluster.hosts}
+    plan = _plan(context(cluster, hosts, tmp_path))
+    (before,) = plan["kube-vip for kubeadm init"]
+    assert before.host == "cp1" and "super-admin.conf" in before.files[0].content
+    assert "vip_interface" in before.files[0].content and '"eth1"' in before.files[0].content
+    assert plan["join control planes"] == [KubeadmJoin(("cp2", "cp3"), control_plane=True)]
+    after = plan["kube-vip"]
+    assert [a.host for a in after] == ["cp1", "cp2", "cp3"]
+    assert all("/etc/kubernetes/admin.conf" in a.files[0].content for a in after)
+
+
+def test_reset_plans_workers_first_and_converges(cluster, tmp_path: Path) -> None:
+    ctx = _converged(cluster, tmp_path)
+    (step,) = reset(purge_packages=False).steps
+    assert [a.hosts for a in step.plan(ctx)] == [("w1",), ("w2",), ("cp1",)]
+    clean = {h.name: fresh(h.name, h.ip) for h in cluster.hosts}
+    assert step.plan(context(cluster, clean, tmp_path)) == []
