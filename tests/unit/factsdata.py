@@ -19,16 +19,28 @@ from k8sboot.steps.node_setup import fingerprint, role_vars
 def fresh(name: str, ip: str, **changes: Any) -> HostFacts:
     """A freshly installed Debian 12 VM."""
     data: dict[str, Any] = {
-        "time": 0.0, "hostname": name,
+        "time": 0.0,
+        "hostname": name,
         "os": {"id": "debian", "version_id": "12", "pretty": "Debian GNU/Linux 12 (bookworm)"},
-        "arch": "x86_64", "kernel": "6.1.0", "cpus": 2,
+        "arch": "x86_64",
+        "kernel": "6.1.0",
+        "cpus": 2,
         "memory": {"mem_mib": 4096, "swap_mib": 0, "swap_devices": []},
-        "container": None, "systemd": True, "cgroup2": True,
-        "machine_id": f"id-{name}", "product_uuid": f"uuid-{name}",
+        "container": None,
+        "systemd": True,
+        "cgroup2": True,
+        "machine_id": f"id-{name}",
+        "product_uuid": f"uuid-{name}",
         "macs": {"eth0": f"02:00:00:00:00:{abs(hash(name)) % 100:02d}"},
         "addresses": [{"interface": "eth1", "address": ip, "prefix": 24, "mac": ""}],
-        "ports": [22], "files": {}, "exists": {}, "manifests": [], "packages": {},
-        "services": {}, "sysctls": {}, "modules": {"overlay": True, "br_netfilter": True},
+        "ports": [22],
+        "files": {},
+        "exists": {},
+        "manifests": [],
+        "packages": {},
+        "services": {},
+        "sysctls": {},
+        "modules": {"overlay": True, "br_netfilter": True},
         "stamps": {},
     }
     for key, value in changes.items():
@@ -65,11 +77,21 @@ def converged_host(cluster: Cluster, name: str) -> HostFacts:
     return HostFacts(name, data)
 
 
-def context(cluster: Cluster, hosts: dict[str, HostFacts], tmp: Path,
-            nodes: dict[str, NodeStatus] | None = None) -> Context:
+def context(
+    cluster: Cluster,
+    hosts: dict[str, HostFacts],
+    tmp: Path,
+    nodes: dict[str, NodeStatus] | None = None,
+) -> Context:
     state = StateDir(tmp / "state").ensure()
-    return Context(cluster, state, transport=None, log=RunLog(None),  # type: ignore[arg-type]
-                   facts=Facts(hosts=hosts), nodes=nodes or {})
+    return Context(
+        cluster,
+        state,
+        transport=None,
+        log=RunLog(None),  # type: ignore[arg-type]
+        facts=Facts(hosts=hosts),
+        nodes=nodes or {},
+    )
 
 
 def ready(*names: str) -> dict[str, NodeStatus]:

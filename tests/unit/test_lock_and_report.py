@@ -25,8 +25,14 @@ def test_second_run_is_refused_naming_the_holder(tmp_path: Path) -> None:
 
 
 def test_stale_lock_of_a_crashed_run_is_taken_over(tmp_path: Path) -> None:
-    record = {"holder": "x@y", "host": "elsewhere", "pid": 1, "command": "up",
-              "started": time.time() - 999, "heartbeat": time.time() - 999}
+    record = {
+        "holder": "x@y",
+        "host": "elsewhere",
+        "pid": 1,
+        "command": "up",
+        "started": time.time() - 999,
+        "heartbeat": time.time() - 999,
+    }
     (tmp_path / "lock").write_text(json.dumps(record))
     with ClusterLock(tmp_path / "lock", "up"):
         assert json.loads((tmp_path / "lock").read_text())["pid"] == os.getpid()
@@ -62,5 +68,9 @@ def test_secrets_are_masked_in_log_and_events(tmp_path: Path) -> None:
     reporter.action_finished("files", action, 0.5, ["w1"])
     events = [json.loads(line) for line in stream.getvalue().splitlines()]
     assert events[0]["message"] == "token <masked> created"
-    assert events[1] == {**events[1], "event": "action_finished", "changed": ["w1"],
-                         "duration": 0.5}
+    assert events[1] == {
+        **events[1],
+        "event": "action_finished",
+        "changed": ["w1"],
+        "duration": 0.5,
+    }

@@ -18,7 +18,10 @@ def test_roles_pass_ansible_lint_production_profile() -> None:
     assert lint, "ansible-lint is a dev dependency"
     done = subprocess.run(
         [lint, "--profile", "production", "--nocolor", "playbooks/"],
-        cwd=ROOT, capture_output=True, text=True, timeout=300,
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=300,
     )
     assert done.returncode == 0, done.stdout + done.stderr
 
@@ -29,7 +32,9 @@ def test_entry_playbook_is_thin_and_tagged() -> None:
     assert [r["role"] for r in play["roles"]] == ["prepare", "containerd", "kube_packages"]
     assert all(r["tags"] == [r["role"]] for r in play["roles"])
     for role in ("prepare", "containerd", "kube_packages"):
-        tasks = yaml.safe_load((data_dir("playbooks") / "roles" / role / "tasks/main.yml").read_text())
+        tasks = yaml.safe_load(
+            (data_dir("playbooks") / "roles" / role / "tasks/main.yml").read_text()
+        )
         assert all(t.get("tags") for t in tasks), f"every task of {role} is tagged"
 
 

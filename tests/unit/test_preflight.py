@@ -26,25 +26,37 @@ def test_fresh_vms_pass(cluster) -> None:
 
 
 def test_container_modules_are_skipped_honestly(cluster) -> None:
-    lxc = fresh("w1", "10.0.0.21", container="lxc",
-                modules={"overlay": True, "br_netfilter": False},
-                sysctls={"net.bridge.bridge-nf-call-iptables": "1"})
+    lxc = fresh(
+        "w1",
+        "10.0.0.21",
+        container="lxc",
+        modules={"overlay": True, "br_netfilter": False},
+        sysctls={"net.bridge.bridge-nf-call-iptables": "1"},
+    )
     check = _checks(cluster, w1=lxc)[("w1", "kernel modules")]
     assert check.status == "skip"
     assert "inside a lxc container modules cannot be loaded" in check.detail
 
 
 def test_container_without_bridge_netfilter_fails(cluster) -> None:
-    lxc = fresh("w1", "10.0.0.21", container="lxc",
-                modules={"overlay": True, "br_netfilter": False}, sysctls={})
+    lxc = fresh(
+        "w1",
+        "10.0.0.21",
+        container="lxc",
+        modules={"overlay": True, "br_netfilter": False},
+        sysctls={},
+    )
     check = _checks(cluster, w1=lxc)[("w1", "kernel modules")]
     assert check.status == "fail" and "br_netfilter" in check.detail
 
 
 def test_swap_in_a_container_fails_on_a_vm_is_fixed(cluster) -> None:
     memory = {"mem_mib": 4096, "swap_mib": 1024, "swap_devices": ["/swap"]}
-    checks = _checks(cluster, w1=fresh("w1", "10.0.0.21", container="lxc", memory=memory),
-                     cp1=fresh("cp1", "10.0.0.11", memory=memory))
+    checks = _checks(
+        cluster,
+        w1=fresh("w1", "10.0.0.21", container="lxc", memory=memory),
+        cp1=fresh("cp1", "10.0.0.11", memory=memory),
+    )
     assert checks[("w1", "swap")].status == "fail"
     assert checks[("cp1", "swap")].status == "ok"
     assert "k8sboot turns it off" in checks[("cp1", "swap")].detail
@@ -77,6 +89,7 @@ def test_duplicates_and_clock_skew_across_hosts(cluster) -> None:
 
 
 def test_ports_are_not_checked_where_kubeadm_runs(cluster) -> None:
-    configured = fresh("cp1", "10.0.0.11", ports=[6443, 2379],
-                       exists={"/etc/kubernetes/kubelet.conf": True})
+    configured = fresh(
+        "cp1", "10.0.0.11", ports=[6443, 2379], exists={"/etc/kubernetes/kubelet.conf": True}
+    )
     assert _checks(cluster, cp1=configured)[("cp1", "ports")].status == "skip"
