@@ -41,9 +41,13 @@ class CommandResult:
     host: str
     command: str
     exit_code: int
-    stdout: str
+    output: bytes  # stdout as received
     stderr: str
     seconds: float
+
+    @property
+    def stdout(self) -> str:
+        return self.output.decode("utf-8", "replace")
 
     @property
     def ok(self) -> bool:
@@ -222,7 +226,7 @@ class Connection:
             host=self.name,
             command=label,
             exit_code=exit_code,
-            stdout=out.decode("utf-8", "replace"),
+            output=out,
             stderr=err.decode("utf-8", "replace"),
             seconds=time.monotonic() - started,
         )
@@ -299,7 +303,7 @@ class Connection:
             return None
         if not result.ok:
             raise CommandFailed(result, self._log.path, f"read {path}")
-        return result.stdout.encode("utf-8", "surrogateescape")
+        return result.output
 
     def download(self, path: str, local: BinaryIO, timeout: float = 3600) -> int:
         """Stream a remote file into `local`; returns the number of bytes."""
