@@ -54,6 +54,8 @@ class WriteFiles(Action):
         return (self.host,)
 
     def describe(self) -> str:
+        if not self.files:
+            return f"restart {self.restart} (it has not read its configuration yet)"
         paths = ", ".join(str(f.path) for f in self.files)
         then = f", then restart {self.restart}" if self.restart else ""
         return f"write {paths}{then}"

@@ -59,6 +59,9 @@ def run_playbook(
         kind = event.get("event", "")
         if kind in ("runner_on_failed", "runner_on_unreachable") and not data.get("ignore_errors"):
             result = data.get("res", {})
+            failed_items = [r for r in result.get("results", []) if r.get("failed")]
+            if failed_items:  # a loop: the first failed item says more than the summary
+                result = failed_items[0]
             message = result.get("msg") or result.get("stderr") or json.dumps(result)[:300]
             task = data.get("task", "?")
             failures[data.get("host", "?")] = f"task '{task}': {str(message).strip()[:400]}"

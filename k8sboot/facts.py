@@ -79,6 +79,14 @@ class HostFacts:
     def service(self, name: str) -> dict[str, str]:
         return self.data["services"].get(name, {"active": "unknown", "enabled": "unknown"})
 
+    def started_before(self, service: str, path: str) -> bool:
+        """The running service started before `path` last changed: it has not read it."""
+        since = self.service(service).get("since")
+        changed = self.data.get("mtimes", {}).get(path)
+        return (
+            self.active(service) and since is not None and changed is not None and since < changed
+        )
+
     def active(self, service: str) -> bool:
         return self.service(service)["active"] == "active"
 

@@ -60,8 +60,8 @@ class TextReporter(Reporter):
         self, masker: Masker | None = None, verbose: int = 0, stream: TextIO | None = None
     ):
         super().__init__(masker)
-        self.console = Console(file=stream or sys.stderr, highlight=False)
-        self.out = Console(file=sys.stdout, highlight=False)
+        self.console = Console(file=stream or sys.stderr, highlight=False, soft_wrap=True)
+        self.out = Console(file=sys.stdout, highlight=False, soft_wrap=True)
         self.verbose = verbose
         self._current: dict[str, tuple[str, float]] = {}
         self._step = ""

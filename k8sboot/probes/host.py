@@ -29,6 +29,13 @@ def run(*argv):
         return 127, ""
 
 
+def mtime(path):
+    try:
+        return os.stat(path).st_mtime
+    except OSError:
+        return None
+
+
 def sha256(path):
     try:
         with open(path, "rb") as handle:
@@ -170,6 +177,7 @@ facts = {
     "addresses": addresses(),
     "ports": listening_ports(),
     "files": {path: sha256(path) for path in ARGS.get("files", [])},
+    "mtimes": {path: mtime(path) for path in ARGS.get("files", [])},
     "exists": {path: os.path.exists(path) for path in ARGS.get("exists", [])},
     "manifests": sorted(os.path.basename(p) for p in glob.glob("/etc/kubernetes/manifests/*")),
     "packages": packages(ARGS.get("packages", [])),

@@ -27,7 +27,12 @@ class ContainerdConfig(Step):
         actions: list[Action] = []
         for host in ctx.cluster.kube_nodes:
             stale = changed(ctx, host, wanted)
-            if stale:
+            # A run stopped between writing the file and restarting leaves containerd on
+            # the old configuration: restart it even though the file is right.
+            unread = any(
+                ctx.host_facts(host).started_before("containerd", str(f.path)) for f in wanted
+            )
+            if stale or unread:
                 actions.append(WriteFiles(host.name, stale, restart="containerd"))
         return actions
 

@@ -47,7 +47,13 @@ def role_vars(cluster: Cluster, host: Host, found: HostFacts) -> dict[str, dict[
         "prepare": {
             "prepare_cluster_name": cluster.name,
             "prepare_container": found.container or "",
-            "prepare_hosts_entries": [{"ip": h.ip, "name": h.name} for h in cluster.hosts],
+            # Its own name and the control planes' names: enough for kubeadm and the
+            # kubelet, and adding a worker then leaves every other host's file alone.
+            "prepare_hosts_entries": [
+                {"ip": h.ip, "name": h.name}
+                for h in cluster.hosts
+                if h is host or h.has("control-plane")
+            ],
         }
     }
     if host.has("control-plane") or host.has("worker"):
@@ -67,8 +73,8 @@ def _package_vars(cluster: Cluster) -> dict[str, Any]:
         "kube_packages_version": str(release),
         "kube_packages_source": packages.source,
         "kube_packages_url": url,
-        "kube_packages_key_url": key_url,
-        "kube_packages_directory": str(packages.path) if packages.path else None,
+        "kube_packages_key_url": key_url or "",
+        "kube_packages_directory": str(packages.path or ""),
     }
 
 

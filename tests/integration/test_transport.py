@@ -58,7 +58,7 @@ def test_strict_policy_refuses_an_unknown_host(lab, tmp_path: Path) -> None:
     keys = HostKeys(tmp_path / "known_hosts", "strict")
     with (
         Transport(_targets(lab)[:1], keys, RunLog(None)) as transport,
-        pytest.raises(UserError, match=r"host key not in .* hostKeyPolicy is strict"),
+        pytest.raises(UserError, match=r"host key not in .* and ssh.hostKeyPolicy is strict"),
     ):
         transport[lab.names[0]].run("true")
     assert not (tmp_path / "known_hosts").exists()

@@ -67,6 +67,7 @@ PACKAGES = (
     # what the Kubernetes stand-ins (tests/lab/standins) run on
     "python3-yaml",
     "python3-cryptography",
+    "python3-cffi-backend",  # debootstrap does not resolve the virtual packages it provides
 )
 
 # Runs on the host after debootstrap, with the rootfs as $1 and the public key file as $2.
