@@ -35,6 +35,7 @@ class ProbeRequest:
     sysctls: tuple[str, ...] = SYSCTLS
     modules: tuple[str, ...] = MODULES
     exists: tuple[str, ...] = (ADMIN_CONF, KUBELET_CONF, "/var/lib/etcd/member")
+    busy: tuple[str, ...] = ("kubeadm", "apt-get", "apt", "dpkg", "unattended-upgr")
 
     def script(self) -> bytes:
         args = {
@@ -44,6 +45,7 @@ class ProbeRequest:
             "sysctls": list(self.sysctls),
             "modules": list(self.modules),
             "exists": list(self.exists),
+            "busy": list(self.busy),
         }
         body = resources.files("k8sboot.probes").joinpath("host.py").read_text()
         return f"ARGS = {json.dumps(args)}\n{body}".encode()
@@ -103,6 +105,11 @@ class HostFacts:
         return next(
             (a["interface"] for a in self.data["addresses"] if a["address"] == address), None
         )
+
+    @property
+    def busy(self) -> list[str]:
+        """Package or kubeadm processes still running (from another or an interrupted run)."""
+        return list(self.data.get("busy", []))
 
     @property
     def kubeadm_configured(self) -> bool:

@@ -27,6 +27,8 @@ from k8sboot.state import StateDir, run_id
 from k8sboot.steps.base import Context, Step
 from k8sboot.transport import HostKeys, Transport
 
+BUSY_TIMEOUT = 600.0
+
 
 @dataclass
 class Workflow:
@@ -66,8 +68,25 @@ def open_transport(cluster: Cluster, state: StateDir, log: RunLog) -> Transport:
     )
 
 
-def gather(cluster: Cluster, transport: Transport, needs_all: bool) -> Facts:
-    facts = probe(transport, [h.name for h in cluster.hosts], probe_request(cluster))
+def gather(
+    cluster: Cluster, transport: Transport, needs_all: bool, reporter: Reporter | None = None
+) -> Facts:
+    request = probe_request(cluster)
+    facts = probe(transport, [h.name for h in cluster.hosts], request)
+    deadline = time.monotonic() + BUSY_TIMEOUT
+    # A killed run can leave kubeadm or apt working on a host; acting beside it would
+    # race it. Wait for it to finish, then look again.
+    while busy := {n: f.busy for n, f in facts.hosts.items() if f.busy}:
+        if time.monotonic() > deadline:
+            detail = "; ".join(f"{n}: {', '.join(p)}" for n, p in busy.items())
+            raise MachineError(f"still running after {BUSY_TIMEOUT:.0f}s: {detail}")
+        for name, processes in busy.items():
+            if reporter:
+                reporter.progress(name, f"waiting for {', '.join(processes)} to finish")
+        time.sleep(2)
+        again = probe(transport, list(busy), request)
+        facts.hosts.update(again.hosts)
+        facts.errors.update(again.errors)
     if facts.errors and needs_all:
         first = next(iter(facts.errors.values()))
         if len(facts.errors) == 1 and isinstance(first, K8sbootError):
@@ -94,7 +113,7 @@ def run(
             lock.acquire()
         reporter.run_started(workflow.name, cluster.name, [h.name for h in cluster.hosts])
         with open_transport(cluster, state, log) as transport:
-            facts = gather(cluster, transport, workflow.needs_all_hosts)
+            facts = gather(cluster, transport, workflow.needs_all_hosts, reporter)
             ctx = Context(cluster, state, transport, log, facts, wait_timeout=wait_timeout)
             if ctx.initialised:
                 ctx.nodes = probe_nodes(transport[ctx.api_host.name])

@@ -153,6 +153,16 @@ def modules(names):
     return {name: name in loaded or os.path.isdir("/sys/module/" + name) for name in names}
 
 
+def busy(names):
+    """Processes that an interrupted run may have left working (kubeadm, apt, dpkg)."""
+    found = []
+    for path in glob.glob("/proc/[0-9]*/comm"):
+        name = (read(path) or "").strip()
+        if name in names:
+            found.append(name)
+    return sorted(set(found))
+
+
 def stamps():
     found = {}
     for path in glob.glob("/var/lib/k8sboot/stamps/*"):
@@ -185,5 +195,6 @@ facts = {
     "sysctls": sysctls(ARGS.get("sysctls", [])),
     "modules": modules(ARGS.get("modules", [])),
     "stamps": stamps(),
+    "busy": busy(ARGS.get("busy", [])),
 }
 print(json.dumps(facts))
