@@ -41,7 +41,15 @@ import pytest
 
 from tests.lab.lab import Lab, LabError, Shape
 
-LAB_FIXTURES = {"lab", "healthy_lab", "lab_required", "vagrant_cli", "kube_packages"}
+LAB_FIXTURES = {
+    "lab",
+    "healthy_lab",
+    "lab_required",
+    "vagrant_cli",
+    "kube_packages",
+    "e2e_lab",
+    "k8sboot",
+}
 # Kubernetes versions the lab serves packages for: the default, and the last v1beta3 one.
 LAB_KUBE_VERSIONS = ("1.33.1", "1.30.13")
 REPO_PORT = 8090

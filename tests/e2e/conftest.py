@@ -1,0 +1,159 @@
+"""Run k8sboot itself, as a user would, against lab machines made by `vagrant up`."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from tests.lab import debs
+from tests.lab.lab import Lab
+from tests.lab.plugin import LAB_KUBE_VERSIONS, REPO_PORT
+
+KUBECTL = next(
+    (
+        p
+        for p in ("/usr/lib/google-cloud-sdk/bin/kubectl.1.33", "/usr/bin/kubectl")
+        if Path(p).exists()
+    ),
+    "kubectl",
+)
+
+
+@dataclass
+class K8sboot:
+    """`k8sboot` in a directory with a cluster file, against the lab's Vagrant machines."""
+
+    workdir: Path
+    lab: Lab
+
+    @property
+    def env(self) -> dict[str, str]:
+        return {**self.lab.env, "K8SBOOT_FILE": str(self.spec)}
+
+    @property
+    def spec(self) -> Path:
+        return self.workdir / "cluster.yaml"
+
+    @property
+    def state(self) -> Path:
+        return self.workdir / ".k8sboot" / "lab"
+
+    def command(self, *args: str) -> list[str]:
+        return [sys.executable, "-m", "k8sboot", *args]
+
+    def run(
+        self, *args: str, check: bool = True, timeout: float = 1200
+    ) -> subprocess.CompletedProcess:
+        done = subprocess.run(
+            self.command(*args),
+            cwd=self.workdir,
+            env=self.env,
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+        )
+        if check and done.returncode != 0:
+            raise AssertionError(
+                f"k8sboot {' '.join(args)} exited {done.returncode}\n{done.stdout}\n{done.stderr}"
+            )
+        return done
+
+    def up(self, *extra: str) -> list[dict[str, Any]]:
+        """`k8sboot up --vagrant -o json`; its events."""
+        return events(self.run("up", "--vagrant", "-o", "json", *extra).stdout)
+
+    def kill_during(self, step: str, after: float) -> list[dict[str, Any]]:
+        """Start `up` and kill it (SIGKILL, with its Ansible children) `after` seconds into
+        `step`. Returns the events seen before the kill."""
+        process = subprocess.Popen(
+            self.command("up", "--vagrant", "-o", "json"),
+            cwd=self.workdir,
+            env=self.env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.DEVNULL,
+            text=True,
+            start_new_session=True,
+        )
+        seen = []
+        assert process.stdout is not None
+        for line in process.stdout:
+            seen.append(json.loads(line))
+            if seen[-1].get("event") == "step_started" and seen[-1].get("step") == step:
+                time.sleep(after)
+                os.killpg(process.pid, signal.SIGKILL)
+                break
+        process.wait(timeout=60)
+        return seen
+
+    def kubectl(self, *args: str) -> subprocess.CompletedProcess:
+        return subprocess.run(
+            [KUBECTL, "--kubeconfig", str(self.state / "kubeconfig"), *args],
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=True,
+        )
+
+    def nodes(self) -> dict[str, bool]:
+        """Node name -> Ready, as the real kubectl on the operator's machine sees them."""
+        items = json.loads(self.kubectl("get", "nodes", "-o", "json").stdout)["items"]
+        return {
+            n["metadata"]["name"]: any(
+                c["type"] == "Ready" and c["status"] == "True" for c in n["status"]["conditions"]
+            )
+            for n in items
+        }
+
+
+def events(stdout: str) -> list[dict[str, Any]]:
+    return [json.loads(line) for line in stdout.splitlines() if line.startswith("{")]
+
+
+def finished(events_: list[dict[str, Any]]) -> dict[str, Any]:
+    return next(e for e in events_ if e["event"] == "run_finished")
+
+
+@pytest.fixture(scope="session")
+def e2e_lab(lab_required: None, tmp_path_factory) -> Iterator[tuple[Lab, str]]:
+    """A lab of its own (1 control plane, 2 workers to start with), so that what k8sboot
+    does to its machines never meets the other tests, with the stand-in packages served on
+    its bridge. Yields the lab and the package repository's URL."""
+    lab = Lab(index=int(os.environ.get("K8SBOOT_E2E_LAB_INDEX", "2")))
+    try:
+        lab.up(1, 2, fresh=True)
+        repo = tmp_path_factory.mktemp("e2e-apt")
+        debs.build_repo(repo, list(LAB_KUBE_VERSIONS))
+        address = f"{lab.subnet}.1"
+        server = debs.serve(repo, address, REPO_PORT)
+        try:
+            yield lab, f"http://{address}:{REPO_PORT}/"
+        finally:
+            server.shutdown()
+            server.server_close()
+    finally:
+        lab.destroy()
+
+
+@pytest.fixture(scope="module")
+def k8sboot(e2e_lab: tuple[Lab, str], tmp_path_factory) -> K8sboot:
+    lab, url = e2e_lab
+    workdir = tmp_path_factory.mktemp("cluster")
+    spec = {
+        "apiVersion": "k8sboot/v1alpha1",
+        "kind": "Cluster",
+        "name": "lab",
+        "packages": {"source": "mirror", "url": url},
+    }
+    (workdir / "cluster.yaml").write_text(yaml.safe_dump(spec))
+    return K8sboot(workdir, lab)

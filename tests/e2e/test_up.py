@@ -1,0 +1,165 @@
+"""`k8sboot up` on lab machines: bring-up, no-op re-runs, plan, interrupted runs, a new
+worker, a changed host key, reset; then the same with three control planes behind kube-vip.
+
+The tests of this module build on each other and run in order.
+"""
+
+from __future__ import annotations
+
+import os
+
+import pytest
+
+from tests.e2e.conftest import K8sboot, events, finished
+
+
+def _ansible_runs(k8sboot: K8sboot) -> int:
+    runs = k8sboot.state / "ansible"
+    return len(list(runs.iterdir())) if runs.exists() else 0
+
+
+def test_up_brings_a_cluster_up(k8sboot: K8sboot) -> None:
+    result = finished(k8sboot.up())
+    assert result["ok"] is True
+    assert set(result["changed"]) >= {"node setup (Ansible)", "kubeadm init", "join workers", "CNI"}
+    assert k8sboot.nodes() == {"cp1": True, "w1": True, "w2": True}
+    kubeconfig = k8sboot.state / "kubeconfig"
+    assert kubeconfig.stat().st_mode & 0o777 == 0o600
+    assert (k8sboot.state.stat().st_mode & 0o777) == 0o700
+    assert "server: https://10.213." in kubeconfig.read_text()
+
+
+def test_rerun_is_a_no_op_without_ansible(k8sboot: K8sboot) -> None:
+    runs = _ansible_runs(k8sboot)
+    result = finished(k8sboot.up())
+    assert result["changed"] == {}
+    assert _ansible_runs(k8sboot) == runs, "no Ansible play when every probe shows convergence"
+
+
+def test_plan_shows_nothing_and_changes_nothing(k8sboot: K8sboot) -> None:
+    done = k8sboot.run("plan", "--vagrant", "--detailed-exitcode", check=False)
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "nothing to change" in done.stdout
+
+
+def test_logs_and_artifacts_hold_no_secrets(k8sboot: K8sboot) -> None:
+    token_like = __import__("re").compile(r"\b[a-z0-9]{6}\.[a-z0-9]{16}\b")
+    for path in k8sboot.state.rglob("*"):
+        if path.is_file() and path.name != "kubeconfig":
+            text = path.read_text(errors="replace")
+            assert not token_like.search(text), f"{path} holds a bootstrap token"
+            assert "certificate key:" not in text.lower() or "<masked>" in text, path
+
+
+def test_interrupted_runs_converge(k8sboot: K8sboot) -> None:
+    k8sboot.run("reset", "--vagrant", "--yes", "--purge-packages")
+    for step, after in (
+        ("node setup (Ansible)", 4.0),
+        ("kubeadm init", 1.0),
+        ("join workers", 0.5),
+    ):
+        seen = k8sboot.kill_during(step, after)
+        assert any(e.get("step") == step for e in seen), f"never reached {step}"
+    result = finished(k8sboot.up())
+    assert result["ok"] is True
+    assert k8sboot.nodes() == {"cp1": True, "w1": True, "w2": True}
+    assert finished(k8sboot.up())["changed"] == {}
+
+
+def test_plan_shows_pending_changes_and_changes_nothing(k8sboot: K8sboot) -> None:
+    k8sboot.lab.ssh("w2", "sudo sh -c 'echo \"# edited\" >> /etc/containerd/config.toml'")
+    before = k8sboot.lab.ssh("w2", "sha256sum /etc/containerd/config.toml").stdout
+    done = k8sboot.run("plan", "--vagrant", "--detailed-exitcode", check=False)
+    assert done.returncode == 2
+    assert "+# edited" not in done.stdout and "-# edited" in done.stdout  # a real diff
+    assert k8sboot.lab.ssh("w2", "sha256sum /etc/containerd/config.toml").stdout == before
+    result = finished(k8sboot.up())
+    assert result["changed"] == {"containerd configuration": ["w2"]}
+
+
+def test_adding_a_worker_touches_only_it_and_the_control_plane(k8sboot: K8sboot) -> None:
+    lab = k8sboot.lab
+    shape = lab.shape
+    lab.up(shape.control_planes, shape.workers + 1)
+    new = f"w{shape.workers + 1}"
+    before = {
+        m.name: lab.ssh(
+            m.name,
+            "sudo find /etc /var/lib/k8sboot -newer /etc/hostname "
+            "-type f 2>/dev/null | sort | sha256sum",
+        ).stdout
+        for m in lab.machines
+        if m.name != new
+    }
+    evts = k8sboot.up()
+    touched = {h for e in evts if e["event"] == "action_finished" for h in e["hosts"]}
+    assert touched <= {new, "cp1"}, touched
+    assert new in touched
+    assert k8sboot.nodes()[new] is True
+    for name, listing in before.items():
+        if name != "cp1":
+            after = lab.ssh(
+                name,
+                "sudo find /etc /var/lib/k8sboot -newer /etc/hostname "
+                "-type f 2>/dev/null | sort | sha256sum",
+            ).stdout
+            assert after == listing, f"{name} was changed"
+
+
+def test_a_changed_host_key_stops_the_run(k8sboot: K8sboot) -> None:
+    lab = k8sboot.lab
+    lab.ssh(
+        "w1",
+        "sudo sh -c 'rm -f /etc/ssh/ssh_host_* && ssh-keygen -A >/dev/null "
+        "&& systemctl restart ssh'",
+    )
+    lab.forget_host_key("w1")
+    done = k8sboot.run("up", "--vagrant", check=False)
+    assert done.returncode == 3
+    assert "host key changed" in done.stderr and "Traceback" not in done.stderr
+    # The operator checks the machine and drops the old key: the next run pins the new one.
+    known = k8sboot.state / "known_hosts"
+    address = lab.machine("w1").ssh_host
+    known.write_text(
+        "".join(
+            line
+            for line in known.read_text().splitlines(keepends=True)
+            if not line.startswith(address + " ")
+        )
+    )
+    assert finished(k8sboot.up())["changed"] == {}
+
+
+def test_reset_cleans_up_and_is_idempotent(k8sboot: K8sboot) -> None:
+    k8sboot.run("reset", "--vagrant", "--yes")
+    for machine in k8sboot.lab.machines:
+        left = k8sboot.lab.ssh(
+            machine.name,
+            "sudo ls /etc/kubernetes/manifests /etc/cni/net.d "
+            "2>/dev/null; sudo iptables-save | grep -c KUBE- "
+            "|| true",
+        ).stdout.split()
+        assert left == ["0"], f"{machine.name}: {left}"
+    assert not (k8sboot.state / "kubeconfig").exists()
+    again = events(k8sboot.run("reset", "--vagrant", "--yes", "-o", "json").stdout)
+    assert finished(again)["changed"] == {}
+
+
+@pytest.mark.skipif(os.environ.get("K8SBOOT_E2E_HA", "1") == "0", reason="HA run disabled")
+def test_ha_three_control_planes_behind_kube_vip(k8sboot: K8sboot) -> None:
+    lab = k8sboot.lab
+    lab.up(3, 2)
+    result = finished(k8sboot.up())
+    assert result["ok"] is True
+    assert "join control planes" in result["changed"]
+    assert k8sboot.nodes() == {n: True for n in ("cp1", "cp2", "cp3", "w1", "w2")}
+    assert f"server: https://{lab.subnet}.10:6443" in (k8sboot.state / "kubeconfig").read_text()
+    members = lab.ssh(
+        "cp1",
+        "sudo ETCDCTL_API=3 etcdctl --endpoints https://127.0.0.1:2379 "
+        "--cacert /etc/kubernetes/pki/etcd/ca.crt --cert /etc/kubernetes/pki/etcd/server.crt "
+        "--key /etc/kubernetes/pki/etcd/server.key member list -w json",
+    ).stdout
+    assert members.count('"name"') == 3
+    assert finished(k8sboot.up())["changed"] == {}
+    k8sboot.run("reset", "--vagrant", "--yes")
