@@ -5,6 +5,8 @@
     .venv/bin/python -m tests.lab status              machines, states, addresses
     .venv/bin/python -m tests.lab env                 `export` lines: vagrant/k8sboot vs the lab
     .venv/bin/python -m tests.lab ssh NAME [CMD...]   run a command on a machine
+    .venv/bin/python -m tests.lab packages [--serve]  build the stand-in Kubernetes packages;
+                                                      serve them on the lab's bridge (:8090)
     .venv/bin/python -m tests.lab down                destroy it, leaving nothing behind
 
 Options: -i/--index N (lab N: bridge k8sb<N>, 10.213.<N>.0/24), --backend vagrant|lxc.
@@ -15,6 +17,7 @@ from __future__ import annotations
 import argparse
 import shlex
 import sys
+import time
 
 from tests.lab.box import ensure_box
 from tests.lab.lab import Lab, LabError
@@ -39,6 +42,9 @@ def main(argv: list[str] | None = None) -> int:
     ssh = sub.add_parser("ssh")
     ssh.add_argument("name")
     ssh.add_argument("cmd", nargs=argparse.REMAINDER)
+    packages = sub.add_parser("packages")
+    packages.add_argument("--serve", action="store_true", help="serve until interrupted")
+    packages.add_argument("--out", default="/var/cache/k8sboot-lab/apt")
     sub.add_parser("down")
     args = ap.parse_args(argv)
 
@@ -64,12 +70,33 @@ def main(argv: list[str] | None = None) -> int:
             sys.stdout.write(result.stdout)
             sys.stderr.write(result.stderr)
             return result.returncode
+        elif args.command == "packages":
+            return _packages(lab, args.out, args.serve)
         elif args.command == "down":
             lab.destroy()
             print(f"lab {lab.name} destroyed; nothing left behind")
     except LabError as exc:
         print(f"lab: {exc}", file=sys.stderr)
         return 1
+    return 0
+
+
+def _packages(lab: Lab, out: str, serve: bool) -> int:
+    from pathlib import Path
+
+    from tests.lab import debs
+    from tests.lab.plugin import LAB_KUBE_VERSIONS, REPO_PORT
+
+    repo = debs.build_repo(Path(out), list(LAB_KUBE_VERSIONS))
+    url = f"http://{lab.subnet}.1:{REPO_PORT}/"
+    print(f"packages for {', '.join(LAB_KUBE_VERSIONS)} in {repo}; served at {url}")
+    if serve:
+        server = debs.serve(repo, f"{lab.subnet}.1", REPO_PORT)  # serves in a thread
+        try:
+            while True:
+                time.sleep(3600)
+        except KeyboardInterrupt:
+            server.shutdown()
     return 0
 
 
