@@ -12,6 +12,7 @@ from typing import Any, TextIO
 
 from rich.console import Console
 from rich.live import Live
+from rich.markup import escape
 from rich.table import Table
 
 from k8sboot.actions import Action
@@ -128,12 +129,17 @@ class TextReporter(Reporter):
         self.console.print(f"[red]✗ {title}[/] [dim]{seconds:.1f}s[/]")
 
     def checks(self, checks: Sequence[Check]) -> None:
-        shown = [c for c in checks if c.status != "ok" or self.verbose]
-        for check in shown:
-            where = f"{check.host}: " if check.host else ""
-            self.console.print(
-                f"  {MARK[check.status]} {where}{check.name}: {check.detail}", markup=True
-            )
+        # One line per distinct finding, naming every host it holds for.
+        grouped: dict[tuple[str, str, str], list[str]] = {}
+        for check in checks:
+            if check.status != "ok" or self.verbose:
+                key = (check.status, check.name, check.detail)
+                grouped.setdefault(key, []).append(check.host)
+        for (status, name, detail), hosts in grouped.items():
+            where = ", ".join(h for h in hosts if h)
+            where = f"{where}: " if where else ""
+            line = escape(f"{where}{name}: {self.mask(detail)}")
+            self.console.print(f"  {MARK[status]} {line}")
 
     def note(self, text: str) -> None:
         self.console.print(f"  note: {self.mask(text)}")

@@ -9,22 +9,27 @@ from typing import Any
 import click
 
 from k8sboot.spec import LoadedSpec, load_spec
-from k8sboot.vagrant import read_environment
+from k8sboot.vagrant import read_environment, run_vagrant
 
 
-def load(spec_path: Path, vagrant: bool = False) -> LoadedSpec:
+def load(spec_path: Path, vagrant: bool = False, vagrant_up: bool = False) -> LoadedSpec:
     """Load and validate the cluster file; warnings go to stderr, errors raise."""
-    loaded = read_spec(spec_path, vagrant)
+    loaded = read_spec(spec_path, vagrant, vagrant_up)
     for warning in loaded.warnings:
         click.echo(f"warning: {spec_path}: {warning}", err=True)
     return loaded
 
 
-def read_spec(spec_path: Path, vagrant: bool = False) -> LoadedSpec:
+def read_spec(spec_path: Path, vagrant: bool = False, vagrant_up: bool = False) -> LoadedSpec:
     """With `vagrant`, the hosts are the machines of the Vagrant environment here, and the
-    cluster file (optional then) provides everything else."""
+    cluster file (optional then) provides everything else. With `vagrant_up`, machines
+    that are not running are brought up first."""
     if vagrant:
         environment = read_environment()
+        if vagrant_up and not all(m.running for m in environment.machines):
+            click.echo("vagrant up ...", err=True)
+            run_vagrant(["up", "--parallel"], environment.root, timeout=3600)
+            environment = read_environment()
         defaults: dict = {"name": "vagrant"}
         if environment.endpoint:
             defaults["controlPlaneEndpoint"] = {"type": "kube-vip", "address": environment.endpoint}

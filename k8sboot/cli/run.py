@@ -48,11 +48,10 @@ def up(
     """Bring the cluster to the spec: prepare hosts, containerd, packages, kubeadm init and
     joins, CNI, kubeconfig. Re-running on a converged cluster changes nothing.
 
-    With --vagrant, `vagrant up` runs first and the hosts are the Vagrant machines.
+    With --vagrant, the hosts are the Vagrant machines, brought up first when any is not
+    running.
     """
-    if vagrant and not dry_run:
-        run_vagrant(["up", "--parallel"], find_root(), timeout=3600)
-    cluster = load(spec_path, vagrant).cluster
+    cluster = load(spec_path, vagrant, vagrant_up=not dry_run).cluster
     pipeline.run(
         workflows.up(),
         cluster,
