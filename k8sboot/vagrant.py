@@ -15,6 +15,7 @@ import os
 import re
 import shlex
 import subprocess
+import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -79,27 +80,49 @@ def dotfile_dir(root: Path) -> Path:
     return (root / configured).resolve() if configured else root / ".vagrant"
 
 
-def run_vagrant(args: list[str], root: Path, timeout: float = 1800) -> str:
+def run_vagrant(args: list[str], root: Path, timeout: float = 1800, attempts: int = 1) -> str:
+    """Run vagrant; read-only calls may pass attempts=2: another vagrant process writing
+    Vagrant's machine index at the same moment makes a reader fail now and then."""
     command = ["vagrant", *args]
-    try:
-        result = subprocess.run(
-            command,
-            cwd=root,
-            capture_output=True,
-            text=True,
-            timeout=timeout,
-            env={**os.environ, "VAGRANT_CHECKPOINT_DISABLE": "1"},
-        )
-    except FileNotFoundError:
-        raise UserError(
-            "vagrant is not installed (not on PATH); install it or drop --vagrant"
-        ) from None
-    except subprocess.TimeoutExpired:
-        raise MachineError(f"`{shlex.join(command)}` took longer than {timeout:.0f} s") from None
-    if result.returncode != 0:
-        tail = " ".join((result.stderr or result.stdout).strip().splitlines()[-3:])
-        raise MachineError(f"`{shlex.join(command)}` failed (exit {result.returncode}): {tail}")
-    return result.stdout
+    for attempt in range(1, attempts + 1):
+        try:
+            result = subprocess.run(
+                command,
+                cwd=root,
+                capture_output=True,
+                text=True,
+                timeout=timeout,
+                env={**os.environ, "VAGRANT_CHECKPOINT_DISABLE": "1"},
+            )
+        except FileNotFoundError:
+            raise UserError(
+                "vagrant is not installed (not on PATH); install it or drop --vagrant"
+            ) from None
+        except subprocess.TimeoutExpired:
+            raise MachineError(
+                f"`{shlex.join(command)}` took longer than {timeout:.0f} s"
+            ) from None
+        if result.returncode == 0:
+            return result.stdout
+        if attempt < attempts:
+            time.sleep(2)
+    raise MachineError(
+        f"`{shlex.join(command)}` failed (exit {result.returncode}): {_vagrant_error(result)}"
+    )
+
+
+def _vagrant_error(result: subprocess.CompletedProcess) -> str:
+    """The line that says what went wrong: Vagrant's own message, or the first line of a
+    Ruby traceback (its last lines only name vagrant's launcher)."""
+    machine_error = [
+        line.split(",", 4)[4].replace("\\n", " ").replace("%!(VAGRANT_COMMA)", ",")
+        for line in result.stdout.splitlines()
+        if ",error-exit," in line and line.count(",") >= 4
+    ]
+    if machine_error:
+        return machine_error[-1][:400]
+    lines = [line.strip() for line in (result.stderr or result.stdout).splitlines() if line.strip()]
+    return (lines[0] if lines else "no output")[:400]
 
 
 def parse_status(output: str) -> dict[str, dict[str, str]]:
@@ -138,10 +161,10 @@ def parse_ssh_config(output: str) -> dict[str, dict[str, str]]:
 
 def read_environment(start: Path | None = None) -> VagrantEnvironment:
     root = find_root(start)
-    status = parse_status(run_vagrant(["status", "--machine-readable"], root, timeout=300))
+    status = parse_status(run_vagrant(["status", "--machine-readable"], root, 300, attempts=2))
     running = [name for name, entry in status.items() if entry["state"] == "running"]
     ssh = (
-        parse_ssh_config(run_vagrant(["ssh-config", *running], root, timeout=300))
+        parse_ssh_config(run_vagrant(["ssh-config", *running], root, 300, attempts=2))
         if running
         else {}
     )

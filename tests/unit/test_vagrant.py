@@ -9,7 +9,7 @@ import yaml
 from click.testing import CliRunner
 
 from k8sboot.cli.app import cli
-from k8sboot.errors import UserError
+from k8sboot.errors import MachineError, UserError
 from k8sboot.vagrant import parse_ssh_config, parse_status, read_environment
 
 STATUS = """\
@@ -164,3 +164,21 @@ def test_no_vagrantfile(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None
     result = CliRunner().invoke(cli, ["inventory", "--vagrant"])
     assert result.exit_code == 2
     assert result.output.startswith("error: no Vagrantfile in")
+
+
+def test_vagrant_errors_are_one_readable_line(fake_vagrant: Path, tmp_path: Path) -> None:
+    locked = (
+        "1795451875,,error-exit,Vagrant::Errors::MachineLocked,Vagrant can't use the "
+        "requested machine because it is locked!\\nName: w1\n"
+    )
+    (tmp_path / "status.txt").write_text(locked)
+    script = tmp_path / "bin" / "vagrant"
+    script.write_text(script.read_text().replace("status.txt ;;", "status.txt; exit 1 ;;"))
+    with pytest.raises(
+        MachineError,
+        match=r"failed \(exit 1\): Vagrant can't use the requested "
+        r"machine because it is locked! Name: w1$",
+    ):
+        read_environment()
+    calls = (tmp_path / "calls").read_text().splitlines()
+    assert calls == ["status --machine-readable"] * 2  # read-only: tried twice
