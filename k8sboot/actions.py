@@ -122,7 +122,7 @@ class WaitNodesReady(Action):
 
     @property
     def hosts(self) -> tuple[str, ...]:
-        return self.nodes
+        return (self.host,)  # it only reads, through this control plane
 
     def describe(self) -> str:
         return f"wait up to {self.timeout:.0f}s for nodes Ready: {', '.join(self.nodes)}"

@@ -93,6 +93,8 @@ def test_adding_a_worker_touches_only_it_and_the_control_plane(k8sboot: K8sboot)
     }
     evts = k8sboot.up()
     touched = {h for e in evts if e["event"] == "action_finished" for h in e["hosts"]}
+    changed = {h for e in evts if e["event"] == "action_finished" for h in e["changed"]}
+    assert changed == {new}, changed
     assert touched <= {new, "cp1"}, touched
     assert new in touched
     assert k8sboot.nodes()[new] is True
