@@ -1,0 +1,70 @@
+"""The running cluster: applying manifests, waiting for Ready nodes, the kubeconfig."""
+
+from __future__ import annotations
+
+import json
+import time
+
+import yaml
+
+from k8sboot.actions import ApplyManifest, FetchKubeconfig, WaitNodesReady
+from k8sboot.errors import MachineError
+from k8sboot.executor.core import Executor, Outcome, handles, read_required
+from k8sboot.facts import ADMIN_CONF, KUBECTL, parse_nodes
+from k8sboot.state import write_private
+from k8sboot.steps.cluster import digest
+
+STAMPS = "/var/lib/k8sboot/stamps"
+APPLY_TIMEOUT = 900
+
+
+@handles(ApplyManifest)
+def apply(executor: Executor, action: ApplyManifest) -> Outcome:
+    connection = executor.ctx.transport[action.host]
+    for command in action.prerequisites:
+        executor.progress(action.host, command)
+        connection.run(f"KUBECONFIG={ADMIN_CONF} {command}", timeout=APPLY_TIMEOUT, shown=command)
+    path = str(action.file.path)
+    connection.write_file(path, action.file.content.encode(), action.file.mode)
+    executor.progress(action.host, f"kubectl apply -f {path}")
+    connection.run(f"{KUBECTL} apply -f {path}", timeout=300)
+    stamp = digest(action.file.content.encode())
+    connection.write_file(f"{STAMPS}/{action.stamp}", f"{stamp}\n".encode())
+    return Outcome((action.host,))
+
+
+@handles(WaitNodesReady)
+def wait_ready(executor: Executor, action: WaitNodesReady) -> Outcome:
+    connection = executor.ctx.transport[action.host]
+    deadline = time.monotonic() + action.timeout
+    while True:
+        result = connection.run(
+            f"{KUBECTL} get nodes -o json", check=False, timeout=60, shown="kubectl get nodes"
+        )
+        nodes = parse_nodes(json.loads(result.stdout)) if result.ok else {}
+        waiting = {
+            name: (nodes[name].reason if name in nodes else "not registered")
+            for name in action.nodes
+            if name not in nodes or not nodes[name].ready
+        }
+        executor.ctx.nodes = nodes
+        if not waiting:
+            return Outcome(())
+        if time.monotonic() > deadline:
+            detail = "; ".join(f"{name}: {why}" for name, why in waiting.items())
+            raise MachineError(f"nodes not Ready after {action.timeout:.0f}s: {detail}")
+        executor.progress(action.host, f"waiting for {', '.join(waiting)}")
+        time.sleep(2)
+
+
+@handles(FetchKubeconfig)
+def fetch_kubeconfig(executor: Executor, action: FetchKubeconfig) -> Outcome:
+    ctx = executor.ctx
+    raw = read_required(ctx.transport[action.host], ADMIN_CONF, secret=True)  # a client key
+    config = yaml.safe_load(raw)
+    for cluster in config.get("clusters", []):
+        cluster["cluster"]["server"] = f"https://{action.server}"
+    path = ctx.state.kubeconfig
+    write_private(path, yaml.safe_dump(config).encode())
+    path.with_name("kubeconfig.source").write_text(digest(raw) + "\n")
+    return Outcome((), f"kubeconfig written to {path}")

@@ -1,0 +1,70 @@
+"""The executor: the only code that changes anything on a machine.
+
+It carries out actions through the SSH transport or an Ansible run. Each action type has
+one handler, registered with @handles in the module of its kind (files, kubeadm, the
+running cluster, etcd, nodes). Secrets (tokens, certificate keys) are created by handlers
+at the last moment, travel on stdin, are registered with the log masker, and are deleted
+again once the operation they were for has run.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import TypeVar
+
+from k8sboot.actions import Action
+from k8sboot.errors import MachineError
+from k8sboot.steps.base import Context
+from k8sboot.transport import Connection
+
+Progress = Callable[[str, str], None]  # (host, what is happening)
+A = TypeVar("A", bound=Action)
+
+
+@dataclass(frozen=True)
+class Outcome:
+    changed: tuple[str, ...]  # hosts where something changed
+    detail: str = ""
+
+
+Handler = Callable[["Executor", A], Outcome]
+_HANDLERS: dict[type[Action], Handler] = {}
+
+
+def handles(action_type: type[A]) -> Callable[[Handler], Handler]:
+    """Register the function that carries out actions of `action_type`."""
+
+    def register(handler: Handler) -> Handler:
+        _HANDLERS[action_type] = handler
+        return handler
+
+    return register
+
+
+class Executor:
+    def __init__(self, ctx: Context, progress: Progress | None = None):
+        self.ctx = ctx
+        self.progress = progress or (lambda host, message: None)
+
+    def execute(self, action: Action) -> Outcome:
+        handler = _HANDLERS.get(type(action))
+        if handler is None:
+            raise TypeError(f"no executor for {type(action).__name__}")
+        return handler(self, action)
+
+
+def read_required(connection: Connection, path: str, secret: bool = False) -> bytes:
+    content = connection.read_file(path, secret=secret)
+    if content is None:
+        raise MachineError(f"{connection.name}: {path} is missing")
+    return content
+
+
+def raise_first(results: dict[str, object]) -> None:
+    """Raise the failure of a parallel fan-out: the only one as it is, several joined."""
+    failures = {h: r for h, r in results.items() if isinstance(r, BaseException)}
+    if len(failures) == 1:
+        raise next(iter(failures.values()))
+    if failures:
+        raise MachineError("; ".join(f"{e}" for e in failures.values()))

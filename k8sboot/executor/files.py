@@ -1,0 +1,55 @@
+"""Files, plain commands and Ansible runs."""
+
+from __future__ import annotations
+
+import json
+import shlex
+
+from k8sboot.actions import Converge, RunCommands, WriteFiles
+from k8sboot.ansible import run_playbook
+from k8sboot.executor.core import Executor, Outcome, handles, raise_first
+from k8sboot.steps.node_setup import PLAYBOOK
+from k8sboot.transport import Connection
+
+COMMAND_TIMEOUT = 900
+
+
+@handles(WriteFiles)
+def write_files(executor: Executor, action: WriteFiles) -> Outcome:
+    connection = executor.ctx.transport[action.host]
+    for file in action.files:
+        executor.progress(action.host, f"write {file.path}")
+        connection.write_file(str(file.path), file.content.encode(), file.mode)
+    if action.restart:
+        executor.progress(action.host, f"restart {action.restart}")
+        connection.run(f"systemctl restart {shlex.quote(action.restart)}", timeout=180)
+    return Outcome((action.host,))
+
+
+@handles(RunCommands)
+def run_commands(executor: Executor, action: RunCommands) -> Outcome:
+    by_host: dict[str, list[str]] = {}
+    for host, command in action.commands:
+        by_host.setdefault(host, []).append(command)
+
+    def run_all(connection: Connection) -> None:
+        for command in by_host[connection.name]:
+            executor.progress(connection.name, command)
+            connection.run(command, timeout=COMMAND_TIMEOUT)
+
+    raise_first(executor.ctx.transport.each(by_host, run_all))
+    return Outcome(tuple(by_host))
+
+
+@handles(Converge)
+def converge(executor: Executor, action: Converge) -> Outcome:
+    per_host = {host: json.loads(values) for host, values in action.host_vars}
+
+    def on_event(event: dict) -> None:
+        data = event.get("event_data", {})
+        if event.get("event") == "runner_on_start" and data.get("host"):
+            executor.progress(data["host"], data.get("task", ""))
+
+    ctx = executor.ctx
+    run_playbook(ctx.cluster, ctx.state, PLAYBOOK, per_host, {}, on_event)
+    return Outcome(action.hosts)
