@@ -44,11 +44,15 @@ def test_plan_shows_nothing_and_changes_nothing(k8sboot: K8sboot) -> None:
 
 def test_logs_and_artifacts_hold_no_secrets(k8sboot: K8sboot) -> None:
     token_like = __import__("re").compile(r"\b[a-z0-9]{6}\.[a-z0-9]{16}\b")
+    checked = 0
     for path in k8sboot.state.rglob("*"):
         if path.is_file() and path.name != "kubeconfig":
+            checked += 1
             text = path.read_text(errors="replace")
             assert not token_like.search(text), f"{path} holds a bootstrap token"
+            assert "PRIVATE KEY" not in text and "client-key-data" not in text, path
             assert "certificate key:" not in text.lower() or "<masked>" in text, path
+    assert checked > 5  # the run logs and the Ansible artifacts were there to read
 
 
 def test_interrupted_runs_converge(k8sboot: K8sboot) -> None:
