@@ -216,3 +216,40 @@ def test_shell_completion_script() -> None:
         [sys.executable, "-m", "k8sboot"], capture_output=True, text=True, env=env
     )
     assert "_k8sboot_completion" in script.stdout
+
+
+def test_up_against_an_unreachable_host_fails_with_one_line(run, tmp_path: Path) -> None:
+    data = yaml.safe_load(yaml.safe_dump(BASE))
+    data["hosts"] = [
+        {
+            "name": "cp1",
+            "address": "127.0.0.1",
+            "nodeIP": "10.0.0.11",
+            "roles": ["control-plane"],
+            "ssh": {"port": 1},
+        }
+    ]
+    data["ssh"] = {"connectTimeout": 2}
+    (tmp_path / "cluster.yaml").write_text(yaml.safe_dump(data))
+    result = run("up")
+    assert result.exit_code == 1
+    lines = result.output.strip().splitlines()
+    assert lines[-1].startswith("error: cp1: cannot reach 127.0.0.1:1 over SSH")
+    assert "Traceback" not in result.output
+
+
+def test_reset_and_down_need_yes(run, spec: Path) -> None:
+    result = run("reset")
+    assert result.exit_code == 2 and "pass --yes" in result.output
+    assert run("down", "--vagrant").exit_code == 2
+
+
+def test_a_second_run_is_refused_while_one_holds_the_lock(run, spec: Path, tmp_path) -> None:
+    from k8sboot.lock import ClusterLock
+
+    state = tmp_path / ".k8sboot" / "test"
+    state.mkdir(parents=True)
+    with ClusterLock(state / "lock", "up"):
+        result = run("up")
+    assert result.exit_code == 3
+    assert "is running `k8sboot up` on this cluster" in result.output
