@@ -241,8 +241,9 @@ def build_packages(version: str, out_dir: Path, kubectl: Path | None = None) -> 
         _write(root / "usr/bin/kubelet", launcher("kubelet", "kubelet.main"), 0o755)
         _write(root / "usr/lib/systemd/system/kubelet.service", KUBELET_UNIT)
         _write(root / "etc/default/kubelet", "KUBELET_EXTRA_ARGS=\n")
-        _write(root / "var/lib/kubelet/.kubelet-keep", "")
-        _write(root / "etc/kubernetes/manifests/.kubelet-keep", "")
+        # Empty directories, as upstream's kubelet package ships them.
+        (root / "var/lib/kubelet").mkdir(parents=True, exist_ok=True)
+        (root / "etc/kubernetes/manifests").mkdir(parents=True, exist_ok=True)
         _control(
             root,
             {

@@ -50,7 +50,8 @@ def supervise(root: Path) -> None:
             child.terminate()
 
     signal.signal(signal.SIGTERM, stop)
-    env = dict(os.environ, K8SBOOT_STANDIN_ROOT=str(root), PYTHONPATH=str(LAB))
+    path = os.pathsep.join(filter(None, [str(LAB), os.environ.get("PYTHONPATH", "")]))
+    env = dict(os.environ, K8SBOOT_STANDIN_ROOT=str(root), PYTHONPATH=path)
     log = open(root / "kubelet.log", "ab")  # noqa: SIM115 - the children's stdout
     while not state["stopping"]:
         state["child"] = subprocess.Popen(

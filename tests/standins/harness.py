@@ -20,6 +20,13 @@ FAKE_SYSTEMCTL = Path(__file__).resolve().parent / "fake_systemctl.py"
 KUBECTL_DIR = Path("/usr/lib/google-cloud-sdk/bin")
 
 
+def pythonpath() -> str:
+    """The stand-ins' source tree first, then whatever PYTHONPATH the tests run with (e.g.
+    Debian bookworm's cryptography 38 and PyYAML 6.0, to run the stand-ins as lab machines
+    would: see tests/lab/standins/README.md)."""
+    return os.pathsep.join(filter(None, [str(LAB), os.environ.get("PYTHONPATH", "")]))
+
+
 def kubectl_path(minor: int) -> str:
     p = KUBECTL_DIR / f"kubectl.1.{minor}"
     return str(p) if p.exists() else "kubectl"
@@ -63,7 +70,7 @@ class Node:
         return dict(
             os.environ,
             K8SBOOT_STANDIN_ROOT=str(self.root),
-            PYTHONPATH=str(LAB),
+            PYTHONPATH=pythonpath(),
             K8SBOOT_STANDIN_VERSION=self.version,
             K8SBOOT_STANDIN_KUBELET_HEALTHZ_PORT=str(self.healthz_port),
             K8SBOOT_STANDIN_SYSTEMCTL=f"{sys.executable} {FAKE_SYSTEMCTL} {self.root}",

@@ -10,6 +10,8 @@ from pathlib import Path
 import pytest
 import yaml
 
+from .harness import pythonpath
+
 LAB = Path(__file__).resolve().parents[1] / "lab"
 
 
@@ -20,7 +22,7 @@ def kubeadm(tmp_path: Path, version: str, docs: list[dict], *args: str):
         os.environ,
         K8SBOOT_STANDIN_ROOT=str(tmp_path / "root"),
         K8SBOOT_STANDIN_VERSION=version,
-        PYTHONPATH=str(LAB),
+        PYTHONPATH=pythonpath(),
     )
     return subprocess.run(
         [

@@ -4,13 +4,18 @@ from __future__ import annotations
 
 import http.client
 import json
+import socket
 import ssl
 import threading
+import time
 import urllib.parse
 from collections.abc import Iterator
 
 from . import tlsutil
 from .kubeconfig import Credentials
+
+TRANSIENT_STATUS = {429, 500, 502, 503, 504}
+RETRY_INTERVAL = 0.5
 
 
 class ApiError(Exception):
@@ -82,9 +87,18 @@ class Client:
         token: str | None = None,
         verify: bool = True,
         timeout: float = 10.0,
+        connect_to: str | None = None,
+        retry_for: float = 0.0,
     ):
         u = urllib.parse.urlsplit(server)
         self.host, self.port = u.hostname, u.port or 443
+        # Connect to this address but speak TLS to (and verify) the server's name, like a
+        # container whose /etc/hosts maps that name (pod hostAliases).
+        self.connect_to = connect_to
+        # Seconds to keep retrying a request that failed on the way (connection refused or
+        # reset, timeout, 429/5xx), as kubeadm's apiclient helpers poll for up to the
+        # kubernetesAPICall timeout; 0 = fail at once.
+        self.retry_for = retry_for
         self.token = token
         self.timeout = timeout
         self.ctx: ssl.SSLContext = tlsutil.client_context(ca_pem, cert_pem, key_pem, verify)
@@ -96,9 +110,17 @@ class Client:
         return cls(c.server, c.ca_pem, c.cert_pem, c.key_pem, c.token, verify=not c.insecure, **kw)
 
     def _conn(self, timeout: float | None = None) -> http.client.HTTPSConnection:
-        return http.client.HTTPSConnection(
+        conn = http.client.HTTPSConnection(
             self.host, self.port, context=self.ctx, timeout=timeout or self.timeout
         )
+        if self.connect_to:
+            address = self.connect_to
+
+            def create_connection(addr, *args, **kwargs):
+                return socket.create_connection((address, addr[1]), *args, **kwargs)
+
+            conn._create_connection = create_connection
+        return conn
 
     def request(
         self,
@@ -117,7 +139,19 @@ class Client:
             headers["Content-Type"] = content_type
         if self.token:
             headers["Authorization"] = f"Bearer {self.token}"
+        deadline = time.monotonic() + self.retry_for
+        while True:
+            try:
+                return self._request_once(method, path, data, headers)
+            except (OSError, http.client.HTTPException, ApiError) as e:
+                transient = not isinstance(e, ApiError) or e.status in TRANSIENT_STATUS
+                if not transient or time.monotonic() + RETRY_INTERVAL > deadline:
+                    raise
+            time.sleep(RETRY_INTERVAL)
+
+    def _request_once(self, method: str, path: str, data: bytes | None, headers: dict) -> dict:
         conn = getattr(self._local, "conn", None)
+        self._local.conn = None
         for attempt in (0, 1):
             if conn is None:
                 conn = self._conn()
@@ -127,10 +161,14 @@ class Client:
                 raw = resp.read()
                 break
             except (http.client.HTTPException, ConnectionError, ssl.SSLError):
+                # A kept-alive connection the server closed: one fresh attempt.
                 conn.close()
                 conn = None
                 if attempt:
                     raise
+            except OSError:
+                conn.close()
+                raise
         self._local.conn = conn
         try:
             payload = json.loads(raw) if raw else {}
@@ -196,17 +234,27 @@ class Client:
     ) -> dict:
         return self.request("DELETE", path_for(kind, namespace, name), body)
 
-    def create_or_update(self, obj: dict) -> dict:
-        try:
-            return self.create(obj)
-        except Conflict as e:
-            if e.reason != "AlreadyExists":
-                raise
+    def create_or_update(self, obj: dict, attempts: int = 5) -> dict:
+        """Create, or replace what exists (kubeadm's apiclient.CreateOrUpdate*). A conflict
+        on the update (someone else's write, or our own retried write that had landed) means
+        read again and replace again."""
         md = obj["metadata"]
-        current = self.get(obj["kind"], md["name"], md.get("namespace"))
-        obj = dict(obj)
-        obj["metadata"] = dict(md, resourceVersion=current["metadata"]["resourceVersion"])
-        return self.update(obj)
+        for attempt in range(attempts):
+            try:
+                return self.create(obj)
+            except Conflict as e:
+                if e.reason != "AlreadyExists":
+                    raise
+            current = self.get(obj["kind"], md["name"], md.get("namespace"))
+            body = dict(
+                obj, metadata=dict(md, resourceVersion=current["metadata"]["resourceVersion"])
+            )
+            try:
+                return self.update(body)
+            except Conflict:
+                if attempt == attempts - 1:
+                    raise
+        raise AssertionError("unreachable")
 
     def watch(
         self,

@@ -47,6 +47,24 @@ def cert_pem(cert: x509.Certificate) -> bytes:
     return cert.public_bytes(serialization.Encoding.PEM)
 
 
+def not_after(cert: x509.Certificate) -> dt.datetime:
+    """The certificate's notAfter as an aware UTC datetime. cryptography 42+ has
+    `not_valid_after_utc` (and deprecates the naive `not_valid_after`); Debian bookworm's
+    python3-cryptography (38) has only the naive one."""
+    aware = getattr(cert, "not_valid_after_utc", None)
+    if aware is not None:
+        return aware
+    return cert.not_valid_after.replace(tzinfo=dt.UTC)
+
+
+def not_before(cert: x509.Certificate) -> dt.datetime:
+    """The certificate's notBefore as an aware UTC datetime (see not_after)."""
+    aware = getattr(cert, "not_valid_before_utc", None)
+    if aware is not None:
+        return aware
+    return cert.not_valid_before.replace(tzinfo=dt.UTC)
+
+
 def load_cert(data: bytes) -> x509.Certificate:
     return x509.load_pem_x509_certificate(data)
 
@@ -120,7 +138,7 @@ def sign(
         .public_key(public_key)
         .serial_number(x509.random_serial_number())
         .not_valid_before(start - SKEW)
-        .not_valid_after(min(start + validity, ca_cert.not_valid_after_utc))
+        .not_valid_after(min(start + validity, not_after(ca_cert)))
         .add_extension(
             x509.KeyUsage(True, False, True, False, False, False, False, False, False),
             critical=True,

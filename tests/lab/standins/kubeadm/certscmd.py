@@ -73,7 +73,7 @@ def check_expiration(output: str, cert_dir: str | None, config: str | None) -> i
             "kube-system get cm kubeadm-config -o yaml'"
         )
         try:
-            cluster = read_cluster_config(admin_client(timeout=5))
+            cluster = read_cluster_config(admin_client(timeout=5, retry_for=0))
         except Exception as e:
             log_fn(
                 f"[check-expiration] Error reading configuration from the Cluster. Falling "
@@ -109,8 +109,8 @@ def check_expiration(output: str, cert_dir: str | None, config: str | None) -> i
             "missing": cert is None,
         }
         if cert is not None:
-            e["expirationDate"] = cert.not_valid_after_utc.strftime("%Y-%m-%dT%H:%M:%SZ")
-            e["residualTime"] = int((cert.not_valid_after_utc - now).total_seconds())
+            e["expirationDate"] = pki.not_after(cert).strftime("%Y-%m-%dT%H:%M:%SZ")
+            e["residualTime"] = int((pki.not_after(cert) - now).total_seconds())
         else:
             e["expirationDate"], e["residualTime"] = None, 0
         if ca_name:
@@ -139,7 +139,7 @@ def check_expiration(output: str, cert_dir: str | None, config: str | None) -> i
         if cert is None:
             print(fmt.format(name, "", "", "", "!MISSING!"))
             continue
-        exp = cert.not_valid_after_utc
+        exp = pki.not_after(cert)
         print(
             fmt.format(
                 name,
@@ -156,7 +156,7 @@ def check_expiration(output: str, cert_dir: str | None, config: str | None) -> i
         if cert is None:
             print(fmt2.format(name, "", "", "!MISSING!"))
             continue
-        exp = cert.not_valid_after_utc
+        exp = pki.not_after(cert)
         print(
             fmt2.format(
                 name,
@@ -172,7 +172,7 @@ def renew_all(cert_dir: str | None) -> int:
     """Re-sign every leaf and kubeconfig certificate with the same subject and SANs."""
     cluster: dict = {}
     with contextlib.suppress(Exception):
-        cluster = read_cluster_config(admin_client(timeout=5))
+        cluster = read_cluster_config(admin_client(timeout=5, retry_for=0))
     default_cluster(cluster)
     pki_dir = cert_dir or cluster["certificatesDir"]
     log("[renew] Reading configuration from the cluster...")

@@ -24,9 +24,16 @@ def klog_warn(msg: str) -> None:
     print(f"W{time.strftime('%m%d %H:%M:%S')}.000000       1 {msg}", file=sys.stderr, flush=True)
 
 
-def admin_client(path: str = ADMIN_CONF, timeout: float = 10) -> Client:
+# kubeadm's kubernetesAPICall timeout: its apiclient helpers retry failed calls this long,
+# which carries them over a control-plane endpoint that moves (kube-vip restarting).
+API_CALL_RETRY = 60.0
+
+
+def admin_client(
+    path: str = ADMIN_CONF, timeout: float = 10, retry_for: float = API_CALL_RETRY
+) -> Client:
     try:
-        return Client.from_kubeconfig(path, timeout=timeout)
+        return Client.from_kubeconfig(path, timeout=timeout, retry_for=retry_for)
     except FileNotFoundError:
         raise KubeadmError(
             f"failed to load admin kubeconfig: open {path}: no such file or directory"

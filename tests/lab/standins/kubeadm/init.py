@@ -141,7 +141,9 @@ def run(
         )
         node.wait_kubelet(cfg.timeout("kubeletHealthCheck"), log)
         node.wait_api(
-            admin_client(super_admin), cfg.timeout("controlPlaneComponentHealthCheck"), log
+            admin_client(super_admin, retry_for=0),
+            cfg.timeout("controlPlaneComponentHealthCheck"),
+            log,
         )
         # kubeadm makes admin.conf's group a cluster admin using super-admin.conf.
         admin_client(super_admin).create_or_update(tokens.cluster_admins_binding())

@@ -13,7 +13,14 @@ from ..client import ApiError, Client
 from ..etcd import EtcdError
 from ..paths import BOOTSTRAP_KUBELET_CONF, KUBELET_CONF, KUBERNETES_DIR, MANIFESTS_DIR, host
 from . import certs, discovery, manifests, node, preflight, uploadcerts
-from .common import admin_client, etcd_client_from_cluster, log, mark_control_plane, pause_image
+from .common import (
+    API_CALL_RETRY,
+    admin_client,
+    etcd_client_from_cluster,
+    log,
+    mark_control_plane,
+    pause_image,
+)
 from .config import Config, cluster_from_configmap
 from .errors import KubeadmError, PhaseError
 
@@ -42,12 +49,17 @@ def run(cfg: Config, ignore: list[str], skip: list[str]) -> int:
             preflight.port_free(10250),
             preflight.file_available(KUBELET_CONF),
             preflight.file_available(f"{KUBERNETES_DIR}/pki/ca.crt"),
-            preflight.dir_available(MANIFESTS_DIR),
             preflight.cri(cfg.node_reg["criSocket"]),
             preflight.ip_forward(),
             *preflight.kubelet_installed(),
         ]
         if cp is not None:
+            # Since 1.22 only kubeadm's own manifests must be absent (custom static pods
+            # such as kube-vip may be there); worker joins do not look at the directory.
+            checks += [
+                preflight.file_available(f"{MANIFESTS_DIR}/{name}.yaml")
+                for name in ("kube-apiserver", "kube-controller-manager", "kube-scheduler", "etcd")
+            ]
             checks += preflight.resources()
             checks += [
                 preflight.port_free(p)
@@ -69,7 +81,7 @@ def run(cfg: Config, ignore: list[str], skip: list[str]) -> int:
 
     ca, server = phase("preflight", do_discovery)
     tls_token = j["discovery"].get("tlsBootstrapToken") or bt["token"]
-    boot = Client(server, ca, token=tls_token)
+    boot = Client(server, ca, token=tls_token, retry_for=API_CALL_RETRY)
 
     log("[preflight] Reading configuration from the cluster...")
     log(

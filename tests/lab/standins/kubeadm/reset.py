@@ -6,6 +6,7 @@ from __future__ import annotations
 import contextlib
 import os
 import shutil
+import time
 import urllib.parse
 
 from ..client import ApiError
@@ -15,6 +16,27 @@ from . import manifests, node
 from .common import admin_client, etcd_client_from_cluster, log, read_cluster_config
 from .config import default_cluster
 from .errors import KubeadmError
+
+# kubeadm's etcd client retries member changes with exponential back-off: etcd refuses them
+# for a while after a member (re)started ("etcdserver: unhealthy cluster": the leader must
+# have been connected to every voting member for the last 5 s).
+REMOVE_BACKOFF = (0.1, 1.5, 40.0)  # first delay, factor, give up after (seconds)
+
+
+def remove_member(etcd, member_id) -> None:
+    delay, factor, limit = REMOVE_BACKOFF
+    deadline = time.monotonic() + limit
+    while True:
+        try:
+            etcd.member_remove(member_id)
+            return
+        except EtcdError as e:
+            if "member not found" in str(e):
+                return  # gone already (an earlier attempt landed), as kubeadm treats it
+            if time.monotonic() + delay > deadline:
+                raise
+        time.sleep(delay)
+        delay = min(delay * factor, 5.0)
 
 
 def _clean_dir(path: str) -> None:
@@ -43,7 +65,7 @@ def run(force: bool, cert_dir: str | None, ignore: list[str]) -> int:
     for conf in (ADMIN_CONF, KUBELET_CONF):
         if os.path.exists(host(conf)):
             try:
-                client = admin_client(conf, timeout=5)
+                client = admin_client(conf, timeout=5, retry_for=5)
                 log("[reset] Reading configuration from the cluster...")
                 log(
                     "[reset] FYI: You can look at this config file with 'kubectl -n kube-system "
@@ -88,11 +110,8 @@ def run(force: bool, cert_dir: str | None, ignore: list[str]) -> int:
                     e for e in etcd.endpoints if urllib.parse.urlsplit(e).hostname != mine_host
                 ]
                 etcd.endpoints = others or etcd.endpoints
-                etcd.member_remove(mine[0]["ID"])
-                log(
-                    f"[reset] Removed the etcd member {mine[0].get('name')} "
-                    f"(ID {int(mine[0]['ID']):x}, peer {peer}) from the etcd cluster"
-                )
+                # Upstream says nothing on success at the default verbosity.
+                remove_member(etcd, mine[0]["ID"])
         except (KubeadmError, EtcdError, ApiError, OSError, StopIteration) as e:
             log(
                 f"[reset] Failed to remove etcd member: {e}, Please manually remove this etcd "

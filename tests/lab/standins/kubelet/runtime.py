@@ -23,7 +23,10 @@ STANDIN_MODULES = {
     "kube-apiserver": "standins.apiserver",
     "kube-controller-manager": "standins.controller_manager",
     "kube-scheduler": "standins.scheduler",
+    "kube-vip": "standins.kube_vip",
 }
+# Images whose tag is the Kubernetes version the stand-in should claim to be.
+VERSIONED = {"kube-apiserver", "kube-controller-manager", "kube-scheduler"}
 
 
 def image_name(image: str) -> tuple[str, str]:
@@ -42,16 +45,20 @@ def command_for(container: dict) -> list[str] | None:
         binary = os.environ.get("K8SBOOT_STANDIN_ETCD", "etcd")
         return [binary, *[rehost_arg(a) for a in argv[1:]]]
     if name in STANDIN_MODULES:
-        return [sys.executable, "-m", STANDIN_MODULES[name], *argv[1:]]
+        # command[0] names the binary (kubeadm's manifests); with args alone (kube-vip's
+        # `args: [manager]`) the image's entrypoint is the binary and every arg is passed.
+        rest = argv[1:] if container.get("command") else argv
+        return [sys.executable, "-m", STANDIN_MODULES[name], *rest]
     return None
 
 
 class Container:
     """One process of a static pod, restarted with back-off when it exits."""
 
-    def __init__(self, pod_key: str, spec: dict, log_dir: str):
+    def __init__(self, pod_key: str, spec: dict, log_dir: str, pod_spec: dict | None = None):
         self.pod_key = pod_key
         self.spec = spec
+        self.pod_spec = pod_spec or {}
         self.name = spec["name"]
         self.argv = command_for(spec)
         self.proc: subprocess.Popen | None = None
@@ -69,12 +76,17 @@ class Container:
         env["PYTHONPATH"] = LIB_DIR + (
             os.pathsep + env["PYTHONPATH"] if env.get("PYTHONPATH") else ""
         )
-        _, tag = image_name(self.spec.get("image", ""))
-        if image_name(self.spec.get("image", ""))[0] in STANDIN_MODULES and tag.startswith("v"):
+        image, tag = image_name(self.spec.get("image", ""))
+        if image in VERSIONED and tag.startswith("v"):
             env["K8SBOOT_STANDIN_VERSION"] = tag
         for e in self.spec.get("env") or []:
             if "value" in e:
                 env[e["name"]] = e["value"]
+        # A process sees the host's files and /etc/hosts, not the container's: tell the
+        # stand-ins where the pod's hostPath mounts and host aliases point (see
+        # tests/lab/standins/README.md).
+        env["K8SBOOT_STANDIN_MOUNTS"] = json.dumps(host_mounts(self.spec, self.pod_spec))
+        env["K8SBOOT_STANDIN_HOST_ALIASES"] = json.dumps(self.pod_spec.get("hostAliases") or [])
         if image_name(self.spec.get("image", ""))[0] == "etcd":
             env.setdefault("ETCD_UNSUPPORTED_ARCH", "")
         return env
@@ -176,6 +188,21 @@ class Container:
         return st
 
 
+def host_mounts(container: dict, pod_spec: dict) -> dict[str, str]:
+    """mountPath -> host path for the container's hostPath volume mounts (with subPath)."""
+    volumes = {v.get("name"): v for v in pod_spec.get("volumes") or []}
+    out = {}
+    for m in container.get("volumeMounts") or []:
+        vol = volumes.get(m.get("name")) or {}
+        if "hostPath" not in vol or not m.get("mountPath"):
+            continue
+        path = vol["hostPath"].get("path", "")
+        if m.get("subPath"):
+            path = os.path.join(path, m["subPath"])
+        out[m["mountPath"]] = path
+    return out
+
+
 def _http_get(host_: str, port: int, path: str, scheme: str) -> int | None:
     try:
         if scheme.upper() == "HTTPS":
@@ -205,7 +232,7 @@ class StaticPod:
         self.seen = time.strftime("%Y-%m-%dT%H:%M:%S.000000000Z", time.gmtime())
         log_dir = host(f"/var/log/pods/{self.namespace}_{self.name}_{self.uid}")
         self.containers = [
-            Container(f"{self.namespace}/{self.name}", c, log_dir)
+            Container(f"{self.namespace}/{self.name}", c, log_dir, manifest.get("spec") or {})
             for c in (manifest.get("spec") or {}).get("containers") or []
         ]
 
