@@ -153,6 +153,7 @@ class Authorizer:
     def __init__(self, list_objects, ttl: float = 1.0):
         self._list = list_objects  # (plural, namespace|None) -> list[dict]
         self._cache: dict = {}
+        self._generation = 0
         self._lock = threading.Lock()
         self.ttl = ttl
 
@@ -161,14 +162,19 @@ class Authorizer:
             hit = self._cache.get(plural)
             if hit and time.monotonic() - hit[0] < self.ttl:
                 return hit[1]
+            generation = self._generation
         res = BY_GV_PLURAL[("rbac.authorization.k8s.io/v1", plural)]
         items = self._list(res, None)
         with self._lock:
-            self._cache[plural] = (time.monotonic(), items)
+            # A write that invalidated the cache while this list was being read makes the
+            # list stale: use it for this request, but do not keep it.
+            if generation == self._generation:
+                self._cache[plural] = (time.monotonic(), items)
         return items
 
     def invalidate(self) -> None:
         with self._lock:
+            self._generation += 1
             self._cache.clear()
 
     def _role_rules(self, ref: dict, namespace: str) -> list[dict]:

@@ -341,12 +341,20 @@ class Handler(BaseHTTPRequestHandler):
         if r.kind == "Namespace" and name:
             attrs.namespace = name
         self.server.authorizer.check(user, attrs)
-        reg = self.server.registry
-        dry_run = query.get("dryRun") == "All"
         if r.plural in NON_STORED_CREATE:
             return self._review(r, user)
         if r.group.startswith("rbac") and method != "GET":
+            # Before and after the write: a list read while it happens must not be kept.
             self.server.authorizer.invalidate()
+            try:
+                return self._serve_resource(r, ns, name, sub, method, query, user, watch)
+            finally:
+                self.server.authorizer.invalidate()
+        return self._serve_resource(r, ns, name, sub, method, query, user, watch)
+
+    def _serve_resource(self, r, ns, name, sub, method, query, user, watch) -> None:
+        reg = self.server.registry
+        dry_run = query.get("dryRun") == "All"
         if method == "GET" and watch:
             return self._watch(r, ns, query)
         if method == "GET" and name:
