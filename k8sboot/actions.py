@@ -129,6 +129,23 @@ class WaitNodesReady(Action):
 
 
 @dataclass(frozen=True)
+class WaitApiServer(Action):
+    """Wait until the API servers answer through the cluster's endpoint (after kube-vip
+    restarted, the virtual IP is dark for a moment)."""
+
+    host: str  # the control plane to ask from
+    endpoint: str
+    timeout: float = 120
+
+    @property
+    def hosts(self) -> tuple[str, ...]:
+        return (self.host,)
+
+    def describe(self) -> str:
+        return f"wait up to {self.timeout:.0f}s for https://{self.endpoint}/readyz"
+
+
+@dataclass(frozen=True)
 class FetchKubeconfig(Action):
     host: str
     server: str

@@ -7,7 +7,7 @@ import time
 
 import yaml
 
-from k8sboot.actions import ApplyManifest, FetchKubeconfig, WaitNodesReady
+from k8sboot.actions import ApplyManifest, FetchKubeconfig, WaitApiServer, WaitNodesReady
 from k8sboot.errors import MachineError
 from k8sboot.executor.core import Executor, Outcome, handles, read_required
 from k8sboot.facts import ADMIN_CONF, KUBECTL, parse_nodes
@@ -55,6 +55,25 @@ def wait_ready(executor: Executor, action: WaitNodesReady) -> Outcome:
             raise MachineError(f"nodes not Ready after {action.timeout:.0f}s: {detail}")
         executor.progress(action.host, f"waiting for {', '.join(waiting)}")
         time.sleep(2)
+
+
+@handles(WaitApiServer)
+def wait_api_server(executor: Executor, action: WaitApiServer) -> Outcome:
+    connection = executor.ctx.transport[action.host]
+    deadline = time.monotonic() + action.timeout
+    # admin.conf names the endpoint as its server: this goes through the virtual IP.
+    command = f"{KUBECTL} get --raw /readyz --request-timeout=5s"
+    while True:
+        result = connection.run(command, check=False, timeout=30, shown="kubectl get --raw /readyz")
+        if result.ok:
+            return Outcome(())
+        if time.monotonic() > deadline:
+            raise MachineError(
+                f"the API servers do not answer through https://{action.endpoint} after "
+                f"{action.timeout:.0f}s: {result.stderr.strip()[-200:]}"
+            )
+        executor.progress(action.host, f"waiting for https://{action.endpoint}/readyz")
+        time.sleep(1)
 
 
 @handles(FetchKubeconfig)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import hashlib
 
-from k8sboot.actions import Action, WriteFiles
+from k8sboot.actions import Action, WaitApiServer, WriteFiles
 from k8sboot.render import RenderedFile, containerd_files, kube_vip_file
 from k8sboot.spec import Host
 from k8sboot.steps.base import Context, Step
@@ -68,4 +68,6 @@ class KubeVip(Step):
             stale = changed(ctx, host, [_kube_vip(ctx, host, during_init=False)])
             if stale:
                 actions.append(WriteFiles(host.name, stale))
+        if actions:  # a rewritten kube-vip restarts: the virtual IP is dark for a moment
+            actions.append(WaitApiServer(ctx.api_host.name, ctx.cluster.endpoint))
         return actions

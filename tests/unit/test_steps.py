@@ -10,6 +10,7 @@ from k8sboot.actions import (
     FetchKubeconfig,
     KubeadmInit,
     KubeadmJoin,
+    WaitApiServer,
     WaitNodesReady,
     WriteFiles,
 )
@@ -139,9 +140,10 @@ def test_ha_joins_control_planes_and_places_kube_vip(base: dict, tmp_path: Path)
     assert before.host == "cp1" and "super-admin.conf" in before.files[0].content
     assert "vip_interface" in before.files[0].content and '"eth1"' in before.files[0].content
     assert plan["join control planes"] == [KubeadmJoin(("cp2", "cp3"), control_plane=True)]
-    after = plan["kube-vip"]
-    assert [a.host for a in after] == ["cp1", "cp2", "cp3"]
-    assert all("/etc/kubernetes/admin.conf" in a.files[0].content for a in after)
+    *writes, wait = plan["kube-vip"]
+    assert [a.host for a in writes] == ["cp1", "cp2", "cp3"]
+    assert all("/etc/kubernetes/admin.conf" in a.files[0].content for a in writes)
+    assert wait == WaitApiServer("cp1", "10.0.0.10:6443")  # the VIP is dark a moment
 
 
 def test_reset_plans_workers_first_and_converges(cluster, tmp_path: Path) -> None:
