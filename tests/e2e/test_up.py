@@ -138,14 +138,13 @@ def test_a_changed_host_key_stops_the_run(k8sboot: K8sboot) -> None:
 
 def test_reset_cleans_up_and_is_idempotent(k8sboot: K8sboot) -> None:
     k8sboot.run("reset", "--vagrant", "--yes")
+    leftovers = (
+        "sudo sh -c 'find /etc/kubernetes/manifests /etc/cni/net.d -type f 2>/dev/null "
+        "| wc -l; iptables-save | grep -c KUBE- || true'"
+    )
     for machine in k8sboot.lab.machines:
-        left = k8sboot.lab.ssh(
-            machine.name,
-            "sudo ls /etc/kubernetes/manifests /etc/cni/net.d "
-            "2>/dev/null; sudo iptables-save | grep -c KUBE- "
-            "|| true",
-        ).stdout.split()
-        assert left == ["0"], f"{machine.name}: {left}"
+        left = k8sboot.lab.ssh(machine.name, leftovers).stdout.split()
+        assert left == ["0", "0"], f"{machine.name}: {left} manifests/CNI files, KUBE- rules"
     assert not (k8sboot.state / "kubeconfig").exists()
     again = events(k8sboot.run("reset", "--vagrant", "--yes", "-o", "json").stdout)
     assert finished(again)["changed"] == {}
