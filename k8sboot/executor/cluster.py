@@ -12,10 +12,12 @@ from k8sboot.errors import MachineError
 from k8sboot.executor.core import Executor, Outcome, handles, read_required
 from k8sboot.facts import ADMIN_CONF, KUBECTL, parse_nodes
 from k8sboot.state import write_private
+from k8sboot.transport import CommandFailed
 from k8sboot.steps.cluster import digest
 
 STAMPS = "/var/lib/k8sboot/stamps"
 APPLY_TIMEOUT = 900
+APPLY_ATTEMPTS = 3
 
 
 @handles(ApplyManifest)
@@ -26,8 +28,15 @@ def apply(executor: Executor, action: ApplyManifest) -> Outcome:
         connection.run(f"KUBECONFIG={ADMIN_CONF} {command}", timeout=APPLY_TIMEOUT, shown=command)
     path = str(action.file.path)
     connection.write_file(path, action.file.content.encode(), action.file.mode)
-    executor.progress(action.host, f"kubectl apply -f {path}")
-    connection.run(f"{KUBECTL} apply -f {path}", timeout=300)
+    for attempt in range(1, APPLY_ATTEMPTS + 1):
+        executor.progress(action.host, f"kubectl apply -f {path}")
+        # apply is idempotent: a request lost while the endpoint moved is simply repeated.
+        result = connection.run(f"{KUBECTL} apply -f {path}", timeout=300, check=False)
+        if result.ok:
+            break
+        if attempt == APPLY_ATTEMPTS:
+            raise CommandFailed(result, executor.ctx.log.path)
+        time.sleep(3)
     stamp = digest(action.file.content.encode())
     connection.write_file(f"{STAMPS}/{action.stamp}", f"{stamp}\n".encode())
     return Outcome((action.host,))
