@@ -12,8 +12,8 @@ from k8sboot.errors import MachineError
 from k8sboot.executor.core import Executor, Outcome, handles, read_required
 from k8sboot.facts import ADMIN_CONF, KUBECTL, parse_nodes
 from k8sboot.state import write_private
-from k8sboot.transport import CommandFailed
 from k8sboot.steps.cluster import digest
+from k8sboot.transport import CommandFailed
 
 STAMPS = "/var/lib/k8sboot/stamps"
 APPLY_TIMEOUT = 900
