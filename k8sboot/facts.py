@@ -18,7 +18,7 @@ from k8sboot.transport import Connection, Transport
 ADMIN_CONF = "/etc/kubernetes/admin.conf"
 KUBELET_CONF = "/etc/kubernetes/kubelet.conf"
 KUBE_PACKAGES = ("kubeadm", "kubelet", "kubectl")
-SERVICES = ("containerd", "kubelet")
+SERVICES = ("containerd", "kubelet", "etcd")
 SYSCTLS = (
     "net.ipv4.ip_forward",
     "net.bridge.bridge-nf-call-iptables",
@@ -30,7 +30,7 @@ MODULES = ("overlay", "br_netfilter")
 @dataclass(frozen=True)
 class ProbeRequest:
     files: tuple[str, ...] = ()
-    packages: tuple[str, ...] = (*KUBE_PACKAGES, "containerd", "runc")
+    packages: tuple[str, ...] = (*KUBE_PACKAGES, "containerd", "runc", "etcd-client", "etcd-server")
     services: tuple[str, ...] = SERVICES
     sysctls: tuple[str, ...] = SYSCTLS
     modules: tuple[str, ...] = MODULES
@@ -166,9 +166,12 @@ class NodeStatus:
     internal_ip: str | None
     unschedulable: bool
     labels: dict[str, str] = field(default_factory=dict)
+    conditions: dict[str, str] = field(default_factory=dict)  # type -> "True"/"False"/"Unknown"
 
 
-KUBECTL = "kubectl --kubeconfig /etc/kubernetes/admin.conf"
+# admin.conf reaches the API through the cluster's endpoint; a request that never gets an
+# answer (a virtual IP moving between control planes) fails after 30 s instead of hanging.
+KUBECTL = "kubectl --kubeconfig /etc/kubernetes/admin.conf --request-timeout=30s"
 
 
 def parse_nodes(document: dict[str, Any]) -> dict[str, NodeStatus]:
@@ -189,6 +192,11 @@ def parse_nodes(document: dict[str, Any]) -> dict[str, NodeStatus]:
             internal_ip=internal,
             unschedulable=bool(item.get("spec", {}).get("unschedulable")),
             labels=item["metadata"].get("labels", {}),
+            conditions={
+                c["type"]: c.get("status", "Unknown")
+                for c in status.get("conditions", [])
+                if "type" in c
+            },
         )
     return nodes
 

@@ -26,6 +26,7 @@ from k8sboot.runlog import RunLog
 T = TypeVar("T")
 HostKeyPolicy = Literal["accept-new", "strict"]
 _CHUNK = 1 << 20
+_EOF_GRACE = 5.0  # seconds to wait for the end of a command's output after its exit
 
 
 class HostKeyChanged(UnsafeError):
@@ -116,6 +117,22 @@ class _Policy(paramiko.MissingHostKeyPolicy):
         self.host_keys.pin(hostname, key)
 
 
+class _Transport(paramiko.Transport):
+    """AES-GCM first (no separate MAC pass: in paramiko about twice the throughput of
+    AES-CTR with HMAC) and larger channel windows, for snapshot-sized transfers."""
+
+    _preferred_ciphers = (
+        "aes128-gcm@openssh.com",
+        "aes256-gcm@openssh.com",
+        *(c for c in paramiko.Transport._preferred_ciphers if "gcm" not in c),
+    )
+
+    def __init__(self, sock, **kwargs):
+        super().__init__(
+            sock, default_window_size=16 << 20, default_max_packet_size=1 << 18, **kwargs
+        )
+
+
 class Connection:
     """One SSH connection to one host. Commands run as root: directly, or through
     `sudo -n` for other users."""
@@ -176,6 +193,7 @@ class Connection:
             auth_timeout=self._connect_timeout,
             allow_agent=self.target.key is None,
             look_for_keys=self.target.key is None,
+            transport_factory=_Transport,
         )
         transport = client.get_transport()
         assert transport is not None
@@ -194,7 +212,7 @@ class Connection:
         self,
         command: str,
         *,
-        stdin: bytes | None = None,
+        stdin: bytes | BinaryIO | None = None,
         timeout: float = 600,
         check: bool = True,
         secret_output: bool = False,
@@ -202,8 +220,9 @@ class Connection:
         shown: str | None = None,
     ) -> CommandResult:
         """Run a shell command as root. `stdout_to` streams stdout into a file instead of
-        keeping it; `secret_output` keeps stdout out of the log; `shown` is how the
-        command is named in logs and errors when its text is long."""
+        keeping it; `stdin` may be a stream (read in chunks); `secret_output` keeps stdout
+        out of the log; `shown` is how the command is named in logs and errors when its
+        text is long."""
         self.open()
         assert self._client is not None
         wrapped = self._wrap(command)
@@ -217,8 +236,11 @@ class Connection:
             raise MachineError(f"{self.name}: SSH session failed: {exc}") from None
         with channel:
             channel.exec_command(wrapped)
-            if stdin is not None:
+            if isinstance(stdin, bytes):
                 channel.sendall(stdin)
+            elif stdin is not None:  # a stream, sent in chunks (snapshots of any size)
+                while chunk := stdin.read(_CHUNK):
+                    channel.sendall(chunk)
             channel.shutdown_write()
             out, err = self._collect(channel, timeout, stdout_to, label)
             exit_code = channel.recv_exit_status()
@@ -251,6 +273,7 @@ class Connection:
         out: list[bytes] = []
         err: list[bytes] = []
         deadline = time.monotonic() + timeout
+        eof_by: float | None = None
         while True:
             drained = False
             while channel.recv_ready():
@@ -266,7 +289,14 @@ class Connection:
             if channel.exit_status_ready() and not (
                 channel.recv_ready() or channel.recv_stderr_ready()
             ):
-                break
+                # sshd may send the exit status before the last of the output: wait for
+                # the end of the output too (briefly, in case a background process keeps
+                # it open).
+                if channel.eof_received:
+                    break
+                eof_by = eof_by or time.monotonic() + _EOF_GRACE
+                if time.monotonic() > eof_by:
+                    break
             if drained:
                 continue
             remaining = deadline - time.monotonic()

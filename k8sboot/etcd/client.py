@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from k8sboot.errors import MachineError
+from k8sboot.etcd.tools import EtcdTools
 from k8sboot.transport import Connection
 
 CLIENT_PORT = 2379
@@ -28,6 +29,7 @@ class EtcdTLS:
     key: str
 
 
+NO_TLS = EtcdTLS("", "", "")
 # kubeadm's stacked etcd: certificates under /etc/kubernetes/pki/etcd.
 STACKED_TLS = EtcdTLS(
     "/etc/kubernetes/pki/etcd/ca.crt",
@@ -103,23 +105,43 @@ ALARMS = {1: "NOSPACE", 2: "CORRUPT"}
 
 
 class EtcdCtl:
-    """etcdctl (API v3) run as root on `connection`'s host, against `endpoints`."""
+    """etcdctl (API v3) run as root on `connection`'s host, against `endpoints`. With
+    `tools` known, snapshot files are read and restored with etcdutl where it exists."""
 
-    def __init__(self, connection: Connection, tls: EtcdTLS, endpoints: list[str]):
+    def __init__(
+        self,
+        connection: Connection,
+        tls: EtcdTLS,
+        endpoints: list[str],
+        tools: EtcdTools | None = None,
+    ):
         self.connection = connection
         self.tls = tls
         self.endpoints = endpoints
+        self.tools = tools
 
-    def _command(self, args: str, endpoints: list[str] | None = None) -> str:
+    def _command(self, args: str, endpoints: list[str] | None = None, timeout: int = 30) -> str:
         chosen = ",".join(endpoints or self.endpoints)
-        return (
-            f"ETCDCTL_API=3 etcdctl --endpoints={shlex.quote(chosen)} "
+        tls = (
             f"--cacert={self.tls.cacert} --cert={self.tls.cert} --key={self.tls.key} "
-            f"--dial-timeout=5s --command-timeout=30s {args}"
+            if self.tls.cacert
+            else ""  # a throw-away etcd on loopback (etcd verify) has no TLS
+        )
+        return (
+            f"ETCDCTL_API=3 etcdctl --endpoints={shlex.quote(chosen)} {tls}"
+            f"--dial-timeout=5s --command-timeout={timeout}s {args}"
         )
 
-    def _json(self, args: str, endpoints: list[str] | None = None, check: bool = True) -> Any:
-        result = self.connection.run(self._command(args, endpoints), check=False, timeout=120)
+    def _json(
+        self,
+        args: str,
+        endpoints: list[str] | None = None,
+        check: bool = True,
+        timeout: int = 30,
+    ) -> Any:
+        result = self.connection.run(
+            self._command(args, endpoints, timeout), check=False, timeout=timeout + 90
+        )
         if check and not result.ok:
             tail = " ".join((result.stderr or result.stdout).strip().splitlines()[-2:])
             raise MachineError(
@@ -132,26 +154,17 @@ class EtcdCtl:
 
     def members(self) -> list[Member]:
         document = self._json("member list -w json")
-        return [
-            Member(
-                id=int(m["ID"]),
-                name=m.get("name", ""),
-                peer_urls=tuple(m.get("peerURLs", [])),
-                client_urls=tuple(m.get("clientURLs", [])),
-                learner=bool(m.get("isLearner")),
-            )
-            for m in document.get("members", [])
-        ]
+        return [_member(m) for m in document.get("members", [])]
 
     def remove_member(self, member: Member) -> None:
         self._json(f"member remove {member.hex_id} -w json")
 
-    def status(self, endpoints: list[str]) -> list[EndpointStatus]:
-        document = self._json("endpoint status -w json", endpoints, check=False) or []
+    def status(self, endpoints: list[str], timeout: int = 30) -> list[EndpointStatus]:
+        document = self._json("endpoint status -w json", endpoints, False, timeout) or []
         return [parse_status(entry) for entry in document]
 
-    def health(self, endpoints: list[str]) -> list[EndpointHealth]:
-        document = self._json("endpoint health -w json", endpoints, check=False) or []
+    def health(self, endpoints: list[str], timeout: int = 30) -> list[EndpointHealth]:
+        document = self._json("endpoint health -w json", endpoints, False, timeout) or []
         return [
             EndpointHealth(
                 endpoint=e.get("endpoint", ""),
@@ -173,7 +186,9 @@ class EtcdCtl:
         self._json("alarm disarm -w json")
 
     def defragment(self, endpoint: str) -> None:
-        result = self.connection.run(self._command("defrag", [endpoint]), check=False, timeout=600)
+        result = self.connection.run(
+            self._command("defrag", [endpoint], timeout=1800), check=False, timeout=1900
+        )
         if not result.ok:
             raise MachineError(
                 f"{self.connection.name}: defragmenting {endpoint} failed: "
@@ -183,9 +198,9 @@ class EtcdCtl:
     def snapshot_save(self, endpoint: str, path: str) -> None:
         """etcd 3.4 takes exactly one endpoint for a snapshot."""
         result = self.connection.run(
-            self._command(f"snapshot save {shlex.quote(path)}", [endpoint]),
+            self._command(f"snapshot save {shlex.quote(path)}", [endpoint], timeout=3600),
             check=False,
-            timeout=3600,
+            timeout=3700,
         )
         if not result.ok:
             raise MachineError(
@@ -193,17 +208,105 @@ class EtcdCtl:
                 f"{(result.stderr or result.stdout).strip()[-300:]}"
             )
 
+    def snapshot_save_streaming(self, endpoint: str, path: str) -> str:
+        """A command that saves a snapshot to `path` and, while etcdctl writes it, streams
+        it to stdout (so a copy elsewhere is done when the save is); exits with etcdctl's
+        status, its messages on stderr. The stream must be checked against the file."""
+        file, part, err = (shlex.quote(path + suffix) for suffix in ("", ".part", ".err"))
+        save = self._command(f"snapshot save {file}", [endpoint], timeout=3600)
+        return (
+            f"rm -f {file} {part}; {save} >/dev/null 2>{err} & pid=$!; "
+            f"while [ ! -e {part} ] && [ ! -e {file} ] && kill -0 $pid 2>/dev/null; "
+            "do sleep 0.05; done; "
+            f"{{ tail -c +1 -s 0.1 -f --pid=$pid {part} 2>/dev/null || cat {file} 2>/dev/null; }}; "
+            f"wait $pid; rc=$?; cat {err} >&2; rm -f {err}; exit $rc"
+        )
+
     def snapshot_status(self, path: str) -> SnapshotStatus:
+        tool = self.tools.offline if self.tools else "etcdctl"
+        prefix = "ETCDCTL_API=3 etcdctl" if tool == "etcdctl" else "etcdutl"
         result = self.connection.run(
-            f"ETCDCTL_API=3 etcdctl snapshot status {shlex.quote(path)} -w json", timeout=600
+            f"{prefix} snapshot status {shlex.quote(path)} -w json", check=False, timeout=1800
         )
-        document = json.loads(result.stdout)
-        return SnapshotStatus(
-            hash=int(document["hash"]),
-            revision=int(document["revision"]),
-            total_keys=int(document["totalKey"]),
-            total_size=int(document["totalSize"]),
+        if not result.ok:
+            tail = " ".join((result.stderr or result.stdout).strip().splitlines()[-2:])
+            raise MachineError(f"{self.connection.name}: {tool} snapshot status failed: {tail}")
+        try:
+            return parse_snapshot_status(json.loads(result.stdout))
+        except (ValueError, KeyError):
+            raise MachineError(
+                f"{self.connection.name}: {tool} snapshot status answered no JSON"
+            ) from None
+
+    def snapshot_restore(
+        self,
+        path: str,
+        data_dir: str,
+        name: str,
+        initial_cluster: str,
+        token: str,
+        peer: str,
+        bump_revision: int = 0,
+    ) -> None:
+        """Restore a snapshot file into a new data directory (which must not exist).
+        `bump_revision` needs an etcdutl that has --bump-revision (see tools.py)."""
+        tool = self.tools.offline if self.tools else "etcdctl"
+        prefix = "ETCDCTL_API=3 etcdctl" if tool == "etcdctl" else "etcdutl"
+        extra = f" --bump-revision {bump_revision} --mark-compacted" if bump_revision else ""
+        result = self.connection.run(
+            f"{prefix} snapshot restore {shlex.quote(path)} --data-dir {shlex.quote(data_dir)} "
+            f"--name {shlex.quote(name)} --initial-cluster {shlex.quote(initial_cluster)} "
+            f"--initial-cluster-token {shlex.quote(token)} "
+            f"--initial-advertise-peer-urls {shlex.quote(peer)}{extra}",
+            check=False,
+            timeout=3600,
         )
+        if not result.ok:
+            tail = " ".join((result.stderr or result.stdout).strip().splitlines()[-2:])
+            raise MachineError(f"{self.connection.name}: {tool} snapshot restore failed: {tail}")
+
+    def member_add(self, name: str, peer: str) -> list[Member]:
+        """Add a voting member; the answer lists every member, the new one included."""
+        document = self._json(
+            f"member add {shlex.quote(name)} --peer-urls={shlex.quote(peer)} -w json"
+        )
+        return [_member(m) for m in document.get("members", [])]
+
+    def count_keys(self, revision: int = 0, endpoint: str | None = None) -> int:
+        """Live keys (not their history) at `revision` (0: now)."""
+        # A range's response counts every key even when limited to one (etcd 3.4 has no
+        # --count-only).
+        at = f" --rev={revision}" if revision else ""
+        document = self._json(
+            f"get '' --prefix --keys-only --limit=1{at} -w json", [endpoint] if endpoint else None
+        )
+        return int((document or {}).get("count", 0))
+
+    def hash_kv(self, endpoint: str, revision: int) -> int:
+        """The hash of the key space up to `revision` on one member."""
+        document = (
+            self._json(f"endpoint hashkv --rev={revision} -w json", [endpoint], timeout=600) or []
+        )
+        return int(document[0]["HashKV"]["hash"])
+
+
+def _member(m: dict[str, Any]) -> Member:
+    return Member(
+        id=int(m["ID"]),
+        name=m.get("name", ""),
+        peer_urls=tuple(m.get("peerURLs", [])),
+        client_urls=tuple(m.get("clientURLs", [])),
+        learner=bool(m.get("isLearner")),
+    )
+
+
+def parse_snapshot_status(document: dict[str, Any]) -> SnapshotStatus:
+    return SnapshotStatus(
+        hash=int(document["hash"]),
+        revision=int(document["revision"]),
+        total_keys=int(document["totalKey"]),
+        total_size=int(document["totalSize"]),
+    )
 
 
 def parse_status(entry: dict[str, Any]) -> EndpointStatus:
@@ -221,6 +324,12 @@ def parse_status(entry: dict[str, Any]) -> EndpointStatus:
         raft_term=int(status.get("raftTerm", 0)),
         errors=tuple(status.get("errors", []) or []),
     )
+
+
+def member_by_peer_url(members: list[Member], ip: str) -> Member | None:
+    """The member whose peer URLs include this address's exact peer URL."""
+    url = peer_url(ip)
+    return next((m for m in members if url in m.peer_urls), None)
 
 
 def find_member(members: list[Member], name: str, ip: str) -> Member | None:

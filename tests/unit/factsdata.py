@@ -70,6 +70,10 @@ def converged_host(cluster: Cluster, name: str) -> HostFacts:
         data["files"] = {str(f.path): sha256(f.content) for f in containerd_files(cluster)}
         data["exists"] = {KUBELET_CONF: True}
         data["sysctls"] = {"net.ipv4.ip_forward": "1"}
+    if host.has("control-plane") or host in cluster.etcd_members:
+        data["packages"]["etcd-client"] = {"version": "3.4.23-4+b4", "held": False}
+    if host.has("etcd"):
+        data["packages"]["etcd-server"] = {"version": "3.4.23-4+b4", "held": False}
     if host.has("control-plane"):
         data["exists"][ADMIN_CONF] = True
         data["manifests"] = ["etcd.yaml", "kube-apiserver.yaml"]
