@@ -9,10 +9,12 @@ from dataclasses import dataclass, field
 
 from k8sboot.actions import Action, WriteFiles
 from k8sboot.errors import K8sbootError, MachineError
+from k8sboot.etcd.files import probe_files as etcd_probe_files
 from k8sboot.executor import Executor
 from k8sboot.facts import ADMIN_CONF, Facts, ProbeRequest, probe, probe_nodes
 from k8sboot.inventory import ssh_target
 from k8sboot.lock import ClusterLock
+from k8sboot.nodes import removed
 from k8sboot.preflight import run_checks
 from k8sboot.render import (
     CNI_MANIFEST,
@@ -36,6 +38,7 @@ class Workflow:
     steps: list[Step]
     preflight: bool = True
     needs_all_hosts: bool = True  # refuse to run when a host cannot be reached
+    leaves_out_removed: bool = False  # hosts taken out by `node remove` stay out (up)
 
 
 @dataclass
@@ -55,6 +58,7 @@ def probe_request(cluster: Cluster) -> ProbeRequest:
         str(KUBE_VIP_MANIFEST),
         str(CNI_MANIFEST),
         ADMIN_CONF,
+        *etcd_probe_files(cluster),
     ]
     return ProbeRequest(files=tuple(files))
 
@@ -105,6 +109,9 @@ def run(
 ) -> RunResult:
     assert cluster.state_dir is not None
     state = StateDir(cluster.state_dir).ensure()
+    left_out: list[str] = []
+    if workflow.leaves_out_removed:
+        cluster, left_out = removed.exclude(cluster, state, forget=not dry_run)
     log = RunLog(state.logs / f"{run_id()}-{workflow.name}.log", reporter.mask)
     started = time.monotonic()
     lock = None if dry_run else ClusterLock(state.lock, workflow.name)
@@ -115,6 +122,7 @@ def run(
         with open_transport(cluster, state, log) as transport:
             facts = gather(cluster, transport, workflow.needs_all_hosts, reporter)
             ctx = Context(cluster, state, transport, log, facts, wait_timeout=wait_timeout)
+            ctx.notes.extend(left_out)
             if ctx.initialised:
                 ctx.nodes = probe_nodes(transport[ctx.api_host.name])
             if workflow.preflight:

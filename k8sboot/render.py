@@ -94,7 +94,13 @@ def host_files(
 ) -> list[RenderedFile]:
     """Every file k8sboot writes to `host`, in the order they are needed."""
     if not (host.has("control-plane") or host.has("worker")):
-        return []  # external etcd hosts run etcd as a plain systemd service
+        if cluster.etcd.topology != "external":
+            return []
+        from k8sboot.etcd.files import member_files  # it renders through this module
+
+        # External etcd hosts run the distribution's etcd service with k8sboot's settings
+        # (their certificates are issued at `up`, never rendered).
+        return member_files(cluster, host)
     files = [*containerd_files(cluster), kubeadm_file(cluster, host, secrets)]
     if host is cluster.first_control_plane and cluster.networking.cni != "none":
         files.append(cni_file(cluster))

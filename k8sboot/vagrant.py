@@ -53,9 +53,13 @@ class VagrantEnvironment:
     machines: list[VagrantMachine]
     endpoint: str | None  # a virtual IP the Vagrantfile set aside for several control planes
 
-    def spec_hosts(self) -> list[dict[str, Any]]:
-        """The machines as `hosts:` entries of a cluster file."""
+    def spec_hosts(self, allow_stopped: bool = False) -> list[dict[str, Any]]:
+        """The machines as `hosts:` entries of a cluster file. With `allow_stopped` (for
+        maintenance and health, which must see a dead machine), a stopped machine is listed
+        at its published private address; it will simply not answer."""
         stopped = [m.name for m in self.machines if not m.running]
+        if stopped and allow_stopped:
+            return [_spec_host(m) if m.running else _stopped_host(m) for m in self.machines]
         if stopped:
             raise UserError(
                 f"Vagrant machines not running: {', '.join(stopped)}; run `vagrant up` "
@@ -229,6 +233,15 @@ def _spec_host(machine: VagrantMachine) -> dict[str, Any]:
         if v
     }
     return host
+
+
+def _stopped_host(machine: VagrantMachine) -> dict[str, Any]:
+    if machine.private_address is None:
+        raise UserError(
+            f"Vagrant machine {machine.name} is {machine.state} and its Vagrantfile publishes "
+            f"no private address ({METADATA_FILE}); start it or write cluster.yaml"
+        )
+    return {"name": machine.name, "address": machine.private_address, "roles": list(machine.roles)}
 
 
 def _is_loopback(address: str) -> bool:

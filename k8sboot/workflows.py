@@ -2,11 +2,26 @@
 
 from __future__ import annotations
 
+from k8sboot.etcd.catalogue import Manifest, Store
 from k8sboot.pipeline import Workflow
+from k8sboot.steps.certs import RenewAll
 from k8sboot.steps.cluster import Cni, Kubeconfig, WaitReady
+from k8sboot.steps.etcd_backup import EtcdBackup, EtcdPull, EtcdSchedule, EtcdVerify
+from k8sboot.steps.etcd_external import EtcdCertificates, EtcdMembers, ResetEtcd
+from k8sboot.steps.etcd_maintenance import EtcdDefrag, EtcdDisarm
+from k8sboot.steps.etcd_restore import EtcdRestore
 from k8sboot.steps.files import ContainerdConfig, KubeVip, KubeVipForInit
 from k8sboot.steps.kubeadm import InitControlPlane, JoinControlPlanes, JoinWorkers
 from k8sboot.steps.node_setup import NodeSetup
+from k8sboot.steps.nodes import (
+    CheckRemoval,
+    CordonNode,
+    DeleteNodeObject,
+    DrainNode,
+    DrainOptions,
+    RemoveFromEtcd,
+    ResetRemovedHost,
+)
 from k8sboot.steps.reset import ResetNodes
 
 
@@ -15,6 +30,8 @@ def up() -> Workflow:
         "up",
         [
             NodeSetup(),
+            EtcdCertificates(),
+            EtcdMembers(),
             ContainerdConfig(),
             KubeVipForInit(),
             InitControlPlane(),
@@ -25,8 +42,75 @@ def up() -> Workflow:
             WaitReady(),
             Kubeconfig(),
         ],
+        leaves_out_removed=True,
     )
 
 
 def reset(purge_packages: bool) -> Workflow:
-    return Workflow("reset", [ResetNodes(purge_packages)], preflight=False)
+    return Workflow("reset", [ResetNodes(purge_packages), ResetEtcd()], preflight=False)
+
+
+def _maintenance(name: str, steps: list) -> Workflow:
+    # Maintenance acts through one control plane and on one node: other hosts may be down.
+    return Workflow(name, steps, preflight=False, needs_all_hosts=False)
+
+
+def node_cordon(node: str, unschedulable: bool) -> Workflow:
+    verb = "cordon" if unschedulable else "uncordon"
+    return _maintenance(f"node-{verb}", [CordonNode(node, unschedulable)])
+
+
+def node_drain(node: str, options: DrainOptions) -> Workflow:
+    return _maintenance("node-drain", [DrainNode(node, options)])
+
+
+def node_remove(node: str, options: DrainOptions) -> Workflow:
+    return _maintenance(
+        "node-remove",
+        [
+            CheckRemoval(node),
+            DrainNode(node, options, for_removal=True),
+            RemoveFromEtcd(node),
+            ResetRemovedHost(node),
+            DeleteNodeObject(node),
+        ],
+    )
+
+
+def certs_renew() -> Workflow:
+    return Workflow(
+        "certs-renew", [RenewAll()], preflight=False, needs_all_hosts=False, leaves_out_removed=True
+    )
+
+
+def _etcd(name: str, steps: list) -> Workflow:
+    # etcd commands act through the members that answer: one may be down.
+    return Workflow(name, steps, preflight=False, needs_all_hosts=False)
+
+
+def etcd_backup(member: str | None) -> Workflow:
+    return _etcd("etcd-backup", [EtcdBackup(member)])
+
+
+def etcd_verify(store: Store, manifest: Manifest) -> Workflow:
+    return _etcd("etcd-verify", [EtcdVerify(store, manifest)])
+
+
+def etcd_schedule() -> Workflow:
+    return _etcd("etcd-schedule", [EtcdSchedule()])
+
+
+def etcd_pull() -> Workflow:
+    return _etcd("etcd-pull", [EtcdPull()])
+
+
+def etcd_restore(store: Store, manifest: Manifest, onto: tuple[str, ...]) -> Workflow:
+    return _etcd("etcd-restore", [EtcdRestore(store, manifest, onto)])
+
+
+def etcd_defrag(pause: float) -> Workflow:
+    return _etcd("etcd-defrag", [EtcdDefrag(pause)])
+
+
+def etcd_disarm() -> Workflow:
+    return _etcd("etcd-alarms", [EtcdDisarm()])

@@ -10,7 +10,7 @@ from typing import Any
 import click
 
 from k8sboot import __version__
-from k8sboot.cli import init, inventory, render, run, validate
+from k8sboot.cli import certs, etcd, health, init, inventory, nodes, render, run, validate
 from k8sboot.errors import EXIT_FAILURE, K8sbootError
 
 EXIT_INTERRUPTED = 130
@@ -79,3 +79,6 @@ for command in (
     run.down,
 ):
     cli.add_command(command)
+for command in (nodes.group, certs.group, health.command):
+    cli.add_command(command)
+cli.add_command(etcd.group)

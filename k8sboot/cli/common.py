@@ -12,15 +12,19 @@ from k8sboot.spec import LoadedSpec, load_spec
 from k8sboot.vagrant import read_environment, run_vagrant
 
 
-def load(spec_path: Path, vagrant: bool = False, vagrant_up: bool = False) -> LoadedSpec:
+def load(
+    spec_path: Path, vagrant: bool = False, vagrant_up: bool = False, allow_stopped: bool = False
+) -> LoadedSpec:
     """Load and validate the cluster file; warnings go to stderr, errors raise."""
-    loaded = read_spec(spec_path, vagrant, vagrant_up)
+    loaded = read_spec(spec_path, vagrant, vagrant_up, allow_stopped)
     for warning in loaded.warnings:
         click.echo(f"warning: {spec_path}: {warning}", err=True)
     return loaded
 
 
-def read_spec(spec_path: Path, vagrant: bool = False, vagrant_up: bool = False) -> LoadedSpec:
+def read_spec(
+    spec_path: Path, vagrant: bool = False, vagrant_up: bool = False, allow_stopped: bool = False
+) -> LoadedSpec:
     """With `vagrant`, the hosts are the machines of the Vagrant environment here, and the
     cluster file (optional then) provides everything else. With `vagrant_up`, machines
     that are not running are brought up first."""
@@ -33,7 +37,7 @@ def read_spec(spec_path: Path, vagrant: bool = False, vagrant_up: bool = False) 
         defaults: dict = {"name": "vagrant"}
         if environment.endpoint:
             defaults["controlPlaneEndpoint"] = {"type": "kube-vip", "address": environment.endpoint}
-        return load_spec(spec_path, hosts=environment.spec_hosts(), defaults=defaults)
+        return load_spec(spec_path, hosts=environment.spec_hosts(allow_stopped), defaults=defaults)
     return load_spec(spec_path)
 
 

@@ -211,11 +211,28 @@ class Retention(Section):
     weekly: Annotated[int, Field(ge=0)] = 4
 
 
+class S3(Section):
+    """An S3-compatible bucket for the backup catalogue (the optional extra k8sboot[s3]);
+    credentials come from the usual AWS environment or files, never from here."""
+
+    bucket: Annotated[str, Field(min_length=3, max_length=63, pattern=r"^[a-z0-9][a-z0-9.-]+$")]
+    prefix: str = ""
+    endpoint: HttpURL | None = None
+    region: str | None = None
+
+
 class Backup(Section):
     directory: FilePath | None = None
     retention: Retention = Retention()
     encryption_key_file: FilePath | None = None
     schedule: str | None = None
+    s3: S3 | None = None
+
+    @model_validator(mode="after")
+    def _one_destination(self) -> Backup:
+        if self.s3 is not None and self.directory is not None:
+            raise invalid("set backup.directory or backup.s3, not both")
+        return self
 
 
 class Cluster(Section):

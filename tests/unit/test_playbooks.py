@@ -29,9 +29,10 @@ def test_roles_pass_ansible_lint_production_profile() -> None:
 def test_entry_playbook_is_thin_and_tagged() -> None:
     (play,) = yaml.safe_load((data_dir("playbooks") / "node.yml").read_text())
     assert play["gather_facts"] is False
-    assert [r["role"] for r in play["roles"]] == ["prepare", "containerd", "kube_packages"]
+    roles = ["prepare", "containerd", "kube_packages", "etcd_client", "etcd_server"]
+    assert [r["role"] for r in play["roles"]] == roles
     assert all(r["tags"] == [r["role"]] for r in play["roles"])
-    for role in ("prepare", "containerd", "kube_packages"):
+    for role in roles:
         tasks = yaml.safe_load(
             (data_dir("playbooks") / "roles" / role / "tasks/main.yml").read_text()
         )

@@ -48,8 +48,8 @@ def test_fresh_cluster_plans_everything(cluster, tmp_path: Path) -> None:
     (converge,) = plan["node setup (Ansible)"]
     assert isinstance(converge, Converge)
     assert dict(converge.roles) == {
-        name: ("prepare", "containerd", "kube_packages") for name in ("cp1", "w1", "w2")
-    }
+        name: ("prepare", "containerd", "kube_packages") for name in ("w1", "w2")
+    } | {"cp1": ("prepare", "containerd", "kube_packages", "etcd_client")}
     assert all("not set up yet" in why for _, why in converge.reasons)
     assert [a.host for a in plan["containerd configuration"]] == ["cp1", "w1", "w2"]
     assert all(a.restart == "containerd" for a in plan["containerd configuration"])
@@ -148,7 +148,7 @@ def test_ha_joins_control_planes_and_places_kube_vip(base: dict, tmp_path: Path)
 
 def test_reset_plans_workers_first_and_converges(cluster, tmp_path: Path) -> None:
     ctx = _converged(cluster, tmp_path)
-    (step,) = reset(purge_packages=False).steps
+    step = reset(purge_packages=False).steps[0]
     assert [a.hosts for a in step.plan(ctx)] == [("w1",), ("w2",), ("cp1",)]
     clean = {h.name: fresh(h.name, h.ip) for h in cluster.hosts}
     assert step.plan(context(cluster, clean, tmp_path)) == []

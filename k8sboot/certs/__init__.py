@@ -1,0 +1,1 @@
+"""kubeadm-managed certificates: their expiry (read with kubeadm itself) and renewal."""

@@ -1,0 +1,98 @@
+"""`k8sboot certs`: check the expiry of kubeadm's certificates; renew them."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from pathlib import Path
+
+import click
+
+from k8sboot import pipeline, workflows
+from k8sboot.certs.expiry import Certificate, check_expiration
+from k8sboot.cli import options
+from k8sboot.cli.common import echo_json, load
+from k8sboot.cli.health import load_present, warn_days
+from k8sboot.cli.run import _reporter
+from k8sboot.errors import EXIT_FAILURE
+from k8sboot.health.session import session
+from k8sboot.health.table import print_table
+from k8sboot.health.verdicts import Verdict
+
+
+@click.group("certs")
+def group() -> None:
+    """kubeadm-managed certificates on the control planes: expiry and renewal."""
+
+
+@group.command("check")
+@options.spec_file
+@options.vagrant
+@warn_days
+@options.output("text", "json")
+@options.common
+@click.pass_context
+def check(
+    ctx: click.Context, spec_path: Path, vagrant: bool, warn_days: float, output: str, **_: object
+) -> None:
+    """The expiry of every kubeadm-managed certificate on every control plane (`kubeadm
+    certs check-expiration`). Exit 1 when one has expired, is missing, or expires within
+    --warn-days."""
+    cluster, _, _ = load_present(spec_path, vagrant)
+    names = [h.name for h in cluster.control_planes]
+    with session(cluster, "certs-check") as transport:
+        answers = transport.each(names, check_expiration)
+    now = datetime.now(UTC)
+    rows: list[tuple[Certificate, str, str]] = []
+    errors: dict[str, str] = {}
+    for name in names:
+        answer = answers[name]
+        if isinstance(answer, BaseException):
+            errors[name] = str(answer)
+            continue
+        rows += [(c, *c.verdict(now, warn_days)) for c in answer]
+    good = not errors and all(status == "ok" for _, status, _ in rows)
+    if output == "json":
+        echo_json(
+            {
+                "ok": good,
+                "warnDays": warn_days,
+                "certificates": [
+                    {
+                        "host": c.host,
+                        "name": c.name,
+                        "authority": c.authority or None,
+                        "expires": c.expires.isoformat() if c.expires else None,
+                        "daysLeft": round(d, 1) if (d := c.days_left(now)) is not None else None,
+                        "externallyManaged": c.external,
+                        "status": status,
+                        "detail": detail,
+                    }
+                    for c, status, detail in rows
+                ],
+                "errors": errors,
+            }
+        )
+    else:
+        verdicts = [
+            Verdict(c.name if c.authority else f"{c.name} (CA)", c.host, status, detail)
+            for c, status, detail in rows
+        ] + [Verdict("certificates", host, "fail", error) for host, error in errors.items()]
+        print_table(verdicts, headline="[green]ok[/]" if good else "[yellow]attention[/]")
+    if not good:
+        ctx.exit(EXIT_FAILURE)
+
+
+@group.command("renew")
+@options.spec_file
+@options.vagrant
+@click.option("--dry-run", is_flag=True, help="Show what would be done; do nothing.")
+@options.output("text", "json")
+@options.common
+def renew(
+    spec_path: Path, vagrant: bool, dry_run: bool, output: str, verbose: int, **_: object
+) -> None:
+    """Renew kubeadm's certificates one control plane at a time: `kubeadm certs renew
+    all`, then its API server, controller-manager, scheduler and etcd restarted and found
+    healthy before the next. Refreshes the admin kubeconfig in the state directory."""
+    cluster = load(spec_path, vagrant, allow_stopped=True).cluster
+    pipeline.run(workflows.certs_renew(), cluster, _reporter(output, verbose), dry_run=dry_run)

@@ -1,0 +1,350 @@
+"""`k8sboot etcd`: backups (verified, encrypted, scheduled), restores, health, members,
+defragmentation, alarms."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import click
+from rich.console import Console
+
+from k8sboot import pipeline, workflows
+from k8sboot.cli import options
+from k8sboot.cli.common import echo_json, load
+from k8sboot.cli.run import _reporter
+from k8sboot.errors import EXIT_FAILURE, UserError
+from k8sboot.etcd import report
+from k8sboot.etcd.archive import create_key_file
+from k8sboot.etcd.catalogue import locate, open_store
+from k8sboot.etcd.inspect import looking
+from k8sboot.etcd.observe import observe
+from k8sboot.spec import Cluster
+
+dry_run = click.option("--dry-run", is_flag=True, help="Show what would be done; do nothing.")
+backup_argument = click.argument("backup", metavar="BACKUP")
+
+
+def _cluster(spec_path: Path, vagrant: bool) -> Cluster:
+    # A dead member must not keep the others from being backed up or inspected.
+    return load(spec_path, vagrant, allow_stopped=True).cluster
+
+
+def _print(renderable: object) -> None:
+    console = Console(highlight=False)
+    if not console.is_terminal:  # a pipe or a file: full lines, not 80 columns
+        console = Console(highlight=False, width=200)
+    console.print(renderable)
+
+
+@click.group("etcd")
+def group() -> None:
+    """etcd: backups (verified, encrypted, scheduled), restores, health, members,
+    defragmentation, alarms. Stacked (kubeadm's static pods) and external etcd alike."""
+
+
+@click.command("backup")
+@options.spec_file
+@options.vagrant
+@click.option(
+    "--member", help="The member to snapshot (name or hex ID); default: a healthy follower."
+)
+@dry_run
+@options.output("text", "json")
+@options.common
+def backup(
+    spec_path: Path,
+    vagrant: bool,
+    member: str | None,
+    dry_run: bool,
+    output: str,
+    verbose: int,
+    **_: object,
+) -> None:
+    """Snapshot a healthy member (a follower, sparing the leader), verify it (etcd's own
+    sha256 at its end, `snapshot status`, the hash of the copy), bring it into the
+    catalogue with a manifest, encrypted when backup.encryptionKeyFile is set, and apply
+    retention. Files 0600, directories 0700; nothing is left on the node."""
+    cluster = _cluster(spec_path, vagrant)
+    pipeline.run(
+        workflows.etcd_backup(member), cluster, _reporter(output, verbose), dry_run=dry_run
+    )
+
+
+@click.command("list")
+@options.spec_file
+@options.vagrant
+@click.option("--check", is_flag=True, help="Read every file again: size, sha256, etcd's checksum.")
+@options.output("text", "json")
+@options.common
+@click.pass_context
+def list_(
+    ctx: click.Context, spec_path: Path, vagrant: bool, check: bool, output: str, **_: object
+) -> None:
+    """The backup catalogue, oldest first, with each backup's state: checked (at save),
+    test-restored (by `etcd verify`), or MISSING/CORRUPT. No SSH."""
+    cluster = _cluster(spec_path, vagrant)
+    store = open_store(cluster)
+    manifests = store.manifests()
+    rows = report.catalogue_rows(store, manifests)
+    bad = [r for r in rows if r["state"].startswith(("MISSING", "CORRUPT", "FAILED"))]
+    if check:
+        from k8sboot.steps.etcd_backup import VerifyFailed, local_check
+
+        for row, manifest in zip(rows, manifests, strict=True):
+            if row in bad:
+                continue
+            try:
+                local_check(store, manifest, cluster)
+                row["state"] = "checked now"
+            except (VerifyFailed, UserError) as error:
+                row["state"] = f"CORRUPT: {error}"
+                bad.append(row)
+    if output == "json":
+        echo_json({"location": store.location, "backups": rows})
+    else:
+        _print(report.catalogue_table(store.location, rows))
+    if bad:
+        ctx.exit(EXIT_FAILURE)
+
+
+@click.command("verify")
+@backup_argument
+@options.spec_file
+@options.vagrant
+@options.output("text", "json")
+@options.common
+def verify(
+    backup: str, spec_path: Path, vagrant: bool, output: str, verbose: int, **_: object
+) -> None:
+    """Check BACKUP (a name from `etcd list`, `latest`, or a file with its manifest beside
+    it) end to end: its file against the manifest, then a test restore on a member host
+    into a scratch directory, served by a throw-away etcd on loopback, whose revision, key
+    count and KV hash must match the manifest. Records the result in the manifest."""
+    cluster = _cluster(spec_path, vagrant)
+    store, manifest = locate(cluster, backup)
+    pipeline.run(workflows.etcd_verify(store, manifest), cluster, _reporter(output, verbose))
+
+
+@click.command("restore")
+@backup_argument
+@options.spec_file
+@options.vagrant
+@click.option(
+    "--onto",
+    "onto",
+    multiple=True,
+    metavar="HOST[,HOST...]",
+    help="Restore onto these hosts of the cluster file (names or addresses), when they are "
+    "not the backup's members: new machines or new addresses.",
+)
+@click.option("-y", "--yes", is_flag=True, help="Do it: the cluster's current data is replaced.")
+@dry_run
+@click.option("--wait-timeout", type=click.FloatRange(min=1), default=600, hidden=True)
+@options.output("text", "json")
+@options.common
+def restore(
+    backup: str,
+    spec_path: Path,
+    vagrant: bool,
+    onto: tuple[str, ...],
+    yes: bool,
+    dry_run: bool,
+    wait_timeout: float,
+    output: str,
+    verbose: int,
+    **_: object,
+) -> None:
+    """Disaster recovery: replace the whole cluster's etcd data with BACKUP. Checks the
+    backup first; takes a snapshot first when the cluster still answers; stages the backup
+    on every member (checked, restored into a scratch directory as a new cluster); then
+    stops the API servers and etcd, puts the restored data in place (the old data is kept
+    beside it, never deleted), starts etcd, then the API servers, and checks that the
+    Nodes are back. With etcd 3.5+'s etcdutl the revision is bumped and compacted, as etcd
+    recommends for Kubernetes; with etcd 3.4's tools it cannot be (a warning says so)."""
+    if not (yes or dry_run):
+        raise UserError("restore replaces the cluster's data; pass --yes to confirm")
+    hosts = tuple(part for value in onto for part in value.split(",") if part)
+    cluster = _cluster(spec_path, vagrant)
+    store, manifest = locate(cluster, backup)
+    pipeline.run(
+        workflows.etcd_restore(store, manifest, hosts),
+        cluster,
+        _reporter(output, verbose),
+        dry_run=dry_run,
+        wait_timeout=wait_timeout,
+    )
+
+
+@click.command("health")
+@options.spec_file
+@options.vagrant
+@options.output("text", "json")
+@options.common
+@click.pass_context
+def health(ctx: click.Context, spec_path: Path, vagrant: bool, output: str, **_: object) -> None:
+    """Members, leader, DB size against the quota, raft index, alarms, versions. Changes
+    nothing, takes no lock. Exit 0 healthy, 1 unhealthy."""
+    cluster = _cluster(spec_path, vagrant)
+    with looking(cluster, "etcd-health") as context:
+        view = observe(context)
+        document = report.health_document(context, view)
+    if output == "json":
+        echo_json(document)
+    else:
+        _print(report.health_table(document))
+        for alarm in document["alarms"]:
+            _print(f"[red]alarm {alarm['alarm']} on member {alarm['member']}[/]")
+        for problem in document["problems"]:
+            click.echo(f"problem: {problem}", err=True)
+        verdict = "[green]healthy[/]" if document["healthy"] else "[red]UNHEALTHY[/]"
+        _print(f"etcd is {verdict}; {document['tools'] or 'no etcd tools'}")
+    if not document["healthy"]:
+        ctx.exit(EXIT_FAILURE)
+
+
+@click.command("members")
+@options.spec_file
+@options.vagrant
+@options.output("text", "json")
+@options.common
+@click.pass_context
+def members(ctx: click.Context, spec_path: Path, vagrant: bool, output: str, **_: object) -> None:
+    """etcd's members (IDs in hex, peer URLs, learners) against the cluster file's hosts
+    (by exact peer URL) and the control planes' Node objects: flags stale and missing
+    members. Exit 1 when any is flagged or etcd does not answer."""
+    cluster = _cluster(spec_path, vagrant)
+    with looking(cluster, "etcd-members") as context:
+        document = report.members_document(context, observe(context, statuses=False))
+    if output == "json":
+        echo_json(document)
+    else:
+        _print(report.members_table(document))
+        for problem in document["problems"]:
+            click.echo(f"problem: {problem}", err=True)
+    if not document["ok"]:
+        ctx.exit(EXIT_FAILURE)
+
+
+@click.command("defrag")
+@options.spec_file
+@options.vagrant
+@click.option(
+    "--pause",
+    type=click.FloatRange(min=0),
+    default=5.0,
+    show_default=True,
+    help="Seconds between two members.",
+)
+@dry_run
+@options.output("text", "json")
+@options.common
+def defrag(
+    spec_path: Path,
+    vagrant: bool,
+    pause: float,
+    dry_run: bool,
+    output: str,
+    verbose: int,
+    **_: object,
+) -> None:
+    """Defragment every member, one at a time: followers first, the leader last, a pause
+    between. Refused (exit 3) while etcd is unhealthy."""
+    cluster = _cluster(spec_path, vagrant)
+    pipeline.run(workflows.etcd_defrag(pause), cluster, _reporter(output, verbose), dry_run=dry_run)
+
+
+@click.command("alarms")
+@options.spec_file
+@options.vagrant
+@click.option("--disarm", is_flag=True, help="Disarm every alarm (after freeing space).")
+@options.output("text", "json")
+@options.common
+@click.pass_context
+def alarms(
+    ctx: click.Context,
+    spec_path: Path,
+    vagrant: bool,
+    disarm: bool,
+    output: str,
+    verbose: int,
+    **_: object,
+) -> None:
+    """etcd's alarms (NOSPACE, CORRUPT); exit 1 while any is raised. --disarm disarms them
+    and fails if etcd raises them again."""
+    cluster = _cluster(spec_path, vagrant)
+    if disarm:
+        pipeline.run(workflows.etcd_disarm(), cluster, _reporter(output, verbose))
+        return
+    with looking(cluster, "etcd-alarms") as context:
+        view = observe(context)
+        raised = [{"member": f"{a.member_id:x}", "alarm": a.alarm} for a in view.alarms]
+        problems = [] if view.answers else view.problems()
+    if output == "json":
+        echo_json({"alarms": raised, "problems": problems})
+    else:
+        for alarm in raised:
+            click.echo(f"{alarm['alarm']} on member {alarm['member']}")
+        for problem in problems:
+            click.echo(f"problem: {problem}", err=True)
+        if not raised and not problems:
+            click.echo("no alarms")
+    if raised or problems:
+        ctx.exit(EXIT_FAILURE)
+
+
+@click.command("schedule")
+@options.spec_file
+@options.vagrant
+@dry_run
+@options.output("text", "json")
+@options.common
+def schedule(
+    spec_path: Path, vagrant: bool, dry_run: bool, output: str, verbose: int, **_: object
+) -> None:
+    """Install backup.schedule (a systemd OnCalendar expression) as a timer on every
+    control plane: snapshots, checked by `snapshot status`, kept locally (the newest
+    backup.retention.last). Without backup.schedule, removes the timers. `etcd pull`
+    brings the snapshots into the catalogue."""
+    cluster = _cluster(spec_path, vagrant)
+    pipeline.run(workflows.etcd_schedule(), cluster, _reporter(output, verbose), dry_run=dry_run)
+
+
+@click.command("pull")
+@options.spec_file
+@options.vagrant
+@dry_run
+@options.output("text", "json")
+@options.common
+def pull(
+    spec_path: Path, vagrant: bool, dry_run: bool, output: str, verbose: int, **_: object
+) -> None:
+    """Copy the scheduled snapshots the catalogue lacks off the control planes: checked,
+    encrypted when a key is set, with a manifest each; then apply retention."""
+    cluster = _cluster(spec_path, vagrant)
+    pipeline.run(workflows.etcd_pull(), cluster, _reporter(output, verbose), dry_run=dry_run)
+
+
+@click.command("keygen")
+@click.argument("path", type=click.Path(path_type=Path, dir_okay=False))
+@options.common
+def keygen(path: Path, **_: object) -> None:
+    """Create a backup encryption key in PATH (32 random bytes, base64, mode 0600; never
+    overwrites). Point backup.encryptionKeyFile at it and keep it away from the backups:
+    without it, encrypted backups cannot be restored."""
+    key = create_key_file(path)
+    click.echo(f"wrote {path} (key id {key.id}); keep a copy somewhere safe")
+
+
+group.add_command(backup, "backup")
+group.add_command(backup, "snapshot")
+group.add_command(list_, "list")
+group.add_command(verify)
+group.add_command(restore)
+group.add_command(health, "health")
+group.add_command(health, "status")
+group.add_command(members)
+group.add_command(defrag)
+group.add_command(alarms)
+group.add_command(schedule)
+group.add_command(pull)
+group.add_command(keygen)

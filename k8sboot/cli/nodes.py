@@ -1,0 +1,201 @@
+"""`k8sboot node`: cordon, uncordon, drain, remove, add."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+from typing import ClassVar
+
+import click
+
+from k8sboot import pipeline, workflows
+from k8sboot.cli import options
+from k8sboot.cli.common import load
+from k8sboot.cli.run import _reporter, wait_timeout
+from k8sboot.errors import UserError
+from k8sboot.nodes import removed
+from k8sboot.state import StateDir
+from k8sboot.steps.nodes import DrainOptions
+
+
+class Duration(click.ParamType):
+    """Seconds, or a number with a unit: 90s, 10m, 1h."""
+
+    name = "duration"
+    UNITS: ClassVar[dict[str, int]] = {"": 1, "s": 1, "m": 60, "h": 3600}
+
+    def convert(self, value, param, ctx):
+        if isinstance(value, int | float):
+            return float(value)
+        match = re.fullmatch(r"\s*(\d+(?:\.\d+)?)\s*([smh]?)\s*", str(value))
+        if not match or float(match[1]) <= 0:
+            self.fail(f"{value!r} is not a duration like 600, 90s or 10m", param, ctx)
+        return float(match[1]) * self.UNITS[match[2]]
+
+
+node_name = click.argument("node")
+timeout = click.option(
+    "--timeout",
+    type=Duration(),
+    default="10m",
+    show_default=True,
+    help="How long the drain may take (seconds, or 90s, 10m, 1h).",
+)
+emptydir = click.option(
+    "--delete-emptydir-data",
+    is_flag=True,
+    help="Evict pods with emptyDir volumes too; their emptyDir data is deleted.",
+)
+dry_run = click.option("--dry-run", is_flag=True, help="Show what would be done; do nothing.")
+
+
+@click.group("node")
+def group() -> None:
+    """Node maintenance: cordon, uncordon, drain, remove, add."""
+
+
+def _run(
+    workflow: pipeline.Workflow,
+    spec_path: Path,
+    vagrant: bool,
+    output: str,
+    verbose: int,
+    dry_run: bool = False,
+) -> None:
+    # A dead machine must not keep maintenance of the others (or its own removal) from
+    # running: with --vagrant, stopped machines are listed too.
+    cluster = load(spec_path, vagrant, allow_stopped=True).cluster
+    pipeline.run(workflow, cluster, _reporter(output, verbose), dry_run=dry_run)
+
+
+@group.command("cordon")
+@node_name
+@options.spec_file
+@options.vagrant
+@options.output("text", "json")
+@options.common
+def cordon(
+    node: str, spec_path: Path, vagrant: bool, output: str, verbose: int, **_: object
+) -> None:
+    """Mark NODE unschedulable: new pods go elsewhere; running pods stay."""
+    _run(workflows.node_cordon(node, True), spec_path, vagrant, output, verbose)
+
+
+@group.command("uncordon")
+@node_name
+@options.spec_file
+@options.vagrant
+@options.output("text", "json")
+@options.common
+def uncordon(
+    node: str, spec_path: Path, vagrant: bool, output: str, verbose: int, **_: object
+) -> None:
+    """Mark NODE schedulable again."""
+    _run(workflows.node_cordon(node, False), spec_path, vagrant, output, verbose)
+
+
+@group.command("drain")
+@node_name
+@options.spec_file
+@options.vagrant
+@timeout
+@emptydir
+@click.option(
+    "--force",
+    is_flag=True,
+    help="Drain even though the pre-check found blocking pods: pods without a controller "
+    "are deleted, PodDisruptionBudgets are still waited for until the timeout.",
+)
+@dry_run
+@options.output("text", "json")
+@options.common
+def drain(
+    node: str,
+    spec_path: Path,
+    vagrant: bool,
+    timeout: float,
+    delete_emptydir_data: bool,
+    force: bool,
+    dry_run: bool,
+    output: str,
+    verbose: int,
+    **_: object,
+) -> None:
+    """Cordon NODE and evict its pods (DaemonSet pods stay), through kubectl on a control
+    plane. First lists what would block the drain (PodDisruptionBudgets allowing no
+    disruption, pods without a controller, pods with emptyDir data) and refuses (exit 3)
+    unless --force (or --delete-emptydir-data for emptyDir data). A drain that times out
+    names the pods left and why."""
+    options_ = DrainOptions(timeout, delete_emptydir_data, force)
+    _run(workflows.node_drain(node, options_), spec_path, vagrant, output, verbose, dry_run)
+
+
+@group.command("remove")
+@node_name
+@options.spec_file
+@options.vagrant
+@click.option("-y", "--yes", is_flag=True, help="Do it: the node is wiped (kubeadm reset).")
+@click.option(
+    "--force",
+    is_flag=True,
+    help="Remove even when the drain is blocked or fails (etcd quorum is never overridden).",
+)
+@timeout
+@emptydir
+@dry_run
+@options.output("text", "json")
+@options.common
+def remove(
+    node: str,
+    spec_path: Path,
+    vagrant: bool,
+    yes: bool,
+    force: bool,
+    timeout: float,
+    delete_emptydir_data: bool,
+    dry_run: bool,
+    output: str,
+    verbose: int,
+    **_: object,
+) -> None:
+    """Take NODE out of the cluster: drain it, remove its etcd member (control planes),
+    kubeadm reset it with the CNI, iptables and IPVS leftovers (when it can be reached; a
+    dead node is removed without it), delete its Node object. Refused (exit 3) for the
+    last control plane, or when etcd would lose quorum. Then drop the host from the
+    cluster file; until then `up` leaves it out."""
+    if not yes and not dry_run:
+        raise UserError(
+            f"node remove drains {node}, takes it out of etcd and the cluster and wipes it "
+            "with kubeadm reset; pass --yes to confirm"
+        )
+    options_ = DrainOptions(timeout, delete_emptydir_data, force)
+    _run(workflows.node_remove(node, options_), spec_path, vagrant, output, verbose, dry_run)
+
+
+@group.command("add")
+@node_name
+@options.spec_file
+@options.vagrant
+@wait_timeout
+@options.output("text", "json")
+@options.common
+def add(
+    node: str,
+    spec_path: Path,
+    vagrant: bool,
+    wait_timeout: float,
+    output: str,
+    verbose: int,
+    **_: object,
+) -> None:
+    """Join NODE, a host of the cluster file: `up`, also for a host taken out earlier with
+    `node remove` (which `up` otherwise leaves out)."""
+    cluster = load(spec_path, vagrant, vagrant_up=True).cluster
+    if cluster.host(node) is None:
+        names = ", ".join(h.name for h in cluster.hosts)
+        raise UserError(
+            f"{node} is not in the cluster file (hosts: {names}); add it under `hosts:` first"
+        )
+    assert cluster.state_dir is not None
+    removed.forget(StateDir(cluster.state_dir), node)
+    pipeline.run(workflows.up(), cluster, _reporter(output, verbose), wait_timeout=wait_timeout)

@@ -1,0 +1,29 @@
+"""A read-only look at the cluster for the etcd commands that change nothing (health,
+status, members, alarms): no lock, the shared read-only SSH session, one probe per host;
+hosts that cannot be reached are simply absent from the facts."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager, suppress
+
+from k8sboot.errors import K8sbootError
+from k8sboot.facts import probe_nodes
+from k8sboot.health.session import session
+from k8sboot.pipeline import gather
+from k8sboot.spec import Cluster
+from k8sboot.state import StateDir
+from k8sboot.steps.base import Context
+
+
+@contextmanager
+def looking(cluster: Cluster, command: str) -> Iterator[Context]:
+    assert cluster.state_dir is not None
+    with session(cluster, command) as transport:
+        facts = gather(cluster, transport, needs_all=False)
+        ctx = Context(cluster, StateDir(cluster.state_dir), transport, transport.log, facts)
+        if ctx.initialised:
+            # The API may be down: etcd is what is asked about.
+            with suppress(K8sbootError):
+                ctx.nodes = probe_nodes(transport[ctx.api_host.name])
+        yield ctx

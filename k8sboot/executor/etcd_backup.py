@@ -1,0 +1,405 @@
+"""Snapshots into the catalogue, retention, test restores, pulls of scheduled snapshots.
+
+A snapshot is saved on the member's own host, then, in parallel, downloaded (hashed and
+encrypted on the way), hashed there and read by `snapshot status`; the two hashes and
+etcd's own checksum must agree before the manifest is written. The file on the host is
+removed whatever happens.
+"""
+
+from __future__ import annotations
+
+import json
+import secrets
+import shlex
+import time
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import asdict
+from typing import Any
+
+from k8sboot.errors import MachineError
+from k8sboot.etcd import topology
+from k8sboot.etcd.actions import PruneBackups, PullSnapshots, SaveSnapshot, TestRestore
+from k8sboot.etcd.archive import ALGORITHM, Key, PlainReader, SnapshotSink, load_key
+from k8sboot.etcd.catalogue import (
+    Manifest,
+    MemberRecord,
+    Store,
+    backup_name,
+    now,
+    open_store,
+    prune,
+    store_at,
+)
+from k8sboot.etcd.client import NO_TLS, EtcdCtl, SnapshotStatus
+from k8sboot.etcd.tools import EtcdTools, detect
+from k8sboot.executor.core import Executor, Outcome, handles
+from k8sboot.spec import Cluster
+from k8sboot.steps.etcd_backup import VerifyFailed, pulled_name
+from k8sboot.transport import Connection
+
+WORK_DIR = "/var/lib/k8sboot/etcd-backup"
+VERIFY_DIR = "/var/lib/k8sboot/etcd-verify"
+
+
+def backup_key(cluster: Cluster, store: Store | None = None) -> Key | None:
+    path = cluster.backup.encryption_key_file
+    if path is None:
+        return None
+    local = getattr(store, "directory", None)
+    return load_key(path, local)
+
+
+def ctl_for(executor: Executor, host_name: str, endpoints: list[str]) -> EtcdCtl:
+    ctx = executor.ctx
+    host = ctx.cluster.host(host_name)
+    assert host is not None
+    connection = ctx.transport[host_name]
+    return EtcdCtl(connection, topology.tls_on(ctx.cluster, host), endpoints, detect(connection))
+
+
+@handles(SaveSnapshot)
+def save(executor: Executor, action: SaveSnapshot) -> Outcome:
+    manifest = take_snapshot(executor, action)
+    size = manifest.snapshot["size"] / 2**20
+    encrypted = f", encrypted ({ALGORITHM})" if manifest.encryption else ""
+    executor.ctx.notes.append(
+        f"backup {manifest.name}: {size:.1f} MiB, revision {manifest.revision}, "
+        f"{manifest.keys if manifest.keys is not None else '?'} keys, from {action.member}"
+        f"{encrypted}, in {open_store(executor.ctx.cluster).location}"
+    )
+    return Outcome(())
+
+
+def take_snapshot(executor: Executor, action: SaveSnapshot) -> Manifest:
+    ctx = executor.ctx
+    cluster = ctx.cluster
+    store = open_store(cluster)
+    key = backup_key(cluster, store)
+    ctl = ctl_for(executor, action.host, [action.endpoint])
+    connection = ctl.connection
+    when = now()
+    name = backup_name(cluster.name, when, (m.name for m in store.manifests()))
+    remote = f"{WORK_DIR}/{name}.db"
+    connection.run(f"install -d -m 700 {WORK_DIR}", timeout=60)
+    started = time.monotonic()
+    try:
+        executor.progress(
+            action.host, f"etcdctl snapshot save ({action.endpoint}), copied as saved"
+        )
+        file_name = f"{name}.db.enc" if key else f"{name}.db"
+        produce = ctl.snapshot_save_streaming(action.endpoint, remote)
+        facts = _check_and_fetch(
+            executor, ctl, remote, store, file_name, key, action.endpoint, produce
+        )
+    finally:
+        connection.run(f"rm -f {remote} {remote}.part {remote}.err", check=False, timeout=60)
+    status: SnapshotStatus = facts["status"]
+    members = ctl.members()
+    versions = ctl.status([action.endpoint])
+    manifest = Manifest(
+        name=name,
+        cluster=cluster.name,
+        created=when.isoformat(),
+        origin=action.origin,
+        kubernetes_version=cluster.kubernetes.version,
+        etcd_version=versions[0].version if versions else "",
+        source={"host": action.host, "member": action.member, "endpoint": action.endpoint},
+        members=[MemberRecord(m.hex_id, m.name, list(m.peer_urls)) for m in members],
+        revision=status.revision,
+        hash=status.hash,
+        total_keys=status.total_keys,
+        total_size=status.total_size,
+        keys=facts.get("keys"),
+        hash_kv=facts.get("hash_kv"),
+        snapshot={"size": facts["size"], "sha256": facts["sha256"]},
+        file={"name": file_name, "size": facts["stored"], "sha256": facts["file_sha256"]},
+        encryption={"algorithm": ALGORITHM, "key_id": key.id} if key else None,
+        nodes=sorted(ctx.nodes),
+        verification={
+            "integrity": "ok",
+            "checked": when.isoformat(),
+            "seconds": {
+                "save_and_copy": round(facts["fetched"], 2),
+                "total": round(time.monotonic() - started, 2),
+            },
+        },
+    )
+    store.write_manifest(manifest)
+    return manifest
+
+
+def _check_and_fetch(
+    executor: Executor,
+    ctl: EtcdCtl,
+    remote: str,
+    store: Store,
+    file_name: str,
+    key: Key | None,
+    endpoint: str | None,
+    produce: str | None = None,
+) -> dict[str, Any]:
+    """Copy `remote` into the store (hashed, encrypted on the way) while, in parallel, the
+    host hashes it and reads it with `snapshot status` (then the live key count and KV
+    hash at its revision, when `endpoint` still serves it). `produce` is a command that
+    writes `remote` while streaming it (the copy is then done with the save, and the
+    checks follow it). Raises VerifyFailed unless everything agrees."""
+    connection = ctl.connection
+    found: dict[str, Any] = {}
+    command = produce or f"cat {shlex.quote(remote)}"
+
+    def fetch() -> None:
+        started = time.monotonic()
+        with store.writer(file_name) as out:
+            sink = SnapshotSink(out, key)
+            connection.run(
+                command,
+                stdout_to=sink,
+                timeout=3700,
+                shown=f"copy {remote}",  # type: ignore[arg-type]
+            )
+            sink.close()
+            _verify_sink(sink, remote, connection.name)
+        found.update(
+            size=sink.size,
+            sha256=sink.plain_sha.hexdigest(),
+            stored=sink.stored,
+            file_sha256=sink.file_sha.hexdigest(),
+            fetched=time.monotonic() - started,
+        )
+
+    def remote_sha() -> str:
+        result = connection.run(f"sha256sum {shlex.quote(remote)}", timeout=1800)
+        return result.stdout.split()[0]
+
+    def status() -> None:
+        found["status"] = ctl.snapshot_status(remote)
+        if endpoint is None:
+            return
+        revision = found["status"].revision
+        try:
+            found["keys"] = ctl.count_keys(revision, endpoint)
+            found["hash_kv"] = ctl.hash_kv(endpoint, revision)
+        except MachineError:  # compacted past it already, or busy: the manifest says "?"
+            pass
+
+    if produce:
+        fetch()  # the file exists once the save (and with it the copy) is done
+    with ThreadPoolExecutor(max_workers=3) as pool:
+        jobs = [pool.submit(remote_sha), pool.submit(status)]
+        if not produce:
+            jobs.append(pool.submit(fetch))
+        for job in jobs:
+            job.result()
+        there = jobs[0].result()
+    if there != found["sha256"]:
+        raise VerifyFailed(
+            f"{connection.name}: the downloaded snapshot differs from {remote} (sha256); "
+            "nothing was kept"
+        )
+    if found["status"].total_size <= 0:
+        raise VerifyFailed(f"{connection.name}: snapshot status reads an empty snapshot")
+    return found
+
+
+def _verify_sink(sink: SnapshotSink, remote: str, host: str) -> None:
+    if not sink.trailer_ok:
+        raise VerifyFailed(
+            f"{host}: {remote} fails etcd's own checksum (its last 32 bytes are not the "
+            "sha256 of the rest): not a complete etcd snapshot"
+        )
+
+
+@handles(PruneBackups)
+def prune_backups(executor: Executor, action: PruneBackups) -> Outcome:
+    ctx = executor.ctx
+    gone = prune(open_store(ctx.cluster), ctx.cluster.name, ctx.cluster.backup.retention)
+    if gone:
+        ctx.notes.append(f"retention removed {len(gone)} backup(s): {', '.join(gone)}")
+    return Outcome(())
+
+
+# -- test restore -------------------------------------------------------------------------
+
+
+def upload_plain(
+    executor: Executor, connection: Connection, store: Store, manifest: Manifest, remote: str
+) -> None:
+    """Copy a backup's plain snapshot to `remote` (0600), decrypting on the way, and check
+    it arrived whole (sha256) and reads as the manifest says (snapshot status)."""
+    key = backup_key(executor.ctx.cluster, store) if manifest.encryption else None
+    directory = remote.rsplit("/", 1)[0]
+    connection.run(f"install -d -m 700 {shlex.quote(directory)}", timeout=60)
+    with store.local_copy(manifest.file["name"]) as path, PlainReader(path, key) as reader:
+        executor.progress(connection.name, f"copy {manifest.name} ({manifest.snapshot['size']} B)")
+        connection.run(
+            f"umask 077 && cat > {shlex.quote(remote)}",
+            stdin=reader,  # type: ignore[arg-type]
+            timeout=3600,
+            shown=f"upload {remote}",
+        )
+    there = connection.run(f"sha256sum {shlex.quote(remote)}", timeout=1800).stdout.split()[0]
+    if there != manifest.snapshot["sha256"]:
+        raise VerifyFailed(f"{connection.name}: {remote} arrived damaged (sha256 differs)")
+
+
+def check_status(found: SnapshotStatus, manifest: Manifest, where: str) -> None:
+    expected = (manifest.revision, manifest.hash, manifest.total_keys)
+    got = (found.revision, found.hash, found.total_keys)
+    if got != expected:
+        raise VerifyFailed(
+            f"{where}: snapshot status says revision {got[0]}, hash {got[1]}, {got[2]} key "
+            f"revisions; the manifest says {expected[0]}, {expected[1]}, {expected[2]}"
+        )
+
+
+_THROWAWAY_PORTS = (
+    "python3 -c 'import socket\n"
+    "ss = [socket.socket() for _ in range(2)]\n"
+    '[s.bind(("127.0.0.1", 0)) for s in ss]\n'
+    "print(*[s.getsockname()[1] for s in ss])'"
+)
+
+
+@handles(TestRestore)
+def test_restore(executor: Executor, action: TestRestore) -> Outcome:
+    ctx = executor.ctx
+    store = store_at(ctx.cluster, action.location)
+    manifest = store.read_manifest(action.backup)
+    assert manifest is not None
+    connection = ctx.transport[action.host]
+    tools = detect(connection)
+    tag = secrets.token_hex(4)
+    work = f"{VERIFY_DIR}/{tag}"
+    unit = f"k8sboot-etcd-verify-{tag}"
+    result: dict[str, Any] = {"time": now().isoformat(), "host": action.host}
+    try:
+        upload_plain(executor, connection, store, manifest, f"{work}/snapshot.db")
+        offline = EtcdCtl(connection, NO_TLS, [], tools)
+        executor.progress(action.host, "snapshot status")
+        check_status(offline.snapshot_status(f"{work}/snapshot.db"), manifest, action.host)
+        client, peer = connection.run(_THROWAWAY_PORTS, timeout=30).stdout.split()
+        client_url, peer_url = f"http://127.0.0.1:{client}", f"http://127.0.0.1:{peer}"
+        executor.progress(action.host, "restore into a scratch directory")
+        offline.snapshot_restore(
+            f"{work}/snapshot.db",
+            f"{work}/data",
+            "verify",
+            f"verify={peer_url}",
+            f"k8sboot-verify-{tag}",
+            peer_url,
+        )
+        binary = _etcd_binary(connection, tools, work)
+        executor.progress(action.host, "start a throw-away etcd on loopback")
+        connection.run(
+            f"systemd-run --quiet --collect --unit={unit} -p Type=notify -p TimeoutStartSec=300 "
+            f"{binary} --name verify --data-dir {work}/data "
+            f"--listen-client-urls {client_url} --advertise-client-urls {client_url} "
+            f"--listen-peer-urls {peer_url} --initial-advertise-peer-urls {peer_url} "
+            f"--initial-cluster verify={peer_url} --quota-backend-bytes {8 * 2**30}",
+            timeout=330,
+            shown=f"systemd-run {unit}",
+        )
+        live = EtcdCtl(connection, NO_TLS, [client_url], tools)
+        status = live.status([client_url])
+        revision = status[0].revision if status else 0
+        keys = live.count_keys(manifest.revision)
+        hash_kv = live.hash_kv(client_url, manifest.revision)
+        result |= {"revision": revision, "keys": keys, "hash_kv": hash_kv}
+        problems = []
+        if revision != manifest.revision:
+            problems.append(f"revision {revision}, manifest {manifest.revision}")
+        if manifest.keys is not None and keys != manifest.keys:
+            problems.append(f"{keys} keys, manifest {manifest.keys}")
+        if manifest.hash_kv is not None and hash_kv != manifest.hash_kv:
+            problems.append(f"KV hash {hash_kv}, manifest {manifest.hash_kv}")
+        if problems:
+            raise VerifyFailed(
+                f"backup {manifest.name}: the restored data differs: " + "; ".join(problems)
+            )
+        result["ok"] = True
+    except MachineError as error:
+        result |= {"ok": False, "error": str(error)}
+        raise
+    finally:
+        connection.run(
+            f"systemctl stop {unit} 2>/dev/null; rm -rf {shlex.quote(work)}",
+            check=False,
+            timeout=120,
+        )
+        manifest.verification["test_restore"] = result
+        store.write_manifest(manifest)
+    ctx.notes.append(
+        f"backup {manifest.name} verified: restored and served by a throw-away etcd on "
+        f"{action.host}: revision {result['revision']}, {result['keys']} keys, KV hash "
+        f"{result['hash_kv']} as recorded"
+    )
+    return Outcome(())
+
+
+def _etcd_binary(connection: Connection, tools: EtcdTools, work: str) -> str:
+    """etcd's server binary: on the host's PATH, else a copy of the running member's
+    (kubeadm runs etcd from an image; its binary is static)."""
+    if tools.etcd:
+        return tools.etcd
+    copy = f"{work}/etcd"
+    result = connection.run(
+        f"pid=$(pgrep -xo etcd) && cp /proc/$pid/exe {copy} && chmod 700 {copy}",
+        check=False,
+        timeout=60,
+    )
+    if not result.ok:
+        raise MachineError(
+            f"{connection.name}: no etcd binary to test-restore with (none on PATH, no running "
+            "etcd to borrow one from)"
+        )
+    return copy
+
+
+# -- pulling scheduled snapshots ----------------------------------------------------------
+
+
+@handles(PullSnapshots)
+def pull(executor: Executor, action: PullSnapshots) -> Outcome:
+    ctx = executor.ctx
+    cluster = ctx.cluster
+    store = open_store(cluster)
+    key = backup_key(cluster, store)
+    ctl = ctl_for(executor, action.host, [])
+    connection = ctl.connection
+    names = []
+    for remote in action.files:
+        name = pulled_name(remote)
+        executor.progress(action.host, f"pull {name}")
+        file_name = f"{name}.db.enc" if key else f"{name}.db"
+        found = _check_and_fetch(executor, ctl, remote, store, file_name, key, None)
+        mtime = connection.run(f"stat -c %Y {shlex.quote(remote)}", timeout=30).stdout.strip()
+        created = time.strftime("%Y-%m-%dT%H:%M:%S+00:00", time.gmtime(int(mtime)))
+        status: SnapshotStatus = found["status"]
+        manifest = Manifest(
+            name=name,
+            cluster=cluster.name,
+            created=created,
+            origin=f"scheduled on {action.host}",
+            kubernetes_version=cluster.kubernetes.version,
+            etcd_version="",
+            source={"host": action.host, "member": "", "endpoint": "", "file": remote},
+            members=[],
+            revision=status.revision,
+            hash=status.hash,
+            total_keys=status.total_keys,
+            total_size=status.total_size,
+            keys=None,
+            hash_kv=None,
+            snapshot={"size": found["size"], "sha256": found["sha256"]},
+            file={"name": file_name, "size": found["stored"], "sha256": found["file_sha256"]},
+            encryption={"algorithm": ALGORITHM, "key_id": key.id} if key else None,
+            verification={"integrity": "ok", "checked": now().isoformat()},
+        )
+        store.write_manifest(manifest)
+        names.append(name)
+    ctx.notes.append(f"pulled from {action.host}: {', '.join(names)}")
+    return Outcome(())
+
+
+def as_json(manifest: Manifest) -> str:
+    return json.dumps(asdict(manifest))

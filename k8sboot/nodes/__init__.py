@@ -1,0 +1,1 @@
+"""Node maintenance: what blocks a drain, etcd quorum arithmetic, removed-host records."""

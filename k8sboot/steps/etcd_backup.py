@@ -1,0 +1,229 @@
+"""etcd snapshots into the catalogue: backup (a healthy follower by default), retention,
+test restores, the scheduled snapshots' timers and pulling their files."""
+
+from __future__ import annotations
+
+import shlex
+
+from k8sboot.actions import Action, RunCommands, WriteFiles
+from k8sboot.errors import MachineError, UserError
+from k8sboot.etcd import topology
+from k8sboot.etcd.actions import PruneBackups, PullSnapshots, SaveSnapshot, TestRestore
+from k8sboot.etcd.archive import CorruptBackup, check_file
+from k8sboot.etcd.catalogue import Manifest, Store, now, open_store
+from k8sboot.etcd.client import Member
+from k8sboot.etcd.files import SNAPSHOT_DIR, SNAPSHOT_TIMER, TIMER_UNIT, snapshot_files
+from k8sboot.etcd.observe import EtcdView, host_for, observe
+from k8sboot.spec import Cluster, Host
+from k8sboot.steps.base import Context, Step
+from k8sboot.steps.etcd_external import RESET_TIMER
+from k8sboot.steps.files import changed
+
+
+class VerifyFailed(MachineError):
+    """A backup is not what its manifest says."""
+
+
+def policy(cluster: Cluster) -> str:
+    r = cluster.backup.retention
+    return f"last {r.last}, hourly {r.hourly}, daily {r.daily}, weekly {r.weekly}"
+
+
+def pick_member(ctx: Context, view: EtcdView, wanted: str | None) -> tuple[Member, Host, str]:
+    """The member to snapshot and its host: `wanted` (a member's name or hex ID), else a
+    healthy follower (sparing the leader), else the leader."""
+    usable = []
+    for member in view.members:
+        host = host_for(ctx, member)
+        if member.learner or host is None or host.name not in ctx.facts.hosts:
+            continue
+        usable.append((member, host))
+    if wanted is not None:
+        chosen = [m for m in view.members if wanted in (m.name, m.hex_id)]
+        if not chosen:
+            names = ", ".join(f"{m.name} ({m.hex_id})" for m in view.members)
+            raise UserError(f"--member {wanted}: no such etcd member; members: {names}")
+        member = chosen[0]
+        host = host_for(ctx, member)
+        if host is None or host.name not in ctx.facts.hosts:
+            raise MachineError(f"member {wanted}: no host of the cluster file reachable for it")
+        if not view.is_healthy(member):
+            raise MachineError(f"member {wanted} is not healthy; choose another with --member")
+        return member, host, "chosen with --member"
+    followers = [(m, h) for m, h in usable if view.is_healthy(m) and m.id != view.leader_id]
+    if followers:
+        return (*followers[0], "a healthy follower")
+    leaders = [(m, h) for m, h in usable if view.is_healthy(m)]
+    if leaders:
+        return (*leaders[0], "the leader: no healthy follower")
+    raise MachineError(
+        "no healthy etcd member whose host can be reached: " + "; ".join(view.problems())
+    )
+
+
+def snapshot_action(ctx: Context, member: str | None, origin: str) -> list[Action]:
+    view = observe(ctx)
+    if not view.answers:
+        raise MachineError("etcd does not answer: " + "; ".join(view.problems()))
+    chosen, host, why = pick_member(ctx, view, member)
+    endpoint = view.endpoint_of(chosen) or topology.endpoint(host)
+    return [SaveSnapshot(host.name, endpoint, chosen.name or chosen.hex_id, why, origin)]
+
+
+class EtcdBackup(Step):
+    title = "etcd backup"
+
+    def __init__(self, member: str | None = None):
+        self.member = member
+
+    def plan(self, ctx: Context) -> list[Action]:
+        store = open_store(ctx.cluster)
+        return [
+            *snapshot_action(ctx, self.member, "backup"),
+            PruneBackups(store.location, policy(ctx.cluster)),
+        ]
+
+
+def local_check(store: Store, manifest: Manifest, cluster: Cluster) -> None:
+    """The stored file against its manifest: size, sha256, and (decrypted) the snapshot's
+    own checksum and sha256. Raises VerifyFailed."""
+    from k8sboot.executor.etcd_backup import backup_key  # the key is read when used
+
+    name = manifest.file["name"]
+    size = store.file_size(name)
+    if size is None:
+        raise VerifyFailed(f"backup {manifest.name}: {name} is missing from {store.location}")
+    if size != manifest.file["size"]:
+        raise VerifyFailed(
+            f"backup {manifest.name} is corrupt: {name} has {size} bytes, its manifest says "
+            f"{manifest.file['size']} (truncated or changed)"
+        )
+    key = backup_key(cluster, store) if manifest.encryption else None
+    with store.local_copy(name) as path:
+        try:
+            found = check_file(path, key)
+        except CorruptBackup as error:
+            raise VerifyFailed(
+                f"backup {manifest.name} is corrupt or unreadable: {error}"
+            ) from None
+    if found.file_sha256 != manifest.file["sha256"]:
+        raise VerifyFailed(
+            f"backup {manifest.name} is corrupt: the sha256 of {name} differs from its manifest"
+        )
+    if not found.trailer_ok or found.sha256 != manifest.snapshot["sha256"]:
+        raise VerifyFailed(
+            f"backup {manifest.name} is corrupt: the snapshot fails etcd's own checksum"
+        )
+
+
+def test_host(ctx: Context) -> Host:
+    """Where a throw-away etcd can run: a reachable member (it has etcd's binary, or runs
+    etcd, whose binary is borrowed)."""
+    for host in topology.members(ctx.cluster):
+        if host.name in ctx.facts.hosts:
+            return host
+    raise MachineError("no etcd member can be reached over SSH to test-restore on")
+
+
+class EtcdVerify(Step):
+    title = "etcd verify"
+
+    def __init__(self, store: Store, manifest: Manifest):
+        self.store = store
+        self.manifest = manifest
+
+    def plan(self, ctx: Context) -> list[Action]:
+        try:
+            local_check(self.store, self.manifest, ctx.cluster)
+        except VerifyFailed as error:
+            self.manifest.verification["integrity"] = f"FAILED: {error}"
+            self.manifest.verification["checked"] = now().isoformat()
+            self.store.write_manifest(self.manifest)
+            raise
+        return [TestRestore(test_host(ctx).name, self.manifest.name, self.store.location)]
+
+
+class EtcdSchedule(Step):
+    """backup.schedule as a systemd timer on every control plane (snapshots with local
+    retention); none when the schedule is unset."""
+
+    title = "etcd snapshot schedule"
+
+    def plan(self, ctx: Context) -> list[Action]:
+        cluster = ctx.cluster
+        actions: list[Action] = []
+        hosts = [h for h in cluster.control_planes if h.name in ctx.facts.hosts]
+        if cluster.backup.schedule and hosts:
+            _check_calendar(ctx, hosts[0], cluster.backup.schedule)
+        for host in hosts:
+            found = ctx.host_facts(host)
+            if not cluster.backup.schedule:
+                if found.file_hash(str(SNAPSHOT_TIMER)):
+                    actions.append(RunCommands(((host.name, RESET_TIMER),), "remove the timer"))
+                continue
+            stale = changed(ctx, host, snapshot_files(cluster, host))
+            enabled = ctx.transport[host.name].run(
+                f"systemctl is-enabled {TIMER_UNIT} && systemctl is-active {TIMER_UNIT}",
+                check=False,
+                shown=f"is {TIMER_UNIT} on",
+            )
+            if stale:
+                actions.append(WriteFiles(host.name, stale))
+            if stale or not enabled.ok:
+                actions.append(
+                    RunCommands(
+                        (
+                            (
+                                host.name,
+                                "systemctl daemon-reload && "
+                                f"systemctl enable {TIMER_UNIT} && systemctl restart {TIMER_UNIT}",
+                            ),
+                        ),
+                        f"enable {TIMER_UNIT}",
+                    )
+                )
+        return actions
+
+
+def _check_calendar(ctx: Context, host: Host, expression: str) -> None:
+    result = ctx.transport[host.name].run(
+        f"systemd-analyze calendar {shlex.quote(expression)}",
+        check=False,
+        shown="systemd-analyze calendar",
+    )
+    if not result.ok:
+        raise UserError(
+            f"backup.schedule: {expression!r} is not a systemd OnCalendar expression "
+            f"({(result.stderr or result.stdout).strip().splitlines()[-1:]})"
+        )
+
+
+class EtcdPull(Step):
+    """The scheduled snapshots on the control planes that the catalogue lacks."""
+
+    title = "etcd pull"
+
+    def plan(self, ctx: Context) -> list[Action]:
+        store = open_store(ctx.cluster)
+        have = {m.name for m in store.manifests()}
+        actions: list[Action] = []
+        for host in ctx.cluster.control_planes:
+            if host.name not in ctx.facts.hosts:
+                continue
+            listing = ctx.transport[host.name].run(
+                f"ls -1 {SNAPSHOT_DIR}/*.db 2>/dev/null || true", shown="list snapshots"
+            )
+            files = [
+                line.strip()
+                for line in listing.stdout.splitlines()
+                if line.strip().endswith(".db") and pulled_name(line.strip()) not in have
+            ]
+            if files:
+                actions.append(PullSnapshots(host.name, tuple(files)))
+        if actions:
+            actions.append(PruneBackups(store.location, policy(ctx.cluster)))
+        return actions
+
+
+def pulled_name(path: str) -> str:
+    return path.rsplit("/", 1)[-1].removesuffix(".db")

@@ -1,0 +1,217 @@
+"""`etcd restore`: disaster recovery of the whole cluster from one backup.
+
+The plan refuses before anything changes unless: the backup passes its checks (size,
+sha256, etcd's own checksum, decryption), every target and every API server host can be
+reached, and the targets are the backup's members (by exact peer URL) or named with
+--onto. It then: takes a snapshot first when the cluster still answers; stages the backup
+on every target (copied, checked, restored into a scratch directory as a new cluster);
+only then stops the API servers and etcd, swaps the data in (the old data set aside,
+never deleted), starts etcd, then the API servers, and checks that the objects are back.
+"""
+
+from __future__ import annotations
+
+import secrets
+
+from k8sboot.actions import Action
+from k8sboot.errors import MachineError, UnsafeError, UserError
+from k8sboot.etcd import topology
+from k8sboot.etcd.actions import (
+    CheckRestored,
+    ReissueMemberCerts,
+    StageRestore,
+    StartApiServers,
+    StartRestoredEtcd,
+    StopControlPlane,
+    SwapDataDirs,
+    Target,
+    UpdateKubeadmConfig,
+)
+from k8sboot.etcd.catalogue import Manifest, Store
+from k8sboot.etcd.client import peer_url
+from k8sboot.etcd.observe import observe
+from k8sboot.etcd.pki import CertSpec, satisfies
+from k8sboot.etcd.tools import BUMP_REVISION, EtcdTools, detect
+from k8sboot.spec import Host
+from k8sboot.steps.base import Context, Step
+from k8sboot.steps.etcd_backup import SaveSnapshot, VerifyFailed, local_check, pick_member
+from k8sboot.steps.etcd_external import EtcdCertificates
+
+APISERVER = "kube-apiserver.yaml"
+
+
+def tools_of(ctx: Context, host: Host) -> EtcdTools:
+    return detect(ctx.transport[host.name])
+
+
+class EtcdRestore(Step):
+    title = "etcd restore"
+
+    def __init__(self, store: Store, manifest: Manifest, onto: tuple[str, ...] = ()):
+        self.store = store
+        self.manifest = manifest
+        self.onto = onto
+
+    def plan(self, ctx: Context) -> list[Action]:
+        cluster = ctx.cluster
+        manifest = self.manifest
+        if manifest.cluster != cluster.name:
+            ctx.notes.append(f"{manifest.name} is a backup of cluster {manifest.cluster}")
+        external = topology.external(cluster)
+        targets = self._targets(ctx)
+        try:  # first: nothing is stopped for a backup that cannot be restored
+            local_check(self.store, manifest, ctx.cluster)
+        except VerifyFailed as error:
+            raise UnsafeError(f"refusing to restore: {error}") from None
+        apiservers = [h for h in cluster.control_planes if h.name in ctx.facts.hosts]
+        self._check_reachable(ctx, targets)
+        self._check_hosts(ctx, targets, apiservers)
+        tools = [tools_of(ctx, h) for h in targets]
+        missing = [h.name for h, t in zip(targets, tools, strict=True) if t.etcdctl is None]
+        if missing:
+            raise MachineError(f"no etcdctl on {', '.join(missing)}: run `k8sboot up` first")
+        bump = BUMP_REVISION if all(t.bump_revision for t in tools) else 0
+        if not bump:
+            weakest = next(t for t in tools if not t.bump_revision)
+            ctx.notes.append("WARNING: " + (weakest.missing_restore_flags() or ""))
+        actions: list[Action] = []
+        view = observe(ctx)
+        if view.answers:
+            try:
+                member, host, why = pick_member(ctx, view, None)
+            except MachineError:
+                pass  # no healthy member to take it from: go on without
+            else:
+                endpoint = view.endpoint_of(member) or topology.endpoint(host)
+                actions.append(
+                    SaveSnapshot(
+                        host.name, endpoint, member.name or member.hex_id, why, "pre-restore"
+                    )
+                )
+        tag = secrets.token_hex(4)
+        actions.append(
+            StageRestore(
+                manifest.name,
+                self.store.location,
+                tuple(Target(h.name, h.name, peer_url(h.ip)) for h in targets),
+                tag,
+                bump,
+            )
+        )
+        names = tuple(h.name for h in targets)
+        actions.append(StopControlPlane(tuple(h.name for h in apiservers), names, external, tag))
+        actions.append(SwapDataDirs(names, tag, external))
+        if not external:
+            actions += self._reissue(ctx, targets)
+        etcd_servers = ""
+        if external and self.onto:
+            etcd_servers = ",".join(topology.endpoint(h) for h in targets)
+        actions.append(StartRestoredEtcd(names, external, tag))
+        actions.append(StartApiServers(tuple(h.name for h in apiservers), tag, etcd_servers))
+        api = apiservers[0].name
+        actions.append(
+            UpdateKubeadmConfig(api, ("controlPlaneEndpoint", "etcd endpoints", "cluster-info"))
+        )
+        actions.append(CheckRestored(api, manifest.name, self.store.location))
+        return actions
+
+    def _targets(self, ctx: Context) -> list[Host]:
+        cluster = ctx.cluster
+        members = topology.members(cluster)
+        role = "etcd" if topology.external(cluster) else "control-plane"
+        if not self.onto:
+            recorded = {url for m in self.manifest.members for url in m.peer_urls}
+            wanted = {peer_url(h.ip) for h in members}
+            if recorded and recorded != wanted:
+                raise UserError(
+                    f"the backup's etcd members ({', '.join(sorted(recorded))}) are not the "
+                    f"cluster file's ({', '.join(sorted(wanted))}); to restore onto these "
+                    f"hosts pass --onto {','.join(h.name for h in members)}"
+                )
+            return members
+        targets: list[Host] = []
+        for reference in self.onto:
+            host = next((h for h in cluster.hosts if reference in (h.name, h.address, h.ip)), None)
+            if host is None:
+                raise UserError(f"--onto {reference}: no host of that name or address")
+            if host not in members:
+                raise UserError(f"--onto {reference}: {host.name} has no role {role}")
+            if host not in targets:
+                targets.append(host)
+        for host in members:
+            if host in targets or host.name not in ctx.facts.hosts:
+                continue
+            found = ctx.host_facts(host)
+            running = (
+                found.active("etcd") or found.exists(f"{topology.DATA_DIR}/member")
+                if topology.external(cluster)
+                else "etcd.yaml" in found.data["manifests"]
+            )
+            if running:
+                raise UserError(
+                    f"{host.name} runs etcd but is not in --onto: add it, or take it out of "
+                    "the cluster first"
+                )
+        return targets
+
+    def _check_reachable(self, ctx: Context, targets: list[Host]) -> None:
+        needed = targets + [h for h in ctx.cluster.control_planes if h not in targets]
+        down = [h.name for h in needed if h.name not in ctx.facts.hosts]
+        if down:
+            reasons = "; ".join(str(ctx.facts.errors.get(n, "unreachable")) for n in down)
+            raise MachineError(
+                f"cannot restore: {', '.join(down)} cannot be reached ({reasons}); every etcd "
+                "target and control plane must be"
+            )
+
+    def _check_hosts(self, ctx: Context, targets: list[Host], apiservers: list[Host]) -> None:
+        cluster = ctx.cluster
+        if topology.external(cluster):
+            pending = EtcdCertificates().plan(ctx)
+            unset = [
+                h.name
+                for h in targets
+                if not ctx.host_facts(h).file_hash(str(topology.EXTERNAL_ENV))
+            ]
+            if pending or unset:
+                hosts = sorted({*unset, *(n for a in pending for n in a.hosts)})
+                raise UserError(
+                    f"etcd is not set up on {', '.join(hosts)}: run `k8sboot up` first "
+                    "(it installs and configures etcd; the restore then replaces its data)"
+                )
+        else:
+            bare = [
+                h.name for h in targets if "etcd.yaml" not in ctx.host_facts(h).data["manifests"]
+            ]
+            if bare:
+                raise UserError(
+                    f"{', '.join(bare)}: no kubeadm control plane (no etcd static pod): run "
+                    "`k8sboot up` first to recreate it, then restore into it"
+                )
+        no_api = [
+            h.name for h in apiservers if APISERVER not in ctx.host_facts(h).data["manifests"]
+        ]
+        if no_api or not apiservers:
+            raise UserError(
+                f"no API server on {', '.join(no_api) or 'any control plane'}: run `k8sboot up` "
+                "first"
+            )
+
+    def _reissue(self, ctx: Context, targets: list[Host]) -> list[Action]:
+        """kubeadm's etcd server and peer certificates must name each target's address."""
+        actions: list[Action] = []
+        for host in targets:
+            connection = ctx.transport[host.name]
+            ca = connection.read_file(f"{topology.STACKED_PKI}/ca.crt")
+            reasons = []
+            # kubeadm's own names differ a little from k8sboot's: what matters is the CA
+            # and the member's address.
+            needed = CertSpec(host.name, ip_addresses=(host.ip,), server=True)
+            for cert in topology.stacked_member_certs(host):
+                pem = connection.read_file(cert.cert)
+                why = "missing" if pem is None or ca is None else satisfies(pem, needed, ca)
+                if why:
+                    reasons.append(f"{cert.name}: {why}")
+            if reasons:
+                actions.append(ReissueMemberCerts(host.name, host.name, tuple(reasons)))
+        return actions

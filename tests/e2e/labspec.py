@@ -1,0 +1,116 @@
+"""A cluster file naming the lab's machines as hosts (what `--vagrant` would find), so that
+commands run without two Vagrant calls each; `--vagrant` still works beside it (its hosts
+replace the file's, with the same addresses, users and keys)."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from tests.e2e.conftest import K8sboot, events, finished
+from tests.lab.lab import Lab
+
+
+def lab_spec(lab: Lab, url: str, name: str = "lab") -> dict[str, Any]:
+    hosts = []
+    for machine in lab.machines:
+        host: dict[str, Any] = {
+            "name": machine.name,
+            "address": machine.ssh_host,
+            "roles": list(machine.roles),
+            "ssh": {
+                "user": machine.ssh_user,
+                "port": machine.ssh_port,
+                "key": str(machine.ssh_key),
+            },
+        }
+        if machine.address != machine.ssh_host:
+            host["nodeIP"] = machine.address
+        hosts.append(host)
+    spec: dict[str, Any] = {
+        "apiVersion": "k8sboot/v1alpha1",
+        "kind": "Cluster",
+        "name": name,
+        "hosts": hosts,
+        "packages": {"source": "mirror", "url": url},
+    }
+    if len(lab.with_role("control-plane")) > 1:  # the Vagrantfile's VIP, as with --vagrant
+        spec["controlPlaneEndpoint"] = {"type": "kube-vip", "address": f"{lab.subnet}.10"}
+    return spec
+
+
+def write_lab_spec(lab: Lab, url: str, path: Path, name: str = "lab") -> Path:
+    path.write_text(yaml.safe_dump(lab_spec(lab, url, name), sort_keys=False))
+    return path
+
+
+def package_url(spec: Path) -> str:
+    """The package mirror a cluster file already names."""
+    return yaml.safe_load(spec.read_text())["packages"]["url"]
+
+
+def ha_cluster(k8sboot: K8sboot) -> Iterator[K8sboot]:
+    """For a module fixture: 3 control planes behind kube-vip and 2 workers brought up
+    with `up`; afterwards every machine running again and the cluster reset."""
+    lab = k8sboot.lab
+    url = package_url(k8sboot.spec)
+    lab.up(3, 2)
+    write_lab_spec(lab, url, k8sboot.spec)
+    first = k8sboot.run("up", "-o", "json", check=False)
+    if first.returncode != 0:
+        # `up` talks to the API through the VIP from the control plane that held it; when
+        # kube-vip moves the VIP meanwhile (a loaded machine misses a Lease renewal), that
+        # connection hangs until it times out. Not what this module tests: converge again.
+        print(f"first `up` failed, converging again: {first.stderr.strip()[-500:]}")
+        first = k8sboot.run("up", "-o", "json")
+    assert finished(events(first.stdout))["ok"] is True
+    yield k8sboot
+    lab.ensure_healthy()  # dead or cut-off machines back, so that reset wipes them too
+    k8sboot.run("reset", "--yes")
+
+
+def etcd_members(lab: Lab, via: str = "cp1") -> list[str]:
+    """Names of the etcd members, asked with etcdctl on a control plane."""
+    listing = lab.ssh(
+        via,
+        "sudo ETCDCTL_API=3 etcdctl --endpoints https://127.0.0.1:2379 "
+        "--cacert /etc/kubernetes/pki/etcd/ca.crt "
+        "--cert /etc/kubernetes/pki/etcd/healthcheck-client.crt "
+        "--key /etc/kubernetes/pki/etcd/healthcheck-client.key member list -w json",
+    ).stdout
+    return sorted(m.get("name", "") for m in json.loads(listing)["members"])
+
+
+# Re-signs a certificate on a control plane with its own key, subject and extensions so
+# that it expires in DAYS days (python3-cryptography is in every lab machine).
+SHORTEN = """
+import datetime, sys
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+cert_path, ca, days = sys.argv[1], sys.argv[2], float(sys.argv[3])
+old = x509.load_pem_x509_certificate(open(cert_path, "rb").read())
+ca_cert = x509.load_pem_x509_certificate(open(ca + ".crt", "rb").read())
+ca_key = serialization.load_pem_private_key(open(ca + ".key", "rb").read(), None)
+now = datetime.datetime.utcnow()
+new = (
+    x509.CertificateBuilder().subject_name(old.subject).issuer_name(ca_cert.subject)
+    .public_key(old.public_key()).serial_number(x509.random_serial_number())
+    .not_valid_before(now - datetime.timedelta(minutes=5))
+    .not_valid_after(now + datetime.timedelta(days=days))
+)
+for extension in old.extensions:
+    if extension.oid.dotted_string != "2.5.29.35":  # the authority key id comes from the CA
+        new = new.add_extension(extension.value, extension.critical)
+signed = new.sign(ca_key, hashes.SHA256())
+open(cert_path, "wb").write(signed.public_bytes(serialization.Encoding.PEM))
+"""
+
+
+def shorten_certificate(lab: Lab, machine: str, cert: str, ca: str, days: float) -> None:
+    """Make /etc/kubernetes/pki/CERT.crt (signed by CA) expire in `days` days."""
+    pki = "/etc/kubernetes/pki"
+    lab.ssh(machine, f"sudo python3 - {pki}/{cert}.crt {pki}/{ca} {days}", input=SHORTEN)

@@ -1,0 +1,88 @@
+"""The catalogue in an S3-compatible bucket, against moto's S3 server on loopback (skipped
+when the optional extra and moto are not installed)."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+from pathlib import Path
+
+import pytest
+
+from k8sboot.etcd.archive import Key, SnapshotSink, check_file
+from k8sboot.etcd.catalogue import keep, open_store, prune
+from k8sboot.spec.model import Retention
+
+from .conftest import BASE, load_data
+from .test_etcd_catalogue import START, manifest
+
+boto3 = pytest.importorskip("boto3")
+moto_server = pytest.importorskip("moto.server")
+
+
+@pytest.fixture(scope="module")
+def endpoint():
+    server = moto_server.ThreadedMotoServer(ip_address="127.0.0.1", port=0)
+    server.start()
+    host, port = server.get_host_and_port()
+    yield f"http://{host}:{port}"
+    server.stop()
+
+
+@pytest.fixture
+def cluster(endpoint: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "test")
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "test")
+    monkeypatch.setenv("AWS_DEFAULT_REGION", "us-east-1")
+    bucket = f"k8sboot-{os.urandom(4).hex()}"
+    boto3.client("s3", endpoint_url=endpoint, region_name="us-east-1").create_bucket(Bucket=bucket)
+    data = {**BASE, "backup": {"s3": {"bucket": bucket, "prefix": "lab/", "endpoint": endpoint}}}
+    return load_data(data, tmp_path / "cluster.yaml").cluster
+
+
+def test_spec_takes_a_bucket_or_a_directory(tmp_path: Path) -> None:
+    with pytest.raises(Exception, match="not both"):
+        load_data({**BASE, "backup": {"directory": "b", "s3": {"bucket": "abc"}}})
+
+
+def test_backups_round_trip_through_the_bucket(cluster, tmp_path: Path) -> None:
+    store = open_store(cluster)
+    assert store.location.startswith("s3://k8sboot-") and store.location.endswith("/lab/")
+    key = Key(b"\x07" * 32)
+    body = os.urandom(300_000)
+    snapshot = body + hashlib.sha256(body).digest()
+    with store.writer("b1.db.enc") as out:
+        sink = SnapshotSink(out, key)
+        sink.write(snapshot)
+        sink.close()
+    item = manifest("b1", START)
+    item.file = {"name": "b1.db.enc", "size": sink.stored, "sha256": sink.file_sha.hexdigest()}
+    store.write_manifest(item)
+    assert [m.name for m in store.manifests()] == ["b1"]
+    assert store.read_manifest("b1") == item and store.read_manifest("nope") is None
+    assert store.file_size("b1.db.enc") == sink.stored and store.file_size("x") is None
+    with store.local_copy("b1.db.enc") as path:
+        assert path.stat().st_mode & 0o777 == 0o600
+        found = check_file(path, key)
+        assert found.trailer_ok and found.sha256 == hashlib.sha256(snapshot).hexdigest()
+    assert not any(p.name.endswith("b1.db.enc") for p in store.cache.iterdir())  # cache emptied
+    with pytest.raises(RuntimeError), store.writer("b2.db") as out:
+        out.write(b"half")
+        raise RuntimeError  # a failed download uploads nothing
+    assert store.file_size("b2.db") is None
+
+
+def test_retention_prunes_the_bucket(cluster) -> None:
+    store = open_store(cluster)
+    from datetime import timedelta
+
+    for i in range(4):
+        item = manifest(f"b{i}", START + timedelta(hours=i))
+        with store.writer(item.file["name"]) as out:
+            out.write(b"x")
+        store.write_manifest(item)
+    policy = Retention(last=2, hourly=0, daily=0, weekly=0)
+    assert keep(store.manifests(), policy) == {"b2", "b3"}
+    assert prune(store, "lab", policy) == ["b0", "b1"]
+    assert [m.name for m in store.manifests()] == ["b2", "b3"]
+    assert store.file_size("b0.db") is None

@@ -1,0 +1,373 @@
+"""Planning of the etcd steps: facts (and etcd's answers) in, actions out."""
+
+from __future__ import annotations
+
+import copy
+from pathlib import Path
+
+import pytest
+
+from k8sboot.actions import Converge, RunCommands
+from k8sboot.errors import MachineError, UnsafeError, UserError
+from k8sboot.etcd import topology
+from k8sboot.etcd.actions import (
+    AddEtcdMember,
+    BootstrapEtcd,
+    CheckRestored,
+    ConfigureEtcd,
+    Defragment,
+    IssueEtcdCerts,
+    SaveSnapshot,
+    StageRestore,
+    StartApiServers,
+    StartRestoredEtcd,
+    StopControlPlane,
+    SwapDataDirs,
+    UpdateKubeadmConfig,
+)
+from k8sboot.etcd.catalogue import LocalStore
+from k8sboot.etcd.client import EndpointHealth, EndpointStatus, Member, peer_url
+from k8sboot.etcd.files import bootstrap_file, bootstrap_token, member_files
+from k8sboot.etcd.observe import EtcdView
+from k8sboot.etcd.tools import EtcdTools
+from k8sboot.state import write_private
+from k8sboot.steps import etcd_backup, etcd_maintenance, etcd_restore
+from k8sboot.steps.etcd_backup import EtcdBackup
+from k8sboot.steps.etcd_external import (
+    EtcdCertificates,
+    EtcdMembers,
+    ResetEtcd,
+    ca_store,
+    issued_record,
+)
+from k8sboot.steps.etcd_maintenance import EtcdDefrag
+from k8sboot.steps.etcd_restore import EtcdRestore
+from k8sboot.steps.files import sha256
+from k8sboot.steps.node_setup import NodeSetup
+
+from .conftest import load_data
+from .factsdata import context, converged_host, fresh
+from .test_etcd_catalogue import manifest
+
+EXTERNAL_HOSTS = [
+    {"name": "cp1", "address": "10.0.0.11", "roles": ["control-plane"]},
+    {"name": "w1", "address": "10.0.0.21", "roles": ["worker"]},
+    {"name": "e1", "address": "10.0.0.31", "roles": ["etcd"]},
+    {"name": "e2", "address": "10.0.0.32", "roles": ["etcd"]},
+    {"name": "e3", "address": "10.0.0.33", "roles": ["etcd"]},
+]
+
+
+@pytest.fixture
+def external(base: dict):
+    data = copy.deepcopy(base)
+    data["hosts"] = copy.deepcopy(EXTERNAL_HOSTS)
+    data["etcd"] = {"topology": "external"}
+    return load_data(data).cluster
+
+
+@pytest.fixture
+def stacked(base: dict):
+    base = copy.deepcopy(base)
+    base["hosts"] = [
+        {"name": f"cp{i}", "address": f"10.0.0.1{i}", "roles": ["control-plane"]} for i in (1, 2, 3)
+    ] + [{"name": "w1", "address": "10.0.0.21", "roles": ["worker"]}]
+    base["controlPlaneEndpoint"] = {"type": "kube-vip", "address": "10.0.0.10"}
+    return load_data(base).cluster
+
+
+def test_node_setup_installs_etcd_tools_where_they_run(external, stacked, tmp_path: Path) -> None:
+    hosts = {h.name: fresh(h.name, h.ip) for h in external.hosts}
+    (converge,) = NodeSetup().plan(context(external, hosts, tmp_path))
+    roles = dict(converge.roles)
+    assert roles["e1"] == ("prepare", "etcd_client", "etcd_server")
+    assert roles["cp1"] == ("prepare", "containerd", "kube_packages", "etcd_client")
+    assert roles["w1"] == ("prepare", "containerd", "kube_packages")
+    hosts = {h.name: fresh(h.name, h.ip) for h in stacked.hosts}
+    roles = dict(NodeSetup().plan(context(stacked, hosts, tmp_path))[0].roles)
+    assert "etcd_client" in roles["cp3"] and "etcd_server" not in roles["cp3"]
+    # Converged hosts whose etcd-client went missing get only that role again.
+    hosts = {h.name: converged_host(stacked, h.name) for h in stacked.hosts}
+    del hosts["cp2"].data["packages"]["etcd-client"]
+    (converge,) = NodeSetup().plan(context(stacked, hosts, tmp_path))
+    assert isinstance(converge, Converge) and dict(converge.roles) == {"cp2": ("etcd_client",)}
+    assert "etcd-client is not installed" in dict(converge.reasons)["cp2"]
+
+
+def test_stacked_clusters_plan_no_external_etcd(stacked, tmp_path: Path) -> None:
+    hosts = {h.name: fresh(h.name, h.ip) for h in stacked.hosts}
+    ctx = context(stacked, hosts, tmp_path)
+    assert EtcdCertificates().plan(ctx) == [] and EtcdMembers().plan(ctx) == []
+
+
+def test_a_fresh_external_cluster_gets_certificates_then_starts_together(
+    external, tmp_path: Path
+) -> None:
+    hosts = {h.name: fresh(h.name, h.ip) for h in external.hosts}
+    ctx = context(external, hosts, tmp_path)
+    certs = EtcdCertificates().plan(ctx)
+    assert [(a.host, a.certs, a.ca) for a in certs] == [
+        ("e1", ("server", "peer", "etcdctl"), True),
+        ("e2", ("server", "peer", "etcdctl"), True),
+        ("e3", ("server", "peer", "etcdctl"), True),
+        ("cp1", ("apiserver-etcd-client",), True),
+    ]
+    assert all(isinstance(a, IssueEtcdCerts) and not a.restart_etcd for a in certs)
+    (start,) = EtcdMembers().plan(ctx)
+    assert isinstance(start, BootstrapEtcd) and start.members == ("e1", "e2", "e3")
+    files = dict(start.files)["e2"]
+    env = next(f for f in files if f.path == topology.EXTERNAL_ENV).content
+    assert 'ETCD_NAME="e2"' in env and "https://10.0.0.32:2380" in env
+    boot = next(f for f in files if f.path == topology.EXTERNAL_BOOTSTRAP_ENV).content
+    assert (
+        'ETCD_INITIAL_CLUSTER="e1=https://10.0.0.31:2380,e2=https://10.0.0.32:2380,'
+        'e3=https://10.0.0.33:2380"' in boot
+    )
+    assert 'ETCD_INITIAL_CLUSTER_STATE="new"' in boot
+
+
+def _converged_external(cluster, tmp_path: Path):
+    """Every certificate issued and in place, every member running with its files."""
+    hosts = {h.name: converged_host(cluster, h.name) for h in cluster.hosts}
+    ctx = context(cluster, hosts, tmp_path)
+    ca = ca_store(ctx.state).load_or_create("test-ca")
+    shared = None
+    for host in topology.tool_hosts(cluster):
+        data = hosts[host.name].data
+        data["files"][topology.ca_path_on(host)] = sha256(ca.cert_pem.decode())
+        for cert in topology.external_certs(cluster, host):
+            if cert.name == "apiserver-etcd-client":
+                shared = shared or ca.issue(cert.spec)
+                issued = shared
+            else:
+                issued = ca.issue(cert.spec)
+            write_private(issued_record(ctx.state, host.name, cert.name), issued.cert_pem)
+            data["files"][cert.cert] = sha256(issued.cert_pem.decode())
+            data["files"][cert.key] = "key-hash"
+    initial = topology.initial_cluster(cluster.with_role("etcd"))
+    for host in cluster.with_role("etcd"):
+        data = hosts[host.name].data
+        for file in member_files(cluster, host):
+            data["files"][str(file.path)] = sha256(file.content)
+        boot = bootstrap_file(host, initial, "new", bootstrap_token(cluster))
+        data["files"][str(boot.path)] = sha256(boot.content)
+        data["exists"][f"{topology.DATA_DIR}/member"] = True
+        data["services"]["etcd"] = {"active": "active", "enabled": "enabled"}
+    return ctx
+
+
+def test_a_converged_external_cluster_plans_nothing(external, tmp_path: Path) -> None:
+    ctx = _converged_external(external, tmp_path)
+    assert EtcdCertificates().plan(ctx) == []
+    assert EtcdMembers().plan(ctx) == []
+
+
+def test_changed_names_reissue_and_restart_one_member(external, tmp_path: Path) -> None:
+    ctx = _converged_external(external, tmp_path)
+    ctx.facts.hosts["e2"].data["services"]["etcd"] = {"active": "active", "enabled": "enabled"}
+    ctx.cluster.host("e2").node_ip = "10.0.0.42"  # a new address: new names, new env
+    (action,) = EtcdCertificates().plan(ctx)
+    assert (action.host, action.certs, action.restart_etcd) == ("e2", ("server", "peer"), True)
+    assert "names changed" in action.describe()
+    (configure,) = EtcdMembers().plan(ctx)
+    assert isinstance(configure, ConfigureEtcd) and configure.host == "e2" and configure.restart
+
+
+def test_a_new_etcd_host_joins_the_running_cluster(base: dict, tmp_path: Path) -> None:
+    base["hosts"] = copy.deepcopy(EXTERNAL_HOSTS)
+    base["etcd"] = {"topology": "external"}
+    ctx = _converged_external(load_data(base).cluster, tmp_path)
+    base["hosts"].append({"name": "e4", "address": "10.0.0.34", "roles": ["etcd"]})
+    ctx.cluster = load_data(base).cluster
+    ctx.facts.hosts["e4"] = fresh("e4", "10.0.0.34")
+    assert [a.host for a in EtcdCertificates().plan(ctx)] == ["e4"]
+    (add,) = EtcdMembers().plan(ctx)
+    assert isinstance(add, AddEtcdMember) and (add.host, add.via) == ("e4", "e1")
+
+
+def test_an_interrupted_bootstrap_starts_the_rest(external, tmp_path: Path) -> None:
+    ctx = _converged_external(external, tmp_path)
+    for name in ("e2", "e3"):  # only e1 got to start
+        data = ctx.facts.hosts[name].data
+        data["exists"].pop(f"{topology.DATA_DIR}/member")
+        data["services"]["etcd"] = {"active": "inactive", "enabled": "disabled"}
+    (start,) = EtcdMembers().plan(ctx)
+    assert isinstance(start, BootstrapEtcd) and start.members == ("e1", "e2", "e3")
+
+
+def test_reset_removes_external_etcd_and_timers(external, tmp_path: Path) -> None:
+    ctx = _converged_external(external, tmp_path)
+    ctx.facts.hosts["cp1"].data["files"]["/etc/systemd/system/k8sboot-etcd-snapshot.timer"] = "h"
+    (action,) = ResetEtcd().plan(ctx)
+    assert isinstance(action, RunCommands)
+    by_host = dict(action.commands)
+    assert set(by_host) == {"e1", "e2", "e3", "cp1"}
+    assert "systemctl disable --now etcd" in by_host["e1"]
+    assert "k8sboot-etcd-snapshot.timer" in by_host["cp1"]
+
+
+# -- etcd's answers ------------------------------------------------------------------------
+
+
+def view(cluster, leader: int = 1, down: tuple[int, ...] = ()) -> EtcdView:
+    members, statuses, health = [], {}, {}
+    for index, host in enumerate(topology.members(cluster), start=1):
+        endpoint = topology.endpoint(host)
+        members.append(Member(index, host.name, (peer_url(host.ip),), (endpoint,), False))
+        if index in down:
+            health[endpoint] = EndpointHealth(endpoint, False, "5s", "context deadline exceeded")
+            continue
+        statuses[index] = EndpointStatus(endpoint, index, leader, "3.4.23", 4096, 4096, 9, 9, 2, ())
+        health[endpoint] = EndpointHealth(endpoint, True, "2ms", "")
+    runner = topology.members(cluster)[0]
+    tools = EtcdTools("3.4.23", None, False)
+    return EtcdView(runner, None, tools, members, statuses, health)
+
+
+def _ready(cluster, tmp_path: Path):
+    hosts = {h.name: converged_host(cluster, h.name) for h in cluster.hosts}
+    return context(cluster, hosts, tmp_path)
+
+
+def test_backup_prefers_a_healthy_follower(stacked, tmp_path: Path, monkeypatch) -> None:
+    ctx = _ready(stacked, tmp_path)
+    monkeypatch.setattr(etcd_backup, "observe", lambda ctx: view(stacked, leader=1, down=(2,)))
+    save, prune = EtcdBackup().plan(ctx)
+    assert isinstance(save, SaveSnapshot)
+    assert (save.host, save.endpoint, save.why) == (
+        "cp3",
+        "https://10.0.0.13:2379",
+        "a healthy follower",
+    )
+    assert "last 7, hourly 24, daily 7, weekly 4" in prune.describe()
+    save, _ = EtcdBackup("cp1").plan(ctx)
+    assert (save.host, save.why) == ("cp1", "chosen with --member")
+    with pytest.raises(MachineError, match="not healthy"):
+        EtcdBackup("cp2").plan(ctx)
+    with pytest.raises(UserError, match="no such etcd member"):
+        EtcdBackup("cp9").plan(ctx)
+
+
+def test_backup_falls_back_to_the_leader_and_needs_quorum(stacked, tmp_path, monkeypatch) -> None:
+    ctx = _ready(stacked, tmp_path)
+    monkeypatch.setattr(etcd_backup, "observe", lambda ctx: view(stacked, leader=1, down=(2, 3)))
+    save, _ = EtcdBackup().plan(ctx)
+    assert (save.host, save.why) == ("cp1", "the leader: no healthy follower")
+    lost = view(stacked)
+    lost.members = []
+    monkeypatch.setattr(etcd_backup, "observe", lambda ctx: lost)
+    with pytest.raises(MachineError, match="does not answer"):
+        EtcdBackup().plan(ctx)
+
+
+def test_an_unreachable_host_is_never_chosen(stacked, tmp_path, monkeypatch) -> None:
+    ctx = _ready(stacked, tmp_path)
+    del ctx.facts.hosts["cp2"]
+    monkeypatch.setattr(etcd_backup, "observe", lambda ctx: view(stacked, leader=1))
+    save, _ = EtcdBackup().plan(ctx)
+    assert save.host == "cp3"
+
+
+def test_defrag_goes_followers_first_leader_last(stacked, tmp_path, monkeypatch) -> None:
+    ctx = _ready(stacked, tmp_path)
+    monkeypatch.setattr(etcd_maintenance, "observe", lambda ctx: view(stacked, leader=2))
+    plan = EtcdDefrag(3.0).plan(ctx)
+    assert all(isinstance(a, Defragment) for a in plan)
+    assert [(a.member, a.role, a.pause) for a in plan] == [
+        ("cp1", "follower", 3.0),
+        ("cp3", "follower", 3.0),
+        ("cp2", "leader", 0.0),
+    ]
+    monkeypatch.setattr(etcd_maintenance, "observe", lambda ctx: view(stacked, down=(3,)))
+    with pytest.raises(UnsafeError, match="unhealthy") as refused:
+        EtcdDefrag(3.0).plan(ctx)
+    assert refused.value.exit_code == 3
+
+
+# -- restore -------------------------------------------------------------------------------
+
+
+@pytest.fixture
+def restoring(stacked, tmp_path: Path, monkeypatch):
+    ctx = _ready(stacked, tmp_path)
+    monkeypatch.setattr(etcd_restore, "observe", lambda ctx: view(stacked))
+    monkeypatch.setattr(etcd_restore, "local_check", lambda *a: None)
+    monkeypatch.setattr(etcd_restore, "tools_of", lambda c, h: EtcdTools("3.4.23", None, False))
+    monkeypatch.setattr(EtcdRestore, "_reissue", lambda self, ctx, targets: [])
+    backup = manifest("lab-1", etcd_restore_time())
+    backup.members = [
+        type(backup.members[0])(f"{i:x}", f"cp{i}", [f"https://10.0.0.1{i}:2380"])
+        for i in (1, 2, 3)
+    ]
+    return ctx, backup
+
+
+STORE = LocalStore(Path("/nonexistent/backups"))
+
+
+def etcd_restore_time():
+    from datetime import UTC, datetime
+
+    return datetime(2025, 1, 1, tzinfo=UTC)
+
+
+def test_restore_plan_stages_before_it_stops_anything(restoring) -> None:
+    ctx, backup = restoring
+    plan = EtcdRestore(STORE, backup).plan(ctx)
+    kinds = [type(a) for a in plan]
+    assert kinds == [
+        SaveSnapshot,
+        StageRestore,
+        StopControlPlane,
+        SwapDataDirs,
+        StartRestoredEtcd,
+        StartApiServers,
+        UpdateKubeadmConfig,
+        CheckRestored,
+    ]
+    assert plan[0].origin == "pre-restore"
+    stage = plan[1]
+    assert [(t.host, t.peer_url) for t in stage.targets] == [
+        (f"cp{i}", f"https://10.0.0.1{i}:2380") for i in (1, 2, 3)
+    ]
+    assert stage.bump_revision == 0 and "no --bump-revision" in stage.describe()
+    assert any("--bump-revision" in note for note in ctx.notes)
+    assert plan[2].apiservers == ("cp1", "cp2", "cp3") and not plan[2].external
+
+
+def test_restore_with_etcdutl_bumps_the_revision(restoring, monkeypatch) -> None:
+    ctx, backup = restoring
+    monkeypatch.setattr(etcd_restore, "tools_of", lambda c, h: EtcdTools("3.5.21", "3.5.21", True))
+    stage = next(a for a in EtcdRestore(STORE, backup).plan(ctx) if isinstance(a, StageRestore))
+    assert stage.bump_revision == 1_000_000_000
+    assert not any("WARNING" in note for note in ctx.notes)
+
+
+def test_restore_onto_other_hosts_needs_onto(restoring, base: dict) -> None:
+    ctx, backup = restoring
+    backup.members[0].peer_urls = ["https://10.9.9.9:2380"]
+    with pytest.raises(UserError, match="--onto cp1,cp2,cp3"):
+        EtcdRestore(STORE, backup).plan(ctx)
+    plan = EtcdRestore(STORE, backup, ("cp1", "10.0.0.12", "cp3")).plan(ctx)
+    assert [t.host for t in plan[1].targets] == ["cp1", "cp2", "cp3"]
+    with pytest.raises(UserError, match="no host of that name"):
+        EtcdRestore(STORE, backup, ("cp9",)).plan(ctx)
+    with pytest.raises(UserError, match="has no role control-plane"):
+        EtcdRestore(STORE, backup, ("w1",)).plan(ctx)
+    with pytest.raises(UserError, match="cp2 runs etcd but is not in --onto"):
+        EtcdRestore(STORE, backup, ("cp1", "cp3")).plan(ctx)
+
+
+def test_restore_needs_every_control_plane(restoring) -> None:
+    ctx, backup = restoring
+    ctx.facts.errors["cp3"] = MachineError("cp3: cannot reach 10.0.0.13:22")
+    del ctx.facts.hosts["cp3"]
+    with pytest.raises(MachineError, match="cp3 cannot be reached"):
+        EtcdRestore(STORE, backup).plan(ctx)
+
+
+def test_restore_needs_a_control_plane_to_restore_into(restoring) -> None:
+    ctx, backup = restoring
+    ctx.facts.hosts["cp2"].data["manifests"] = []
+    with pytest.raises(UserError, match="run `k8sboot up` first"):
+        EtcdRestore(STORE, backup).plan(ctx)
