@@ -13,7 +13,7 @@ ansible-runner with its default settings (no pipelining, no ControlPersist tunin
 forks) over every host, as an Ansible-only installer does:
   ansible first   on fresh machines (node setup only; kubeadm is not Ansible here)
   ansible re-run  on the converged machines
-Times are wall-clock seconds; repeated figures are medians.
+Times are wall-clock seconds, medians over --repeat rounds, each round on fresh machines.
 """
 
 from __future__ import annotations
@@ -122,31 +122,42 @@ def median(values: list[float]) -> float:
     return round(statistics.median(values), 2)
 
 
-def measure(size: int, repeat: int, index: int) -> dict[str, float]:
-    lab = Lab(index=index, backend="lxc")
+def cycle(lab: Lab, size: int, url: str, work: Path) -> dict[str, float]:
+    """One round on fresh machines: every figure once."""
     figures: dict[str, float] = {}
+    lab.up(1, size - 1, fresh=True)
+    spec = cluster_file(lab, url, work)
+    figures["ansible first"] = ansible_only(spec, lab)
+    lab.up(1, size - 1, fresh=True)  # fresh machines again for k8sboot
+    spec = cluster_file(lab, url, work)
+    figures["first up"] = timed_up(spec)
+    figures["no-op re-run"] = timed_up(spec)
+    figures["ansible re-run"] = ansible_only(spec, lab)
+    lab.up(1, size)
+    spec = cluster_file(lab, url, work)
+    figures["add one worker"] = timed_up(spec)
+    return figures
+
+
+def measure(size: int, repeat: int, index: int) -> dict[str, float]:
+    """Medians over `repeat` rounds, each on fresh machines."""
+    lab = Lab(index=index, backend="lxc")
     repo = Path(tempfile.mkdtemp(prefix="bench-apt-"))
     debs.build_repo(repo, list(LAB_KUBE_VERSIONS))
+    rounds: list[dict[str, float]] = []
     try:
         lab.up(1, size - 1, fresh=True)
         server = debs.serve(repo, f"{lab.subnet}.1", REPO_PORT)
         url = f"http://{lab.subnet}.1:{REPO_PORT}/"
         work = Path(tempfile.mkdtemp(prefix="bench-up-"))
-        spec = cluster_file(lab, url, work)
-        figures["ansible first"] = ansible_only(spec, lab)
-        lab.up(1, size - 1, fresh=True)  # fresh machines again for k8sboot
-        spec = cluster_file(lab, url, work)
-        figures["first up"] = timed_up(spec)
-        figures["no-op re-run"] = median([timed_up(spec) for _ in range(repeat)])
-        figures["ansible re-run"] = median([ansible_only(spec, lab) for _ in range(repeat)])
-        lab.up(1, size)
-        spec = cluster_file(lab, url, work)
-        figures["add one worker"] = timed_up(spec)
+        for _ in range(repeat):
+            rounds.append(cycle(lab, size, url, work))
+            print(f"  {size} machines, one round: {json.dumps(rounds[-1])}", flush=True)
         server.shutdown()
         server.server_close()
     finally:
         lab.destroy()
-    return {k: round(v, 2) for k, v in figures.items()}
+    return {k: median([r[k] for r in rounds]) for k in rounds[0]}
 
 
 def main() -> int:
