@@ -10,9 +10,8 @@ import click
 from k8sboot import pipeline, workflows
 from k8sboot.certs.expiry import Certificate, check_expiration
 from k8sboot.cli import options
-from k8sboot.cli.common import echo_json, load
+from k8sboot.cli.common import echo_json, load, reporter
 from k8sboot.cli.health import load_present, warn_days
-from k8sboot.cli.run import _reporter
 from k8sboot.errors import EXIT_FAILURE
 from k8sboot.health.session import session
 from k8sboot.health.table import print_table
@@ -95,4 +94,4 @@ def renew(
     all`, then its API server, controller-manager, scheduler and etcd restarted and found
     healthy before the next. Refreshes the admin kubeconfig in the state directory."""
     cluster = load(spec_path, vagrant, allow_stopped=True).cluster
-    pipeline.run(workflows.certs_renew(), cluster, _reporter(output, verbose), dry_run=dry_run)
+    pipeline.run(workflows.certs_renew(), cluster, reporter(output, verbose), dry_run=dry_run)

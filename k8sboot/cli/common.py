@@ -8,6 +8,7 @@ from typing import Any
 
 import click
 
+from k8sboot.report import JsonReporter, Reporter, TextReporter
 from k8sboot.spec import LoadedSpec, load_spec
 from k8sboot.vagrant import read_environment, run_vagrant
 
@@ -43,3 +44,7 @@ def read_spec(
 
 def echo_json(data: Any) -> None:
     click.echo(json.dumps(data, indent=2, default=str))
+
+
+def reporter(output: str, verbose: int) -> Reporter:
+    return JsonReporter() if output == "json" else TextReporter(verbose=verbose)

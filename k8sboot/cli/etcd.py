@@ -10,8 +10,7 @@ from rich.console import Console
 
 from k8sboot import pipeline, workflows
 from k8sboot.cli import options
-from k8sboot.cli.common import echo_json, load
-from k8sboot.cli.run import _reporter
+from k8sboot.cli.common import echo_json, load, reporter
 from k8sboot.errors import EXIT_FAILURE, UserError
 from k8sboot.etcd import report
 from k8sboot.etcd.archive import create_key_file
@@ -20,7 +19,6 @@ from k8sboot.etcd.inspect import looking
 from k8sboot.etcd.observe import observe
 from k8sboot.spec import Cluster
 
-dry_run = click.option("--dry-run", is_flag=True, help="Show what would be done; do nothing.")
 backup_argument = click.argument("backup", metavar="BACKUP")
 
 
@@ -48,7 +46,7 @@ def group() -> None:
 @click.option(
     "--member", help="The member to snapshot (name or hex ID); default: a healthy follower."
 )
-@dry_run
+@options.dry_run
 @options.output("text", "json")
 @options.common
 def backup(
@@ -65,9 +63,7 @@ def backup(
     catalogue with a manifest, encrypted when backup.encryptionKeyFile is set, and apply
     retention. Files 0600, directories 0700; nothing is left on the node."""
     cluster = _cluster(spec_path, vagrant)
-    pipeline.run(
-        workflows.etcd_backup(member), cluster, _reporter(output, verbose), dry_run=dry_run
-    )
+    pipeline.run(workflows.etcd_backup(member), cluster, reporter(output, verbose), dry_run=dry_run)
 
 
 @click.command("list")
@@ -122,7 +118,7 @@ def verify(
     count and KV hash must match the manifest. Records the result in the manifest."""
     cluster = _cluster(spec_path, vagrant)
     store, manifest = locate(cluster, backup)
-    pipeline.run(workflows.etcd_verify(store, manifest), cluster, _reporter(output, verbose))
+    pipeline.run(workflows.etcd_verify(store, manifest), cluster, reporter(output, verbose))
 
 
 @click.command("restore")
@@ -138,7 +134,7 @@ def verify(
     "not the backup's members: new machines or new addresses.",
 )
 @click.option("-y", "--yes", is_flag=True, help="Do it: the cluster's current data is replaced.")
-@dry_run
+@options.dry_run
 @click.option("--wait-timeout", type=click.FloatRange(min=1), default=600, hidden=True)
 @options.output("text", "json")
 @options.common
@@ -169,7 +165,7 @@ def restore(
     pipeline.run(
         workflows.etcd_restore(store, manifest, hosts),
         cluster,
-        _reporter(output, verbose),
+        reporter(output, verbose),
         dry_run=dry_run,
         wait_timeout=wait_timeout,
     )
@@ -235,7 +231,7 @@ def members(ctx: click.Context, spec_path: Path, vagrant: bool, output: str, **_
     show_default=True,
     help="Seconds between two members.",
 )
-@dry_run
+@options.dry_run
 @options.output("text", "json")
 @options.common
 def defrag(
@@ -250,7 +246,7 @@ def defrag(
     """Defragment every member, one at a time: followers first, the leader last, a pause
     between. Refused (exit 3) while etcd is unhealthy."""
     cluster = _cluster(spec_path, vagrant)
-    pipeline.run(workflows.etcd_defrag(pause), cluster, _reporter(output, verbose), dry_run=dry_run)
+    pipeline.run(workflows.etcd_defrag(pause), cluster, reporter(output, verbose), dry_run=dry_run)
 
 
 @click.command("alarms")
@@ -273,7 +269,7 @@ def alarms(
     and fails if etcd raises them again."""
     cluster = _cluster(spec_path, vagrant)
     if disarm:
-        pipeline.run(workflows.etcd_disarm(), cluster, _reporter(output, verbose))
+        pipeline.run(workflows.etcd_disarm(), cluster, reporter(output, verbose))
         return
     with looking(cluster, "etcd-alarms") as context:
         view = observe(context)
@@ -295,7 +291,7 @@ def alarms(
 @click.command("schedule")
 @options.spec_file
 @options.vagrant
-@dry_run
+@options.dry_run
 @options.output("text", "json")
 @options.common
 def schedule(
@@ -306,13 +302,13 @@ def schedule(
     backup.retention.last). Without backup.schedule, removes the timers. `etcd pull`
     brings the snapshots into the catalogue."""
     cluster = _cluster(spec_path, vagrant)
-    pipeline.run(workflows.etcd_schedule(), cluster, _reporter(output, verbose), dry_run=dry_run)
+    pipeline.run(workflows.etcd_schedule(), cluster, reporter(output, verbose), dry_run=dry_run)
 
 
 @click.command("pull")
 @options.spec_file
 @options.vagrant
-@dry_run
+@options.dry_run
 @options.output("text", "json")
 @options.common
 def pull(
@@ -321,7 +317,7 @@ def pull(
     """Copy the scheduled snapshots the catalogue lacks off the control planes: checked,
     encrypted when a key is set, with a manifest each; then apply retention."""
     cluster = _cluster(spec_path, vagrant)
-    pipeline.run(workflows.etcd_pull(), cluster, _reporter(output, verbose), dry_run=dry_run)
+    pipeline.run(workflows.etcd_pull(), cluster, reporter(output, verbose), dry_run=dry_run)
 
 
 @click.command("keygen")

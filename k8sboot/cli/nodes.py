@@ -2,41 +2,22 @@
 
 from __future__ import annotations
 
-import re
 from pathlib import Path
-from typing import ClassVar
 
 import click
 
 from k8sboot import pipeline, workflows
 from k8sboot.cli import options
-from k8sboot.cli.common import load
-from k8sboot.cli.run import _reporter, wait_timeout
+from k8sboot.cli.common import load, reporter
 from k8sboot.errors import UserError
 from k8sboot.nodes import removed
 from k8sboot.state import StateDir
 from k8sboot.steps.nodes import DrainOptions
 
-
-class Duration(click.ParamType):
-    """Seconds, or a number with a unit: 90s, 10m, 1h."""
-
-    name = "duration"
-    UNITS: ClassVar[dict[str, int]] = {"": 1, "s": 1, "m": 60, "h": 3600}
-
-    def convert(self, value, param, ctx):
-        if isinstance(value, int | float):
-            return float(value)
-        match = re.fullmatch(r"\s*(\d+(?:\.\d+)?)\s*([smh]?)\s*", str(value))
-        if not match or float(match[1]) <= 0:
-            self.fail(f"{value!r} is not a duration like 600, 90s or 10m", param, ctx)
-        return float(match[1]) * self.UNITS[match[2]]
-
-
 node_name = click.argument("node")
 timeout = click.option(
     "--timeout",
-    type=Duration(),
+    type=options.Duration(),
     default="10m",
     show_default=True,
     help="How long the drain may take (seconds, or 90s, 10m, 1h).",
@@ -46,7 +27,6 @@ emptydir = click.option(
     is_flag=True,
     help="Evict pods with emptyDir volumes too; their emptyDir data is deleted.",
 )
-dry_run = click.option("--dry-run", is_flag=True, help="Show what would be done; do nothing.")
 
 
 @click.group("node")
@@ -65,7 +45,7 @@ def _run(
     # A dead machine must not keep maintenance of the others (or its own removal) from
     # running: with --vagrant, stopped machines are listed too.
     cluster = load(spec_path, vagrant, allow_stopped=True).cluster
-    pipeline.run(workflow, cluster, _reporter(output, verbose), dry_run=dry_run)
+    pipeline.run(workflow, cluster, reporter(output, verbose), dry_run=dry_run)
 
 
 @group.command("cordon")
@@ -106,7 +86,7 @@ def uncordon(
     help="Drain even though the pre-check found blocking pods: pods without a controller "
     "are deleted, PodDisruptionBudgets are still waited for until the timeout.",
 )
-@dry_run
+@options.dry_run
 @options.output("text", "json")
 @options.common
 def drain(
@@ -142,7 +122,7 @@ def drain(
 )
 @timeout
 @emptydir
-@dry_run
+@options.dry_run
 @options.output("text", "json")
 @options.common
 def remove(
@@ -176,7 +156,7 @@ def remove(
 @node_name
 @options.spec_file
 @options.vagrant
-@wait_timeout
+@options.wait_timeout
 @options.output("text", "json")
 @options.common
 def add(
@@ -198,4 +178,4 @@ def add(
         )
     assert cluster.state_dir is not None
     removed.forget(StateDir(cluster.state_dir), node)
-    pipeline.run(workflows.up(), cluster, _reporter(output, verbose), wait_timeout=wait_timeout)
+    pipeline.run(workflows.up(), cluster, reporter(output, verbose), wait_timeout=wait_timeout)

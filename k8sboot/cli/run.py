@@ -8,32 +8,18 @@ import click
 
 from k8sboot import pipeline, workflows
 from k8sboot.cli import options
-from k8sboot.cli.common import load
+from k8sboot.cli.common import load, reporter
 from k8sboot.errors import UserError
-from k8sboot.report import JsonReporter, Reporter, TextReporter
 from k8sboot.vagrant import find_root, run_vagrant
 
 EXIT_PENDING = 2
 
 
-def _reporter(output: str, verbose: int) -> Reporter:
-    return JsonReporter() if output == "json" else TextReporter(verbose=verbose)
-
-
-wait_timeout = click.option(
-    "--wait-timeout",
-    type=click.FloatRange(min=1),
-    default=600,
-    show_default=True,
-    help="Seconds to wait for nodes to become Ready.",
-)
-
-
 @click.command("up")
 @options.spec_file
 @options.vagrant
-@click.option("--dry-run", is_flag=True, help="Show what would change; change nothing.")
-@wait_timeout
+@options.dry_run
+@options.wait_timeout
 @options.output("text", "json")
 @options.common
 def up(
@@ -55,7 +41,7 @@ def up(
     pipeline.run(
         workflows.up(),
         cluster,
-        _reporter(output, verbose),
+        reporter(output, verbose),
         dry_run=dry_run,
         wait_timeout=wait_timeout,
     )
@@ -84,7 +70,7 @@ def plan(
     """Show, per step and host, what `up` would change (files as diffs, packages,
     services, kubeadm operations). Changes nothing."""
     cluster = load(spec_path, vagrant).cluster
-    result = pipeline.run(workflows.up(), cluster, _reporter(output, verbose), dry_run=True)
+    result = pipeline.run(workflows.up(), cluster, reporter(output, verbose), dry_run=True)
     if detailed_exitcode and result.pending:
         ctx.exit(EXIT_PENDING)
 
@@ -110,7 +96,7 @@ def reset(
     if not yes:
         raise UserError("reset destroys the cluster and its data; pass --yes to confirm")
     cluster = load(spec_path, vagrant).cluster
-    pipeline.run(workflows.reset(purge_packages), cluster, _reporter(output, verbose))
+    pipeline.run(workflows.reset(purge_packages), cluster, reporter(output, verbose))
     assert cluster.state_dir is not None
     for name in ("kubeconfig", "kubeconfig.source"):
         (cluster.state_dir / name).unlink(missing_ok=True)
@@ -133,7 +119,7 @@ def down(spec_path: Path, vagrant: bool, yes: bool, output: str, verbose: int, *
         click.echo(f"skipping reset: {error}", err=True)
         cluster = None
     if cluster is not None:
-        pipeline.run(workflows.reset(False), cluster, _reporter(output, verbose))
+        pipeline.run(workflows.reset(False), cluster, reporter(output, verbose))
     run_vagrant(["destroy", "-f"], root, timeout=1800)
     if cluster is not None and cluster.state_dir is not None:
         # The machines and their host keys are gone; new ones get pinned afresh.
