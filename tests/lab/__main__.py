@@ -8,6 +8,7 @@
     .venv/bin/python -m tests.lab packages [--serve]  build the stand-in Kubernetes packages;
                                                       serve them on the lab's bridge (:8090)
     .venv/bin/python -m tests.lab down                destroy it, leaving nothing behind
+    .venv/bin/python -m tests.lab demo                the README's first command (.ci/demo)
 
 Options: -i/--index N (lab N: bridge k8sb<N>, 10.213.<N>.0/24), --backend vagrant|lxc.
 """
@@ -46,6 +47,7 @@ def main(argv: list[str] | None = None) -> int:
     packages.add_argument("--serve", action="store_true", help="serve until interrupted")
     packages.add_argument("--out", default="/var/cache/k8sboot-lab/apt")
     sub.add_parser("down")
+    sub.add_parser("demo")
     args = ap.parse_args(argv)
 
     try:
@@ -72,6 +74,10 @@ def main(argv: list[str] | None = None) -> int:
             return result.returncode
         elif args.command == "packages":
             return _packages(lab, args.out, args.serve)
+        elif args.command == "demo":
+            from tests.lab import demo
+
+            return demo.run(lab)
         elif args.command == "down":
             lab.destroy()
             print(f"lab {lab.name} destroyed; nothing left behind")
