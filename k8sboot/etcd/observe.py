@@ -23,6 +23,10 @@ from k8sboot.etcd.tools import EtcdTools, detect
 from k8sboot.spec import Host
 from k8sboot.steps.base import Context
 
+# Seconds a member may take to answer status or health before it counts as down. A live
+# member answers in milliseconds; etcdctl's default would wait 30 s for each dead one.
+ANSWER_TIMEOUT = 10
+
 
 @dataclass
 class EtcdView:
@@ -135,9 +139,9 @@ def observe(ctx: Context, statuses: bool = True) -> EtcdView:
                 endpoints.append(url)
     if not statuses:
         return view
-    for status in view.ctl.status(endpoints):
+    for status in view.ctl.status(endpoints, ANSWER_TIMEOUT):
         view.statuses[status.member_id] = status
-    for health in view.ctl.health(endpoints):
+    for health in view.ctl.health(endpoints, ANSWER_TIMEOUT):
         view.health[health.endpoint] = health
     if view.answers:
         try:
