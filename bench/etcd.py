@@ -23,8 +23,9 @@ The database is filled to each size with incompressible 768 KiB values under /be
                     adds the automatic snapshot taken first, stopping and starting the API
                     server and the checks afterwards; every action's time is listed
 
-Targets: backup <= 1.5x raw save; restore of 3 members incl. start <= 2x one raw restore +
-start. MB/s is the snapshot size over the time. Prints figures; it is not a test.
+Each size is measured --repeat times (default 3); the figures are medians. Targets:
+backup <= 1.5x raw save; restore of 3 members incl. start <= 2x one raw restore + start.
+MB/s is the snapshot size over the time. Prints figures; it is not a test.
 """
 
 from __future__ import annotations
@@ -32,6 +33,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -219,11 +221,22 @@ def measure(lab: Lab, spec: Path, state: Path, size_mb: int) -> dict:
     }
 
 
+def medians(runs: list[dict]) -> dict:
+    """The median of every figure over the runs (the last run's per-action times)."""
+    figures = dict(runs[-1])
+    for key, value in runs[0].items():
+        if isinstance(value, int | float):
+            figures[key] = round(statistics.median(r[key] for r in runs), 2)
+    figures["runs"] = len(runs)
+    return figures
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     ap.add_argument("--sizes", default="10,100,1000", help="database sizes in MB")
+    ap.add_argument("--repeat", type=int, default=3, help="runs per size (medians reported)")
     ap.add_argument("--json", type=Path, help="also write the figures here")
     ap.add_argument("--keep", action="store_true", help="keep the lab afterwards")
     args = ap.parse_args()
@@ -248,9 +261,11 @@ def main() -> int:
                 started = time.monotonic()
                 values = fill(lab, size, values)
                 print(f"filled to ~{size} MB in {time.monotonic() - started:.1f}s", flush=True)
-                result = measure(lab, spec, workdir / ".k8sboot" / "bench", size)
-                results.append(result)
-                print(json.dumps(result), flush=True)
+                runs = []
+                for _ in range(args.repeat):
+                    runs.append(measure(lab, spec, workdir / ".k8sboot" / "bench", size))
+                    print(json.dumps(runs[-1]), flush=True)
+                results.append(medians(runs))
         finally:
             server.shutdown()
             server.server_close()
