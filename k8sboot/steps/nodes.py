@@ -15,7 +15,7 @@ from k8sboot.nodes.pods import OVERRIDE, Blocker, blockers, evictable, overridab
 from k8sboot.nodes.quorum import removal_refusal
 from k8sboot.spec import Host
 from k8sboot.steps.base import Context, Step
-from k8sboot.steps.reset import CLEANUP
+from k8sboot.steps.reset import cleanup, leftovers
 
 CONTROL_PLANE_LABEL = "node-role.kubernetes.io/control-plane"
 ETCD_TIMEOUT = 10  # seconds an etcd member may take to answer before it counts as down
@@ -265,12 +265,11 @@ class ResetRemovedHost(Step):
             )
             return []
         found = ctx.host_facts(target.host)  # type: ignore[arg-type]
-        leftovers = found.kubeadm_configured or found.data["manifests"] or found.stamp("cni")
-        if not leftovers and not found.active("kubelet"):
+        if not leftovers(ctx.cluster, found) and not found.active("kubelet"):
             return []
         return [
             RunCommands(
-                ((self.name, CLEANUP), (self.name, STOP_KUBELET)),
+                ((self.name, cleanup(ctx.cluster)), (self.name, STOP_KUBELET)),
                 "kubeadm reset, CNI/iptables/IPVS cleanup, kubelet stopped",
             )
         ]

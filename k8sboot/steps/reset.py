@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 from k8sboot.actions import Action, RunCommands
+from k8sboot.facts import HostFacts
+from k8sboot.spec import Cluster
 from k8sboot.steps.base import Context, Step
 
 # kubeadm reset leaves CNI configuration, CNI interfaces, iptables rules and IPVS tables
@@ -20,6 +22,36 @@ CLEANUP = " ; ".join(
         "true",
     ]
 )
+
+
+def virtual_ip(cluster: Cluster) -> str | None:
+    endpoint = cluster.control_plane_endpoint
+    return endpoint.address if endpoint.type == "kube-vip" else None
+
+
+def leftovers(cluster: Cluster, found: HostFacts) -> bool:
+    """What `up` left on a host that reset removes."""
+    vip = virtual_ip(cluster)
+    return bool(
+        found.kubeadm_configured
+        or found.data["manifests"]
+        or found.stamp("cni")
+        or (vip and found.interface_of(vip))
+    )
+
+
+def cleanup(cluster: Cluster) -> str:
+    """kubeadm reset and its leftovers; with kube-vip also the virtual IP, which stays on
+    the interface when kube-vip is killed before it lets go of it (kubeadm never removes it)."""
+    vip = virtual_ip(cluster)
+    if vip is None:
+        return CLEANUP
+    return (
+        f"{CLEANUP} ; ip -o addr show to {vip} | while read -r _ dev _ cidr _; do "
+        'ip addr del "$cidr" dev "$dev"; done'
+    )
+
+
 PURGE = (
     "apt-get purge -y --allow-change-held-packages kubeadm kubelet kubectl "
     "&& rm -f /var/lib/k8sboot/stamps/kube_packages /etc/apt/sources.list.d/kubernetes.sources"
@@ -43,10 +75,9 @@ class ResetNodes(Step):
             if host.name not in ctx.facts.hosts:
                 continue
             found = ctx.host_facts(host)
-            leftovers = found.kubeadm_configured or found.data["manifests"] or found.stamp("cni")
             commands = []
-            if leftovers:
-                commands.append((host.name, CLEANUP))
+            if leftovers(cluster, found):
+                commands.append((host.name, cleanup(cluster)))
             if self.purge_packages and found.package("kubeadm"):
                 commands.append((host.name, PURGE))
             if commands:

@@ -152,3 +152,24 @@ def test_reset_plans_workers_first_and_converges(cluster, tmp_path: Path) -> Non
     assert [a.hosts for a in step.plan(ctx)] == [("w1",), ("w2",), ("cp1",)]
     clean = {h.name: fresh(h.name, h.ip) for h in cluster.hosts}
     assert step.plan(context(cluster, clean, tmp_path)) == []
+
+
+def test_reset_takes_back_a_virtual_ip_left_on_a_clean_host(base: dict, tmp_path: Path) -> None:
+    from .hacluster import ha_cluster
+
+    cluster = ha_cluster(base)
+    hosts = {h.name: fresh(h.name, h.ip) for h in cluster.hosts}
+    # cp2 was reset already, but kube-vip was killed holding the address.
+    hosts["cp2"].data["addresses"].append(
+        {"interface": "eth1", "address": "10.0.0.10", "prefix": 32, "mac": ""}
+    )
+    (action,) = reset(purge_packages=False).steps[0].plan(context(cluster, hosts, tmp_path))
+    ((host, command),) = action.commands
+    assert host == "cp2" and "kubeadm reset -f" in command
+    assert "ip -o addr show to 10.0.0.10 |" in command and "ip addr del" in command
+
+
+def test_reset_without_kube_vip_touches_no_address(cluster, tmp_path: Path) -> None:
+    ctx = _converged(cluster, tmp_path)
+    for action in reset(purge_packages=False).steps[0].plan(ctx):
+        assert all("ip addr del" not in command for _, command in action.commands)
