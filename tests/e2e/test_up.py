@@ -18,6 +18,12 @@ def _ansible_runs(k8sboot: K8sboot) -> int:
     return len(list(runs.iterdir())) if runs.exists() else 0
 
 
+@pytest.fixture(scope="module", autouse=True)
+def _one_control_plane_two_workers(k8sboot: K8sboot) -> None:
+    """The lab's shape for this module, whatever the modules before it left."""
+    k8sboot.lab.up(1, 2)
+
+
 def test_up_brings_a_cluster_up(k8sboot: K8sboot) -> None:
     result = finished(k8sboot.up())
     assert result["ok"] is True
