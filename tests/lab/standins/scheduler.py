@@ -16,8 +16,11 @@ NAME = "kube-scheduler"
 
 
 def schedule_once(client: Client) -> None:
-    nodes = client.list("Node")
+    # Pods first: a Node read afterwards is at least as new as the pods' creation, so a
+    # replacement created after a cordon (a drain's evictions) never sees the node as
+    # schedulable, as upstream's ordered watch events guarantee.
     pods = client.list("Pod")
+    nodes = client.list("Node")
     load: dict[str, int] = {}
     for p in pods:
         if p["spec"].get("nodeName"):
