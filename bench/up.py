@@ -122,9 +122,11 @@ def median(values: list[float]) -> float:
     return round(statistics.median(values), 2)
 
 
-def cycle(lab: Lab, size: int, url: str, work: Path) -> dict[str, float]:
-    """One round on fresh machines: every figure once."""
+def cycle(lab: Lab, size: int, url: str) -> dict[str, float]:
+    """One round on fresh machines (and a fresh state directory: new machines have new
+    host keys, which k8sboot rightly refuses against the old pins): every figure once."""
     figures: dict[str, float] = {}
+    work = Path(tempfile.mkdtemp(prefix="bench-up-"))
     lab.up(1, size - 1, fresh=True)
     spec = cluster_file(lab, url, work)
     figures["ansible first"] = ansible_only(spec, lab)
@@ -149,9 +151,8 @@ def measure(size: int, repeat: int, index: int) -> dict[str, float]:
         lab.up(1, size - 1, fresh=True)
         server = debs.serve(repo, f"{lab.subnet}.1", REPO_PORT)
         url = f"http://{lab.subnet}.1:{REPO_PORT}/"
-        work = Path(tempfile.mkdtemp(prefix="bench-up-"))
         for _ in range(repeat):
-            rounds.append(cycle(lab, size, url, work))
+            rounds.append(cycle(lab, size, url))
             print(f"  {size} machines, one round: {json.dumps(rounds[-1])}", flush=True)
         server.shutdown()
         server.server_close()
