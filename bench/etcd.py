@@ -44,6 +44,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import yaml
 
+from tests.e2e.labspec import lab_spec
 from tests.lab import debs
 from tests.lab.lab import Lab
 from tests.lab.plugin import LAB_KUBE_VERSIONS, REPO_PORT
@@ -116,23 +117,9 @@ RESTORE_PHASES = ("copy ", "on e", "start etcd")  # stage, swap, start: what raw
 
 
 def cluster_file(lab: Lab, url: str, workdir: Path) -> Path:
-    spec = {
-        "apiVersion": "k8sboot/v1alpha1",
-        "kind": "Cluster",
-        "name": "bench",
-        "etcd": {"topology": "external"},
-        "hosts": [
-            {
-                "name": m.name,
-                "address": m.ssh_host,
-                "roles": list(m.roles),
-                "ssh": {"user": m.ssh_user, "port": m.ssh_port, "key": str(m.ssh_key)},
-            }
-            for m in lab.machines
-        ],
-        "packages": {"source": "mirror", "url": url},
-        "backup": {"retention": {"last": 2, "hourly": 0, "daily": 0, "weekly": 0}},
-    }
+    spec = lab_spec(lab, url, name="bench")
+    spec["etcd"] = {"topology": "external"}
+    spec["backup"] = {"retention": {"last": 2, "hourly": 0, "daily": 0, "weekly": 0}}
     path = workdir / "cluster.yaml"
     path.write_text(yaml.safe_dump(spec, sort_keys=False))
     return path

@@ -37,6 +37,7 @@ from k8sboot.inventory import host_vars
 from k8sboot.resources import data_dir
 from k8sboot.spec import load_spec
 from k8sboot.steps.node_setup import fingerprint, role_vars
+from tests.e2e.labspec import write_lab_spec
 from tests.lab import debs
 from tests.lab.lab import Lab
 from tests.lab.plugin import LAB_KUBE_VERSIONS, REPO_PORT
@@ -45,24 +46,7 @@ ROOT = Path(__file__).resolve().parents[1]
 
 
 def cluster_file(lab: Lab, url: str, workdir: Path) -> Path:
-    spec = {
-        "apiVersion": "k8sboot/v1alpha1",
-        "kind": "Cluster",
-        "name": "bench",
-        "hosts": [
-            {
-                "name": m.name,
-                "address": m.ssh_host,
-                "roles": list(m.roles),
-                "ssh": {"user": m.ssh_user, "port": m.ssh_port, "key": str(m.ssh_key)},
-            }
-            for m in lab.machines
-        ],
-        "packages": {"source": "mirror", "url": url},
-    }
-    path = workdir / "cluster.yaml"
-    path.write_text(yaml.safe_dump(spec))
-    return path
+    return write_lab_spec(lab, url, workdir / "cluster.yaml", name="bench")
 
 
 def timed_up(spec: Path) -> float:
