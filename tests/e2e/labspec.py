@@ -5,13 +5,11 @@ replace the file's, with the same addresses, users and keys)."""
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import yaml
 
-from tests.e2e.conftest import K8sboot, events, finished
 from tests.lab.lab import Lab
 
 
@@ -46,31 +44,6 @@ def lab_spec(lab: Lab, url: str, name: str = "lab") -> dict[str, Any]:
 def write_lab_spec(lab: Lab, url: str, path: Path, name: str = "lab") -> Path:
     path.write_text(yaml.safe_dump(lab_spec(lab, url, name), sort_keys=False))
     return path
-
-
-def package_url(spec: Path) -> str:
-    """The package mirror a cluster file already names."""
-    return yaml.safe_load(spec.read_text())["packages"]["url"]
-
-
-def ha_cluster(k8sboot: K8sboot) -> Iterator[K8sboot]:
-    """For a module fixture: 3 control planes behind kube-vip and 2 workers brought up
-    with `up`; afterwards every machine running again and the cluster reset."""
-    lab = k8sboot.lab
-    url = package_url(k8sboot.spec)
-    lab.up(3, 2)
-    write_lab_spec(lab, url, k8sboot.spec)
-    first = k8sboot.run("up", "-o", "json", check=False)
-    if first.returncode != 0:
-        # `up` talks to the API through the VIP from the control plane that held it; when
-        # kube-vip moves the VIP meanwhile (a loaded machine misses a Lease renewal), that
-        # connection hangs until it times out. Not what this module tests: converge again.
-        print(f"first `up` failed, converging again: {first.stderr.strip()[-500:]}")
-        first = k8sboot.run("up", "-o", "json")
-    assert finished(events(first.stdout))["ok"] is True
-    yield k8sboot
-    lab.ensure_healthy()  # dead or cut-off machines back, so that reset wipes them too
-    k8sboot.run("reset", "--yes")
 
 
 def etcd_members(lab: Lab, via: str = "cp1") -> list[str]:

@@ -18,7 +18,7 @@ from typing import Any
 import pytest
 import yaml
 
-from tests.e2e.conftest import K8sboot, events, finished
+from tests.e2e.conftest import K8sboot, SharedHA, events, finished
 
 BACKUP_DIR = "backups"
 
@@ -112,7 +112,8 @@ EXTERNAL = {"cp1": ["control-plane"], "e1": ["etcd"], "e2": ["etcd"], "e3": ["et
 
 
 @pytest.fixture(scope="module")
-def etcd(k8sboot: K8sboot) -> Etcd:
+def etcd(k8sboot: K8sboot, ha: SharedHA) -> Etcd:
+    ha.release()
     k8sboot.lab.up(3, 1, 3)
     helper = Etcd(k8sboot)
     helper.spec(

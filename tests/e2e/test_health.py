@@ -3,28 +3,28 @@ cluster answers in seconds; then a stopped kubelet, a stopped etcd member, a con
 cut off the network, a certificate near expiry (renewed afterwards) and a changed host key
 are each found, and the cluster is healthy again once each is undone.
 
-Three control planes behind kube-vip and two workers; the module leaves the cluster reset.
+The shared cluster of three control planes behind kube-vip and two workers; the module
+leaves it healthy for the next.
 """
 
 from __future__ import annotations
 
 import json
 import time
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
 
 from k8sboot.health.verdicts import CHECKS
-from tests.e2e.conftest import K8sboot, events, finished
-from tests.e2e.labspec import ha_cluster, shorten_certificate
+from tests.e2e.conftest import K8sboot, SharedHA, events, finished
+from tests.e2e.labspec import shorten_certificate
 
 FAST = 10.0  # seconds health may take on a healthy lab cluster (a few on a quiet machine)
 
 
 @pytest.fixture(scope="module")
-def cluster(k8sboot: K8sboot) -> Iterator[K8sboot]:
-    yield from ha_cluster(k8sboot)
+def cluster(ha: SharedHA) -> K8sboot:
+    return ha.acquire()
 
 
 def _health(k8sboot: K8sboot) -> tuple[int, dict[str, Any], float]:

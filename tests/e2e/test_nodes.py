@@ -4,8 +4,9 @@ out of time and says which pods are left and why, a drain that succeeds; removin
 worker (and `up` leaving it out afterwards), a dead worker, a control plane (etcd 3 -> 2;
 2 -> 1 refused), adding it back, and removing it again once it is dead.
 
-Three control planes behind kube-vip and two workers. The tests build on each other and
-run in order; the module leaves the lab's cluster reset.
+The shared cluster of three control planes behind kube-vip and two workers, which this
+module takes apart (so it releases it: reset). The tests build on each other and run in
+order.
 """
 
 from __future__ import annotations
@@ -16,14 +17,15 @@ from collections.abc import Iterator
 
 import pytest
 
-from tests.e2e.conftest import K8sboot, events, finished
-from tests.e2e.labspec import etcd_members, ha_cluster
+from tests.e2e.conftest import K8sboot, SharedHA, events, finished
+from tests.e2e.labspec import etcd_members
 from tests.lab.standins import workloads
 
 
 @pytest.fixture(scope="module")
-def cluster(k8sboot: K8sboot) -> Iterator[K8sboot]:
-    yield from ha_cluster(k8sboot)
+def cluster(ha: SharedHA) -> Iterator[K8sboot]:
+    yield ha.acquire()
+    ha.release()
 
 
 def _node(k8sboot: K8sboot, name: str) -> dict:

@@ -1,16 +1,14 @@
 """`k8sboot up` on lab machines: bring-up, no-op re-runs, plan, interrupted runs, a new
-worker, a changed host key, reset; then the same with three control planes behind kube-vip.
+worker, a changed host key, reset (three control planes behind kube-vip: test_ha.py).
 
 The tests of this module build on each other and run in order.
 """
 
 from __future__ import annotations
 
-import os
-
 import pytest
 
-from tests.e2e.conftest import K8sboot, events, finished
+from tests.e2e.conftest import K8sboot, SharedHA, events, finished
 
 
 def _ansible_runs(k8sboot: K8sboot) -> int:
@@ -19,8 +17,9 @@ def _ansible_runs(k8sboot: K8sboot) -> int:
 
 
 @pytest.fixture(scope="module", autouse=True)
-def _one_control_plane_two_workers(k8sboot: K8sboot) -> None:
+def _one_control_plane_two_workers(k8sboot: K8sboot, ha: SharedHA) -> None:
     """The lab's shape for this module, whatever the modules before it left."""
+    ha.release()
     k8sboot.lab.up(1, 2)
 
 
@@ -154,23 +153,3 @@ def test_reset_cleans_up_and_is_idempotent(k8sboot: K8sboot) -> None:
     assert not (k8sboot.state / "kubeconfig").exists()
     again = events(k8sboot.run("reset", "--vagrant", "--yes", "-o", "json").stdout)
     assert finished(again)["changed"] == {}
-
-
-@pytest.mark.skipif(os.environ.get("K8SBOOT_E2E_HA", "1") == "0", reason="HA run disabled")
-def test_ha_three_control_planes_behind_kube_vip(k8sboot: K8sboot) -> None:
-    lab = k8sboot.lab
-    lab.up(3, 2)
-    result = finished(k8sboot.up())
-    assert result["ok"] is True
-    assert "join control planes" in result["changed"]
-    assert k8sboot.nodes() == {n: True for n in ("cp1", "cp2", "cp3", "w1", "w2")}
-    assert f"server: https://{lab.subnet}.10:6443" in (k8sboot.state / "kubeconfig").read_text()
-    members = lab.ssh(
-        "cp1",
-        "sudo ETCDCTL_API=3 etcdctl --endpoints https://127.0.0.1:2379 "
-        "--cacert /etc/kubernetes/pki/etcd/ca.crt --cert /etc/kubernetes/pki/etcd/server.crt "
-        "--key /etc/kubernetes/pki/etcd/server.key member list -w json",
-    ).stdout
-    assert members.count('"name"') == 3
-    assert finished(k8sboot.up())["changed"] == {}
-    k8sboot.run("reset", "--vagrant", "--yes")
