@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+import hashlib
 import io
+import os
 import time
 from pathlib import Path
 
 import pytest
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 
 from k8sboot.errors import UserError
 from k8sboot.inventory import SSHTarget
@@ -52,6 +56,40 @@ def test_files_are_written_atomically_with_their_mode_and_read_back(lab, tmp_pat
     log.close()
     text = (tmp_path / "run.log").read_text()
     assert "s3cr3t-value" not in text and "write /tmp/k8sboot-test/secret.conf" in text
+
+
+def test_bulk_streams_go_through_openssh_against_the_pinned_keys(lab, tmp_path: Path) -> None:
+    data = os.urandom(24 << 20)
+    keys = HostKeys(tmp_path / "known_hosts", "accept-new")
+    log = RunLog(tmp_path / "run.log")
+    with Transport(_targets(lab)[:1], keys, log) as transport:
+        node = transport[lab.names[0]]
+        sent = node.run(
+            "cat > /tmp/k8sboot-bulk && sha256sum /tmp/k8sboot-bulk", stdin=io.BytesIO(data)
+        )
+        assert sent.stdout.split()[0] == hashlib.sha256(data).hexdigest()
+        back = io.BytesIO()
+        assert node.download("/tmp/k8sboot-bulk", back) == len(data)
+        assert back.getvalue() == data
+        failed = node.run(
+            "cat /tmp/k8sboot-bulk; echo gone >&2; exit 4", stdout_to=io.BytesIO(), check=False
+        )
+        assert (failed.exit_code, failed.stderr) == (4, "gone\n")
+        node.run("rm -f /tmp/k8sboot-bulk")
+        # The pinned key is what OpenSSH checks: another one there, and it refuses.
+        pinned = keys.path.read_text()
+        other = (
+            Ed25519PrivateKey.generate()
+            .public_key()
+            .public_bytes(Encoding.OpenSSH, PublicFormat.OpenSSH)
+            .decode()
+        )
+        keys.path.write_text(
+            "".join(f"{line.split()[0]} {other}\n" for line in pinned.splitlines())
+        )
+        with pytest.raises(HostKeyChanged, match=r"host key changed: OpenSSH refused"):
+            node.run("cat /etc/hostname", stdout_to=io.BytesIO())
+    log.close()
 
 
 def test_strict_policy_refuses_an_unknown_host(lab, tmp_path: Path) -> None:
