@@ -11,10 +11,11 @@ The database is filled to each size with incompressible 768 KiB values under /be
 (beside the cluster's own /registry/ keys), then, on the same member in the same run:
 
   raw save          `etcdctl snapshot save` on e2, timed on the host
-  backup            `k8sboot etcd backup --member e2`: save, verify (etcd's checksum,
-                    snapshot status, sha256 on both ends, key count and KV hash), copy to
-                    this machine, manifest; wall clock of the whole command, and the
-                    action's own time (without connecting and probing)
+  backup            `k8sboot etcd backup --member e2`: save, copy to this machine as
+                    it is written, verify (etcd's checksum, size and checksum on both
+                    ends, snapshot status, key count and KV hash), manifest; wall clock
+                    of the whole command, and the action's own time (without connecting
+                    and probing)
   raw restore+start `etcdctl snapshot restore` of the raw snapshot on e2 into a new
                     directory and a one-member etcd started on it, until it answers
   restore           `k8sboot etcd restore --yes` of the backup onto all 3 members: the

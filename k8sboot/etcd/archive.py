@@ -143,9 +143,10 @@ class SnapshotSink:
 
     def __init__(self, out: BinaryIO, key: Key | None = None):
         self.out = out
-        self.plain_sha = hashlib.sha256()  # of the whole snapshot
+        # One pass of hashing for a plain snapshot: the body's sha256, from which the whole
+        # file's follows (its last 32 bytes are kept); a second only for encrypted output.
         self.body_sha = hashlib.sha256()  # of everything but the last 32 bytes
-        self.file_sha = hashlib.sha256()  # of what lands on disk
+        self._stored_sha = hashlib.sha256() if key is not None else None
         self.size = 0
         self.stored = 0
         self._tail = b""
@@ -160,14 +161,17 @@ class SnapshotSink:
             self._emit(self._header)
 
     def write(self, data: bytes) -> int:
-        self.plain_sha.update(data)
         self.size += len(data)
-        joined = self._tail + data
-        if len(joined) > TRAILER:
-            self.body_sha.update(joined[:-TRAILER])
-            self._tail = joined[-TRAILER:]
+        if len(data) >= TRAILER:
+            view = memoryview(data)
+            self.body_sha.update(self._tail)
+            self.body_sha.update(view[:-TRAILER])
+            self._tail = bytes(view[-TRAILER:])
         else:
-            self._tail = joined
+            joined = self._tail + data
+            cut = max(0, len(joined) - TRAILER)
+            self.body_sha.update(joined[:cut])
+            self._tail = joined[cut:]
         if self._sealer is None:
             self._emit(data)
         else:
@@ -176,6 +180,18 @@ class SnapshotSink:
                 self._seal(bytes(self._buffer[:CHUNK]), final=False)
                 del self._buffer[:CHUNK]
         return len(data)
+
+    @property
+    def plain_sha(self):  # hashlib's type is private
+        """sha256 of the whole snapshot."""
+        whole = self.body_sha.copy()
+        whole.update(self._tail)
+        return whole
+
+    @property
+    def file_sha(self):
+        """sha256 of what landed on disk (the snapshot itself unless encrypted)."""
+        return self.plain_sha if self._stored_sha is None else self._stored_sha
 
     def tell(self) -> int:
         return self.size
@@ -192,9 +208,15 @@ class SnapshotSink:
         self._index += 1
 
     def _emit(self, data: bytes) -> None:
-        self.file_sha.update(data)
+        if self._stored_sha is not None:
+            self._stored_sha.update(data)
         self.stored += len(data)
         self.out.write(data)
+
+    @property
+    def trailer(self) -> bytes:
+        """The last 32 bytes: etcd's sha256 of the rest, in a whole snapshot."""
+        return self._tail
 
     @property
     def trailer_ok(self) -> bool:

@@ -1,13 +1,15 @@
 """Snapshots into the catalogue, retention, test restores, pulls of scheduled snapshots.
 
-A snapshot is saved on the member's own host, then, in parallel, downloaded (hashed and
-encrypted on the way), hashed there and read by `snapshot status`; the two hashes and
-etcd's own checksum must agree before the manifest is written. The file on the host is
-removed whatever happens.
+A snapshot is saved on the member's own host and downloaded as it is written (hashed and
+encrypted on the way); the copy must pass etcd's own checksum (the sha256 at its end), the
+file on the host must end with the same checksum at the same size, and `snapshot status`
+reads it there, before the manifest is written. The file on the host is removed whatever
+happens.
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 import secrets
 import shlex
@@ -82,6 +84,10 @@ def take_snapshot(executor: Executor, action: SaveSnapshot) -> Manifest:
     remote = f"{WORK_DIR}/{name}.db"
     connection.run(f"install -d -m 700 {WORK_DIR}", timeout=60)
     started = time.monotonic()
+    # The manifest's membership and version, asked while the snapshot is taken.
+    asked = ThreadPoolExecutor(max_workers=1)
+    membership = asked.submit(lambda: (ctl.members(), ctl.status([action.endpoint])))
+    asked.shutdown(wait=False)
     try:
         executor.progress(
             action.host, f"etcdctl snapshot save ({action.endpoint}), copied as saved"
@@ -94,8 +100,7 @@ def take_snapshot(executor: Executor, action: SaveSnapshot) -> Manifest:
     finally:
         connection.run(f"rm -f {remote} {remote}.part {remote}.err", check=False, timeout=60)
     status: SnapshotStatus = facts["status"]
-    members = ctl.members()
-    versions = ctl.status([action.endpoint])
+    members, versions = membership.result()
     manifest = Manifest(
         name=name,
         cluster=cluster.name,
@@ -138,14 +143,17 @@ def _check_and_fetch(
     endpoint: str | None,
     produce: str | None = None,
 ) -> dict[str, Any]:
-    """Copy `remote` into the store (hashed, encrypted on the way) while, in parallel, the
-    host hashes it and reads it with `snapshot status` (then the live key count and KV
-    hash at its revision, when `endpoint` still serves it). `produce` is a command that
-    writes `remote` while streaming it (the copy is then done with the save, and the
-    checks follow it). Raises VerifyFailed unless everything agrees."""
+    """Copy `remote` into the store (hashed, encrypted on the way) and check it: the copy
+    against etcd's checksum at its end, the host's file against the copy (size and that
+    checksum, so that what `snapshot status` reads there is the same snapshot), and, when
+    `endpoint` still serves the snapshot's revision, the live key count and KV hash at it.
+    `produce` is a command that writes `remote` while streaming it (the copy is then done
+    with the save, and the checks follow it; otherwise they run beside the copy). Raises
+    VerifyFailed unless everything agrees."""
     connection = ctl.connection
     found: dict[str, Any] = {}
     command = produce or f"cat {shlex.quote(remote)}"
+    quoted = shlex.quote(remote)
 
     def fetch() -> None:
         started = time.monotonic()
@@ -161,40 +169,43 @@ def _check_and_fetch(
             _verify_sink(sink, remote, connection.name)
         found.update(
             size=sink.size,
+            trailer=sink.trailer,
             sha256=sink.plain_sha.hexdigest(),
             stored=sink.stored,
             file_sha256=sink.file_sha.hexdigest(),
             fetched=time.monotonic() - started,
         )
 
-    def remote_sha() -> str:
-        result = connection.run(f"sha256sum {shlex.quote(remote)}", timeout=1800)
-        return result.stdout.split()[0]
+    def remote_end() -> tuple[int, bytes]:
+        result = connection.run(
+            f"stat -c %s {quoted} && tail -c 32 {quoted} | od -An -v -tx1", timeout=60
+        )
+        size, *octets = result.stdout.split()
+        return int(size), bytes.fromhex("".join(octets))
 
-    def status() -> None:
-        found["status"] = ctl.snapshot_status(remote)
+    def live(pool: ThreadPoolExecutor, status: SnapshotStatus) -> None:
         if endpoint is None:
             return
-        revision = found["status"].revision
-        try:
-            found["keys"] = ctl.count_keys(revision, endpoint)
-            found["hash_kv"] = ctl.hash_kv(endpoint, revision)
-        except MachineError:  # compacted past it already, or busy: the manifest says "?"
-            pass
+        keys = pool.submit(ctl.count_keys, status.revision, endpoint)
+        hash_kv = pool.submit(ctl.hash_kv, endpoint, status.revision)
+        # Compacted past it already, or busy: the manifest says "?".
+        with contextlib.suppress(MachineError):
+            found["keys"], found["hash_kv"] = keys.result(), hash_kv.result()
 
     if produce:
         fetch()  # the file exists once the save (and with it the copy) is done
-    with ThreadPoolExecutor(max_workers=3) as pool:
-        jobs = [pool.submit(remote_sha), pool.submit(status)]
-        if not produce:
-            jobs.append(pool.submit(fetch))
-        for job in jobs:
-            job.result()
-        there = jobs[0].result()
-    if there != found["sha256"]:
+    with ThreadPoolExecutor(max_workers=4) as pool:
+        end = pool.submit(remote_end)
+        copied = None if produce else pool.submit(fetch)
+        found["status"] = ctl.snapshot_status(remote)
+        live(pool, found["status"])
+        there = end.result()
+        if copied is not None:
+            copied.result()
+    if there != (found["size"], found["trailer"]):
         raise VerifyFailed(
-            f"{connection.name}: the downloaded snapshot differs from {remote} (sha256); "
-            "nothing was kept"
+            f"{connection.name}: the downloaded snapshot differs from {remote} (size or "
+            "etcd's checksum); nothing was kept"
         )
     if found["status"].total_size <= 0:
         raise VerifyFailed(f"{connection.name}: snapshot status reads an empty snapshot")
@@ -225,21 +236,23 @@ def upload_plain(
     executor: Executor, connection: Connection, store: Store, manifest: Manifest, remote: str
 ) -> None:
     """Copy a backup's plain snapshot to `remote` (0600), decrypting on the way, and check
-    it arrived whole (sha256) and reads as the manifest says (snapshot status)."""
+    that all of it arrived. The bytes were checked against the manifest's sha256 before
+    (locally), SSH guards them on the way, and etcd checks its own checksum at the end of
+    the file whenever it restores from it: no second pass over the file here."""
     key = backup_key(executor.ctx.cluster, store) if manifest.encryption else None
     directory = remote.rsplit("/", 1)[0]
     connection.run(f"install -d -m 700 {shlex.quote(directory)}", timeout=60)
+    size = manifest.snapshot["size"]
     with store.local_copy(manifest.file["name"]) as path, PlainReader(path, key) as reader:
-        executor.progress(connection.name, f"copy {manifest.name} ({manifest.snapshot['size']} B)")
-        connection.run(
-            f"umask 077 && cat > {shlex.quote(remote)}",
+        executor.progress(connection.name, f"copy {manifest.name} ({size} B)")
+        arrived = connection.run(
+            f"umask 077 && cat > {shlex.quote(remote)} && stat -c %s {shlex.quote(remote)}",
             stdin=reader,  # type: ignore[arg-type]
             timeout=3600,
             shown=f"upload {remote}",
-        )
-    there = connection.run(f"sha256sum {shlex.quote(remote)}", timeout=1800).stdout.split()[0]
-    if there != manifest.snapshot["sha256"]:
-        raise VerifyFailed(f"{connection.name}: {remote} arrived damaged (sha256 differs)")
+        ).stdout.strip()
+    if arrived != str(size):
+        raise VerifyFailed(f"{connection.name}: {remote} arrived with {arrived} of {size} bytes")
 
 
 def check_status(found: SnapshotStatus, manifest: Manifest, where: str) -> None:

@@ -176,3 +176,19 @@ def test_sink_counts_what_it_was_given() -> None:
     sink = SnapshotSink(out)
     sink.write(b"abc")
     assert sink.tell() == 3
+
+
+@pytest.mark.parametrize("sizes", [[1] * 40, [31, 1, 33], [5000], [10, 20, 30, 4000, 3]])
+@pytest.mark.parametrize("key", [None, KEY])
+def test_sink_hashes_whatever_the_write_sizes(sizes: list[int], key: Key | None) -> None:
+    data = snapshot(sum(sizes) - 32) if sum(sizes) >= 32 else os.urandom(sum(sizes))
+    out = io.BytesIO()
+    sink = SnapshotSink(out, key)
+    offset = 0
+    for size in sizes:
+        sink.write(data[offset : offset + size])
+        offset += size
+    sink.close()
+    assert sink.plain_sha.hexdigest() == hashlib.sha256(data).hexdigest()
+    assert sink.file_sha.hexdigest() == hashlib.sha256(out.getvalue()).hexdigest()
+    assert sink.trailer_ok == (len(data) >= 32)
