@@ -8,6 +8,7 @@ fan-out over hosts. Secrets travel on stdin, never on a command line.
 from __future__ import annotations
 
 import contextlib
+import logging
 import select
 import shlex
 import subprocess
@@ -26,6 +27,10 @@ from k8sboot.inventory import SSHTarget
 from k8sboot.runlog import RunLog
 
 T = TypeVar("T")
+
+# Paramiko logs its transport thread's failures (with tracebacks) to stderr when nothing
+# else handles its logger; k8sboot reports those failures itself, one line per host.
+logging.getLogger("paramiko").addHandler(logging.NullHandler())
 HostKeyPolicy = Literal["accept-new", "strict"]
 _CHUNK = 1 << 20
 _EOF_GRACE = 5.0  # seconds to wait for the end of a command's output after its exit

@@ -84,7 +84,7 @@ def check(
 @group.command("renew")
 @options.spec_file
 @options.vagrant
-@click.option("--dry-run", is_flag=True, help="Show what would be done; do nothing.")
+@options.dry_run
 @options.output("text", "json")
 @options.common
 def renew(
