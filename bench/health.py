@@ -31,6 +31,7 @@ from k8sboot.health.observe import observe
 from k8sboot.health.session import session
 from k8sboot.health.verdicts import healthy, judge
 from k8sboot.spec import load_spec
+from k8sboot.transport import _parsed_key
 from tests.e2e.labspec import write_lab_spec
 from tests.lab import debs
 from tests.lab.lab import Lab
@@ -39,6 +40,7 @@ from tests.lab.plugin import LAB_KUBE_VERSIONS, REPO_PORT
 
 def timed_checks(spec: Path, parallel: bool) -> float:
     cluster = load_spec(spec).cluster
+    _parsed_key.cache_clear()  # a fresh command parses the SSH keys again
     started = time.monotonic()
     with session(cluster, "health-bench") as transport:
         seen = observe(cluster, transport, parallel=parallel)

@@ -8,6 +8,7 @@ fan-out over hosts. Secrets travel on stdin, never on a command line.
 from __future__ import annotations
 
 import contextlib
+import functools
 import logging
 import select
 import shlex
@@ -21,6 +22,9 @@ from pathlib import Path
 from typing import BinaryIO, Literal, TypeVar
 
 import paramiko
+from cryptography.exceptions import UnsupportedAlgorithm
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import rsa
 
 from k8sboot.errors import MachineError, UnsafeError, UserError
 from k8sboot.inventory import SSHTarget
@@ -126,6 +130,32 @@ class _Policy(paramiko.MissingHostKeyPolicy):
         self.host_keys.pin(hostname, key)
 
 
+def _private_key(path: Path) -> paramiko.PKey | None:
+    """The private key at `path`, parsed once per process while the file is unchanged.
+    None when it cannot be parsed without help (a passphrase)."""
+    try:
+        return _parsed_key(str(path), path.stat().st_mtime_ns)
+    except (OSError, ValueError, TypeError, UnsupportedAlgorithm, paramiko.SSHException):
+        return None
+
+
+@functools.lru_cache(maxsize=16)
+def _parsed_key(path: str, modified_ns: int) -> paramiko.PKey:
+    data = Path(path).read_bytes()
+    load = (
+        serialization.load_ssh_private_key
+        if b"BEGIN OPENSSH PRIVATE KEY" in data
+        else serialization.load_pem_private_key
+    )
+    # Paramiko would have the RSA key's arithmetic validated, about 40 ms of CPU per
+    # connection. That check guards against keys crafted by someone else; this is the
+    # operator's own key file.
+    loaded = load(data, None, unsafe_skip_rsa_key_validation=True)
+    if isinstance(loaded, rsa.RSAPrivateKey):
+        return paramiko.RSAKey(key=loaded)
+    return paramiko.PKey.from_path(path)
+
+
 class Connection:
     """One SSH connection to one host. Commands run as root: directly, or through
     `sudo -n` for other users."""
@@ -176,11 +206,14 @@ class Connection:
     def _connect(self) -> paramiko.SSHClient:
         client = paramiko.SSHClient()
         self._keys.configure(client)
+        key = _private_key(self.target.key) if self.target.key else None
         client.connect(
             self.target.address,
             port=self.target.port,
             username=self.target.user,
-            key_filename=str(self.target.key) if self.target.key else None,
+            pkey=key,
+            # Paramiko's own loading, for what _private_key left to it, reports the problem.
+            key_filename=str(self.target.key) if self.target.key and key is None else None,
             timeout=self._connect_timeout,
             banner_timeout=self._connect_timeout,
             auth_timeout=self._connect_timeout,

@@ -152,24 +152,9 @@ class Client:
     def _request_once(self, method: str, path: str, data: bytes | None, headers: dict) -> dict:
         conn = getattr(self._local, "conn", None)
         self._local.conn = None
-        for attempt in (0, 1):
-            if conn is None:
-                conn = self._conn()
-            try:
-                conn.request(method, path, body=data, headers=headers)
-                resp = conn.getresponse()
-                raw = resp.read()
-                break
-            except (http.client.HTTPException, ConnectionError, ssl.SSLError):
-                # A kept-alive connection the server closed: one fresh attempt.
-                conn.close()
-                conn = None
-                if attempt:
-                    raise
-            except OSError:
-                conn.close()
-                raise
-        self._local.conn = conn
+        self._local.conn, resp, raw = tlsutil.exchange(
+            conn, self._conn, method, path, data, headers
+        )
         try:
             payload = json.loads(raw) if raw else {}
         except ValueError:

@@ -10,6 +10,7 @@ import base64
 import http.client
 import json
 import ssl
+import threading
 import urllib.parse
 from collections.abc import Iterator
 
@@ -53,6 +54,10 @@ class Etcd:
         if self.ctx is not None:
             # etcd serving certificates name the member's IPs; endpoints are IPs too.
             self.ctx.check_hostname = False
+        # Kept-alive connections per thread and endpoint, as the upstream API server keeps
+        # its gRPC connections: a TLS handshake per request cost etcd and the API server
+        # about half of a lab machine's two cores on an idle cluster.
+        self._local = threading.local()
 
     def _connect(self, endpoint: str, timeout: float):
         u = urllib.parse.urlsplit(endpoint)
@@ -64,29 +69,33 @@ class Etcd:
 
     def call(self, path: str, body: dict, endpoints: list[str] | None = None) -> dict:
         last: Exception | None = None
+        data = json.dumps(body).encode()
         for ep in endpoints or self.endpoints:
-            conn = self._connect(ep, self.timeout)
             try:
-                conn.request(
-                    "POST",
-                    path,
-                    body=json.dumps(body).encode(),
-                    headers={"Content-Type": "application/json"},
-                )
-                resp = conn.getresponse()
-                data = json.loads(resp.read() or b"{}")
+                status, answer = self._post(ep, path, data)
             except (OSError, http.client.HTTPException, ValueError) as e:
                 last = e
                 continue
-            finally:
-                conn.close()
-            if resp.status != 200:
-                msg = data.get("error") or data.get("message") or str(data)
+            if status != 200:
+                msg = answer.get("error") or answer.get("message") or str(answer)
                 raise EtcdError(f"{path}: {msg}")
-            return data
+            return answer
         raise EtcdError(
             f"no etcd endpoint answered ({', '.join(endpoints or self.endpoints)}): {last}"
         )
+
+    def _post(self, endpoint: str, path: str, data: bytes) -> tuple[int, dict]:
+        kept = self._local.__dict__.setdefault("connections", {})
+        conn, resp, raw = tlsutil.exchange(
+            kept.pop(endpoint, None),
+            lambda: self._connect(endpoint, self.timeout),
+            "POST",
+            path,
+            data,
+            {"Content-Type": "application/json"},
+        )
+        kept[endpoint] = conn
+        return resp.status, json.loads(raw or b"{}")
 
     # --- kv ---------------------------------------------------------------------------------
     def get(self, key: str) -> tuple[bytes, int] | None:

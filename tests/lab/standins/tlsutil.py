@@ -1,7 +1,9 @@
-"""ssl contexts from PEM bytes (ssl only loads certificate chains from files)."""
+"""ssl contexts from PEM bytes (ssl only loads certificate chains from files), and requests
+on kept-alive HTTPS connections."""
 
 from __future__ import annotations
 
+import http.client
 import os
 import ssl
 import tempfile
@@ -33,3 +35,32 @@ def client_context(
     if cert_pem and key_pem:
         load_chain(ctx, cert_pem, key_pem)
     return ctx
+
+
+def exchange(
+    conn: http.client.HTTPConnection | None,
+    connect,
+    method: str,
+    path: str,
+    body: bytes | None,
+    headers: dict,
+) -> tuple[http.client.HTTPConnection, http.client.HTTPResponse, bytes]:
+    """`method path` on `conn`, a kept-alive connection (None: one from `connect()`); a
+    connection the server closed meanwhile gets one fresh attempt. Returns the connection
+    to keep for the next request, the response and its body."""
+    for attempt in (0, 1):
+        if conn is None:
+            conn = connect()
+        try:
+            conn.request(method, path, body=body, headers=headers)
+            resp = conn.getresponse()
+            return conn, resp, resp.read()
+        except (http.client.HTTPException, ConnectionError, ssl.SSLError):
+            conn.close()
+            conn = None
+            if attempt:
+                raise
+        except OSError:
+            conn.close()
+            raise
+    raise AssertionError("unreachable")

@@ -1,0 +1,67 @@
+"""The operator's private key is parsed once per process, whatever its type and format."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import paramiko
+import pytest
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import ec, ed25519, rsa
+
+from k8sboot.transport import _private_key
+
+RSA = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+KEYS = {
+    "rsa-pem": (RSA, serialization.PrivateFormat.TraditionalOpenSSL, paramiko.RSAKey),
+    "rsa-openssh": (RSA, serialization.PrivateFormat.OpenSSH, paramiko.RSAKey),
+    "ed25519": (
+        ed25519.Ed25519PrivateKey.generate(),
+        serialization.PrivateFormat.OpenSSH,
+        paramiko.Ed25519Key,
+    ),
+    "ecdsa": (
+        ec.generate_private_key(ec.SECP256R1()),
+        serialization.PrivateFormat.OpenSSH,
+        paramiko.ECDSAKey,
+    ),
+}
+
+
+def write(path: Path, key, fmt, password: bytes | None = None) -> Path:
+    encryption = (
+        serialization.BestAvailableEncryption(password)
+        if password
+        else serialization.NoEncryption()
+    )
+    path.write_bytes(key.private_bytes(serialization.Encoding.PEM, fmt, encryption))
+    path.chmod(0o600)
+    return path
+
+
+@pytest.mark.parametrize("kind", sorted(KEYS))
+def test_each_key_type_loads_as_paramiko_would(kind: str, tmp_path: Path) -> None:
+    key, fmt, expected = KEYS[kind]
+    loaded = _private_key(write(tmp_path / kind, key, fmt))
+    assert isinstance(loaded, expected)
+    assert loaded.get_base64() == expected.from_path(str(tmp_path / kind)).get_base64()
+
+
+def test_a_key_is_parsed_once_until_its_file_changes(tmp_path: Path) -> None:
+    path = write(tmp_path / "id", RSA, serialization.PrivateFormat.OpenSSH)
+    first = _private_key(path)
+    assert _private_key(path) is first
+    other = ed25519.Ed25519PrivateKey.generate()
+    write(path, other, serialization.PrivateFormat.OpenSSH)
+    os.utime(path, ns=(path.stat().st_atime_ns, path.stat().st_mtime_ns + 1_000_000))
+    assert isinstance(_private_key(path), paramiko.Ed25519Key)
+
+
+def test_keys_it_cannot_parse_alone_are_left_to_paramiko(tmp_path: Path) -> None:
+    encrypted = write(tmp_path / "enc", RSA, serialization.PrivateFormat.OpenSSH, b"secret")
+    garbage = tmp_path / "garbage"
+    garbage.write_text("not a key\n")
+    assert _private_key(encrypted) is None
+    assert _private_key(garbage) is None
+    assert _private_key(tmp_path / "missing") is None
