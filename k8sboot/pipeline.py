@@ -5,12 +5,15 @@ from __future__ import annotations
 
 import difflib
 import time
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor, as_completed
 from dataclasses import dataclass, field
 
 from k8sboot.actions import Action, WriteFiles
 from k8sboot.errors import K8sbootError, MachineError
 from k8sboot.etcd.files import probe_files as etcd_probe_files
 from k8sboot.executor import Executor
+from k8sboot.executor.core import Outcome, raise_first
 from k8sboot.facts import ADMIN_CONF, Facts, ProbeRequest, probe, probe_nodes
 from k8sboot.inventory import ssh_target
 from k8sboot.lock import ClusterLock
@@ -179,13 +182,9 @@ def _steps(workflow: Workflow, ctx: Context, reporter: Reporter, dry_run: bool) 
             continue
         changed: list[str] = []
         try:
-            for action in actions:
-                action_started = time.monotonic()
-                outcome = executor.execute(action)
+            for action, outcome, seconds in _execute(executor, actions, step.hosts_apart):
                 changed.extend(outcome.changed)
-                reporter.action_finished(
-                    step.title, action, time.monotonic() - action_started, outcome.changed
-                )
+                reporter.action_finished(step.title, action, seconds, outcome.changed)
         except BaseException as error:
             reporter.step_failed(step.title, error, time.monotonic() - started)
             raise
@@ -193,6 +192,31 @@ def _steps(workflow: Workflow, ctx: Context, reporter: Reporter, dry_run: bool) 
         if changed:
             result.changed.setdefault(step.title, []).extend(changed)
     return result
+
+
+def _execute(
+    executor: Executor, actions: list[Action], at_once: bool
+) -> Iterator[tuple[Action, Outcome, float]]:
+    """Each action with its outcome and seconds, as it finishes: in order, or all at the
+    same time. A failure is raised once every action has ended (a host's write is not cut
+    off half-way because another host failed)."""
+
+    def timed(action: Action) -> tuple[Action, Outcome, float]:
+        started = time.monotonic()
+        return action, executor.execute(action), time.monotonic() - started
+
+    if not at_once or len(actions) < 2:
+        yield from map(timed, actions)
+        return
+    failures: dict[str, BaseException] = {}
+    with ThreadPoolExecutor(max_workers=len(actions)) as pool:
+        futures = {pool.submit(timed, action): index for index, action in enumerate(actions)}
+        for future in as_completed(futures):
+            try:
+                yield future.result()
+            except Exception as error:
+                failures[str(futures[future])] = error
+    raise_first(failures)
 
 
 def _details(ctx: Context, actions: list[Action]) -> dict[int, str]:

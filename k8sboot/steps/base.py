@@ -53,6 +53,9 @@ class Context:
 
 class Step(ABC):
     title: str
+    # Its actions each touch their own host and none needs another's result: they run at
+    # the same time.
+    hosts_apart: bool = False
 
     @abstractmethod
     def plan(self, ctx: Context) -> list[Action]:

@@ -21,6 +21,7 @@ def changed(ctx: Context, host: Host, files: list[RenderedFile]) -> tuple[Render
 
 class ContainerdConfig(Step):
     title = "containerd configuration"
+    hosts_apart = True
 
     def plan(self, ctx: Context) -> list[Action]:
         wanted = containerd_files(ctx.cluster)

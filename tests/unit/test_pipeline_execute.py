@@ -1,0 +1,61 @@
+"""How a step's actions are carried out: in order, or all at once for hosts apart."""
+
+from __future__ import annotations
+
+import threading
+
+import pytest
+
+from k8sboot.actions import WriteFiles
+from k8sboot.errors import MachineError
+from k8sboot.executor.core import Outcome
+from k8sboot.pipeline import _execute
+from k8sboot.steps.files import ContainerdConfig
+
+ACTIONS = [WriteFiles(f"w{i}", (), restart="containerd") for i in range(4)]
+
+
+class FakeExecutor:
+    """Each action waits until all of them have started (or gives up after 2 s)."""
+
+    def __init__(self, fail: str | None = None):
+        self.started = threading.Barrier(len(ACTIONS), timeout=2)
+        self.fail = fail
+        self.together = []
+        self.finished = []
+
+    def execute(self, action: WriteFiles) -> Outcome:
+        try:
+            self.started.wait()
+            self.together.append(action.host)
+        except threading.BrokenBarrierError:
+            pass
+        self.finished.append(action.host)
+        if action.host == self.fail:
+            raise MachineError(f"{action.host}: systemctl restart containerd failed")
+        return Outcome((action.host,))
+
+
+def test_actions_on_hosts_apart_run_at_the_same_time() -> None:
+    executor = FakeExecutor()
+    done = list(_execute(executor, ACTIONS, at_once=True))
+    assert sorted(executor.together) == ["w0", "w1", "w2", "w3"]
+    assert sorted(outcome.changed[0] for _, outcome, _ in done) == ["w0", "w1", "w2", "w3"]
+    assert ContainerdConfig.hosts_apart
+
+
+def test_a_failure_is_raised_once_every_other_action_has_ended() -> None:
+    executor = FakeExecutor(fail="w1")
+    reported = []
+    with pytest.raises(MachineError, match="w1: systemctl restart containerd failed"):
+        for _, outcome, _ in _execute(executor, ACTIONS, at_once=True):
+            reported.extend(outcome.changed)
+    assert sorted(executor.finished) == ["w0", "w1", "w2", "w3"]
+    assert sorted(reported) == ["w0", "w2", "w3"]
+
+
+def test_other_steps_keep_their_order() -> None:
+    executor = FakeExecutor()
+    executor.started = threading.Barrier(1)
+    done = [outcome.changed[0] for _, outcome, _ in _execute(executor, ACTIONS, at_once=False)]
+    assert done == executor.finished == ["w0", "w1", "w2", "w3"]
