@@ -36,7 +36,7 @@ from k8sboot.facts import HostFacts
 from k8sboot.inventory import host_vars
 from k8sboot.resources import data_dir
 from k8sboot.spec import load_spec
-from k8sboot.steps.node_setup import fingerprint, role_vars
+from k8sboot.steps.node_setup import role_vars
 from tests.e2e.labspec import write_lab_spec
 from tests.lab import debs
 from tests.lab.lab import Lab
@@ -72,7 +72,6 @@ def ansible_only(spec: Path, lab: Lab) -> float:
         merged = {
             "k8sboot_converge": list(wanted),
             "prepare_swap": False,
-            "k8sboot_stamps": {r: fingerprint(r, v) for r, v in wanted.items()},
         }
         for values in wanted.values():
             merged |= values

@@ -25,6 +25,15 @@ from k8sboot.state import StateDir, private_dir, run_id
 KEEP_RUNS = 10
 
 
+class PlaybookFailed(MachineError):
+    """A run that did not succeed everywhere; `hosts` are those where it failed (all of
+    them when Ansible did not say)."""
+
+    def __init__(self, message: str, hosts: set[str]):
+        super().__init__(message)
+        self.hosts = hosts
+
+
 def run_playbook(
     cluster: Cluster,
     state: StateDir,
@@ -34,7 +43,7 @@ def run_playbook(
     on_event: Callable[[dict[str, Any]], None] | None = None,
 ) -> Path:
     """Run `playbook` (under playbooks/) on the hosts in `per_host`, each with its own
-    variables. Returns the run's artifact directory; raises MachineError naming every
+    variables. Returns the run's artifact directory; raises PlaybookFailed naming every
     host that failed, its task and message."""
     import ansible_runner  # slow to import; only runs that converge something need it
 
@@ -98,9 +107,10 @@ def run_playbook(
     _prune(state.ansible)
     if runner.status != "successful" or failures:
         details = "; ".join(f"{host}: {why}" for host, why in sorted(failures.items()))
-        raise MachineError(
+        raise PlaybookFailed(
             f"Ansible {playbook} {runner.status}: {details or 'see the log'} "
-            f"(log: {root / 'artifacts'})"
+            f"(log: {root / 'artifacts'})",
+            set(failures) or set(per_host),
         )
     return root
 

@@ -6,7 +6,7 @@ import json
 import shlex
 
 from k8sboot.actions import Converge, RunCommands, WriteFiles
-from k8sboot.ansible import run_playbook
+from k8sboot.ansible import PlaybookFailed, run_playbook
 from k8sboot.executor.core import Executor, Outcome, handles, raise_first
 from k8sboot.steps.node_setup import PLAYBOOK
 from k8sboot.transport import Connection
@@ -41,9 +41,13 @@ def run_commands(executor: Executor, action: RunCommands) -> Outcome:
     return Outcome(tuple(by_host))
 
 
+STAMPS_DIR = "/var/lib/k8sboot/stamps"
+
+
 @handles(Converge)
 def converge(executor: Executor, action: Converge) -> Outcome:
     per_host = {host: json.loads(values) for host, values in action.host_vars}
+    stamps = {host: values.pop("k8sboot_stamps") for host, values in per_host.items()}
 
     def on_event(event: dict) -> None:
         data = event.get("event_data", {})
@@ -51,5 +55,28 @@ def converge(executor: Executor, action: Converge) -> Outcome:
             executor.progress(data["host"], data.get("task", ""))
 
     ctx = executor.ctx
-    run_playbook(ctx.cluster, ctx.state, PLAYBOOK, per_host, {}, on_event)
+    try:
+        run_playbook(ctx.cluster, ctx.state, PLAYBOOK, per_host, {}, on_event)
+    except PlaybookFailed as failed:
+        _record_stamps(executor, per_host, stamps, set(per_host) - failed.hosts)
+        raise
+    _record_stamps(executor, per_host, stamps, set(per_host))
     return Outcome(action.hosts)
+
+
+def _record_stamps(
+    executor: Executor,
+    per_host: dict[str, dict],
+    stamps: dict[str, dict[str, str]],
+    hosts: set[str],
+) -> None:
+    """The fingerprint of each role a host converged, once every task of the run succeeded
+    there: the probe compares them with the wanted ones to find drift. Written by k8sboot
+    over its own connections (Ansible took a task round trip per role and host)."""
+
+    def record(connection: Connection) -> None:
+        for role in per_host[connection.name]["k8sboot_converge"]:
+            content = f"{stamps[connection.name][role]}\n".encode()
+            connection.write_file(f"{STAMPS_DIR}/{role}", content, 0o644)
+
+    raise_first(executor.ctx.transport.each(sorted(hosts), record))

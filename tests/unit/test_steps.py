@@ -173,3 +173,59 @@ def test_reset_without_kube_vip_touches_no_address(cluster, tmp_path: Path) -> N
     ctx = _converged(cluster, tmp_path)
     for action in reset(purge_packages=False).steps[0].plan(ctx):
         assert all("ip addr del" not in command for _, command in action.commands)
+
+
+class StampRecorder:
+    """A connection that records the files written to it."""
+
+    def __init__(self, name: str):
+        self.name = name
+        self.files: dict[str, bytes] = {}
+
+    def write_file(self, path: str, content: bytes, mode: int = 0o644) -> None:
+        self.files[path] = content
+
+
+class StampTransport(dict):
+    def each(self, names, work):
+        return {name: work(self[name]) for name in names}
+
+
+@pytest.mark.parametrize("failed", [set(), {"w1"}])
+def test_stamps_are_recorded_where_every_task_succeeded(
+    cluster, tmp_path: Path, monkeypatch, failed: set[str]
+) -> None:
+    from k8sboot.ansible import PlaybookFailed
+    from k8sboot.executor import Executor
+    from k8sboot.executor import files as executor_files
+    from k8sboot.steps.node_setup import fingerprint, role_vars
+
+    hosts = {h.name: fresh(h.name, h.ip) for h in cluster.hosts}
+    ctx = context(cluster, hosts, tmp_path)
+    ctx.transport = StampTransport({h.name: StampRecorder(h.name) for h in cluster.hosts})
+    (converge,) = _plan(ctx)["node setup (Ansible)"]
+    given = {}
+
+    def run_playbook(cluster, state, playbook, per_host, extravars, on_event):
+        given.update(per_host)
+        if failed:
+            raise PlaybookFailed("Ansible node.yml failed: w1: task 'x': boom", failed)
+
+    monkeypatch.setattr(executor_files, "run_playbook", run_playbook)
+    if failed:
+        with pytest.raises(PlaybookFailed):
+            Executor(ctx).execute(converge)
+    else:
+        Executor(ctx).execute(converge)
+
+    assert all("k8sboot_stamps" not in values for values in given.values())
+    for host in cluster.hosts:
+        written = ctx.transport[host.name].files
+        if host.name in failed:
+            assert written == {}
+            continue
+        wanted = role_vars(cluster, host, hosts[host.name])
+        assert written == {
+            f"/var/lib/k8sboot/stamps/{role}": f"{fingerprint(role, values)}\n".encode()
+            for role, values in wanted.items()
+        }
