@@ -10,13 +10,13 @@ plane and three etcd hosts, external etcd installed by `k8sboot up` (Debian's et
 The database is filled to each size with incompressible 768 KiB values under /bench/
 (beside the cluster's own /registry/ keys), then, on the same member in the same run:
 
-  raw save          `etcdctl snapshot save` on e2, timed on the host
-  backup            `k8sboot etcd backup --member e2`: save, copy to this machine as
+  raw save          `etcdctl snapshot save` on etcd2, timed on the host
+  backup            `k8sboot etcd backup --member etcd2`: save, copy to this machine as
                     it is written, verify (etcd's checksum, size and checksum on both
                     ends, snapshot status, key count and KV hash), manifest; wall clock
                     of the whole command, and the action's own time (without connecting
                     and probing)
-  raw restore+start `etcdctl snapshot restore` of the raw snapshot on e2 into a new
+  raw restore+start `etcdctl snapshot restore` of the raw snapshot on etcd2 into a new
                     directory and a one-member etcd started on it, until it answers
   restore           `k8sboot etcd restore --yes` of the backup onto all 3 members: the
                     staged copies and restores, the swap and starting etcd until the cluster
@@ -51,13 +51,13 @@ from tests.lab.lab import Lab
 from tests.lab.plugin import LAB_KUBE_VERSIONS, REPO_PORT
 
 ROOT = Path(__file__).resolve().parents[1]
-MEMBER = "e2"
+MEMBER = "etcd2"
 VALUE = 768 * 1024
 TLS = (
     "--cacert=/etc/etcd/pki/ca.crt --cert=/etc/etcd/pki/etcdctl.crt --key=/etc/etcd/pki/etcdctl.key"
 )
 
-# Runs on e1 (python3, stdlib): puts N values of VALUE random bytes through etcd's JSON
+# Runs on etcd1 (python3, stdlib): puts N values of VALUE random bytes through etcd's JSON
 # gateway, one HTTPS connection, client certificate auth.
 FILL = r"""
 import base64, http.client, json, os, ssl, sys, time
@@ -151,9 +151,9 @@ def fill(lab: Lab, total_mb: int, have: int) -> int:
     """Put values until the bench data reaches total_mb; returns the number of values."""
     wanted = total_mb * 1024 * 1024 // VALUE
     if wanted > have:
-        address = lab.machine("e1").ssh_host
+        address = lab.machine("etcd1").ssh_host
         lab.ssh(
-            "e1",
+            "etcd1",
             f"sudo python3 - {have} {wanted - have} {VALUE} {address}",
             input=FILL,
             timeout=7200,

@@ -166,15 +166,16 @@ def parse_ssh_config(output: str) -> dict[str, dict[str, str]]:
 def read_environment(start: Path | None = None) -> VagrantEnvironment:
     root = find_root(start)
     status = parse_status(run_vagrant(["status", "--machine-readable"], root, 300, attempts=2))
+    dot = dotfile_dir(root)
+    metadata = _read_metadata(dot / METADATA_FILE)
+    published = {m["name"]: m for m in metadata.get("machines", [])}
+    _refuse_id_like_names([*status, *published])
     running = [name for name, entry in status.items() if entry["state"] == "running"]
     ssh = (
         parse_ssh_config(run_vagrant(["ssh-config", *running], root, 300, attempts=2))
         if running
         else {}
     )
-    dot = dotfile_dir(root)
-    metadata = _read_metadata(dot / METADATA_FILE)
-    published = {m["name"]: m for m in metadata.get("machines", [])}
     machines = [
         VagrantMachine(
             name=name,
@@ -189,6 +190,19 @@ def read_environment(start: Path | None = None) -> VagrantEnvironment:
     return VagrantEnvironment(root, dot, machines, metadata.get("endpoint"))
 
 
+def _refuse_id_like_names(names: list[str]) -> None:
+    """Vagrant looks a machine name up as the prefix of a machine id in its global index
+    before it looks in the Vagrantfile: a name of hex digits only ("e1", "db2") can stand
+    for another machine, even one of another project, whenever an id starts with it."""
+    for name in names:
+        if re.fullmatch(r"[0-9a-f]+", name):
+            raise UserError(
+                f"Vagrant machine name {name!r} is all hex digits, which Vagrant also takes "
+                "for the start of a machine id (it may act on another machine); rename it "
+                "in the Vagrantfile, e.g. etcd1"
+            )
+
+
 def _read_metadata(path: Path) -> dict[str, Any]:
     try:
         return json.loads(path.read_text())
@@ -199,7 +213,7 @@ def _read_metadata(path: Path) -> dict[str, Any]:
 
 
 def _roles_from_name(name: str) -> list[str]:
-    """For Vagrantfiles that publish no roles: cp1/control1/master1 and etcd1/e1 by name."""
+    """For Vagrantfiles that publish no roles: cp1/control1/master1 and etcd1/e-1 by name."""
     for prefix, role in _ROLE_BY_PREFIX:
         if re.fullmatch(rf"{prefix}-?\d*", name):
             return [role]

@@ -108,7 +108,7 @@ class Etcd:
 
 
 STACKED = {"cp1": ["control-plane"], "cp2": ["control-plane"], "cp3": ["control-plane"]}
-EXTERNAL = {"cp1": ["control-plane"], "e1": ["etcd"], "e2": ["etcd"], "e3": ["etcd"]}
+EXTERNAL = {"cp1": ["control-plane"], "etcd1": ["etcd"], "etcd2": ["etcd"], "etcd3": ["etcd"]}
 
 
 @pytest.fixture(scope="module")
@@ -311,8 +311,9 @@ def test_external_etcd_is_installed_backed_up_and_restored(etcd: Etcd) -> None:
     assert etcd.up()["ok"] is True
     assert etcd.up()["changed"] == {}
     health = etcd.json("etcd", "health")
-    assert health["healthy"] and sorted(m["name"] for m in health["members"]) == ["e1", "e2", "e3"]
-    modes = etcd.sudo("e1", "stat -c '%n %a %U:%G' /etc/etcd/pki/*.key").stdout
+    assert health["healthy"]
+    assert sorted(m["name"] for m in health["members"]) == ["etcd1", "etcd2", "etcd3"]
+    modes = etcd.sudo("etcd1", "stat -c '%n %a %U:%G' /etc/etcd/pki/*.key").stdout
     assert all(line.endswith("640 root:etcd") for line in modes.splitlines()), modes
     ca = etcd.k.state / "etcd-pki" / "ca.key"
     assert ca.stat().st_mode & 0o777 == 0o600
@@ -325,5 +326,5 @@ def test_external_etcd_is_installed_backed_up_and_restored(etcd: Etcd) -> None:
     assert etcd.configmaps() == snapshot == {"e2e-x": "1"}
     assert etcd.k.nodes() == {"cp1": True}
     etcd.run("reset", "--yes")
-    assert etcd.sudo("e1", "systemctl is-active etcd", check=False).stdout.strip() == "inactive"
-    assert "member" not in etcd.sudo("e1", "ls /var/lib/etcd").stdout.split()
+    assert etcd.sudo("etcd1", "systemctl is-active etcd", check=False).stdout.strip() == "inactive"
+    assert "member" not in etcd.sudo("etcd1", "ls /var/lib/etcd").stdout.split()

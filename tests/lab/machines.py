@@ -5,9 +5,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-ROLE_PREFIXES = {"cp": "control-plane", "e": "etcd", "w": "worker"}
+ROLE_PREFIXES = {"cp": "control-plane", "etcd": "etcd", "w": "worker"}
 # Host part of each role's addresses (the Vagrantfile uses the same rule).
-ADDRESS_BASE = {"cp": 10, "e": 30, "w": 100}
+ADDRESS_BASE = {"cp": 10, "etcd": 30, "w": 100}
 
 
 @dataclass(frozen=True)
@@ -19,7 +19,7 @@ class Shape:
     def names(self) -> list[str]:
         return (
             [f"cp{i}" for i in range(1, self.control_planes + 1)]
-            + [f"e{i}" for i in range(1, self.etcd_hosts + 1)]
+            + [f"etcd{i}" for i in range(1, self.etcd_hosts + 1)]
             + [f"w{i}" for i in range(1, self.workers + 1)]
         )
 

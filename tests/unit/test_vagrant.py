@@ -182,3 +182,13 @@ def test_vagrant_errors_are_one_readable_line(fake_vagrant: Path, tmp_path: Path
         read_environment()
     calls = (tmp_path / "calls").read_text().splitlines()
     assert calls == ["status --machine-readable"] * 2  # read-only: tried twice
+
+
+@pytest.mark.parametrize("name", ["e1", "db2", "cafe"])
+def test_machine_names_vagrant_reads_as_machine_ids_are_refused(
+    fake_vagrant: Path, tmp_path: Path, name: str
+) -> None:
+    (tmp_path / "status.txt").write_text(STATUS.replace(",w2,", f",{name},"))
+    with pytest.raises(UserError, match=rf"machine name '{name}' is all hex digits.*rename"):
+        read_environment()
+    assert "ssh-config" not in (tmp_path / "calls").read_text()  # refused before use
