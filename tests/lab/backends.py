@@ -42,23 +42,13 @@ class VagrantBackend:
     def up(self, shape: Shape, *, grown: bool) -> None:
         lab = self.lab
         running_before = [n for n in self.created() if lxc_state(self.container(n)) == "RUNNING"]
-        for attempt in (1, 2):
-            try:
-                run(
-                    ["vagrant", "up", "--provider=lxc", "--parallel"],
-                    env=lab.env,
-                    cwd=lab.cwd,
-                    log=lab.log,
-                    timeout=1800,
-                )
-                break
-            except LabError as error:
-                # Seen now and then (in CI too) right after a reshape: Vagrant finds a
-                # machine's action lock still held and gives up at once. `vagrant up` is
-                # idempotent: once more, after a moment.
-                if attempt == 2 or "Vagrant locks each machine" not in str(error):
-                    raise
-                time.sleep(10)
+        run(
+            ["vagrant", "up", "--provider=lxc", "--parallel"],
+            env=lab.env,
+            cwd=lab.cwd,
+            log=lab.log,
+            timeout=1800,
+        )
         if grown and running_before:
             # Machines that were already up learn the names of the new ones.
             run(
