@@ -167,6 +167,12 @@ def test_a_backup_while_a_member_is_down_comes_from_a_healthy_one(etcd: Etcd) ->
     aside = "/var/lib/k8sboot/e2e-aside"
     etcd.sudo(down, f"mkdir -p {aside} && mv /etc/kubernetes/manifests/etcd.yaml {aside}/")
     try:
+        # The kubelet stops a static pod some time after its manifest goes: wait for that.
+        stopped = (
+            "for i in $(seq 60); do ss -Hltn 'sport = :2379' | grep -q . || exit 0; sleep 1; done;"
+            " exit 1"
+        )
+        assert etcd.sudo(down, stopped, check=False).returncode == 0, f"etcd on {down} still up"
         health = etcd.run("etcd", "health", check=False)
         assert health.returncode == 1 and "UNHEALTHY" in health.stdout
         refused = etcd.run("etcd", "defrag", check=False)
