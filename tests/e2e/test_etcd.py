@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import shlex
 import shutil
 from pathlib import Path
 from typing import Any
@@ -104,7 +105,8 @@ class Etcd:
             self.k.kubectl("delete", "configmap", f"e2e-{name}")
 
     def sudo(self, machine: str, command: str, check: bool = True):
-        return self.lab.ssh(machine, f"sudo sh -c {json.dumps(command)}", check=check)
+        # Single quotes: the login shell on the machine must not expand $(...) or $i first.
+        return self.lab.ssh(machine, f"sudo sh -c {shlex.quote(command)}", check=check)
 
 
 STACKED = {"cp1": ["control-plane"], "cp2": ["control-plane"], "cp3": ["control-plane"]}
