@@ -24,6 +24,17 @@ class Action(ABC):
 
 
 @dataclass(frozen=True)
+class OnHost(Action):
+    """An action carried out on one host (or through it, for a cluster-wide question)."""
+
+    host: str
+
+    @property
+    def hosts(self) -> tuple[str, ...]:
+        return (self.host,)
+
+
+@dataclass(frozen=True)
 class Converge(Action):
     """Run Ansible roles: each host gets only the roles its probe found drifted."""
 
@@ -41,17 +52,12 @@ class Converge(Action):
 
 
 @dataclass(frozen=True)
-class WriteFiles(Action):
+class WriteFiles(OnHost):
     """Replace files on a host; restart a service afterwards when any of them changed."""
 
-    host: str
     files: tuple[RenderedFile, ...]
     restart: str | None = None
     diffs: tuple[str, ...] = field(default=(), compare=False)  # filled in for `plan`
-
-    @property
-    def hosts(self) -> tuple[str, ...]:
-        return (self.host,)
 
     def describe(self) -> str:
         if not self.files:
@@ -62,13 +68,8 @@ class WriteFiles(Action):
 
 
 @dataclass(frozen=True)
-class KubeadmInit(Action):
-    host: str
+class KubeadmInit(OnHost):
     reset_first: bool = False  # a previous init stopped half-way
-
-    @property
-    def hosts(self) -> tuple[str, ...]:
-        return (self.host,)
 
     def describe(self) -> str:
         first = (
@@ -99,16 +100,11 @@ class KubeadmJoin(Action):
 
 
 @dataclass(frozen=True)
-class ApplyManifest(Action):
-    host: str
+class ApplyManifest(OnHost):
     file: RenderedFile
     what: str
     stamp: str  # recorded on the host once applied, so that a re-run can skip it
     prerequisites: tuple[str, ...] = ()  # commands run first (e.g. install an operator)
-
-    @property
-    def hosts(self) -> tuple[str, ...]:
-        return (self.host,)
 
     def describe(self) -> str:
         return f"kubectl apply {self.what} ({self.file.path})"
@@ -129,7 +125,7 @@ class WaitNodesReady(Action):
 
 
 @dataclass(frozen=True)
-class WaitApiServer(Action):
+class WaitApiServer(OnHost):
     """Wait until the API servers answer through the cluster's endpoint (after kube-vip
     restarted, the virtual IP is dark for a moment)."""
 
@@ -137,22 +133,13 @@ class WaitApiServer(Action):
     endpoint: str
     timeout: float = 120
 
-    @property
-    def hosts(self) -> tuple[str, ...]:
-        return (self.host,)
-
     def describe(self) -> str:
         return f"wait up to {self.timeout:.0f}s for https://{self.endpoint}/readyz"
 
 
 @dataclass(frozen=True)
-class FetchKubeconfig(Action):
-    host: str
+class FetchKubeconfig(OnHost):
     server: str
-
-    @property
-    def hosts(self) -> tuple[str, ...]:
-        return (self.host,)
 
     def describe(self) -> str:
         return f"fetch admin kubeconfig (server https://{self.server}) into the state directory"

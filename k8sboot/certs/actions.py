@@ -4,19 +4,13 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from k8sboot.actions import Action
+from k8sboot.actions import OnHost
 
 
 @dataclass(frozen=True)
-class RenewCertificates(Action):
+class RenewCertificates(OnHost):
     """`kubeadm certs renew all` on one control plane, then its static pods restarted and
     its API server and etcd member found healthy before anything else happens."""
-
-    host: str
-
-    @property
-    def hosts(self) -> tuple[str, ...]:
-        return (self.host,)
 
     def describe(self) -> str:
         return (

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from k8sboot.actions import Action
+from k8sboot.actions import Action, OnHost
 from k8sboot.render import RenderedFile
 
 
@@ -18,19 +18,14 @@ def _hosts(names: tuple[str, ...]) -> str:
 
 
 @dataclass(frozen=True)
-class IssueEtcdCerts(Action):
+class IssueEtcdCerts(OnHost):
     """Write certificates signed by k8sboot's etcd CA (and the CA certificate) to a host;
     restart its etcd member afterwards when it already runs."""
 
-    host: str
     certs: tuple[str, ...]  # names from topology.external_certs
     ca: bool
     reasons: tuple[str, ...] = ()
     restart_etcd: bool = False
-
-    @property
-    def hosts(self) -> tuple[str, ...]:
-        return (self.host,)
 
     def describe(self) -> str:
         what = [f"{name} certificate" for name in self.certs]
@@ -74,17 +69,12 @@ class AddEtcdMember(Action):
 
 
 @dataclass(frozen=True)
-class ConfigureEtcd(Action):
+class ConfigureEtcd(OnHost):
     """Rewrite a member's configuration and restart it, or just start it; waits until the
     cluster is healthy again (members are restarted one at a time)."""
 
-    host: str
     files: tuple[RenderedFile, ...]
     restart: bool
-
-    @property
-    def hosts(self) -> tuple[str, ...]:
-        return (self.host,)
 
     def describe(self) -> str:
         paths = ", ".join(str(f.path) for f in self.files)
@@ -96,19 +86,14 @@ class ConfigureEtcd(Action):
 
 
 @dataclass(frozen=True)
-class SaveSnapshot(Action):
+class SaveSnapshot(OnHost):
     """Snapshot one member on its own host, verify it, bring it into the catalogue with a
     manifest (encrypted when a key is configured) and remove the file on the host."""
 
-    host: str
     endpoint: str
     member: str  # its name, or hex ID
     why: str
     origin: str = "backup"
-
-    @property
-    def hosts(self) -> tuple[str, ...]:
-        return (self.host,)
 
     def describe(self) -> str:
         return f"snapshot member {self.member} ({self.endpoint}; {self.why}) into the catalogue"
@@ -128,30 +113,20 @@ class PruneBackups(Action):
 
 
 @dataclass(frozen=True)
-class TestRestore(Action):
+class TestRestore(OnHost):
     """Restore a backup into a scratch directory on a host, run a throw-away etcd on it on
     loopback, compare revision, keys and hash with the manifest, remove it all again."""
 
-    host: str
     backup: str
     location: str  # of the catalogue (or directory) that holds it
-
-    @property
-    def hosts(self) -> tuple[str, ...]:
-        return (self.host,)
 
     def describe(self) -> str:
         return f"test-restore {self.backup} into a throw-away etcd"
 
 
 @dataclass(frozen=True)
-class PullSnapshots(Action):
-    host: str
+class PullSnapshots(OnHost):
     files: tuple[str, ...]
-
-    @property
-    def hosts(self) -> tuple[str, ...]:
-        return (self.host,)
 
     def describe(self) -> str:
         return f"pull {len(self.files)} scheduled snapshot(s) into the catalogue"
@@ -161,29 +136,20 @@ class PullSnapshots(Action):
 
 
 @dataclass(frozen=True)
-class Defragment(Action):
+class Defragment(OnHost):
     host: str  # where etcdctl runs
     endpoint: str
     member: str
     role: str  # follower or leader
     pause: float  # seconds to wait afterwards, before the next member
 
-    @property
-    def hosts(self) -> tuple[str, ...]:
-        return (self.host,)
-
     def describe(self) -> str:
         return f"defragment {self.role} {self.member} ({self.endpoint})"
 
 
 @dataclass(frozen=True)
-class DisarmAlarms(Action):
-    host: str
+class DisarmAlarms(OnHost):
     alarms: tuple[str, ...]
-
-    @property
-    def hosts(self) -> tuple[str, ...]:
-        return (self.host,)
 
     def describe(self) -> str:
         return f"disarm alarms: {', '.join(self.alarms)}"
@@ -273,17 +239,12 @@ class SwapDataDirs(Action):
 
 
 @dataclass(frozen=True)
-class ReissueMemberCerts(Action):
+class ReissueMemberCerts(OnHost):
     """Re-issue kubeadm's etcd server and peer certificates of a control plane for its
     address, signed by the cluster's etcd CA (stacked etcd onto new addresses)."""
 
-    host: str
     ca_host: str
     reasons: tuple[str, ...]
-
-    @property
-    def hosts(self) -> tuple[str, ...]:
-        return (self.host,)
 
     def describe(self) -> str:
         return f"re-issue etcd server and peer certificates ({'; '.join(self.reasons)})"
@@ -324,33 +285,23 @@ class StartApiServers(Action):
 
 
 @dataclass(frozen=True)
-class UpdateKubeadmConfig(Action):
+class UpdateKubeadmConfig(OnHost):
     """Bring kubeadm's stored ClusterConfiguration (kube-system/kubeadm-config) and the
     cluster-info discovery ConfigMap to the cluster as it now is."""
 
-    host: str
     changes: tuple[str, ...]
-
-    @property
-    def hosts(self) -> tuple[str, ...]:
-        return (self.host,)
 
     def describe(self) -> str:
         return f"update kubeadm's stored configuration: {'; '.join(self.changes)}"
 
 
 @dataclass(frozen=True)
-class CheckRestored(Action):
+class CheckRestored(OnHost):
     """etcd healthy, the API answering, the snapshot's Nodes back; kubelets whose Node the
     snapshot lacks are restarted so that they register again."""
 
-    host: str
     backup: str
     location: str
-
-    @property
-    def hosts(self) -> tuple[str, ...]:
-        return (self.host,)
 
     def describe(self) -> str:
         return f"check etcd health and that the objects of {self.backup} are back"

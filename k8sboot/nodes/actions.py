@@ -6,27 +6,21 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from k8sboot.actions import Action
+from k8sboot.actions import Action, OnHost
 
 
 @dataclass(frozen=True)
-class Cordon(Action):
-    host: str
+class Cordon(OnHost):
     node: str
     unschedulable: bool  # False: uncordon
     server: str | None = None
-
-    @property
-    def hosts(self) -> tuple[str, ...]:
-        return (self.host,)
 
     def describe(self) -> str:
         return f"kubectl {'cordon' if self.unschedulable else 'uncordon'} {self.node}"
 
 
 @dataclass(frozen=True)
-class Drain(Action):
-    host: str
+class Drain(OnHost):
     node: str
     timeout: float
     delete_emptydir_data: bool = False
@@ -34,10 +28,6 @@ class Drain(Action):
     server: str | None = None  # talk to this API server rather than the endpoint
     keep_going: bool = False  # a failure is a warning (node remove --force)
     skip_wait_for_delete: bool = False  # its kubelet is gone: do not wait for it
-
-    @property
-    def hosts(self) -> tuple[str, ...]:
-        return (self.host,)
 
     def describe(self) -> str:
         extra = "".join(
@@ -53,15 +43,11 @@ class Drain(Action):
 
 
 @dataclass(frozen=True)
-class RemoveEtcdMember(Action):
+class RemoveEtcdMember(OnHost):
     host: str  # a control plane with a healthy etcd member to ask
     node: str
     member_id: int
     peer_urls: tuple[str, ...]
-
-    @property
-    def hosts(self) -> tuple[str, ...]:
-        return (self.host,)
 
     def describe(self) -> str:
         return (
@@ -72,14 +58,9 @@ class RemoveEtcdMember(Action):
 
 
 @dataclass(frozen=True)
-class DeleteNode(Action):
-    host: str
+class DeleteNode(OnHost):
     node: str
     server: str | None = None
-
-    @property
-    def hosts(self) -> tuple[str, ...]:
-        return (self.host,)
 
     def describe(self) -> str:
         return f"kubectl delete node {self.node}"
