@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import io
 import os
+import socket
 import time
 from pathlib import Path
 
@@ -33,6 +34,17 @@ def test_commands_run_as_root_in_parallel_over_one_connection(lab, tmp_path: Pat
         assert time.monotonic() - started < 5, "commands reuse the open connections"
     pinned = (tmp_path / "known_hosts").read_text()
     assert all(m.ssh_host in pinned for m in lab.machines)
+
+
+def test_connections_send_small_packets_at_once(lab, tmp_path: Path) -> None:
+    """Nagle's algorithm would hold every channel request until the server's delayed ACK of
+    the packet before it (40 ms a command on Linux)."""
+    keys = HostKeys(tmp_path / "known_hosts", "accept-new")
+    with Transport(_targets(lab), keys, RunLog(tmp_path / "run.log")) as transport:
+        node = transport[lab.names[0]]
+        node.run("true")
+        sock = node._client.get_transport().sock  # type: ignore[union-attr]
+        assert sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY)
 
 
 def test_files_are_written_atomically_with_their_mode_and_read_back(lab, tmp_path) -> None:
