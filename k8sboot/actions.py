@@ -69,13 +69,25 @@ class WriteFiles(OnHost):
 
 @dataclass(frozen=True)
 class KubeadmInit(OnHost):
-    reset_first: bool = False  # a previous init stopped half-way
+    reset_first: bool = False  # a previous init stopped before the control plane answered
+    # A previous init stopped after the control plane answered: run its remaining phases
+    # (upload-config onwards) instead of resetting a running control plane.
+    resume: bool = False
+    # kube-vip's static pod, written after any reset (which empties the manifests
+    # directory) and before init, which waits for the virtual IP kube-vip brings up.
+    kube_vip: RenderedFile | None = None
 
     def describe(self) -> str:
         first = (
             "kubeadm reset (an earlier init stopped half-way), then " if self.reset_first else ""
         )
-        return f"{first}kubeadm init --upload-certs"
+        vip = f"write {self.kube_vip.path} (for init), then " if self.kube_vip else ""
+        if self.resume:
+            return (
+                f"{vip}kubeadm init --upload-certs from wait-control-plane on (an earlier "
+                "init stopped after the control plane came up)"
+            )
+        return f"{first}{vip}kubeadm init --upload-certs"
 
 
 @dataclass(frozen=True)

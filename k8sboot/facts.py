@@ -13,7 +13,7 @@ from importlib import resources
 from typing import Any
 
 from k8sboot.errors import MachineError
-from k8sboot.transport import Connection, Transport
+from k8sboot.transport import CommandFailed, Connection, Transport
 
 ADMIN_CONF = "/etc/kubernetes/admin.conf"
 KUBELET_CONF = "/etc/kubernetes/kubelet.conf"
@@ -78,7 +78,7 @@ class HostFacts:
         found = self.data["packages"].get(name)
         return Package(found["version"], found["held"]) if found else None
 
-    def service(self, name: str) -> dict[str, str]:
+    def service(self, name: str) -> dict[str, Any]:
         return self.data["services"].get(name, {"active": "unknown", "enabled": "unknown"})
 
     def started_before(self, service: str, path: str) -> bool:
@@ -199,6 +199,42 @@ def parse_nodes(document: dict[str, Any]) -> dict[str, NodeStatus]:
             },
         )
     return nodes
+
+
+SEPARATOR = "--- k8sboot ---"
+
+
+@dataclass(frozen=True)
+class ClusterView:
+    nodes: dict[str, NodeStatus]
+    # kubeadm init creates kube-public/cluster-info in its bootstrap-token phase, late,
+    # after kubeadm-config; every join reads it. A control plane that answers without it
+    # is an init that stopped half-way.
+    init_finished: bool
+
+
+def probe_cluster(connection: Connection) -> ClusterView:
+    """The Nodes, and whether kubeadm init got as far as joins need, in one round trip."""
+    shown = "kubectl get nodes, configmap cluster-info"
+    result = connection.run(
+        f"{KUBECTL} get nodes -o json && echo '{SEPARATOR}' && "
+        f"{KUBECTL} -n kube-public get configmap cluster-info -o name --ignore-not-found",
+        timeout=90,
+        shown=shown,
+        check=False,
+    )
+    if result.exit_code != 0 and "(Forbidden)" in result.stderr:
+        # admin.conf's group (kubeadm:cluster-admins, 1.29+) is bound to cluster-admin by
+        # init itself once the control plane answers: init stopped before that.
+        return ClusterView({}, init_finished=False)
+    if result.exit_code != 0:
+        raise CommandFailed(result, None, shown)
+    nodes, _, cluster_info = result.stdout.partition(SEPARATOR)
+    try:
+        parsed = parse_nodes(json.loads(nodes))
+    except (ValueError, KeyError) as exc:
+        raise MachineError(f"{connection.name}: unreadable node list ({exc})") from None
+    return ClusterView(parsed, init_finished=bool(cluster_info.strip()))
 
 
 def probe_nodes(connection: Connection) -> dict[str, NodeStatus]:

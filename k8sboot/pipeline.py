@@ -14,7 +14,7 @@ from k8sboot.errors import K8sbootError, MachineError
 from k8sboot.etcd.files import probe_files as etcd_probe_files
 from k8sboot.executor import Executor
 from k8sboot.executor.core import Outcome, raise_first
-from k8sboot.facts import ADMIN_CONF, Facts, ProbeRequest, probe, probe_nodes
+from k8sboot.facts import ADMIN_CONF, Facts, ProbeRequest, probe, probe_cluster
 from k8sboot.inventory import ssh_target
 from k8sboot.lock import ClusterLock
 from k8sboot.nodes import removed
@@ -127,7 +127,8 @@ def run(
             ctx = Context(cluster, state, transport, log, facts, wait_timeout=wait_timeout)
             ctx.notes.extend(left_out)
             if ctx.initialised:
-                ctx.nodes = probe_nodes(transport[ctx.api_host.name])
+                view = probe_cluster(transport[ctx.api_host.name])
+                ctx.nodes, ctx.init_finished = view.nodes, view.init_finished
             if workflow.preflight:
                 _preflight(ctx, reporter)
             result = _steps(workflow, ctx, reporter, dry_run)

@@ -21,6 +21,7 @@ API_SERVER_PORT = 6443
 CONFIG_DIR = PurePosixPath("/etc/k8sboot")
 INIT_CONFIG = CONFIG_DIR / "kubeadm-init.yaml"
 JOIN_CONFIG = CONFIG_DIR / "kubeadm-join.yaml"
+UPLOAD_CERTS_CONFIG = CONFIG_DIR / "kubeadm-upload-certs.yaml"
 CNI_MANIFEST = CONFIG_DIR / "cni.yaml"
 CONTAINERD_CONFIG = PurePosixPath("/etc/containerd/config.toml")
 CONTAINERD_HOSTS_DIR = PurePosixPath("/etc/containerd/certs.d")
@@ -138,9 +139,9 @@ def _registry_upstream(registry: str) -> str:
     return host if host.startswith(("http://", "https://")) else f"https://{host}"
 
 
-def kubeadm_file(cluster: Cluster, host: Host, secrets: JoinSecrets | None = None) -> RenderedFile:
+def _node_context(cluster: Cluster, host: Host) -> dict[str, object]:
     release = cluster.release
-    context = {
+    return {
         "kubeadm_api": f"kubeadm.k8s.io/{release.kubeadm_api}",
         "v1beta4": release.kubeadm_api == "v1beta4",
         "node_name": host.name,
@@ -152,6 +153,10 @@ def kubeadm_file(cluster: Cluster, host: Host, secrets: JoinSecrets | None = Non
         "untainted": host.has("control-plane") and host.has("worker"),
         "kubelet_args": {"node-ip": host.ip},
     }
+
+
+def kubeadm_file(cluster: Cluster, host: Host, secrets: JoinSecrets | None = None) -> RenderedFile:
+    context = _node_context(cluster, host)
     if host is cluster.first_control_plane:
         context |= _cluster_context(cluster)
         return RenderedFile(INIT_CONFIG, render_template("kubeadm/init.yaml.j2", **context))
@@ -171,6 +176,17 @@ def kubeadm_file(cluster: Cluster, host: Host, secrets: JoinSecrets | None = Non
         render_template("kubeadm/join.yaml.j2", **context),
         mode=0o600,
         secret=real,
+    )
+
+
+def upload_certs_file(cluster: Cluster, host: Host) -> RenderedFile:
+    """The cluster's kubeadm configuration for `kubeadm init phase upload-certs` on a
+    control plane. Without `--config` kubeadm takes its defaults (local etcd) and leaves
+    external etcd's certificates out of the Secret, so a control-plane join fails
+    (kubernetes/kubernetes#84627)."""
+    context = _node_context(cluster, host) | _cluster_context(cluster)
+    return RenderedFile(
+        UPLOAD_CERTS_CONFIG, render_template("kubeadm/init.yaml.j2", **context), mode=0o600
     )
 
 

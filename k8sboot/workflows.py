@@ -10,7 +10,7 @@ from k8sboot.steps.etcd_backup import EtcdBackup, EtcdPull, EtcdSchedule, EtcdVe
 from k8sboot.steps.etcd_external import EtcdCertificates, EtcdMembers, ResetEtcd
 from k8sboot.steps.etcd_maintenance import EtcdDefrag, EtcdDisarm
 from k8sboot.steps.etcd_restore import EtcdRestore
-from k8sboot.steps.files import ContainerdConfig, KubeVip, KubeVipForInit
+from k8sboot.steps.files import ContainerdConfig, KubeVip
 from k8sboot.steps.kubeadm import InitControlPlane, JoinControlPlanes, JoinWorkers
 from k8sboot.steps.node_setup import NodeSetup
 from k8sboot.steps.nodes import (
@@ -33,7 +33,6 @@ def up() -> Workflow:
             EtcdCertificates(),
             EtcdMembers(),
             ContainerdConfig(),
-            KubeVipForInit(),
             InitControlPlane(),
             JoinControlPlanes(),
             JoinWorkers(),

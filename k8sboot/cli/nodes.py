@@ -84,7 +84,9 @@ def uncordon(
     "--force",
     is_flag=True,
     help="Drain even though the pre-check found blocking pods: pods without a controller "
-    "are deleted, PodDisruptionBudgets are still waited for until the timeout.",
+    "are deleted for good (kubectl drain --force). PodDisruptionBudgets are never bypassed: "
+    "evictions they refuse are retried until the timeout. Not overridden: a pod under "
+    "several budgets, or a budget status the eviction API refuses outright.",
 )
 @options.dry_run
 @options.output("text", "json")
@@ -103,9 +105,10 @@ def drain(
 ) -> None:
     """Cordon NODE and evict its pods (DaemonSet pods stay), through kubectl on a control
     plane. First lists what would block the drain (PodDisruptionBudgets allowing no
-    disruption, pods without a controller, pods with emptyDir data) and refuses (exit 3)
-    unless --force (or --delete-emptydir-data for emptyDir data). A drain that times out
-    names the pods left and why."""
+    disruption, pods without a controller, pods with emptyDir data, pods under several
+    budgets) and refuses (exit 3) unless --force (or --delete-emptydir-data for emptyDir
+    data; nothing for several budgets, which the eviction API refuses). A drain that times
+    out names the pods left and why."""
     options_ = DrainOptions(timeout, delete_emptydir_data, force)
     _run(workflows.node_drain(node, options_), spec_path, vagrant, output, verbose, dry_run)
 
@@ -118,7 +121,8 @@ def drain(
 @click.option(
     "--force",
     is_flag=True,
-    help="Remove even when the drain is blocked or fails (etcd quorum is never overridden).",
+    help="Remove even when the drain is blocked or fails (etcd quorum is never overridden); "
+    "pods the eviction API refuses stay until the Node object goes.",
 )
 @timeout
 @emptydir

@@ -9,12 +9,27 @@ from cryptography.hazmat.primitives import serialization
 
 from k8sboot.actions import KubeadmInit, KubeadmJoin
 from k8sboot.executor.core import Executor, Outcome, handles, raise_first, read_required
-from k8sboot.render import INIT_CONFIG, JOIN_CONFIG, JoinSecrets, kubeadm_file
+from k8sboot.render import (
+    INIT_CONFIG,
+    JOIN_CONFIG,
+    JoinSecrets,
+    kubeadm_file,
+    upload_certs_file,
+)
 from k8sboot.steps.cluster import digest
 from k8sboot.transport import Connection
 
 CA_CERT = "/etc/kubernetes/pki/ca.crt"
 KUBEADM_TIMEOUT = 900
+# kubeadm init's phases up to kubelet-start (cmd/kubeadm/app/cmd/init.go, v1.30-v1.33).
+BEFORE_THE_API_ANSWERS = (
+    "preflight",
+    "certs",
+    "kubeconfig",
+    "etcd",
+    "control-plane",
+    "kubelet-start",
+)
 
 
 @handles(KubeadmInit)
@@ -24,12 +39,18 @@ def init(executor: Executor, action: KubeadmInit) -> Outcome:
     if action.reset_first:
         executor.progress(action.host, "kubeadm reset -f (an earlier init stopped half-way)")
         connection.run("kubeadm reset -f", timeout=KUBEADM_TIMEOUT)
+    if action.kube_vip:
+        vip = action.kube_vip
+        connection.write_file(str(vip.path), vip.content.encode(), vip.mode)
     file = kubeadm_file(ctx.cluster, ctx.cluster.host(action.host))
     connection.write_file(str(INIT_CONFIG), file.content.encode(), 0o600)
     executor.progress(action.host, "kubeadm init")
+    # The phases before wait-control-plane wrote files that are in place and running;
+    # redoing them would fail preflight or restart the kubelet under a live API server.
+    resume = f" --skip-phases={','.join(BEFORE_THE_API_ANSWERS)}" if action.resume else ""
     # Its output holds the init token and certificate key: never logged.
     connection.run(
-        f"kubeadm init --config {INIT_CONFIG} --upload-certs",
+        f"kubeadm init --config {INIT_CONFIG} --upload-certs{resume}",
         timeout=KUBEADM_TIMEOUT,
         secret_output=True,
     )
@@ -74,8 +95,13 @@ def _join_one(executor: Executor, host: str, secrets: JoinSecrets, action: Kubea
 
 def _upload_certs(executor: Executor, api: Connection) -> str:
     executor.progress(api.name, "upload control-plane certificates under a new key")
+    cluster = executor.ctx.cluster
+    config = upload_certs_file(cluster, cluster.host(api.name))
+    api.write_file(str(config.path), config.content.encode(), config.mode)
     result = api.run(
-        "kubeadm init phase upload-certs --upload-certs", secret_output=True, timeout=300
+        f"kubeadm init phase upload-certs --upload-certs --config {config.path}",
+        secret_output=True,
+        timeout=300,
     )
     key = result.stdout.strip().splitlines()[-1].strip()
     executor.ctx.log.mask.add(key)

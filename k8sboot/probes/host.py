@@ -127,15 +127,27 @@ def packages(names):
 
 
 def services(names):
+    """State of each unit, and `since`: when its main process started, in this host's
+    wall-clock seconds (comparable with file mtimes), or None when nothing runs."""
     if not names:
         return {}
-    _, out = run("systemctl", "show", "--property=Id,ActiveState,UnitFileState", *names)
+    _, out = run(
+        "systemctl",
+        "show",
+        "--property=Id,ActiveState,UnitFileState,ExecMainStartTimestampMonotonic",
+        *names,
+    )
+    # systemd stamps the start on CLOCK_MONOTONIC; the wall clock may have been stepped
+    # since, so convert through the offset between the two clocks now.
+    offset = time.time() - time.monotonic()
     states = {}
     for block, name in zip(out.strip().split("\n\n"), names):
         fields = dict(line.split("=", 1) for line in block.splitlines() if "=" in line)
+        started = int(fields.get("ExecMainStartTimestampMonotonic") or 0)
         states[name] = {
             "active": fields.get("ActiveState") or "unknown",
             "enabled": fields.get("UnitFileState") or "unknown",
+            "since": offset + started / 1e6 if started else None,
         }
     return states
 

@@ -24,6 +24,9 @@ class Context:
     facts: Facts
     nodes: dict[str, NodeStatus] = field(default_factory=dict)  # registered in the API
     notes: list[str] = field(default_factory=list)  # told to the user at the end
+    # False when the API answers but lacks what kubeadm init uploads late: the init on
+    # the first control plane stopped half-way, and must be reset and run again.
+    init_finished: bool = True
     wait_timeout: float = 600
 
     def host_facts(self, host: Host) -> HostFacts:
@@ -40,7 +43,7 @@ class Context:
 
     @property
     def initialised(self) -> bool:
-        return any(
+        return self.init_finished and any(
             self.facts[h.name].initialised_control_plane
             for h in self.cluster.control_planes
             if h.name in self.facts.hosts

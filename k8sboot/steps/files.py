@@ -38,22 +38,9 @@ class ContainerdConfig(Step):
         return actions
 
 
-def _kube_vip(ctx: Context, host: Host, during_init: bool) -> RenderedFile:
+def kube_vip_manifest(ctx: Context, host: Host, during_init: bool) -> RenderedFile:
     interface = host.interface or ctx.host_facts(host).interface_of(host.ip) or "eth0"
     return kube_vip_file(ctx.cluster, interface, during_init)
-
-
-class KubeVipForInit(Step):
-    """kube-vip must hold the virtual IP while kubeadm init runs on the first control plane."""
-
-    title = "kube-vip for kubeadm init"
-
-    def plan(self, ctx: Context) -> list[Action]:
-        if ctx.cluster.control_plane_endpoint.type != "kube-vip" or ctx.initialised:
-            return []
-        host = ctx.cluster.first_control_plane
-        stale = changed(ctx, host, [_kube_vip(ctx, host, during_init=True)])
-        return [WriteFiles(host.name, stale)] if stale else []
 
 
 class KubeVip(Step):
@@ -66,7 +53,7 @@ class KubeVip(Step):
             return []
         actions: list[Action] = []
         for host in ctx.cluster.control_planes:
-            stale = changed(ctx, host, [_kube_vip(ctx, host, during_init=False)])
+            stale = changed(ctx, host, [kube_vip_manifest(ctx, host, during_init=False)])
             if stale:
                 actions.append(WriteFiles(host.name, stale))
         if actions:  # a rewritten kube-vip restarts: the virtual IP is dark for a moment

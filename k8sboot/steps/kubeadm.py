@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 from k8sboot.actions import Action, KubeadmInit, KubeadmJoin
+from k8sboot.errors import MachineError
 from k8sboot.spec import Host
 from k8sboot.steps.base import Context, Step
+from k8sboot.steps.files import kube_vip_manifest
 
 
 class InitControlPlane(Step):
@@ -15,9 +17,24 @@ class InitControlPlane(Step):
             return []
         host = ctx.cluster.first_control_plane
         found = ctx.host_facts(host)
-        # kubelet.conf or kubeadm's manifests without admin.conf: an init that stopped.
+        vip = None
+        if ctx.cluster.control_plane_endpoint.type == "kube-vip":
+            vip = kube_vip_manifest(ctx, host, during_init=True)
+        if found.initialised_control_plane:
+            # Its API answered (the pipeline asked it) without what init uploads last, or
+            # refused admin.conf, whose RBAC binding init makes once the API answers.
+            others = [h for h in ctx.cluster.hosts if h is not host and h.name in ctx.facts.hosts]
+            joined = [h.name for h in others if ctx.host_facts(h).kubeadm_configured]
+            if joined:  # joins come after init: this is no half-done init
+                raise MachineError(
+                    f"{host.name}: the API lacks kube-public/cluster-info or refuses admin.conf, "
+                    f"yet {', '.join(joined)} joined already: repair that by hand (k8sboot "
+                    "would only redo kubeadm init when nothing has joined)"
+                )
+            return [KubeadmInit(host.name, resume=True, kube_vip=vip)]
+        # kubelet.conf or kubeadm's manifests: an init that stopped before it finished.
         leftovers = found.kubeadm_configured or "kube-apiserver.yaml" in found.data["manifests"]
-        return [KubeadmInit(host.name, reset_first=leftovers)]
+        return [KubeadmInit(host.name, reset_first=leftovers, kube_vip=vip)]
 
 
 def _to_join(ctx: Context, hosts: list[Host]) -> tuple[tuple[str, ...], tuple[str, ...]]:

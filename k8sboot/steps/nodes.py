@@ -11,7 +11,14 @@ from k8sboot.etcd.client import STACKED_TLS, EtcdCtl, Member, client_url, find_m
 from k8sboot.facts import NodeStatus
 from k8sboot.nodes import observe, removed
 from k8sboot.nodes.actions import Cordon, DeleteNode, Drain, RecordRemoval, RemoveEtcdMember
-from k8sboot.nodes.pods import OVERRIDE, Blocker, blockers, evictable, overridable
+from k8sboot.nodes.pods import (
+    OVERRIDE,
+    UNFORCEABLE,
+    Blocker,
+    blockers,
+    evictable,
+    overridable,
+)
 from k8sboot.nodes.quorum import removal_refusal
 from k8sboot.spec import Host
 from k8sboot.steps.base import Context, Step
@@ -131,6 +138,10 @@ class DrainNode(Step):
             pods, observe.budgets(connection, server), self.name, self.options.delete_emptydir_data
         )
         refused = overridable(found, self.options.force, self.options.delete_emptydir_data)
+        if self.for_removal and self.options.force:
+            # The node goes whatever its drain does (keep_going): pods the eviction API
+            # refuses stay until the Node is deleted, then the pod GC removes them.
+            refused = [b for b in refused if b.kind not in UNFORCEABLE]
         if refused:
             raise UnsafeError(refusal(self.name, refused, self.for_removal))
         if found:

@@ -8,7 +8,7 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -74,9 +74,12 @@ class K8sboot:
         """`k8sboot up --vagrant -o json`; its events."""
         return events(self.run("up", "--vagrant", "-o", "json", *extra).stdout)
 
-    def kill_during(self, step: str, after: float) -> list[dict[str, Any]]:
+    def kill_during(
+        self, step: str, after: float, when: Callable[[], bool] | None = None
+    ) -> list[dict[str, Any]]:
         """Start `up` and kill it (SIGKILL, with its Ansible children) `after` seconds into
-        `step`. Returns the events seen before the kill."""
+        `step`, and then as soon as `when()` holds (polled for at most 5 minutes). Returns
+        the events seen before the kill."""
         process = subprocess.Popen(
             self.command("up", "--vagrant", "-o", "json"),
             cwd=self.workdir,
@@ -92,6 +95,10 @@ class K8sboot:
             seen.append(json.loads(line))
             if seen[-1].get("event") == "step_started" and seen[-1].get("step") == step:
                 time.sleep(after)
+                deadline = time.monotonic() + 300
+                while when is not None and not when():
+                    assert time.monotonic() < deadline, f"{step}: the moment never came"
+                    time.sleep(0.5)
                 os.killpg(process.pid, signal.SIGKILL)
                 break
         process.wait(timeout=60)
@@ -158,13 +165,24 @@ class SharedHA:
         self.bring_up: list[list[dict[str, Any]]] = []  # the events of each `up` it took
         self.held = False
 
+    def prepare(self) -> K8sboot:
+        """The machines of this shape and the cluster file, before any `up`."""
+        lab = self.k8sboot.lab
+        lab.up(3, 2)
+        write_lab_spec(lab, self.url, self.k8sboot.spec)
+        return self.k8sboot
+
+    def adopt(self, run: list[dict[str, Any]]) -> None:
+        """A bring-up that a test made itself: the cluster is held from now on."""
+        self.held = True
+        self.bring_up.append(run)
+
     def acquire(self) -> K8sboot:
         lab = self.k8sboot.lab
         if self.held:
             lab.ensure_healthy()
             return self.k8sboot
-        lab.up(3, 2)
-        write_lab_spec(lab, self.url, self.k8sboot.spec)
+        self.prepare()
         self.held = True
         first = self.k8sboot.run("up", "--vagrant", "-o", "json", check=False)
         self.bring_up.append(events(first.stdout))

@@ -1,6 +1,6 @@
 """`k8sboot etcd` against real etcd (Debian's 3.4) in lab machines: stacked etcd on three
-control planes behind kube-vip, a restore onto a new machine, then external etcd on three
-etcd hosts installed and run by k8sboot.
+control planes behind kube-vip, a restore onto a new machine, then three control planes on
+external etcd on three etcd hosts installed and run by k8sboot.
 
 The cluster files list the lab's machines as plain SSH hosts (no Vagrant calls, so hosts can
 take other roles: w1 becomes the new control plane of the restore onto a new machine). The
@@ -110,7 +110,7 @@ class Etcd:
 
 
 STACKED = {"cp1": ["control-plane"], "cp2": ["control-plane"], "cp3": ["control-plane"]}
-EXTERNAL = {"cp1": ["control-plane"], "etcd1": ["etcd"], "etcd2": ["etcd"], "etcd3": ["etcd"]}
+EXTERNAL = {**STACKED, "etcd1": ["etcd"], "etcd2": ["etcd"], "etcd3": ["etcd"]}
 
 
 @pytest.fixture(scope="module")
@@ -315,8 +315,16 @@ def test_restore_onto_a_new_machine(etcd: Etcd) -> None:
 
 
 def test_external_etcd_is_installed_backed_up_and_restored(etcd: Etcd) -> None:
-    etcd.spec(EXTERNAL, etcd={"topology": "external"})
+    """Three control planes on external etcd: each join needs external etcd's
+    certificates in the kubeadm-certs Secret, which kubeadm leaves out unless
+    `upload-certs` is given the cluster's configuration (issue 14.1, kubernetes#84627)."""
+    etcd.spec(
+        EXTERNAL,
+        etcd={"topology": "external"},
+        controlPlaneEndpoint={"type": "kube-vip", "address": f"{etcd.lab.subnet}.10"},
+    )
     assert etcd.up()["ok"] is True
+    assert etcd.k.nodes() == {"cp1": True, "cp2": True, "cp3": True}
     assert etcd.up()["changed"] == {}
     health = etcd.json("etcd", "health")
     assert health["healthy"]
@@ -332,7 +340,7 @@ def test_external_etcd_is_installed_backed_up_and_restored(etcd: Etcd) -> None:
     etcd.write(y="2")
     etcd.run("etcd", "restore", backup["name"], "--yes")
     assert etcd.configmaps() == snapshot == {"e2e-x": "1"}
-    assert etcd.k.nodes() == {"cp1": True}
+    assert etcd.k.nodes() == {"cp1": True, "cp2": True, "cp3": True}
     etcd.run("reset", "--yes")
     assert etcd.sudo("etcd1", "systemctl is-active etcd", check=False).stdout.strip() == "inactive"
     assert "member" not in etcd.sudo("etcd1", "ls /var/lib/etcd").stdout.split()

@@ -5,7 +5,42 @@ maintenance modules."""
 
 from __future__ import annotations
 
-from tests.e2e.conftest import SharedHA, finished
+import time
+
+from tests.e2e.conftest import SharedHA, events, finished
+
+
+def test_an_init_killed_half_way_is_finished_by_the_next_run(ha: SharedHA) -> None:
+    """k8sboot and kubeadm killed on cp1 once init has written the control plane's static
+    pods (and admin.conf), before it uploads its configuration: the next run must not take
+    the cluster for initialised (joins would fail: no cluster-info), nor reset a control
+    plane that answers; it runs init's remaining phases, with kube-vip's manifest in place
+    so that init reaches the virtual IP (issue 14.2)."""
+    cluster = ha.prepare()
+    lab = cluster.lab
+    cluster.run("reset", "--vagrant", "--yes")  # whatever the modules before left
+    ready = "test -e /etc/kubernetes/manifests/kube-apiserver.yaml"
+    seen = cluster.kill_during(
+        "kubeadm init", 0.0, when=lambda: lab.ssh("cp1", ready, check=False).ok
+    )
+    assert any(e.get("step") == "kubeadm init" for e in seen), "never reached kubeadm init"
+    lab.ssh("cp1", "sudo pkill -9 -x kubeadm", check=False)
+    assert lab.ssh("cp1", "test -e /etc/kubernetes/manifests/kube-vip.yaml", check=False).ok
+    # The kubelet goes on running the static pods, kube-vip among them: the API answers
+    # through the virtual IP a few seconds later. Until then `up` cannot tell a half-done
+    # init from a cluster whose API is down, and stops with the error kubectl gave.
+    answers = "sudo kubectl --kubeconfig /etc/kubernetes/admin.conf get --raw /readyz"
+    deadline = time.monotonic() + 120
+    while not lab.ssh("cp1", answers, check=False).ok:
+        assert time.monotonic() < deadline, "the API never answered after the kill"
+        time.sleep(1)
+    done = cluster.run("up", "--vagrant", "-o", "json", check=False)
+    run = events(done.stdout)
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    init = [e for e in run if e["event"] == "action_finished" and e["step"] == "kubeadm init"]
+    assert init and "from wait-control-plane on" in init[0]["action"], init
+    assert cluster.nodes() == {n: True for n in ("cp1", "cp2", "cp3", "w1", "w2")}
+    ha.adopt(run)
 
 
 def test_three_control_planes_behind_kube_vip(ha: SharedHA) -> None:

@@ -86,6 +86,29 @@ def test_plan_shows_pending_changes_and_changes_nothing(k8sboot: K8sboot) -> Non
     assert result["changed"] == {"containerd configuration": ["w2"]}
 
 
+def test_containerd_on_a_config_it_never_read_is_restarted(k8sboot: K8sboot) -> None:
+    """What a run killed between writing config.toml and restarting containerd leaves:
+    the file is k8sboot's, containerd runs on what it read before (here containerd's own
+    default: no SystemdCgroup). Issue 14.3: the probe never reported when a service
+    started, so this went unseen."""
+    lab = k8sboot.lab
+    lab.ssh(
+        "w1",
+        "sudo sh -c 'cp /etc/containerd/config.toml /root/k8sboot-config.toml"
+        " && containerd config default > /etc/containerd/config.toml"
+        " && systemctl restart containerd"
+        " && cp /root/k8sboot-config.toml /etc/containerd/config.toml'",
+    )
+    started = "systemctl show -p ExecMainStartTimestampMonotonic --value containerd"
+    before = int(lab.ssh("w1", started).stdout)
+    done = k8sboot.run("plan", "--vagrant", "--detailed-exitcode", check=False)
+    assert done.returncode == 2, done.stdout + done.stderr
+    assert "restart containerd (it has not read its configuration yet)" in done.stdout
+    assert finished(k8sboot.up())["changed"] == {"containerd configuration": ["w1"]}
+    assert int(lab.ssh("w1", started).stdout) > before
+    assert finished(k8sboot.up())["changed"] == {}
+
+
 def test_adding_a_worker_touches_only_it_and_the_control_plane(k8sboot: K8sboot) -> None:
     lab = k8sboot.lab
     shape = lab.shape

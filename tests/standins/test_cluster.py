@@ -227,6 +227,44 @@ def test_bootstrap_token_is_limited_to_what_join_needs(cluster):
     assert "Unauthorized" in gone.stderr or "must be logged in" in gone.stderr
 
 
+def _kubeadm_certs_keys(cluster) -> set[str]:
+    secret = cluster.kubectl("get", "secret", "-n", "kube-system", "kubeadm-certs", "-o", "json")
+    return set(json.loads(secret.stdout)["data"])
+
+
+def test_upload_certs_without_config_takes_kubeadms_defaults(cluster):
+    """kubernetes v1.33.0 cmd/kubeadm/app/cmd/init.go (newInitData loads the --config file
+    or defaults: local etcd) and cmd/kubeadm/app/phases/copycerts/copycerts.go
+    (certsToTransfer: etcd/ca.* for local etcd, the external etcd files otherwise). Without
+    --config the Secret lacks external etcd's certificates (kubernetes#84627), whatever the
+    cluster's kubeadm-config says."""
+    base = {"ca.crt", "ca.key", "front-proxy-ca.crt", "front-proxy-ca.key", "sa.pub", "sa.key"}
+    cluster.cp.kubeadm("init", "phase", "upload-certs", "--upload-certs", check=True)
+    assert _kubeadm_certs_keys(cluster) == base | {"etcd-ca.crt", "etcd-ca.key"}
+    external = {
+        "apiVersion": "kubeadm.k8s.io/v1beta4",
+        "kind": "ClusterConfiguration",
+        "kubernetesVersion": KUBERNETES_VERSION,
+        "etcd": {
+            "external": {
+                "endpoints": ["https://127.0.1.1:2379"],
+                "caFile": "/etc/kubernetes/pki/etcd/ca.crt",
+                "certFile": "/etc/kubernetes/pki/apiserver-etcd-client.crt",
+                "keyFile": "/etc/kubernetes/pki/apiserver-etcd-client.key",
+            }
+        },
+    }
+    config = cluster.cp.write("upload-certs.yaml", [external])
+    cluster.cp.kubeadm(
+        "init", "phase", "upload-certs", "--upload-certs", "--config", str(config), check=True
+    )
+    assert _kubeadm_certs_keys(cluster) == base | {
+        "external-etcd-ca.crt",
+        "external-etcd.crt",
+        "external-etcd.key",
+    }
+
+
 def test_control_plane_join_refuses_wrong_and_expired_certificate_key(cluster, tmp_path):
     out = cluster.cp.kubeadm("init", "phase", "upload-certs", "--upload-certs", check=True).stdout
     key = out.strip().splitlines()[-1]

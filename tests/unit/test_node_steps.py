@@ -199,3 +199,20 @@ def test_a_removed_worker_is_converged_on_a_second_run(cluster, tmp_path: Path) 
     removed.record(ctx.state, "w1", "10.0.0.21")
     plans = _plans(node_remove("w1", DrainOptions()), ctx)
     assert {title: actions for title, actions in plans.items() if actions} == {}
+
+
+def test_a_pod_under_two_budgets_blocks_a_forced_drain_but_not_a_forced_removal(
+    cluster, tmp_path: Path
+) -> None:
+    """The eviction API answers 500 for a pod under several budgets and kubectl drain
+    stops, --force or not; `node remove --force` goes on past a failed drain."""
+    other = {**BUDGET, "metadata": {"name": "all", "namespace": "default"}}
+    answers = {
+        "get pods": {"items": [POD]},
+        "get poddisruptionbudgets": {"items": [BUDGET, other]},
+    }
+    ctx = _ctx(cluster, tmp_path, answers)
+    with pytest.raises(UnsafeError, match="--force does not help"):
+        node_drain("w1", DrainOptions(force=True)).steps[0].plan(ctx)
+    drain = _plans(node_remove("w1", DrainOptions(force=True)), ctx)["drain w1"]
+    assert [d.keep_going for d in drain] == [True]

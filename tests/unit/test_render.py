@@ -14,6 +14,7 @@ from k8sboot.render import (
     JoinSecrets,
     host_files,
     kubeadm_file,
+    upload_certs_file,
 )
 from k8sboot.resources import data_dir
 from k8sboot.spec import load_spec
@@ -213,3 +214,20 @@ def test_templates_hold_no_logic_beyond_loops_and_conditionals() -> None:
     for template in data_dir("templates").rglob("*.j2"):
         tags = re.findall(r"{%-?\s*(\w+)", template.read_text())
         assert set(tags) <= allowed, f"{template.name} uses {set(tags) - allowed}"
+
+
+def test_upload_certs_gets_the_clusters_external_etcd() -> None:
+    """`kubeadm init phase upload-certs` is given the cluster's ClusterConfiguration on any
+    control plane: with kubeadm's defaults (local etcd) the kubeadm-certs Secret lacks
+    external etcd's certificates and a control-plane join fails (kubernetes#84627)."""
+    cluster = load_spec(Path("inventories/external-etcd.yaml")).cluster
+    for host in cluster.control_planes:
+        file = upload_certs_file(cluster, host)
+        assert file.mode == 0o600
+        documents = {d["kind"]: d for d in _kube_documents(file.content)}
+        external = documents["ClusterConfiguration"]["etcd"]["external"]
+        assert external["endpoints"] == [f"https://{h.ip}:2379" for h in cluster.etcd_members]
+        assert external["caFile"] == "/etc/kubernetes/pki/etcd/ca.crt"
+        assert documents["InitConfiguration"]["localAPIEndpoint"]["advertiseAddress"] == host.ip
+        for document in documents.values():
+            assert unknown_keys(document, cluster.release.minor) == []

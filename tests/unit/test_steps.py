@@ -14,7 +14,9 @@ from k8sboot.actions import (
     WaitNodesReady,
     WriteFiles,
 )
-from k8sboot.render import cni_file
+from k8sboot.errors import MachineError
+from k8sboot.facts import ADMIN_CONF, KUBELET_CONF
+from k8sboot.render import cni_file, kube_vip_file
 from k8sboot.steps.files import sha256
 from k8sboot.workflows import reset, up
 
@@ -59,7 +61,7 @@ def test_fresh_cluster_plans_everything(cluster, tmp_path: Path) -> None:
     assert [type(a) for a in plan["CNI"]] == [ApplyManifest]
     assert isinstance(plan["nodes Ready"][0], WaitNodesReady)
     assert isinstance(plan["kubeconfig"][0], FetchKubeconfig)
-    assert plan["kube-vip for kubeadm init"] == plan["kube-vip"] == []
+    assert plan["kube-vip"] == []
 
 
 def test_converged_cluster_plans_nothing(cluster, tmp_path: Path) -> None:
@@ -99,6 +101,22 @@ def test_half_done_init_is_reset_first(cluster, tmp_path: Path) -> None:
     ]
 
 
+def test_half_done_init_gets_kube_vip_back_after_its_reset(base: dict, tmp_path: Path) -> None:
+    """kubeadm reset empties /etc/kubernetes/manifests: kube-vip's manifest, found in place
+    before the reset, must be written again after it, or init waits for a virtual IP that
+    nobody holds (issue 14.2)."""
+    from .hacluster import ha_cluster
+
+    cluster = ha_cluster(base)
+    hosts = {h.name: fresh(h.name, h.ip) for h in cluster.hosts}
+    vip = kube_vip_file(cluster, "eth1", during_init=True)
+    hosts["cp1"].data["manifests"] = ["kube-apiserver.yaml", "etcd.yaml", "kube-vip.yaml"]
+    hosts["cp1"].data["files"] = {str(vip.path): sha256(vip.content)}
+    (init,) = _plan(context(cluster, hosts, tmp_path))["kubeadm init"]
+    assert init == KubeadmInit("cp1", reset_first=True, kube_vip=vip)
+    assert init.describe().index("reset") < init.describe().index("kube-vip.yaml")
+
+
 def test_version_change_reruns_only_the_packages_role(base: dict, cluster, tmp_path) -> None:
     ctx = _converged(cluster, tmp_path)
     base["kubernetes"] = {"version": "1.33.2"}
@@ -136,9 +154,9 @@ def test_ha_joins_control_planes_and_places_kube_vip(base: dict, tmp_path: Path)
     cluster = load_data(base).cluster
     hosts = {h.name: fresh(h.name, h.ip) for h in cluster.hosts}
     plan = _plan(context(cluster, hosts, tmp_path))
-    (before,) = plan["kube-vip for kubeadm init"]
-    assert before.host == "cp1" and "super-admin.conf" in before.files[0].content
-    assert "vip_interface" in before.files[0].content and '"eth1"' in before.files[0].content
+    (init,) = plan["kubeadm init"]
+    assert init.host == "cp1" and "super-admin.conf" in init.kube_vip.content
+    assert "vip_interface" in init.kube_vip.content and '"eth1"' in init.kube_vip.content
     assert plan["join control planes"] == [KubeadmJoin(("cp2", "cp3"), control_plane=True)]
     *writes, wait = plan["kube-vip"]
     assert [a.host for a in writes] == ["cp1", "cp2", "cp3"]
@@ -229,3 +247,55 @@ def test_stamps_are_recorded_where_every_task_succeeded(
             f"/var/lib/k8sboot/stamps/{role}": f"{fingerprint(role, values)}\n".encode()
             for role, values in wanted.items()
         }
+
+
+def test_containerd_started_before_its_config_was_written_is_restarted(cluster, tmp_path) -> None:
+    """A run stopped between writing config.toml and restarting containerd leaves the
+    file right and containerd on the old configuration."""
+    ctx = _converged(cluster, tmp_path)
+    w1 = ctx.facts.hosts["w1"].data
+    w1["mtimes"] = {"/etc/containerd/config.toml": 2000.0}
+    w1["services"]["containerd"]["since"] = 1000.0
+    (write,) = _plan(ctx)["containerd configuration"]
+    assert (write.host, write.files, write.restart) == ("w1", (), "containerd")
+    w1["services"]["containerd"]["since"] = 3000.0
+    assert _plan(ctx)["containerd configuration"] == []
+
+
+def test_init_stopped_after_the_api_answered_is_resumed_not_reset(
+    base: dict, tmp_path: Path
+) -> None:
+    """admin.conf and the static pods are there and the API answers, but cluster-info,
+    which kubeadm init creates late, is not: init stopped half-way. Its remaining phases
+    run; nothing is reset under a running control plane (issue 14.2)."""
+    from .hacluster import ha_cluster
+
+    cluster = ha_cluster(base)
+    hosts = {h.name: fresh(h.name, h.ip) for h in cluster.hosts}
+    hosts["cp1"].data["exists"] = {ADMIN_CONF: True, KUBELET_CONF: True}
+    hosts["cp1"].data["manifests"] = ["etcd.yaml", "kube-apiserver.yaml", "kube-vip.yaml"]
+    ctx = context(cluster, hosts, tmp_path, ready("cp1"))
+    assert ctx.initialised
+    ctx.init_finished = False
+    assert not ctx.initialised
+    plan = _plan(ctx)
+    (init,) = plan["kubeadm init"]
+    assert init.resume and not init.reset_first and init.kube_vip is not None
+    assert "from wait-control-plane on" in init.describe()
+    assert plan["join control planes"] == [KubeadmJoin(("cp2", "cp3"), control_plane=True)]
+
+
+def test_an_unfinished_init_beside_joined_hosts_is_refused(base: dict, tmp_path: Path) -> None:
+    """No cluster-info (or admin.conf refused) while another host has joined: not a
+    half-done init (joins come after init); nothing is redone or reset."""
+    from .hacluster import ha_cluster
+
+    cluster = ha_cluster(base)
+    hosts = {h.name: fresh(h.name, h.ip) for h in cluster.hosts}
+    hosts["cp1"].data["exists"] = {ADMIN_CONF: True, KUBELET_CONF: True}
+    hosts["cp1"].data["manifests"] = ["etcd.yaml", "kube-apiserver.yaml"]
+    hosts["w1"].data["exists"] = {KUBELET_CONF: True}
+    ctx = context(cluster, hosts, tmp_path)
+    ctx.init_finished = False
+    with pytest.raises(MachineError, match="w1 joined already"):
+        _plan(ctx)

@@ -26,7 +26,13 @@ from cryptography import x509
 from cryptography.x509.oid import NameOID
 
 from . import pki, versions
-from .apiserver.policy import compute_status, pod_ready
+from .apiserver.policy import (
+    DELETION_TIMEOUT,
+    compute_status,
+    disruption_allowed_condition,
+    matching_pods,
+    pod_ready,
+)
 from .client import ApiError, Client, NotFound
 from .component import LeaderElector, log, node_fits, parse_flags, parse_time, serve_health
 from .kubeadm.discovery import detached_jws
@@ -670,31 +676,32 @@ class ControllerManager:
             )
 
     def disruption(self) -> None:
+        """Upstream's disruption controller (kubernetes pkg/controller/disruption/
+        disruption.go): a pod the eviction API recorded in disruptedPods is not counted
+        as healthy until it is seen deleted or DeletionTimeout passes; the status says
+        which generation it was computed for, which eviction checks."""
         pods = self.list("Pod")
+        at = dt.datetime.now(dt.UTC)
         for pdb in self.list("PodDisruptionBudget"):
+            old = pdb.get("status") or {}
             st = compute_status(pdb, pods)
-            disrupted = (pdb.get("status") or {}).get("disruptedPods") or {}
-            live = {
-                p["metadata"]["name"] for p in pods if not p["metadata"].get("deletionTimestamp")
-            }
-            disrupted = {k: v for k, v in disrupted.items() if k in live}
-            st["disruptionsAllowed"] = max(0, st["disruptionsAllowed"] - len(disrupted))
-            ok = st["currentHealthy"] >= st["desiredHealthy"] and st["expectedPods"] > 0
-            st["conditions"] = [
-                {
-                    "type": "DisruptionAllowed",
-                    "status": "True" if st["disruptionsAllowed"] > 0 else "False",
-                    "reason": "SufficientPods"
-                    if st["disruptionsAllowed"] > 0
-                    else "InsufficientPods",
-                    "message": "",
-                    "observedGeneration": pdb["metadata"].get("generation", 1),
-                    "lastTransitionTime": now(),
-                }
-            ]
+            mine = {p["metadata"]["name"]: p for p in matching_pods(pdb, pods)}
+            disrupted = {}
+            for name, when in (old.get("disruptedPods") or {}).items():
+                pod = mine.get(name)
+                since = parse_time(when)
+                if pod is None or pod["metadata"].get("deletionTimestamp") or since is None:
+                    continue
+                if (at - since).total_seconds() < DELETION_TIMEOUT:
+                    disrupted[name] = when
+            st["currentHealthy"] -= sum(1 for n in disrupted if pod_ready(mine[n]))
+            allowed = st["currentHealthy"] - st["desiredHealthy"]
+            st["disruptionsAllowed"] = allowed if st["expectedPods"] > 0 and allowed > 0 else 0
             if disrupted:
                 st["disruptedPods"] = disrupted
-            del ok
+            st["conditions"] = disruption_allowed_condition(
+                dict(st, conditions=old.get("conditions")), now()
+            )
             self._set_status(pdb, st)
 
     # --- garbage collection --------------------------------------------------------------------

@@ -11,15 +11,18 @@ import ipaddress
 import json
 import random
 import threading
+import time
 import uuid
 
-from . import defaults, errors
+from . import defaults, errors, policy
 from . import patch as patches
-from .policy import compute_status, matching_pods, pod_ready
+from .policy import pod_ready
 from .resources import BY_GV_PLURAL, BY_KIND, RESOURCES, Resource
 from .storage import Storage
 
 GENERATE_ALPHABET = "bcdfghjklmnpqrstvwxz2456789"
+# Upstream's EvictionsRetry: 20 tries, 500 ms apart with 10 % jitter.
+EVICTION_RETRIES = 20
 
 
 def now_rfc3339() -> str:
@@ -424,63 +427,69 @@ class Registry:
         }
 
     # --- pods/eviction and pods/binding -----------------------------------------------------
-    def evict(self, ns: str, name: str, body: dict) -> dict:
+    def evict(self, ns: str, name: str, body: dict, dry_run: bool = False) -> dict:
+        """Upstream's eviction REST (kubernetes pkg/registry/core/pod/storage/eviction.go):
+        budget-free deletion of pods that cannot disrupt anything, 500 for a pod under
+        several budgets, budget-free deletion of an unready pod where the budget's policy
+        allows it, else check-and-decrement of the one budget's stored status."""
         pods = BY_KIND[("", "Pod")]
-        pod = self.store.get(pods, ns, name)
-        delete_opts = (body or {}).get("deleteOptions") or {}
-        terminal = pod.get("status", {}).get("phase") in ("Succeeded", "Failed")
-        if pod["metadata"].get("deletionTimestamp") or terminal:
-            self.delete(pods, ns, name, delete_opts)
-            return _success()
         pdb_res = BY_GV_PLURAL[("policy/v1", "poddisruptionbudgets")]
-        pdbs = [p for p in self.store.list(pdb_res, ns)[0] if matching_pods(p, [pod])]
-        if len(pdbs) > 1:
-            raise errors.StatusError(
-                500,
-                "InternalError",
-                "This pod has more than one "
-                "PodDisruptionBudget, which the eviction subresource does "
-                "not support.",
-            )
-        if pdbs:
-            pdb = pdbs[0]
-            all_pods, _ = self.store.list(pods, ns)
-            st = compute_status(pdb, all_pods)
-            unhealthy_ok = not pod_ready(pod) and (
-                st["currentHealthy"] >= st["desiredHealthy"]
-                or pdb.get("spec", {}).get("unhealthyPodEvictionPolicy") == "AlwaysAllow"
-            )
-            if st["disruptionsAllowed"] <= 0 and not unhealthy_ok:
-                raise errors.StatusError(
-                    429,
-                    "TooManyRequests",
-                    "Cannot evict pod as it would violate the pod's disruption budget.",
-                    {
-                        "causes": [
-                            {
-                                "reason": "DisruptionBudget",
-                                "message": f"The disruption budget {pdb['metadata']['name']} "
-                                f"needs {st['desiredHealthy']} healthy pods and has "
-                                f"{st['currentHealthy']} currently",
-                            }
-                        ]
-                    },
-                )
-            # Record the disruption the way the eviction REST does, so a second eviction
-            # racing the first sees one fewer allowed.
-            st["disruptionsAllowed"] -= 1
-            disrupted = dict(pdb.get("status", {}).get("disruptedPods") or {})
-            disrupted[name] = now_rfc3339()
-            pdb["status"] = dict(pdb.get("status", {}), **st, disruptedPods=disrupted)
+        options = dict((body or {}).get("deleteOptions") or {})
+        dry_run = dry_run or "All" in (options.get("dryRun") or [])
+        client_pinned = bool((options.get("preconditions") or {}).get("resourceVersion"))
+
+        for attempt in range(EVICTION_RETRIES):
+            pod = self.store.get(pods, ns, name)
+            if not policy.ignores_budgets(pod):
+                break
+            pinned = options
+            if policy.deletion_pins_version(pod) and not client_pinned:
+                pinned = _with_resource_version(options, pod)
             try:
-                self.store.update(pdb_res, pdb, int(pdb["metadata"]["resourceVersion"]))
+                self.delete(pods, ns, name, pinned, dry_run)
+                return _success()
             except errors.StatusError as e:
-                raise errors.StatusError(
-                    429,
-                    "TooManyRequests",
-                    "Cannot evict pod as it would violate the pod's disruption budget.",
-                ) from e
-        self.delete(pods, ns, name, delete_opts)
+                if e.reason != "Conflict" or client_pinned or attempt == EVICTION_RETRIES - 1:
+                    raise
+            _eviction_backoff()
+
+        budgets = policy.budgets_for(pod, self.store.list(pdb_res, ns)[0])
+        if len(budgets) > 1:
+            raise _StatusWithoutReason(
+                500,
+                "This pod has more than one PodDisruptionBudget, which the eviction "
+                "subresource does not support.",
+            )
+        if budgets:
+            pdb = budgets[0]
+            pdb_name = pdb["metadata"]["name"]
+            if not pod_ready(pod) and policy.unhealthy_pod_may_go(pdb):
+                # Not counted as healthy, so the budget is not spent; the pinned version
+                # makes sure the pod did not turn Ready in between.
+                pinned = options if client_pinned else _with_resource_version(options, pod)
+                try:
+                    self.delete(pods, ns, name, pinned, dry_run)
+                except errors.StatusError as e:
+                    if e.reason == "Conflict" and not client_pinned:
+                        raise policy.budget_busy(pdb_name) from e
+                    raise
+                return _success()
+            for attempt in range(EVICTION_RETRIES):
+                if attempt:
+                    pdb = self.store.get(pdb_res, ns, pdb_name)
+                status = policy.check_and_decrement(pdb, name, now_rfc3339(), dry_run)
+                if dry_run:
+                    break
+                try:
+                    self.store.update(
+                        pdb_res, dict(pdb, status=status), int(pdb["metadata"]["resourceVersion"])
+                    )
+                    break
+                except errors.StatusError as e:
+                    if e.reason != "Conflict" or attempt == EVICTION_RETRIES - 1:
+                        raise
+                _eviction_backoff()
+        self.delete(pods, ns, name, options, dry_run)
         return _success()
 
     def bind(self, ns: str, name: str, body: dict) -> dict:
@@ -524,6 +533,29 @@ def _cond(typ: str, status: str, reason: str | None = None) -> dict:
     if reason:
         c["reason"] = reason
     return c
+
+
+def _with_resource_version(options: dict, pod: dict) -> dict:
+    pre = dict(options.get("preconditions") or {})
+    pre["resourceVersion"] = pod["metadata"]["resourceVersion"]
+    return dict(options, preconditions=pre)
+
+
+def _eviction_backoff() -> None:
+    time.sleep(0.5 * (1 + 0.1 * random.random()))
+
+
+class _StatusWithoutReason(errors.StatusError):
+    """A failure Status returned as the eviction's result: upstream's carries a code and a
+    message but no reason."""
+
+    def __init__(self, code: int, message: str):
+        super().__init__(code, "", message)
+
+    def status(self) -> dict:
+        body = super().status()
+        del body["reason"]
+        return body
 
 
 def _success(code: int = 201) -> dict:

@@ -70,10 +70,14 @@ class Handler(BaseHTTPRequestHandler):
             raise
 
     # --- plumbing ---------------------------------------------------------------------------
-    def _send_json(self, code: int, body: dict, ctype: str = "application/json") -> None:
+    def _send_json(
+        self, code: int, body: dict, ctype: str = "application/json", headers: dict | None = None
+    ) -> None:
         data = json.dumps(body).encode()
         self.send_response(code)
         self.send_header("Content-Type", ctype)
+        for name, value in (headers or {}).items():
+            self.send_header(name, value)
         self.send_header("Content-Length", str(len(data)))
         self.send_header("Cache-Control", "no-cache, private")
         self.end_headers()
@@ -177,7 +181,11 @@ class Handler(BaseHTTPRequestHandler):
         except errors.StatusError as e:
             if e.code >= 500:
                 traceback.print_exc()
-            self._send_json(e.code, e.status())
+            # Like upstream's ErrorNegotiated: a Status asking for a pause says so in a
+            # header too, which client-go honours by retrying after it.
+            retry = (e.details or {}).get("retryAfterSeconds")
+            headers = {"Retry-After": str(retry)} if retry else None
+            self._send_json(e.code, e.status(), headers=headers)
         except (BrokenPipeError, ConnectionResetError, ssl.SSLError, TimeoutError):
             self.close_connection = True
         except Exception as e:
@@ -384,7 +392,7 @@ class Handler(BaseHTTPRequestHandler):
         if method == "POST":
             body = self._json_body()
             if r.kind == "Pod" and sub == "eviction":
-                return self._send_json(201, reg.evict(ns, name, body))
+                return self._send_json(201, reg.evict(ns, name, body, dry_run))
             if (r.kind == "Pod" and sub == "binding") or r.kind == "Binding":
                 target = name or body.get("metadata", {}).get("name")
                 return self._send_json(201, reg.bind(ns, target, body))

@@ -14,7 +14,7 @@ from ..client import ApiError
 from ..paths import ADMIN_CONF
 from . import certs as certsmod
 from . import certscmd, init, join, reset, tokens, uploadcerts
-from .common import admin_client, log, read_cluster_config
+from .common import admin_client, log
 from .config import Config, default_cluster, format_duration, load, parse_duration
 from .errors import KubeadmError
 
@@ -165,7 +165,14 @@ def cmd_init_phase(a) -> int:
             log("[upload-certs] Skipping phase. Please see --upload-certs")
             return 0
         client = admin_client(a.kubeconfig)
-        cluster = load(a.config, "init").cluster if a.config else read_cluster_config(client)
+        # Like upstream's newInitData: without --config the phase runs on a defaulted
+        # ClusterConfiguration (local etcd), not on the cluster's kubeadm-config, so
+        # external etcd's certificates are left out of the Secret (kubernetes#84627).
+        if a.config:
+            cluster = load(a.config, "init").cluster
+        else:
+            cluster = {}
+            default_cluster(cluster)
         key = a.certificate_key or uploadcerts.new_key()
         uploadcerts.upload(client, cluster, key, log)
         if not a.skip_certificate_key_print:

@@ -1,0 +1,100 @@
+"""The host probe (k8sboot/probes/host.py) run for real with a made-up `systemctl`."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from k8sboot.facts import SEPARATOR, ClusterView, ProbeRequest, probe_cluster
+from k8sboot.transport import CommandFailed, CommandResult
+
+# What `systemctl show --property=...` prints (systemd's src/systemctl/systemctl-show.c:
+# one `Key=value` line per property, a blank line between units, in the order asked for).
+# ExecMainStartTimestampMonotonic is in microseconds on CLOCK_MONOTONIC, 0 when the
+# service has not started.
+FAKE_SYSTEMCTL = """#!{python}
+import time
+ago = {{"containerd": 5, "etcd": 0}}
+units = [a for a in __import__("sys").argv[1:] if not a.startswith("-")][1:]
+blocks = []
+for unit in units:
+    started = int((time.monotonic() - ago[unit]) * 1e6) if ago[unit] else 0
+    state = "active" if started else "inactive"
+    blocks.append(
+        f"Id={{unit}}.service\\nActiveState={{state}}\\nUnitFileState=enabled\\n"
+        f"ExecMainStartTimestampMonotonic={{started}}"
+    )
+print("\\n\\n".join(blocks))
+"""
+
+
+def test_probe_reports_when_each_service_started(tmp_path: Path) -> None:
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    systemctl = bin_dir / "systemctl"
+    systemctl.write_text(FAKE_SYSTEMCTL.format(python=sys.executable))
+    systemctl.chmod(0o755)
+    request = ProbeRequest(services=("containerd", "etcd"), packages=(), exists=(), busy=())
+    done = subprocess.run(
+        [sys.executable, "-"],
+        input=request.script(),
+        capture_output=True,
+        env={**os.environ, "PATH": f"{bin_dir}:{os.environ['PATH']}"},
+        check=True,
+        timeout=60,
+    )
+    services = json.loads(done.stdout)["services"]
+    assert services["containerd"]["active"] == "active"
+    assert abs(services["containerd"]["since"] - (time.time() - 5)) < 2
+    assert services["etcd"] == {"active": "inactive", "enabled": "enabled", "since": None}
+
+
+class _Answer:
+    name = "cp1"
+
+    def __init__(self, cluster_info: str, exit_code: int = 0, stderr: str = ""):
+        self.cluster_info = cluster_info
+        self.exit_code, self.stderr = exit_code, stderr
+        self.commands: list[str] = []
+
+    def run(self, command: str, **_: object) -> CommandResult:
+        self.commands.append(command)
+        nodes = {"items": [{"metadata": {"name": "cp1"}, "status": {}}]}
+        out = f"{json.dumps(nodes)}\n{SEPARATOR}\n{self.cluster_info}" if not self.exit_code else ""
+        return CommandResult("cp1", command, self.exit_code, out.encode(), self.stderr, 0.1)
+
+
+def test_cluster_view_tells_a_finished_init_by_cluster_info() -> None:
+    """kubeadm creates kube-public/cluster-info in init's bootstrap-token phase
+    (kubernetes v1.33.0 cmd/kubeadm/app/phases/bootstraptoken/clusterinfo/clusterinfo.go),
+    after upload-config; `kubectl get --ignore-not-found -o name` prints nothing when it is
+    missing."""
+    done = _Answer("configmap/cluster-info\n")
+    view = probe_cluster(done)  # type: ignore[arg-type]
+    assert set(view.nodes) == {"cp1"} and view.init_finished
+    assert "-n kube-public get configmap cluster-info" in done.commands[0]
+    assert probe_cluster(_Answer("")).init_finished is False  # type: ignore[arg-type]
+
+
+def test_admin_conf_refused_is_an_init_that_stopped_early() -> None:
+    """kubeadm 1.29+ binds admin.conf's group kubeadm:cluster-admins to cluster-admin with
+    super-admin.conf once the API answers (kubernetes v1.33.0
+    cmd/kubeadm/app/phases/kubeconfig/kubeconfig.go, EnsureAdminClusterRoleBinding); before
+    that, kubectl with admin.conf gets `Error from server (Forbidden)`."""
+    forbidden = _Answer(
+        "",
+        1,
+        'Error from server (Forbidden): nodes is forbidden: User "kubernetes-admin" cannot '
+        'list resource "nodes" in API group "" at the cluster scope',
+    )
+    view = probe_cluster(forbidden)  # type: ignore[arg-type]
+    assert view == ClusterView({}, init_finished=False)
+    down = _Answer("", 1, "The connection to the server 10.0.0.10:6443 was refused")
+    with pytest.raises(CommandFailed, match="was refused"):
+        probe_cluster(down)  # type: ignore[arg-type]
