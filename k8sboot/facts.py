@@ -14,6 +14,14 @@ from typing import Any
 
 from k8sboot.errors import MachineError
 from k8sboot.transport import CommandFailed, Connection, Transport
+from k8sboot.versions import (
+    ETCD,
+    ETCD_ARCHES,
+    ETCD_INSTALL_DIR,
+    ETCDCTL,
+    ETCDUTL,
+    etcd_manifest_version,
+)
 
 ADMIN_CONF = "/etc/kubernetes/admin.conf"
 KUBELET_CONF = "/etc/kubernetes/kubelet.conf"
@@ -30,12 +38,13 @@ MODULES = ("overlay", "br_netfilter")
 @dataclass(frozen=True)
 class ProbeRequest:
     files: tuple[str, ...] = ()
-    packages: tuple[str, ...] = (*KUBE_PACKAGES, "containerd", "runc", "etcd-client", "etcd-server")
+    packages: tuple[str, ...] = (*KUBE_PACKAGES, "containerd", "runc")
     services: tuple[str, ...] = SERVICES
     sysctls: tuple[str, ...] = SYSCTLS
     modules: tuple[str, ...] = MODULES
     exists: tuple[str, ...] = (ADMIN_CONF, KUBELET_CONF, "/var/lib/etcd/member")
     busy: tuple[str, ...] = ("kubeadm", "apt-get", "apt", "dpkg", "unattended-upgr")
+    links: tuple[str, ...] = (ETCD, ETCDCTL, ETCDUTL)
 
     def script(self) -> bytes:
         args = {
@@ -46,6 +55,7 @@ class ProbeRequest:
             "modules": list(self.modules),
             "exists": list(self.exists),
             "busy": list(self.busy),
+            "links": list(self.links),
         }
         body = resources.files("k8sboot.probes").joinpath("host.py").read_text()
         return f"ARGS = {json.dumps(args)}\n{body}".encode()
@@ -94,6 +104,24 @@ class HostFacts:
 
     def enabled(self, service: str) -> bool:
         return self.service(service)["enabled"] in ("enabled", "enabled-runtime", "static")
+
+    def etcd_linked(self, path: str) -> str | None:
+        """The etcd release version that `path` (a k8sboot link) points into, if any."""
+        target = self.data.get("links", {}).get(path) or ""
+        prefix = f"{ETCD_INSTALL_DIR}/v"
+        if not target.startswith(prefix):
+            return None
+        return target[len(prefix) :].split("/")[0] or None
+
+    @property
+    def etcd_manifest_version(self) -> str | None:
+        """The etcd version kubeadm's etcd static pod runs here (its image tag)."""
+        image = self.data.get("etcd_image") or ""
+        return etcd_manifest_version(f"image: {image}") if image else None
+
+    @property
+    def arch(self) -> str | None:
+        return ETCD_ARCHES.get(self.data.get("arch", ""))
 
     def sysctl(self, name: str) -> str | None:
         return self.data["sysctls"].get(name)

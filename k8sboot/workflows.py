@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from k8sboot.etcd.catalogue import Manifest, Store
+from k8sboot.etcd.install import ControlPlaneEtcdTools, ExternalEtcdRelease
 from k8sboot.pipeline import Workflow
 from k8sboot.steps.certs import RenewAll
 from k8sboot.steps.cluster import Cni, Kubeconfig, WaitReady
@@ -30,12 +31,14 @@ def up() -> Workflow:
         "up",
         [
             NodeSetup(),
+            ExternalEtcdRelease(),
             EtcdCertificates(),
             EtcdMembers(),
             ContainerdConfig(),
             InitControlPlane(),
             JoinControlPlanes(),
             JoinWorkers(),
+            ControlPlaneEtcdTools(),
             KubeVip(),
             Cni(),
             WaitReady(),
@@ -103,8 +106,10 @@ def etcd_pull() -> Workflow:
     return _etcd("etcd-pull", [EtcdPull()])
 
 
-def etcd_restore(store: Store, manifest: Manifest, onto: tuple[str, ...]) -> Workflow:
-    return _etcd("etcd-restore", [EtcdRestore(store, manifest, onto)])
+def etcd_restore(
+    store: Store, manifest: Manifest, onto: tuple[str, ...], without_revision_bump: bool = False
+) -> Workflow:
+    return _etcd("etcd-restore", [EtcdRestore(store, manifest, onto, without_revision_bump)])
 
 
 def etcd_defrag(pause: float) -> Workflow:

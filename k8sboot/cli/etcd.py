@@ -134,6 +134,13 @@ def verify(
     "not the backup's members: new machines or new addresses.",
 )
 @click.option("-y", "--yes", is_flag=True, help="Do it: the cluster's current data is replaced.")
+@click.option(
+    "--without-revision-bump",
+    is_flag=True,
+    help="Restore even with etcd tools that cannot bump the revision and mark it compacted "
+    "(etcdutl < 3.5.10): clients that saw later revisions then keep stale caches until they "
+    "re-list.",
+)
 @options.dry_run
 @click.option("--wait-timeout", type=click.FloatRange(min=1), default=600, hidden=True)
 @options.output("text", "json")
@@ -144,6 +151,7 @@ def restore(
     vagrant: bool,
     onto: tuple[str, ...],
     yes: bool,
+    without_revision_bump: bool,
     dry_run: bool,
     wait_timeout: float,
     output: str,
@@ -155,15 +163,17 @@ def restore(
     on every member (checked, restored into a scratch directory as a new cluster); then
     stops the API servers and etcd, puts the restored data in place (the old data is kept
     beside it, never deleted), starts etcd, then the API servers, and checks that the
-    Nodes are back. With etcd 3.5+'s etcdutl the revision is bumped and compacted, as etcd
-    recommends for Kubernetes; with etcd 3.4's tools it cannot be (a warning says so)."""
+    Nodes are back. The revision is bumped by a billion and marked compacted (etcdutl
+    --bump-revision --mark-compacted), as etcd recommends for Kubernetes, so that watchers
+    re-list instead of missing what the restore undid; tools that cannot do it are refused
+    unless --without-revision-bump."""
     if not (yes or dry_run):
         raise UserError("restore replaces the cluster's data; pass --yes to confirm")
     hosts = tuple(part for value in onto for part in value.split(",") if part)
     cluster = _cluster(spec_path, vagrant)
     store, manifest = locate(cluster, backup)
     pipeline.run(
-        workflows.etcd_restore(store, manifest, hosts),
+        workflows.etcd_restore(store, manifest, hosts, without_revision_bump),
         cluster,
         reporter(output, verbose),
         dry_run=dry_run,

@@ -15,6 +15,7 @@ from typing import Any
 from k8sboot.errors import MachineError
 from k8sboot.etcd.tools import EtcdTools
 from k8sboot.transport import Connection
+from k8sboot.versions import ETCDCTL, ETCDUTL
 
 CLIENT_PORT = 2379
 PEER_PORT = 2380
@@ -128,7 +129,7 @@ class EtcdCtl:
             else ""  # a throw-away etcd on loopback (etcd verify) has no TLS
         )
         return (
-            f"ETCDCTL_API=3 etcdctl --endpoints={shlex.quote(chosen)} {tls}"
+            f"ETCDCTL_API=3 {ETCDCTL} --endpoints={shlex.quote(chosen)} {tls}"
             f"--dial-timeout=5s --command-timeout={timeout}s {args}"
         )
 
@@ -223,8 +224,8 @@ class EtcdCtl:
         )
 
     def snapshot_status(self, path: str) -> SnapshotStatus:
-        tool = self.tools.offline if self.tools else "etcdctl"
-        prefix = "ETCDCTL_API=3 etcdctl" if tool == "etcdctl" else "etcdutl"
+        tool = self.tools.offline if self.tools else ETCDCTL
+        prefix = f"ETCDCTL_API=3 {ETCDCTL}" if tool == ETCDCTL else ETCDUTL
         result = self.connection.run(
             f"{prefix} snapshot status {shlex.quote(path)} -w json", check=False, timeout=1800
         )
@@ -250,8 +251,8 @@ class EtcdCtl:
     ) -> None:
         """Restore a snapshot file into a new data directory (which must not exist).
         `bump_revision` needs an etcdutl that has --bump-revision (see tools.py)."""
-        tool = self.tools.offline if self.tools else "etcdctl"
-        prefix = "ETCDCTL_API=3 etcdctl" if tool == "etcdctl" else "etcdutl"
+        tool = self.tools.offline if self.tools else ETCDCTL
+        prefix = f"ETCDCTL_API=3 {ETCDCTL}" if tool == ETCDCTL else ETCDUTL
         extra = f" --bump-revision {bump_revision} --mark-compacted" if bump_revision else ""
         result = self.connection.run(
             f"{prefix} snapshot restore {shlex.quote(path)} --data-dir {shlex.quote(data_dir)} "

@@ -9,6 +9,7 @@ from k8sboot.etcd import topology
 from k8sboot.etcd.client import client_url, peer_url
 from k8sboot.render import RenderedFile, render_template
 from k8sboot.spec import Cluster, Host
+from k8sboot.versions import ETCD, ETCDCTL, ETCDUTL
 
 SNAPSHOT_SCRIPT = PurePosixPath("/usr/local/lib/k8sboot/etcd-snapshot")
 SNAPSHOT_SERVICE = PurePosixPath("/etc/systemd/system/k8sboot-etcd-snapshot.service")
@@ -18,8 +19,8 @@ TIMER_UNIT = "k8sboot-etcd-snapshot.timer"
 
 
 def member_files(cluster: Cluster, host: Host) -> list[RenderedFile]:
-    """An external etcd member's settings and the drop-in that makes etcd.service read
-    them. Deterministic: a re-render equals what is on the host when converged."""
+    """An external etcd member's settings and its systemd unit. Deterministic: a
+    re-render equals what is on the host when converged."""
     listen = [client_url(host.ip)]
     if host.ip != "127.0.0.1":
         listen.append(client_url("127.0.0.1"))
@@ -33,14 +34,17 @@ def member_files(cluster: Cluster, host: Host) -> list[RenderedFile]:
         peer_url=peer_url(host.ip),
         pki=str(topology.EXTERNAL_PKI),
     )
-    drop_in = render_template(
-        "etcd/k8sboot.conf.j2",
+    unit = render_template(
+        "etcd/etcd.service.j2",
+        cluster_name=cluster.name,
+        name=host.name,
+        etcd=ETCD,
         env_file=str(topology.EXTERNAL_ENV),
         bootstrap_env_file=str(topology.EXTERNAL_BOOTSTRAP_ENV),
     )
     return [
         RenderedFile(topology.EXTERNAL_ENV, env),
-        RenderedFile(topology.EXTERNAL_DROP_IN, drop_in),
+        RenderedFile(topology.EXTERNAL_UNIT, unit),
     ]
 
 
@@ -76,6 +80,8 @@ def snapshot_files(cluster: Cluster, host: Host) -> list[RenderedFile]:
         key=tls.key,
         directory=SNAPSHOT_DIR,
         keep=cluster.backup.retention.last,
+        etcdctl=ETCDCTL,
+        etcdutl=ETCDUTL,
     )
     service = render_template("etcd/k8sboot-etcd-snapshot.service.j2", script=str(SNAPSHOT_SCRIPT))
     timer = render_template(

@@ -1,9 +1,9 @@
 """Which etcd tools a host has, and what they can do.
 
-etcdctl 3.4 (Debian 12, Ubuntu 22.04/24.04) has no etcdutl: snapshot status and restore
-are etcdctl subcommands there, and a restore cannot bump the revision or mark it
-compacted. etcd 3.5 adds etcdutl; `--bump-revision` and `--mark-compacted` arrived in
-later 3.5 releases and 3.6. k8sboot asks the host rather than guessing from a version.
+k8sboot runs the tools it installs (etcd's own release, linked into /usr/local/bin; see
+k8sboot/versions.py), by path: a distribution's etcdctl 3.4 elsewhere on the PATH has no
+etcdutl and cannot restore with --bump-revision and --mark-compacted. k8sboot asks the
+host what its tools can do rather than guessing from a version.
 """
 
 from __future__ import annotations
@@ -12,16 +12,17 @@ import re
 from dataclasses import dataclass
 
 from k8sboot.transport import Connection
+from k8sboot.versions import ETCD, ETCDCTL, ETCDUTL
 
 # What etcd and Kubernetes recommend for a restore: move the revision far past anything
 # a client may have cached, and mark the old revisions compacted so watches re-list.
 BUMP_REVISION = 1_000_000_000
 
 _DETECT = (
-    "ETCDCTL_API=3 etcdctl version 2>/dev/null | head -n 1; echo '--'; "
-    "etcdutl version 2>/dev/null | head -n 1; echo '--'; "
-    "etcdutl snapshot restore --help 2>&1 | grep -c -e --bump-revision -e --mark-compacted; "
-    "echo '--'; command -v etcd || true"
+    f"ETCDCTL_API=3 {ETCDCTL} version 2>/dev/null | head -n 1; echo '--'; "
+    f"{ETCDUTL} version 2>/dev/null | head -n 1; echo '--'; "
+    f"{ETCDUTL} snapshot restore --help 2>&1 | grep -c -e --bump-revision -e --mark-compacted; "
+    f"echo '--'; test -x {ETCD} && echo {ETCD} || true"
 )
 
 
@@ -35,7 +36,7 @@ class EtcdTools:
     @property
     def offline(self) -> str:
         """The tool for snapshot files (status, restore): etcdutl where there is one."""
-        return "etcdutl" if self.etcdutl else "etcdctl"
+        return ETCDUTL if self.etcdutl else ETCDCTL
 
     def describe(self) -> str:
         parts = [f"etcdctl {self.etcdctl}" if self.etcdctl else "no etcdctl"]
@@ -43,15 +44,14 @@ class EtcdTools:
         return ", ".join(parts)
 
     def missing_restore_flags(self) -> str | None:
-        """The warning a restore gives when it cannot bump the revision, else None."""
+        """Why a restore with these tools would not be Kubernetes-correct, else None."""
         if self.bump_revision:
             return None
-        have = f"etcdutl {self.etcdutl}" if self.etcdutl else f"etcdctl {self.etcdctl} (no etcdutl)"
+        have = f"etcdutl {self.etcdutl}" if self.etcdutl else "no etcdutl"
         return (
             f"{have} cannot restore with --bump-revision and --mark-compacted: the restored "
-            "revision is the snapshot's, so watchers that saw later revisions keep stale "
-            "caches until they re-list (restart controllers and kubelets if in doubt); "
-            "install etcdutl 3.5.x (x >= 13) or 3.6 on the control planes to avoid this"
+            "revision would be the snapshot's, so watchers that saw later revisions keep "
+            "stale caches until they re-list; `k8sboot up` installs etcd's own tools"
         )
 
 

@@ -25,7 +25,7 @@ DEFAULT_QUOTA = 2 * 1024**3  # etcd's default --quota-backend-bytes
 EXTERNAL_PKI = PurePosixPath("/etc/etcd/pki")
 EXTERNAL_ENV = PurePosixPath("/etc/etcd/k8sboot.env")
 EXTERNAL_BOOTSTRAP_ENV = PurePosixPath("/etc/etcd/k8sboot-bootstrap.env")
-EXTERNAL_DROP_IN = PurePosixPath("/etc/systemd/system/etcd.service.d/k8sboot.conf")
+EXTERNAL_UNIT = PurePosixPath("/etc/systemd/system/etcd.service")
 EXTERNAL_TLS = EtcdTLS(
     str(EXTERNAL_PKI / "ca.crt"),
     str(EXTERNAL_PKI / "etcdctl.crt"),
@@ -152,4 +152,4 @@ def probe_files(cluster: Cluster) -> list[str]:
     for host in tool_hosts(cluster):
         for cert in external_certs(cluster, host):
             paths += [cert.cert, cert.key]
-    return [*dict.fromkeys(paths), str(EXTERNAL_ENV), str(EXTERNAL_DROP_IN)]
+    return [*dict.fromkeys(paths), str(EXTERNAL_ENV), str(EXTERNAL_UNIT)]

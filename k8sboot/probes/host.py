@@ -175,6 +175,20 @@ def busy(names):
     return sorted(set(found))
 
 
+def links(paths):
+    """Where each symbolic link points (k8sboot's etcd tools), None when it is no link."""
+    return {p: os.path.realpath(p) if os.path.islink(p) else None for p in paths}
+
+
+def etcd_image():
+    """The image of kubeadm's etcd static pod, whose tag is the etcd version it runs."""
+    for line in (read("/etc/kubernetes/manifests/etcd.yaml") or "").splitlines():
+        key, _, value = line.strip().partition(":")
+        if key == "image" and value.strip():
+            return value.strip()
+    return None
+
+
 def stamps():
     found = {}
     for path in glob.glob("/var/lib/k8sboot/stamps/*"):
@@ -207,6 +221,8 @@ facts = {
     "sysctls": sysctls(ARGS.get("sysctls", [])),
     "modules": modules(ARGS.get("modules", [])),
     "stamps": stamps(),
+    "links": links(ARGS.get("links", [])),
+    "etcd_image": etcd_image(),
     "busy": busy(ARGS.get("busy", [])),
 }
 print(json.dumps(facts))

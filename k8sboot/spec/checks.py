@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from typing import Literal
 
 from k8sboot.spec.model import Cluster
+from k8sboot.versions import ETCD_CHECKSUMS
 
 API_SERVER_PORT = 6443
 
@@ -23,7 +24,7 @@ class Finding:
 
 def check(cluster: Cluster) -> list[Finding]:
     findings: list[Finding] = []
-    for rule in (_hosts, _roles, _endpoint, _subnets, _packages):
+    for rule in (_hosts, _roles, _endpoint, _subnets, _packages, _etcd_release):
         findings.extend(rule(cluster))
     return findings
 
@@ -206,6 +207,19 @@ def _subnets(cluster: Cluster) -> list[Finding]:
                     Finding(f"networking.{subnet_field}", f"{subnet} contains {path} {value}")
                 )
     return findings
+
+
+def _etcd_release(cluster: Cluster) -> list[Finding]:
+    version = cluster.etcd_version
+    if cluster.etcd_sha256(version, "amd64") or cluster.etcd_sha256(version, "arm64"):
+        return []
+    return [
+        Finding(
+            "etcd.download.sha256",
+            f"required for etcd {version}: k8sboot pins upstream's checksums for "
+            f"{min(ETCD_CHECKSUMS)} to {max(ETCD_CHECKSUMS)} only",
+        )
+    ]
 
 
 def _packages(cluster: Cluster) -> list[Finding]:

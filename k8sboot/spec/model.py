@@ -22,7 +22,14 @@ from pydantic import (
 from pydantic.alias_generators import to_camel
 from pydantic_core import PydanticCustomError
 
-from k8sboot.versions import DEFAULT_VERSION, KubeVersion
+from k8sboot.versions import (
+    DEFAULT_VERSION,
+    ETCD_CHECKSUMS,
+    ETCD_DOWNLOAD_URL,
+    ETCD_OLDEST,
+    KubeVersion,
+    parse_etcd_version,
+)
 
 API_VERSION = "k8sboot/v1alpha1"
 
@@ -173,6 +180,12 @@ class ControlPlaneEndpoint(Section):
     interface: Interface | None = None
 
 
+def _sha256(value: str) -> str:
+    if not re.match(r"^[0-9a-f]{64}$", value):
+        raise invalid(f"{value!r} is not a sha256 (64 lowercase hex digits)")
+    return value
+
+
 class Networking(Section):
     pod_subnet: Subnet = "10.244.0.0/16"
     service_subnet: Subnet = "10.96.0.0/12"
@@ -185,8 +198,35 @@ class ContainerRuntime(Section):
     registry_mirrors: dict[str, list[HttpURL]] = Field(default_factory=dict)
 
 
+def _etcd_version(value: str) -> str:
+    parsed = parse_etcd_version(value)
+    if parsed is None:
+        raise invalid(f"{value!r} is not an etcd 3.5 version like 3.5.21")
+    if parsed < ETCD_OLDEST:
+        raise invalid(
+            f"etcd {value} cannot restore Kubernetes-correctly (etcdutl snapshot restore "
+            "--bump-revision --mark-compacted came with 3.5.10)"
+        )
+    return value
+
+
+class EtcdDownload(Section):
+    """Where etcd's release tarballs come from: etcd's GitHub releases, or a mirror with
+    the same layout (<url>/v<version>/etcd-v<version>-linux-<arch>.tar.gz)."""
+
+    url: HttpURL = ETCD_DOWNLOAD_URL
+    # For `etcd.version`, per architecture; k8sboot pins upstream's for 3.5.12 to 3.5.24.
+    sha256: dict[Literal["amd64", "arm64"], Annotated[str, AfterValidator(_sha256)]] = Field(
+        default_factory=dict
+    )
+
+
 class Etcd(Section):
     topology: Literal["stacked", "external"] = "stacked"
+    # External etcd's version (server and tools); the default is kubeadm's for the
+    # Kubernetes minor. Stacked etcd's tools follow the etcd kubeadm runs.
+    version: Annotated[str, AfterValidator(_etcd_version)] | None = None
+    download: EtcdDownload = EtcdDownload()
 
 
 class Packages(Section):
@@ -287,6 +327,17 @@ class Cluster(Section):
         if ":" in address:  # IPv6 literal
             address = f"[{address}]"
         return f"{address}:{endpoint.port}"
+
+    @property
+    def etcd_version(self) -> str:
+        return self.etcd.version or self.release.etcd_version
+
+    def etcd_sha256(self, version: str, arch: str) -> str | None:
+        """The pinned checksum of an etcd release tarball: the cluster file's for its
+        `etcd.version`, else upstream's as k8sboot knows it."""
+        if version == self.etcd.version and arch in self.etcd.download.sha256:
+            return self.etcd.download.sha256[arch]  # type: ignore[index]
+        return ETCD_CHECKSUMS.get(version, {}).get(arch)
 
     @property
     def sandbox_image(self) -> str:

@@ -164,7 +164,7 @@ RESET_ETCD = " ; ".join(
     [
         "systemctl disable --now etcd 2>/dev/null",
         f"rm -rf {MEMBER_DIR} {topology.EXTERNAL_PKI} {topology.EXTERNAL_ENV} "
-        f"{topology.EXTERNAL_BOOTSTRAP_ENV} {topology.EXTERNAL_DROP_IN}",
+        f"{topology.EXTERNAL_BOOTSTRAP_ENV} {topology.EXTERNAL_UNIT}",
         "systemctl daemon-reload",
         "true",
     ]
@@ -196,7 +196,7 @@ class ResetEtcd(Step):
                 found.active("etcd")
                 or found.exists(MEMBER_DIR)
                 or found.file_hash(str(topology.EXTERNAL_ENV))
-                or found.file_hash(str(topology.EXTERNAL_DROP_IN))
+                or found.file_hash(str(topology.EXTERNAL_UNIT))
             ):
                 commands.append((host.name, RESET_ETCD))
             if found.file_hash(str(SNAPSHOT_TIMER)) or found.file_hash(str(SNAPSHOT_SCRIPT)):

@@ -47,10 +47,17 @@ def tools_of(ctx: Context, host: Host) -> EtcdTools:
 class EtcdRestore(Step):
     title = "etcd restore"
 
-    def __init__(self, store: Store, manifest: Manifest, onto: tuple[str, ...] = ()):
+    def __init__(
+        self,
+        store: Store,
+        manifest: Manifest,
+        onto: tuple[str, ...] = (),
+        without_revision_bump: bool = False,
+    ):
         self.store = store
         self.manifest = manifest
         self.onto = onto
+        self.without_revision_bump = without_revision_bump
 
     def plan(self, ctx: Context) -> list[Action]:
         cluster = ctx.cluster
@@ -72,8 +79,14 @@ class EtcdRestore(Step):
             raise MachineError(f"no etcdctl on {', '.join(missing)}: run `k8sboot up` first")
         bump = BUMP_REVISION if all(t.bump_revision for t in tools) else 0
         if not bump:
-            weakest = next(t for t in tools if not t.bump_revision)
-            ctx.notes.append("WARNING: " + (weakest.missing_restore_flags() or ""))
+            weak = [h.name for h, t in zip(targets, tools, strict=True) if not t.bump_revision]
+            why = next(t for t in tools if not t.bump_revision).missing_restore_flags()
+            if not self.without_revision_bump:
+                raise UnsafeError(
+                    f"refusing to restore on {', '.join(weak)}: {why}; run `k8sboot up`, or "
+                    "pass --without-revision-bump to restore the snapshot's revision anyway"
+                )
+            ctx.notes.append(f"WARNING: {', '.join(weak)}: {why} (--without-revision-bump)")
         actions: list[Action] = []
         view = observe(ctx)
         if view.answers:

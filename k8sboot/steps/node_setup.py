@@ -17,7 +17,6 @@ from k8sboot.versions import KubeVersion
 
 PLAYBOOK = "node.yml"
 UPSTREAM_REPOSITORY = "https://pkgs.k8s.io/core:/stable:/v{minor}/deb/"
-ETCD_PACKAGES = {"etcd_client": "etcd-client", "etcd_server": "etcd-server"}
 DESIRED_SYSCTLS = {
     "net.ipv4.ip_forward": "1",
     "net.bridge.bridge-nf-call-iptables": "1",
@@ -60,11 +59,6 @@ def role_vars(cluster: Cluster, host: Host, found: HostFacts) -> dict[str, dict[
     if host.has("control-plane") or host.has("worker"):
         roles["containerd"] = {}
         roles["kube_packages"] = _package_vars(cluster)
-    # etcdctl where k8sboot runs it: the members and the control planes (snapshots).
-    if host.has("control-plane") or host in cluster.etcd_members:
-        roles["etcd_client"] = {}
-    if cluster.etcd.topology == "external" and host.has("etcd"):
-        roles["etcd_server"] = {}
     return roles
 
 
@@ -114,8 +108,6 @@ def drift(cluster: Cluster, host: Host, found: HostFacts, role: str, wanted: str
                 return f"{name} is not held"
         if not found.enabled("kubelet"):
             return "the kubelet is not enabled"
-    elif role in ETCD_PACKAGES and found.package(ETCD_PACKAGES[role]) is None:
-        return f"{ETCD_PACKAGES[role]} is not installed"
     return None
 
 

@@ -17,7 +17,7 @@ import pytest
 import yaml
 
 from tests.e2e.labspec import write_lab_spec
-from tests.lab import debs
+from tests.lab import debs, etcd_release
 from tests.lab.lab import Lab
 from tests.lab.plugin import LAB_KUBE_VERSIONS, REPO_PORT
 
@@ -224,6 +224,7 @@ def _k8sboot(lab: Lab, url: str, workdir: Path) -> K8sboot:
         "kind": "Cluster",
         "name": "lab",
         "packages": {"source": "mirror", "url": url},
+        "etcd": etcd_release.cluster_settings(url),
     }
     (workdir / "cluster.yaml").write_text(yaml.safe_dump(spec))
     return K8sboot(workdir, lab)

@@ -10,6 +10,7 @@ from typing import Any
 
 import yaml
 
+from tests.lab import etcd_release
 from tests.lab.lab import Lab
 
 
@@ -35,6 +36,7 @@ def lab_spec(lab: Lab, url: str, name: str = "lab") -> dict[str, Any]:
         "name": name,
         "hosts": hosts,
         "packages": {"source": "mirror", "url": url},
+        "etcd": etcd_release.cluster_settings(url),
     }
     if len(lab.with_role("control-plane")) > 1:  # the Vagrantfile's VIP, as with --vagrant
         spec["controlPlaneEndpoint"] = {"type": "kube-vip", "address": f"{lab.subnet}.10"}

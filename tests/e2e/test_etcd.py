@@ -1,4 +1,4 @@
-"""`k8sboot etcd` against real etcd (Debian's 3.4) in lab machines: stacked etcd on three
+"""`k8sboot etcd` against real etcd (3.5, from Debian 13) in lab machines: stacked etcd on three
 control planes behind kube-vip, a restore onto a new machine, then three control planes on
 external etcd on three etcd hosts installed and run by k8sboot.
 
@@ -20,6 +20,7 @@ import pytest
 import yaml
 
 from tests.e2e.conftest import K8sboot, SharedHA, events, finished
+from tests.lab import etcd_release
 
 BACKUP_DIR = "backups"
 
@@ -56,6 +57,7 @@ class Etcd:
             "packages": {"source": "mirror", "url": self.repo},
             "ssh": {"connectTimeout": 3},
             "backup": {"directory": BACKUP_DIR, **extra.pop("backup", {})},
+            "etcd": {**etcd_release.cluster_settings(self.repo), **extra.pop("etcd", {})},
             **extra,
         }
         self.k.spec.write_text(yaml.safe_dump(data, sort_keys=False))
@@ -130,7 +132,9 @@ def test_stacked_cluster_is_healthy_with_three_members(etcd: Etcd) -> None:
     assert health["healthy"] is True and health["topology"] == "stacked"
     assert sorted(m["name"] for m in health["members"]) == ["cp1", "cp2", "cp3"]
     assert sum(m["leader"] for m in health["members"]) == 1
-    assert all(m["version"] == "3.4.23" and m["quota"] == 2 * 1024**3 for m in health["members"])
+    release = etcd_release.release().version  # kubeadm's etcd as the lab runs it (3.5.16)
+    assert all(m["version"] == release and m["quota"] == 2 * 1024**3 for m in health["members"])
+    assert health["tools"] == f"etcdctl {release}, etcdutl {release}"
     members = etcd.json("etcd", "members")
     assert members["ok"] and not members["missing"]
     assert all(m["host"] == m["node"] == m["name"] for m in members["members"])
@@ -253,14 +257,30 @@ def test_restore_brings_back_exactly_the_snapshot(etcd: Etcd) -> None:
     etcd.write(d="4")
     etcd.delete("a")
     assert etcd.configmaps() != snapshot
-    notes = etcd.notes("etcd", "restore", backup["name"], "--yes")
-    assert any("--bump-revision" in n for n in notes)  # etcd 3.4: said, not hidden
+    served = max(m["revision"] for m in etcd.json("etcd", "health")["members"])
+    assert served > backup["revision"]
+    etcd.run("etcd", "restore", backup["name"], "--yes")
     assert etcd.configmaps() == snapshot
     assert set(etcd.k.nodes()) == {"cp1", "cp2", "cp3"} and all(etcd.k.nodes().values())
     health = etcd.json("etcd", "health")
     assert health["healthy"]
-    # No --bump-revision with etcd 3.4: the revision goes on from the snapshot's.
-    assert min(m["revision"] for m in health["members"]) >= backup["revision"]
+    # etcdutl 3.5 restored with --bump-revision 1000000000 --mark-compacted (issue 14.4):
+    # the revision is past anything served before, and a watch from a revision served
+    # before the restore is refused as compacted, so clients re-list instead of missing
+    # what the restore undid (etcd v3.5.16 server/mvcc/kvstore.go, ErrCompacted;
+    # etcdctl/ctlv3/command/watch_command.go: exit 5).
+    assert min(m["revision"] for m in health["members"]) >= backup["revision"] + 1_000_000_000
+    watch = etcd.sudo(
+        "cp1",
+        "timeout 20 /usr/local/bin/etcdctl --endpoints https://127.0.0.1:2379 "
+        "--cacert /etc/kubernetes/pki/etcd/ca.crt "
+        "--cert /etc/kubernetes/pki/etcd/healthcheck-client.crt "
+        f"--key /etc/kubernetes/pki/etcd/healthcheck-client.key watch --rev={served} "
+        "/registry/configmaps/default/e2e-a",
+        check=False,
+    )
+    assert watch.returncode == 5, (watch.returncode, watch.stdout, watch.stderr)
+    assert "required revision has been compacted" in watch.stderr
     for machine in STACKED:
         kept = etcd.sudo(machine, "ls /var/lib/etcd").stdout.split()
         assert any(k.startswith("member.before-restore-") for k in kept), (machine, kept)
@@ -325,6 +345,10 @@ def test_external_etcd_is_installed_backed_up_and_restored(etcd: Etcd) -> None:
     )
     assert etcd.up()["ok"] is True
     assert etcd.k.nodes() == {"cp1": True, "cp2": True, "cp3": True}
+    release = etcd_release.release().version
+    for member in ("etcd1", "etcd2", "etcd3"):  # etcd's release (issue 14.4), not Debian's
+        shown = etcd.sudo(member, "/usr/local/bin/etcd --version; systemctl cat etcd").stdout
+        assert f"etcd Version: {release}" in shown and "ExecStart=/usr/local/bin/etcd" in shown
     assert etcd.up()["changed"] == {}
     health = etcd.json("etcd", "health")
     assert health["healthy"]

@@ -29,6 +29,7 @@ import base64
 import hashlib
 import json
 import os
+import re
 import shlex
 import subprocess
 import time
@@ -412,8 +413,11 @@ def test_real_etcd_three_members_at_kubeadm_paths(cluster: StandinCluster) -> No
         assert "--data-dir=/var/lib/etcd" in process
         assert "--cert-file=/etc/kubernetes/pki/etcd/server.crt" in process
         assert cluster.sh(cp, "sudo test -f /var/lib/etcd/member/snap/db && echo ok").stdout
-    # The binary is Debian's real etcd (3.4), whatever the manifest's image tag says.
-    assert "etcd Version: 3.4" in cluster.sh("cp1", "etcd --version").stdout
+    # The binary is Debian 13's real etcd 3.5, and kubeadm's manifest names that version.
+    version = re.search(r"etcd Version: (3\.5\.\d+)", cluster.sh("cp1", "etcd --version").stdout)
+    assert version, "no etcd 3.5 in the machine"
+    image = cluster.sh("cp1", "sudo grep -h 'image:' /etc/kubernetes/manifests/etcd.yaml").stdout
+    assert image.strip() == f"image: registry.k8s.io/etcd:{version.group(1)}-0"
     health = json.loads(cluster.sh("cp2", f"{ETCDCTL} endpoint health --cluster -w json").stdout)
     assert len(health) == 3 and all(h["health"] for h in health)
 

@@ -59,11 +59,13 @@ PACKAGES = (
     "conntrack",
     "socat",
     "ethtool",
-    # container runtime and etcd (services disabled: tests and k8sboot start them)
+    # container runtime (disabled: tests and k8sboot start it)
     "containerd",
     "runc",
-    "etcd-server",
+    # etcd: bookworm's etcdctl 3.4 as a Debian 12 host has it (no etcdutl); the etcd server
+    # the stand-in kubelet runs for kubeadm's static pod is trixie's 3.5 (_install_etcd)
     "etcd-client",
+    "adduser",  # trixie's etcd-server needs it
     # what the Kubernetes stand-ins (tests/lab/standins) run on
     "python3-yaml",
     "python3-cryptography",
@@ -155,11 +157,18 @@ class BoxError(RuntimeError):
     pass
 
 
+def _etcd_debs() -> dict[str, Path]:
+    from tests.lab import etcd_release  # it reads this module's CACHE_DIR and mirror
+
+    return etcd_release.debs()
+
+
 def recipe_hash() -> str:
     recipe = {
         "format": FORMAT,
         "suite": SUITE,
         "packages": sorted(PACKAGES),
+        "etcd": _etcd_debs()["etcd-server"].name,
         "customize": CUSTOMIZE,
         "lxc_config": LXC_CONFIG,
         "metadata": METADATA,
@@ -274,12 +283,40 @@ def _build_rootfs(target: Path, log: Path, phases: dict[str, float]) -> None:
     )
     phases["debootstrap"] = time.monotonic() - t0
     t0 = time.monotonic()
+    _install_etcd(rootfs, log)
+    phases["etcd"] = time.monotonic() - t0
+    t0 = time.monotonic()
     script = work / "customize.sh"
     script.write_text(CUSTOMIZE)
     _run(["bash", str(script), str(rootfs), str(_vagrant_pubkey())], log)
     script.unlink()
     phases["customize"] = time.monotonic() - t0
     work.rename(target)
+
+
+def _install_etcd(rootfs: Path, log: Path) -> None:
+    """Debian 13's etcd-server 3.5: the stand-in kubelet runs its etcd for kubeadm's etcd
+    static pod (upstream runs it from the etcd image, not from the host). Its etcdutl goes:
+    neither a Debian 12 host nor kubeadm's etcd image has one, so only what k8sboot installs
+    may provide it. Its service is disabled by CUSTOMIZE."""
+    from tests.lab import etcd_release
+
+    inside = []
+    server = etcd_release.debs()["etcd-server"]
+    for path in (server,):
+        shutil.copy(path, rootfs / "tmp" / path.name)
+        inside.append(f"/tmp/{path.name}")
+    # policy-rc.d: the package must not start etcd inside the chroot.
+    policy = rootfs / "usr/sbin/policy-rc.d"
+    policy.write_text("#!/bin/sh\nexit 101\n")
+    policy.chmod(0o755)
+    try:
+        _run(["chroot", str(rootfs), "dpkg", "-i", *inside], log)
+        (rootfs / "usr/bin/etcdutl").unlink()
+    finally:
+        policy.unlink()
+        for name in inside:
+            (rootfs / name.lstrip("/")).unlink(missing_ok=True)
 
 
 def _pack_box(rootfs_dir: Path, box_file: Path, log: Path) -> None:

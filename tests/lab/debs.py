@@ -25,6 +25,8 @@ from functools import partial
 from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
+from tests.lab import etcd_release
+
 HERE = Path(__file__).resolve().parent
 STANDINS = HERE / "standins"
 APIFIELDS = HERE.parent / "unit" / "apifields"
@@ -313,11 +315,14 @@ def build_packages(version: str, out_dir: Path, kubectl: Path | None = None) -> 
 
 
 def build_repo(repo_dir: Path, versions: list[str], kubectl: Path | None = None) -> Path:
-    """Packages for every version in one flat repository (Packages, Packages.gz, Release)."""
+    """Packages for every version in one flat repository (Packages, Packages.gz, Release),
+    and beside them, under etcd/, the lab's etcd release as a mirror of etcd's downloads
+    (see etcd_release.py)."""
     repo_dir.mkdir(parents=True, exist_ok=True)
     for v in versions:
         build_packages(v, repo_dir, kubectl)
     index_repo(repo_dir)
+    etcd_release.publish(repo_dir)
     return repo_dir
 
 

@@ -15,7 +15,9 @@ import tempfile
 import time
 from pathlib import Path
 
-from tests.lab import debs
+import yaml
+
+from tests.lab import debs, etcd_release
 from tests.lab.lab import REPO_ROOT, Lab
 from tests.lab.plugin import LAB_KUBE_VERSIONS, REPO_PORT
 
@@ -41,6 +43,10 @@ def _k8sboot(lab: Lab, *args: str) -> float:
 def run(lab: Lab) -> int:
     if lab.index != 0:
         print("demo: the lab cluster file serves packages on lab 0's bridge; use -i 0")
+        return 2
+    release = etcd_release.release()
+    if yaml.safe_load(SPEC.read_text())["etcd"]["download"]["sha256"]["amd64"] != release.sha256:
+        print(f"demo: {SPEC}: etcd.download.sha256.amd64 must be {release.sha256}")
         return 2
     _say("lab machines by `vagrant up --provider=lxc` (cp1, w1, w2)")
     lab.up(1, 2, 0)

@@ -14,6 +14,9 @@ from k8sboot.state import StateDir
 from k8sboot.steps.base import Context
 from k8sboot.steps.files import sha256
 from k8sboot.steps.node_setup import fingerprint, role_vars
+from k8sboot.versions import ETCD, ETCDCTL, ETCDUTL
+
+STACKED_ETCD = "3.5.21"  # what kubeadm 1.33.1 runs
 
 
 def fresh(name: str, ip: str, **changes: Any) -> HostFacts:
@@ -70,10 +73,15 @@ def converged_host(cluster: Cluster, name: str) -> HostFacts:
         data["files"] = {str(f.path): sha256(f.content) for f in containerd_files(cluster)}
         data["exists"] = {KUBELET_CONF: True}
         data["sysctls"] = {"net.ipv4.ip_forward": "1"}
-    if host.has("control-plane") or host in cluster.etcd_members:
-        data["packages"]["etcd-client"] = {"version": "3.4.23-4+b4", "held": False}
-    if host.has("etcd"):
-        data["packages"]["etcd-server"] = {"version": "3.4.23-4+b4", "held": False}
+    # etcd's release, linked where k8sboot installs it: on control planes the version of
+    # the etcd they talk to (kubeadm's manifest for stacked etcd), on members etcd.version.
+    stacked = cluster.etcd.topology == "stacked"
+    etcd_version = STACKED_ETCD if stacked else cluster.etcd_version
+    tools = [ETCDCTL, ETCDUTL] + ([ETCD] if host.has("etcd") else [])
+    if host.has("control-plane") or host.has("etcd"):
+        data["links"] = {t: f"/opt/k8sboot/etcd/v{etcd_version}/{t.split('/')[-1]}" for t in tools}
+    if host.has("control-plane") and stacked:
+        data["etcd_image"] = f"registry.k8s.io/etcd:{STACKED_ETCD}-0"
     if host.has("control-plane"):
         data["exists"][ADMIN_CONF] = True
         data["manifests"] = ["etcd.yaml", "kube-apiserver.yaml"]

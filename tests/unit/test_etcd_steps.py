@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from k8sboot.actions import Converge, RunCommands
-from k8sboot.errors import MachineError, UnsafeError, UserError
+from k8sboot.actions import RunCommands
+from k8sboot.errors import MachineError, SpecError, UnsafeError, UserError
 from k8sboot.etcd import topology
 from k8sboot.etcd.actions import (
     AddEtcdMember,
@@ -28,6 +28,7 @@ from k8sboot.etcd.actions import (
 from k8sboot.etcd.catalogue import LocalStore
 from k8sboot.etcd.client import EndpointHealth, EndpointStatus, Member, peer_url
 from k8sboot.etcd.files import bootstrap_file, bootstrap_token, member_files
+from k8sboot.etcd.install import ControlPlaneEtcdTools, ExternalEtcdRelease, InstallEtcd
 from k8sboot.etcd.observe import EtcdView
 from k8sboot.etcd.tools import EtcdTools
 from k8sboot.state import write_private
@@ -76,22 +77,51 @@ def stacked(base: dict):
     return load_data(base).cluster
 
 
-def test_node_setup_installs_etcd_tools_where_they_run(external, stacked, tmp_path: Path) -> None:
+def test_etcd_release_goes_where_etcd_runs(external, stacked, tmp_path: Path) -> None:
+    """External members get etcd's release at etcd.version (kubeadm's for the minor by
+    default), server and tools; control planes get the tools of the etcd they talk to:
+    for stacked etcd the version in kubeadm's etcd manifest, read after init or join when
+    the plan comes before them."""
     hosts = {h.name: fresh(h.name, h.ip) for h in external.hosts}
-    (converge,) = NodeSetup().plan(context(external, hosts, tmp_path))
-    roles = dict(converge.roles)
-    assert roles["e1"] == ("prepare", "etcd_client", "etcd_server")
-    assert roles["cp1"] == ("prepare", "containerd", "kube_packages", "etcd_client")
-    assert roles["w1"] == ("prepare", "containerd", "kube_packages")
+    ctx = context(external, hosts, tmp_path)
+    assert NodeSetup().plan(ctx)[0].roles[0] == ("cp1", ("prepare", "containerd", "kube_packages"))
+    assert ExternalEtcdRelease().plan(ctx) == [
+        InstallEtcd(f"e{i}", "3.5.24", server=True) for i in (1, 2, 3)
+    ]
+    assert ControlPlaneEtcdTools().plan(ctx) == [InstallEtcd("cp1", "3.5.24")]
     hosts = {h.name: fresh(h.name, h.ip) for h in stacked.hosts}
-    roles = dict(NodeSetup().plan(context(stacked, hosts, tmp_path))[0].roles)
-    assert "etcd_client" in roles["cp3"] and "etcd_server" not in roles["cp3"]
-    # Converged hosts whose etcd-client went missing get only that role again.
-    hosts = {h.name: converged_host(stacked, h.name) for h in stacked.hosts}
-    del hosts["cp2"].data["packages"]["etcd-client"]
-    (converge,) = NodeSetup().plan(context(stacked, hosts, tmp_path))
-    assert isinstance(converge, Converge) and dict(converge.roles) == {"cp2": ("etcd_client",)}
-    assert "etcd-client is not installed" in dict(converge.reasons)["cp2"]
+    ctx = context(stacked, hosts, tmp_path)
+    assert ExternalEtcdRelease().plan(ctx) == []
+    assert ControlPlaneEtcdTools().plan(ctx) == [InstallEtcd(f"cp{i}", None) for i in (1, 2, 3)]
+    assert "of the etcd kubeadm runs here" in InstallEtcd("cp1", None).describe()
+    # Converged: the links point into the manifest's version; a new etcd image means new
+    # tools on that host only.
+    for host in hosts.values():
+        host.data["etcd_image"] = "registry.k8s.io/etcd:3.5.21-0"
+        host.data["links"] = {
+            tool: f"/opt/k8sboot/etcd/v3.5.21/{tool.rsplit('/', 1)[-1]}"
+            for tool in ("/usr/local/bin/etcdctl", "/usr/local/bin/etcdutl")
+        }
+    assert ControlPlaneEtcdTools().plan(ctx) == []
+    hosts["cp2"].data["etcd_image"] = "registry.k8s.io/etcd:3.5.24-0"
+    assert ControlPlaneEtcdTools().plan(ctx) == [InstallEtcd("cp2", "3.5.24")]
+
+
+def test_etcd_version_and_checksums_are_validated(base: dict) -> None:
+    """etcd.version below 3.5.10 cannot bump the revision on restore; a version without a
+    pinned checksum needs etcd.download.sha256."""
+    base["etcd"] = {"version": "3.5.9"}
+    with pytest.raises(SpecError, match=r"etcd.version.*3.5.10"):
+        load_data(base)
+    base["etcd"] = {"version": "3.5.30"}
+    with pytest.raises(SpecError, match=r"etcd.download.sha256: required for etcd 3.5.30"):
+        load_data(base)
+    base["etcd"] = {"version": "3.5.30", "download": {"sha256": {"amd64": "a" * 64}}}
+    cluster = load_data(base).cluster
+    assert cluster.etcd_sha256("3.5.30", "amd64") == "a" * 64
+    assert cluster.etcd_sha256("3.5.21", "amd64") == (
+        "adddda4b06718e68671ffabff2f8cee48488ba61ad82900e639d108f2148501c"
+    )
 
 
 def test_stacked_clusters_plan_no_external_etcd(stacked, tmp_path: Path) -> None:
@@ -292,7 +322,7 @@ def restoring(stacked, tmp_path: Path, monkeypatch):
     ctx = _ready(stacked, tmp_path)
     monkeypatch.setattr(etcd_restore, "observe", lambda ctx: view(stacked))
     monkeypatch.setattr(etcd_restore, "local_check", lambda *a: None)
-    monkeypatch.setattr(etcd_restore, "tools_of", lambda c, h: EtcdTools("3.4.23", None, False))
+    monkeypatch.setattr(etcd_restore, "tools_of", lambda c, h: EtcdTools("3.5.16", "3.5.16", True))
     monkeypatch.setattr(EtcdRestore, "_reissue", lambda self, ctx, targets: [])
     backup = manifest("lab-1", etcd_restore_time())
     backup.members = [
@@ -330,9 +360,21 @@ def test_restore_plan_stages_before_it_stops_anything(restoring) -> None:
     assert [(t.host, t.peer_url) for t in stage.targets] == [
         (f"cp{i}", f"https://10.0.0.1{i}:2380") for i in (1, 2, 3)
     ]
-    assert stage.bump_revision == 0 and "no --bump-revision" in stage.describe()
-    assert any("--bump-revision" in note for note in ctx.notes)
+    assert stage.bump_revision == 1_000_000_000 and "--mark-compacted" in stage.describe()
     assert plan[2].apiservers == ("cp1", "cp2", "cp3") and not plan[2].external
+
+
+def test_restore_without_the_bump_is_refused_unless_asked(restoring, monkeypatch) -> None:
+    """etcd 3.4's tools (no etcdutl) restore at the snapshot's revision: watchers that saw
+    later revisions would keep stale caches. Refused (exit 3) unless asked explicitly."""
+    ctx, backup = restoring
+    monkeypatch.setattr(etcd_restore, "tools_of", lambda c, h: EtcdTools("3.4.23", None, False))
+    with pytest.raises(UnsafeError, match="--without-revision-bump"):
+        EtcdRestore(STORE, backup).plan(ctx)
+    plan = EtcdRestore(STORE, backup, without_revision_bump=True).plan(ctx)
+    stage = next(a for a in plan if isinstance(a, StageRestore))
+    assert stage.bump_revision == 0 and "no --bump-revision" in stage.describe()
+    assert any("WARNING: cp1, cp2, cp3" in note for note in ctx.notes)
 
 
 def test_restore_with_etcdutl_bumps_the_revision(restoring, monkeypatch) -> None:

@@ -7,21 +7,22 @@ from cryptography import x509
 from k8sboot.etcd.pki import CA, CertSpec, names_of, satisfies
 from k8sboot.etcd.tools import parse
 
-ETCDCTL_34 = "etcdctl version: 3.4.23\n--\n--\n0\n--\n/usr/bin/etcd\n"
+ETCDCTL_34 = "etcdctl version: 3.4.23\n--\n--\n0\n--\n/usr/local/bin/etcd\n"
 ETCDUTL_36 = "etcdctl version: 3.6.1\n--\netcdutl version: 3.6.1\n--\n2\n--\n"
 
 
 def test_etcd_34_has_no_etcdutl_and_no_bump() -> None:
     tools = parse(ETCDCTL_34)
     assert (tools.etcdctl, tools.etcdutl, tools.bump_revision) == ("3.4.23", None, False)
-    assert tools.offline == "etcdctl" and tools.etcd == "/usr/bin/etcd"
+    assert tools.offline == "/usr/local/bin/etcdctl" and tools.etcd == "/usr/local/bin/etcd"
     warning = tools.missing_restore_flags()
-    assert warning and "--bump-revision" in warning and "3.4.23" in warning
+    assert warning and "--bump-revision" in warning and "no etcdutl" in warning
 
 
 def test_etcdutl_with_the_restore_flags() -> None:
     tools = parse(ETCDUTL_36)
-    assert (tools.etcdutl, tools.bump_revision, tools.offline) == ("3.6.1", True, "etcdutl")
+    assert (tools.etcdutl, tools.bump_revision) == ("3.6.1", True)
+    assert tools.offline == "/usr/local/bin/etcdutl"
     assert tools.missing_restore_flags() is None and tools.etcd is None
     assert parse("").etcdctl is None
 

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from k8sboot.facts import SEPARATOR, ClusterView, ProbeRequest, probe_cluster
+from k8sboot.facts import SEPARATOR, ClusterView, HostFacts, ProbeRequest, probe_cluster
 from k8sboot.transport import CommandFailed, CommandResult
 
 # What `systemctl show --property=...` prints (systemd's src/systemctl/systemctl-show.c:
@@ -98,3 +98,25 @@ def test_admin_conf_refused_is_an_init_that_stopped_early() -> None:
     down = _Answer("", 1, "The connection to the server 10.0.0.10:6443 was refused")
     with pytest.raises(CommandFailed, match="was refused"):
         probe_cluster(down)  # type: ignore[arg-type]
+
+
+def test_probe_reports_where_etcd_links_point(tmp_path: Path) -> None:
+    """k8sboot's etcd tools are links into /opt/k8sboot/etcd/v<version>/: the probe says
+    where each points (None for a plain file or nothing), and the facts read the version."""
+    release = tmp_path / "opt" / "v3.5.16"
+    release.mkdir(parents=True)
+    (release / "etcdctl").write_text("")
+    (tmp_path / "etcdctl").symlink_to(release / "etcdctl")
+    (tmp_path / "etcdutl").write_text("")  # a distribution's binary, not k8sboot's
+    paths = tuple(str(tmp_path / n) for n in ("etcdctl", "etcdutl", "etcd"))
+    request = ProbeRequest(packages=(), services=(), exists=(), busy=(), links=paths)
+    done = subprocess.run(
+        [sys.executable, "-"], input=request.script(), capture_output=True, check=True, timeout=60
+    )
+    links = json.loads(done.stdout)["links"]
+    assert links == {paths[0]: str(release / "etcdctl"), paths[1]: None, paths[2]: None}
+    facts = HostFacts(
+        "cp1", {"links": {"/usr/local/bin/etcdctl": "/opt/k8sboot/etcd/v3.5.16/etcdctl"}}
+    )
+    assert facts.etcd_linked("/usr/local/bin/etcdctl") == "3.5.16"
+    assert facts.etcd_linked("/usr/local/bin/etcdutl") is None

@@ -29,7 +29,7 @@ def test_roles_pass_ansible_lint_production_profile() -> None:
 def test_entry_playbook_is_thin_and_tagged() -> None:
     (play,) = yaml.safe_load((data_dir("playbooks") / "node.yml").read_text())
     assert play["gather_facts"] is False
-    roles = ["prepare", "containerd", "kube_packages", "etcd_client", "etcd_server"]
+    roles = ["prepare", "containerd", "kube_packages"]
     assert [r["role"] for r in play["roles"]] == roles
     assert all(r["tags"] == [r["role"]] for r in play["roles"])
     for role in roles:

@@ -15,6 +15,7 @@ from k8sboot.actions import (
     WriteFiles,
 )
 from k8sboot.errors import MachineError
+from k8sboot.etcd.install import InstallEtcd
 from k8sboot.facts import ADMIN_CONF, KUBELET_CONF
 from k8sboot.render import cni_file, kube_vip_file
 from k8sboot.steps.files import sha256
@@ -50,12 +51,13 @@ def test_fresh_cluster_plans_everything(cluster, tmp_path: Path) -> None:
     (converge,) = plan["node setup (Ansible)"]
     assert isinstance(converge, Converge)
     assert dict(converge.roles) == {
-        name: ("prepare", "containerd", "kube_packages") for name in ("w1", "w2")
-    } | {"cp1": ("prepare", "containerd", "kube_packages", "etcd_client")}
+        name: ("prepare", "containerd", "kube_packages") for name in ("cp1", "w1", "w2")
+    }
     assert all("not set up yet" in why for _, why in converge.reasons)
     assert [a.host for a in plan["containerd configuration"]] == ["cp1", "w1", "w2"]
     assert all(a.restart == "containerd" for a in plan["containerd configuration"])
     assert plan["kubeadm init"] == [KubeadmInit("cp1")]
+    assert plan["etcd tools (control planes)"] == [InstallEtcd("cp1", None)]
     assert plan["join control planes"] == []
     assert plan["join workers"] == [KubeadmJoin(("w1", "w2"), control_plane=False)]
     assert [type(a) for a in plan["CNI"]] == [ApplyManifest]

@@ -4,13 +4,16 @@ from __future__ import annotations
 
 import json
 import os
+import re
+import subprocess
 from pathlib import Path
 
 BUILD_INFO = Path(__file__).parent / "_build.json"
 DEFAULT_VERSION = "v1.33.1"
 
-# Image tags kubeadm of each minor writes into manifests (the lab runs Debian's etcd 3.4
-# whatever the tag says; see tests/lab/README.md).
+# Image tags kubeadm of each minor writes into manifests. For etcd the lab differs: the
+# kubelet stand-in runs the machine's etcd (Debian 13's 3.5.16), so kubeadm names that
+# version, and what the manifest says is what runs (see etcd_tag).
 ETCD_TAG = {30: "3.5.15-0", 31: "3.5.15-0", 32: "3.5.16-0", 33: "3.5.21-0"}
 PAUSE_TAG = {30: "3.9", 31: "3.10", 32: "3.10", 33: "3.10"}
 COREDNS_TAG = {30: "v1.11.3", 31: "v1.11.3", 32: "v1.11.3", 33: "v1.12.0"}
@@ -25,6 +28,19 @@ def kubernetes_version() -> str:
     if BUILD_INFO.exists():
         return json.loads(BUILD_INFO.read_text())["kubernetesVersion"]
     return DEFAULT_VERSION
+
+
+def etcd_tag(kubernetes_version: str) -> str:
+    """The etcd image tag kubeadm writes: `<version>-0` of the etcd binary the kubelet
+    stand-in will run, else upstream's tag for the minor (no etcd on this machine)."""
+    try:
+        shown = subprocess.run(
+            ["etcd", "--version"], capture_output=True, text=True, timeout=30, check=False
+        ).stdout
+    except OSError:
+        shown = ""
+    found = re.search(r"etcd Version: (\d+\.\d+\.\d+)", shown)
+    return f"{found.group(1)}-0" if found else ETCD_TAG[minor(kubernetes_version)]
 
 
 def minor(version: str | None = None) -> int:

@@ -70,9 +70,7 @@ def image(cluster: dict, component: str) -> str:
     repo = cluster.get("imageRepository", "registry.k8s.io")
     if component == "etcd":
         local = cluster.get("etcd", {}).get("local", {})
-        tag = (
-            local.get("imageTag") or versions.ETCD_TAG[versions.minor(cluster["kubernetesVersion"])]
-        )
+        tag = local.get("imageTag") or versions.etcd_tag(cluster["kubernetesVersion"])
         return f"{local.get('imageRepository') or repo}/etcd:{tag}"
     return f"{repo}/{component}:{cluster['kubernetesVersion']}"
 
