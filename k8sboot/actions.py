@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
+from pathlib import PurePosixPath
 
 from k8sboot.render import RenderedFile
 
@@ -112,14 +113,32 @@ class KubeadmJoin(Action):
 
 
 @dataclass(frozen=True)
+class Fetched:
+    """A release file k8sboot fetches where it runs (never on the hosts, which may have no
+    way out), checks against its pinned sha256 and puts on a host."""
+
+    url: str
+    sha256: str
+    path: PurePosixPath
+
+
+@dataclass(frozen=True)
 class ApplyManifest(OnHost):
     file: RenderedFile
     what: str
     stamp: str  # recorded on the host once applied, so that a re-run can skip it
-    prerequisites: tuple[str, ...] = ()  # commands run first (e.g. install an operator)
+    # An operator's release manifest applied first (server-side: its CRDs are too large
+    # for the annotation client-side apply keeps), and the CRDs to wait for.
+    operator: Fetched | None = None
+    crds: tuple[str, ...] = ()
 
     def describe(self) -> str:
-        return f"kubectl apply {self.what} ({self.file.path})"
+        first = (
+            f"kubectl apply --server-side {self.operator.url} (sha256 checked), "
+            if self.operator
+            else ""
+        )
+        return f"{first}kubectl apply {self.what} ({self.file.path})"
 
 
 @dataclass(frozen=True)

@@ -170,3 +170,16 @@ def etcd_tarball_url(base: str, version: str, arch: str) -> str:
 
 def etcd_version_dir(version: str) -> PurePosixPath:
     return ETCD_INSTALL_DIR / f"v{version}"
+
+
+# --- CNI ----------------------------------------------------------------------------
+
+# Calico through the Tigera operator: its release manifest, pinned by version and sha256
+# (the bytes of manifests/tigera-operator.yaml at projectcalico/calico tag v3.29.3, as
+# raw.githubusercontent.com serves them).
+CALICO_VERSION = "v3.29.3"
+CALICO_OPERATOR_URL = (
+    f"https://raw.githubusercontent.com/projectcalico/calico/{CALICO_VERSION}"
+    "/manifests/tigera-operator.yaml"
+)
+CALICO_OPERATOR_SHA256 = "9a9b610ca61d12e4a9387c94cefa389dfd705e23f6a7be0e12d132ed25a9650d"

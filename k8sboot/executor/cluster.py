@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import time
+import urllib.request
 
 import yaml
 
@@ -12,7 +13,7 @@ from k8sboot.errors import MachineError
 from k8sboot.executor.core import Executor, Outcome, handles, read_required
 from k8sboot.facts import ADMIN_CONF, KUBECTL, parse_nodes
 from k8sboot.state import write_private
-from k8sboot.steps.cluster import digest
+from k8sboot.steps.cluster import cni_stamp, digest
 from k8sboot.transport import CommandFailed
 
 STAMPS = "/var/lib/k8sboot/stamps"
@@ -23,9 +24,21 @@ APPLY_ATTEMPTS = 3
 @handles(ApplyManifest)
 def apply(executor: Executor, action: ApplyManifest) -> Outcome:
     connection = executor.ctx.transport[action.host]
-    for command in action.prerequisites:
-        executor.progress(action.host, command)
-        connection.run(f"KUBECONFIG={ADMIN_CONF} {command}", timeout=APPLY_TIMEOUT, shown=command)
+    if action.operator:
+        operator = action.operator
+        executor.progress(action.host, f"fetch {operator.url}")
+        data = fetch_checked(operator.url, operator.sha256)
+        connection.write_file(str(operator.path), data, 0o644)
+        executor.progress(action.host, f"kubectl apply --server-side -f {operator.path}")
+        connection.run(
+            f"{KUBECTL} apply --server-side --force-conflicts -f {operator.path}",
+            timeout=APPLY_TIMEOUT,
+        )
+    if action.crds:
+        crds = " ".join(f"crd/{name}" for name in action.crds)
+        connection.run(
+            f"{KUBECTL} wait --for condition=established --timeout=120s {crds}", timeout=180
+        )
     path = str(action.file.path)
     connection.write_file(path, action.file.content.encode(), action.file.mode)
     for attempt in range(1, APPLY_ATTEMPTS + 1):
@@ -37,9 +50,21 @@ def apply(executor: Executor, action: ApplyManifest) -> Outcome:
         if attempt == APPLY_ATTEMPTS:
             raise CommandFailed(result, executor.ctx.log.path)
         time.sleep(3)
-    stamp = digest(action.file.content.encode())
+    stamp = cni_stamp(action.file, action.operator)
     connection.write_file(f"{STAMPS}/{action.stamp}", f"{stamp}\n".encode())
     return Outcome((action.host,))
+
+
+def fetch_checked(url: str, sha256: str) -> bytes:
+    """A release file from `url`, refused unless its sha256 is the pinned one."""
+    try:
+        with urllib.request.urlopen(url, timeout=120) as answer:
+            data = answer.read()
+    except OSError as error:
+        raise MachineError(f"cannot fetch {url}: {error}") from None
+    if digest(data) != sha256:
+        raise MachineError(f"{url}: sha256 is {digest(data)}, expected {sha256}: not applied")
+    return data
 
 
 @handles(WaitNodesReady)

@@ -23,6 +23,8 @@ from pydantic.alias_generators import to_camel
 from pydantic_core import PydanticCustomError
 
 from k8sboot.versions import (
+    CALICO_OPERATOR_SHA256,
+    CALICO_OPERATOR_URL,
     DEFAULT_VERSION,
     ETCD_CHECKSUMS,
     ETCD_DOWNLOAD_URL,
@@ -186,11 +188,21 @@ def _sha256(value: str) -> str:
     return value
 
 
+class CalicoOperator(Section):
+    """The Tigera operator's release manifest that `cni: calico` applies: fetched by
+    k8sboot (on the machine it runs on) from `url`, which may be a mirror of the pinned
+    release, and applied only when its sha256 matches."""
+
+    url: HttpURL = CALICO_OPERATOR_URL
+    sha256: Annotated[str, AfterValidator(_sha256)] = CALICO_OPERATOR_SHA256
+
+
 class Networking(Section):
     pod_subnet: Subnet = "10.244.0.0/16"
     service_subnet: Subnet = "10.96.0.0/12"
     dns_domain: Annotated[str, AfterValidator(_node_name)] = "cluster.local"
     cni: Literal["flannel", "calico", "none"] = "flannel"
+    calico_operator: CalicoOperator = CalicoOperator()
 
 
 class ContainerRuntime(Section):

@@ -3,16 +3,21 @@
 from __future__ import annotations
 
 import hashlib
+from pathlib import PurePosixPath
 
-from k8sboot.actions import Action, ApplyManifest, FetchKubeconfig, WaitNodesReady
+from k8sboot.actions import Action, ApplyManifest, Fetched, FetchKubeconfig, WaitNodesReady
 from k8sboot.facts import ADMIN_CONF
-from k8sboot.render import cni_file
+from k8sboot.render import RenderedFile, cni_file
 from k8sboot.steps.base import Context, Step
 from k8sboot.steps.files import sha256
 
-CALICO_OPERATOR = (
-    "https://raw.githubusercontent.com/projectcalico/calico/v3.29.3/manifests/tigera-operator.yaml"
-)
+CALICO_OPERATOR_FILE = PurePosixPath("/etc/k8sboot/tigera-operator.yaml")
+CALICO_CRDS = ("installations.operator.tigera.io", "apiservers.operator.tigera.io")
+
+
+def cni_stamp(file: RenderedFile, operator: Fetched | None) -> str:
+    """What the CNI stamp records: the manifest applied, and the operator's release."""
+    return sha256(file.content + (f"\n{operator.sha256}" if operator else ""))
 
 
 class Cni(Step):
@@ -23,18 +28,15 @@ class Cni(Step):
         if cni == "none":
             return []
         file = cni_file(ctx.cluster)
-        host = ctx.api_host
-        found = ctx.host_facts(host)
-        if found.stamp("cni") == sha256(file.content):
-            return []
-        prerequisites: tuple[str, ...] = ()
+        operator, crds = None, ()
         if cni == "calico":
-            prerequisites = (
-                f"kubectl apply --server-side -f {CALICO_OPERATOR}",
-                "kubectl wait --for condition=established --timeout=120s "
-                "crd/installations.operator.tigera.io",
-            )
-        return [ApplyManifest(host.name, file, cni, "cni", prerequisites)]
+            release = ctx.cluster.networking.calico_operator
+            operator = Fetched(release.url, release.sha256, CALICO_OPERATOR_FILE)
+            crds = CALICO_CRDS
+        host = ctx.api_host
+        if ctx.host_facts(host).stamp("cni") == cni_stamp(file, operator):
+            return []
+        return [ApplyManifest(host.name, file, cni, "cni", operator, crds)]
 
 
 class WaitReady(Step):

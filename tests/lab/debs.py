@@ -25,7 +25,7 @@ from functools import partial
 from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
-from tests.lab import etcd_release
+from tests.lab import calico, etcd_release
 
 HERE = Path(__file__).resolve().parent
 STANDINS = HERE / "standins"
@@ -317,12 +317,14 @@ def build_packages(version: str, out_dir: Path, kubectl: Path | None = None) -> 
 def build_repo(repo_dir: Path, versions: list[str], kubectl: Path | None = None) -> Path:
     """Packages for every version in one flat repository (Packages, Packages.gz, Release),
     and beside them, under etcd/, the lab's etcd release as a mirror of etcd's downloads
-    (see etcd_release.py)."""
+    (see etcd_release.py), and under calico/ the stand-in for the Tigera operator's
+    release manifest (calico.py)."""
     repo_dir.mkdir(parents=True, exist_ok=True)
     for v in versions:
         build_packages(v, repo_dir, kubectl)
     index_repo(repo_dir)
     etcd_release.publish(repo_dir)
+    calico.publish(repo_dir)
     return repo_dir
 
 

@@ -19,7 +19,7 @@ import pytest
 
 from tests.lab.standins.client import Client
 
-from .harness import Node, init_config, join_config, kill_strays, kubectl_path
+from .harness import Node, etcd_server, init_config, join_config, kill_strays, kubectl_path
 
 REQUIRED = os.environ.get("K8SBOOT_LAB_REQUIRED") == "1"
 PORTS = [
@@ -168,3 +168,16 @@ def cluster(tmp_path_factory, request):
     c = start_cluster(tmp_path_factory.mktemp("hostlab"), version, workers=2)
     yield c
     c.close()
+
+
+@pytest.fixture(scope="module")
+def etcd(tmp_path_factory, request):
+    """A real etcd on free loopback ports for the module (`harness.etcd_server`), its member
+    named after the module (test_crds: crds)."""
+    if not shutil.which("etcd"):
+        if REQUIRED:
+            pytest.fail("etcd is not installed (apt-get install etcd-server)")
+        pytest.skip("etcd is not installed (apt-get install etcd-server)")
+    name = request.module.__name__.rsplit(".", 1)[-1].removeprefix("test_")
+    with etcd_server(tmp_path_factory.mktemp(f"{name}-etcd"), name) as store:
+        yield store

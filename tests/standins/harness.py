@@ -1,19 +1,33 @@
 """Several "machines" on one host for the stand-ins: each node is a directory used as its
 root (K8SBOOT_STANDIN_ROOT), a loopback address as its node IP (127.0.1.N), a listening
-socket standing in for containerd, and a supervised kubelet stand-in."""
+socket standing in for containerd, and a supervised kubelet stand-in.
+
+Also, for the tests that drive the API server stand-in in-process: a real etcd on free
+loopback ports (`etcd_server`) and the stand-in API server over a registry with its PKI, a
+cluster-admin kubeconfig and a client SSL context (`api_server`)."""
 
 from __future__ import annotations
 
+import base64
 import contextlib
 import os
 import signal
 import socket
+import ssl
 import subprocess
 import sys
 import threading
+import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import yaml
+
+from tests.lab.standins import pki
+from tests.lab.standins.apiserver import auth
+from tests.lab.standins.apiserver.registry import Registry
+from tests.lab.standins.apiserver.server import ApiServer
+from tests.lab.standins.etcd import Etcd, EtcdError
 
 LAB = Path(__file__).resolve().parents[1] / "lab"
 FAKE_SYSTEMCTL = Path(__file__).resolve().parent / "fake_systemctl.py"
@@ -30,6 +44,133 @@ def pythonpath() -> str:
 def kubectl_path(minor: int) -> str:
     p = KUBECTL_DIR / f"kubectl.1.{minor}"
     return str(p) if p.exists() else "kubectl"
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@contextlib.contextmanager
+def etcd_server(directory: Path, name: str) -> Iterator[Etcd]:
+    """A one-member etcd (the `etcd` on PATH) on two free loopback ports, its data and its
+    log (etcd.log, the failure message if it does not answer within 30 s) in `directory`."""
+    client, peer = f"http://127.0.0.1:{free_port()}", f"http://127.0.0.1:{free_port()}"
+    with open(directory / "etcd.log", "wb") as log:
+        proc = subprocess.Popen(
+            [
+                "etcd",
+                f"--name={name}",
+                f"--data-dir={directory / 'data'}",
+                f"--listen-client-urls={client}",
+                f"--advertise-client-urls={client}",
+                f"--listen-peer-urls={peer}",
+                f"--initial-advertise-peer-urls={peer}",
+                f"--initial-cluster={name}={peer}",
+            ],
+            stdout=log,
+            stderr=subprocess.STDOUT,
+        )
+        store = Etcd([client], timeout=2)
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                store.revision()
+                break
+            except EtcdError:
+                if proc.poll() is not None or time.monotonic() > deadline:
+                    proc.kill()
+                    raise AssertionError((directory / "etcd.log").read_text()) from None
+                time.sleep(0.2)
+        try:
+            yield store
+        finally:
+            proc.terminate()
+            proc.wait(10)
+
+
+def write_admin_pki(directory: Path, ca_name: str) -> tuple[bytes, bytes, bytes]:
+    """A new CA and, signed by it, a serving certificate for 127.0.0.1 and a cluster-admin
+    (O=system:masters) client certificate, written to `directory` as ca.crt,
+    apiserver.crt/.key and admin.crt/.key. Returns the PEMs of the CA, the admin
+    certificate and the admin key."""
+    ca, ca_key = pki.new_ca(ca_name)
+    serving, serving_key = pki.sign(
+        pki.CertSpec("apiserver", server=True, ips=["127.0.0.1"]), ca, ca_key
+    )
+    admin, admin_key = pki.sign(
+        pki.CertSpec("admin", orgs=("system:masters",), client=True), ca, ca_key
+    )
+    pems = {
+        "ca.crt": pki.cert_pem(ca),
+        "apiserver.crt": pki.cert_pem(serving),
+        "apiserver.key": pki.key_pem(serving_key),
+        "admin.crt": pki.cert_pem(admin),
+        "admin.key": pki.key_pem(admin_key),
+    }
+    for name, data in pems.items():
+        (directory / name).write_bytes(data)
+    return pems["ca.crt"], pems["admin.crt"], pems["admin.key"]
+
+
+def admin_kubeconfig(server: str, ca_pem: bytes, cert_pem: bytes, key_pem: bytes) -> dict:
+    def b64(data: bytes) -> str:
+        return base64.b64encode(data).decode()
+
+    return {
+        "apiVersion": "v1",
+        "kind": "Config",
+        "clusters": [
+            {
+                "name": "c",
+                "cluster": {"server": server, "certificate-authority-data": b64(ca_pem)},
+            }
+        ],
+        "users": [
+            {
+                "name": "admin",
+                "user": {
+                    "client-certificate-data": b64(cert_pem),
+                    "client-key-data": b64(key_pem),
+                },
+            }
+        ],
+        "contexts": [{"name": "c", "context": {"cluster": "c", "user": "admin"}}],
+        "current-context": "c",
+    }
+
+
+@contextlib.contextmanager
+def api_server(
+    registry: Registry, directory: Path, ca_name: str = "test-ca", version: str = "v1.33.1"
+) -> Iterator[tuple[int, Path, ssl.SSLContext]]:
+    """The API server stand-in over `registry` on a free loopback port (127.0.0.1), served
+    from a thread until the block ends. Its PKI (`write_admin_pki`) and a cluster-admin
+    kubeconfig, admin.conf, are written to `directory`. Yields the port, the kubeconfig's
+    path and an SSL context that trusts the CA and presents the admin certificate."""
+    ca_pem, admin_pem, admin_key_pem = write_admin_pki(directory, ca_name)
+    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    ctx.load_cert_chain(directory / "apiserver.crt", directory / "apiserver.key")
+    ctx.load_verify_locations(directory / "ca.crt")
+    ctx.verify_mode = ssl.CERT_OPTIONAL
+    authorizer = auth.Authorizer(lambda r, ns: registry.list(r, ns)[0])
+    server = ApiServer(("127.0.0.1", 0), registry, authorizer, ctx, lambda: True, version)
+    server.quiet = True
+    threading.Thread(
+        target=server.serve_forever, kwargs={"poll_interval": 0.2}, daemon=True
+    ).start()
+    try:
+        port = server.server_address[1]
+        kubeconfig = directory / "admin.conf"
+        config = admin_kubeconfig(f"https://127.0.0.1:{port}", ca_pem, admin_pem, admin_key_pem)
+        kubeconfig.write_text(yaml.safe_dump(config))
+        client_ctx = ssl.create_default_context(cafile=str(directory / "ca.crt"))
+        client_ctx.load_cert_chain(directory / "admin.crt", directory / "admin.key")
+        yield port, kubeconfig, client_ctx
+    finally:
+        server.shutdown()
+        server.server_close()
 
 
 class FakeContainerd:

@@ -29,83 +29,29 @@ Upstream sources:
 
 from __future__ import annotations
 
-import base64
 import datetime as dt
 import http.client
 import json
 import shutil
-import socket
-import ssl
 import subprocess
-import threading
 import time
 import uuid
 from pathlib import Path
 
 import pytest
-import yaml
 
-from tests.lab.standins import pki
-from tests.lab.standins.apiserver import auth, errors
+from tests.lab.standins.apiserver import errors
 from tests.lab.standins.apiserver.registry import Registry
 from tests.lab.standins.apiserver.resources import BY_GV_PLURAL, BY_KIND
-from tests.lab.standins.apiserver.server import ApiServer
 from tests.lab.standins.apiserver.storage import Storage
-from tests.lab.standins.etcd import Etcd, EtcdError
 
 from .conftest import REQUIRED
-from .harness import kubectl_path
+from .harness import api_server, kubectl_path
 
 PODS = BY_KIND[("", "Pod")]
 PDBS = BY_GV_PLURAL[("policy/v1", "poddisruptionbudgets")]
 NAMESPACES = BY_KIND[("", "Namespace")]
 VIOLATION = "Cannot evict pod as it would violate the pod's disruption budget."
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-@pytest.fixture(scope="module")
-def etcd(tmp_path_factory):
-    if not shutil.which("etcd"):
-        if REQUIRED:
-            pytest.fail("etcd is not installed (apt-get install etcd-server)")
-        pytest.skip("etcd is not installed (apt-get install etcd-server)")
-    base = tmp_path_factory.mktemp("eviction-etcd")
-    client, peer = f"http://127.0.0.1:{_free_port()}", f"http://127.0.0.1:{_free_port()}"
-    log = open(base / "etcd.log", "wb")  # noqa: SIM115 - closed below
-    proc = subprocess.Popen(
-        [
-            "etcd",
-            "--name=eviction",
-            f"--data-dir={base / 'data'}",
-            f"--listen-client-urls={client}",
-            f"--advertise-client-urls={client}",
-            f"--listen-peer-urls={peer}",
-            f"--initial-advertise-peer-urls={peer}",
-            f"--initial-cluster=eviction={peer}",
-        ],
-        stdout=log,
-        stderr=subprocess.STDOUT,
-    )
-    store = Etcd([client], timeout=2)
-    deadline = time.monotonic() + 30
-    while True:
-        try:
-            store.revision()
-            break
-        except EtcdError:
-            if proc.poll() is not None or time.monotonic() > deadline:
-                proc.kill()
-                raise AssertionError((base / "etcd.log").read_text()) from None
-            time.sleep(0.2)
-    yield store
-    proc.terminate()
-    proc.wait(10)
-    log.close()
 
 
 @pytest.fixture
@@ -413,74 +359,12 @@ def test_the_disruption_controller_does_not_count_evicted_pods_as_healthy(monkey
 def api(reg, tmp_path):
     """The stand-in API server on a free loopback port over `reg`, a kubeconfig for a
     cluster admin (O=system:masters) and an HTTPS connection maker with its credentials."""
-    ca, ca_key = pki.new_ca("eviction-test-ca")
-    serving, serving_key = pki.sign(
-        pki.CertSpec("apiserver", server=True, ips=["127.0.0.1"]), ca, ca_key
-    )
-    admin, admin_key = pki.sign(
-        pki.CertSpec("admin", orgs=("system:masters",), client=True), ca, ca_key
-    )
-    for name, data in (
-        ("ca.crt", pki.cert_pem(ca)),
-        ("apiserver.crt", pki.cert_pem(serving)),
-        ("apiserver.key", pki.key_pem(serving_key)),
-    ):
-        (tmp_path / name).write_bytes(data)
-    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
-    ctx.load_cert_chain(tmp_path / "apiserver.crt", tmp_path / "apiserver.key")
-    ctx.load_verify_locations(tmp_path / "ca.crt")
-    ctx.verify_mode = ssl.CERT_OPTIONAL
-    authorizer = auth.Authorizer(lambda r, ns: reg.list(r, ns)[0])
-    server = ApiServer(("127.0.0.1", 0), reg, authorizer, ctx, lambda: True, "v1.33.1")
-    server.quiet = True
-    threading.Thread(
-        target=server.serve_forever, kwargs={"poll_interval": 0.2}, daemon=True
-    ).start()
-    port = server.server_address[1]
+    with api_server(reg, tmp_path, ca_name="eviction-test-ca") as (port, kubeconfig, ctx):
 
-    def b64(data: bytes) -> str:
-        return base64.b64encode(data).decode()
+        def connect() -> http.client.HTTPSConnection:
+            return http.client.HTTPSConnection("127.0.0.1", port, context=ctx, timeout=30)
 
-    kubeconfig = tmp_path / "admin.conf"
-    kubeconfig.write_text(
-        yaml.safe_dump(
-            {
-                "apiVersion": "v1",
-                "kind": "Config",
-                "clusters": [
-                    {
-                        "name": "c",
-                        "cluster": {
-                            "server": f"https://127.0.0.1:{port}",
-                            "certificate-authority-data": b64(pki.cert_pem(ca)),
-                        },
-                    }
-                ],
-                "users": [
-                    {
-                        "name": "admin",
-                        "user": {
-                            "client-certificate-data": b64(pki.cert_pem(admin)),
-                            "client-key-data": b64(pki.key_pem(admin_key)),
-                        },
-                    }
-                ],
-                "contexts": [{"name": "c", "context": {"cluster": "c", "user": "admin"}}],
-                "current-context": "c",
-            }
-        )
-    )
-    (tmp_path / "admin.crt").write_bytes(pki.cert_pem(admin))
-    (tmp_path / "admin.key").write_bytes(pki.key_pem(admin_key))
-    client_ctx = ssl.create_default_context(cafile=str(tmp_path / "ca.crt"))
-    client_ctx.load_cert_chain(tmp_path / "admin.crt", tmp_path / "admin.key")
-
-    def connect() -> http.client.HTTPSConnection:
-        return http.client.HTTPSConnection("127.0.0.1", port, context=client_ctx, timeout=30)
-
-    yield kubeconfig, connect
-    server.shutdown()
-    server.server_close()
+        yield kubeconfig, connect
 
 
 def post_eviction(connect, ns: str, pod: str) -> tuple[int, dict, dict]:

@@ -1,12 +1,13 @@
 from __future__ import annotations
 
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 
 import pytest
 
 from k8sboot.actions import (
     ApplyManifest,
     Converge,
+    Fetched,
     FetchKubeconfig,
     KubeadmInit,
     KubeadmJoin,
@@ -18,6 +19,7 @@ from k8sboot.errors import MachineError
 from k8sboot.etcd.install import InstallEtcd
 from k8sboot.facts import ADMIN_CONF, KUBELET_CONF
 from k8sboot.render import cni_file, kube_vip_file
+from k8sboot.steps.cluster import cni_stamp
 from k8sboot.steps.files import sha256
 from k8sboot.workflows import reset, up
 
@@ -301,3 +303,29 @@ def test_an_unfinished_init_beside_joined_hosts_is_refused(base: dict, tmp_path:
     ctx.init_finished = False
     with pytest.raises(MachineError, match="w1 joined already"):
         _plan(ctx)
+
+
+def test_calico_applies_its_pinned_operator_release_first(base: dict, tmp_path: Path) -> None:
+    """The Tigera operator's manifest is fetched by k8sboot from the pinned URL (or a
+    mirror of it), checked against its sha256, applied server-side; its CRDs are waited
+    for, then k8sboot's Installation. A new pin changes the stamp: applied again."""
+    base["networking"] = {"cni": "calico"}
+    cluster = load_data(base).cluster
+    ctx = _converged(cluster, tmp_path)
+    (apply,) = _plan(ctx)["CNI"]
+    assert apply.operator == Fetched(
+        "https://raw.githubusercontent.com/projectcalico/calico/v3.29.3/manifests/tigera-operator.yaml",
+        "9a9b610ca61d12e4a9387c94cefa389dfd705e23f6a7be0e12d132ed25a9650d",
+        PurePosixPath("/etc/k8sboot/tigera-operator.yaml"),
+    )
+    assert apply.crds == ("installations.operator.tigera.io", "apiservers.operator.tigera.io")
+    assert "kind: Installation" in apply.file.content
+    ctx.facts.hosts["cp1"].data["stamps"]["cni"] = cni_stamp(apply.file, apply.operator)
+    assert _plan(ctx)["CNI"] == []
+    base["networking"]["calicoOperator"] = {"url": "http://mirror.internal/tigera.yaml"}
+    ctx.cluster = load_data(base).cluster
+    assert _plan(ctx)["CNI"] == []  # a mirror of the same release changes nothing
+    base["networking"]["calicoOperator"]["sha256"] = "b" * 64
+    ctx.cluster = load_data(base).cluster
+    (again,) = _plan(ctx)["CNI"]
+    assert again.operator.sha256 == "b" * 64

@@ -74,13 +74,38 @@ def bad_request(message: str) -> StatusError:
     return StatusError(400, "BadRequest", message)
 
 
-def invalid(resource, name: str, message: str) -> StatusError:
+# field.ErrorType strings of apimachinery pkg/util/validation/field/errors.go
+CAUSE_TYPES = {
+    "Invalid value": "FieldValueInvalid",
+    "Required value": "FieldValueRequired",
+    "Unsupported value": "FieldValueNotSupported",
+    "Duplicate value": "FieldValueDuplicate",
+    "Too long": "FieldValueTooLong",
+    "Too many": "FieldValueTooMany",
+    "Forbidden": "FieldValueForbidden",
+    "Not found": "FieldValueNotFound",
+}
+
+
+def _cause(message: str) -> dict:
+    """A field error "<field>: <Type>: <detail>" as a StatusCause (what kubectl prints)."""
+    field, _, body = message.partition(": ")
+    typ = next((t for prefix, t in CAUSE_TYPES.items() if body.startswith(prefix)), "")
+    return {"reason": typ, "message": body, "field": field}
+
+
+def invalid(resource, name: str, message: str | list[str]) -> StatusError:
+    """apimachinery's NewInvalid: `<Kind>.<group> "<name>" is invalid: <errors>`, several
+    errors as one aggregate `[a, b]`, each also a cause (kubectl prints the causes)."""
     kind = getattr(resource, "kind", str(resource))
+    group = getattr(resource, "group", "")
+    messages = [message] if isinstance(message, str) else list(message)
+    text = messages[0] if len(messages) == 1 else "[" + ", ".join(messages) + "]"
     return StatusError(
         422,
         "Invalid",
-        f'{kind} "{name}" is invalid: {message}',
-        {"name": name, "group": getattr(resource, "group", ""), "kind": kind},
+        f'{f"{kind}.{group}" if group else kind} "{name}" is invalid: {text}',
+        {"name": name, "group": group, "kind": kind, "causes": [_cause(m) for m in messages]},
     )
 
 

@@ -1,6 +1,7 @@
 """Create, read, update, patch and delete with upstream's object semantics: uid,
 creationTimestamp, generation, resourceVersion preconditions, status subresources,
-graceful pod deletion, finalizers, namespaces, evictions and bindings."""
+graceful pod deletion, finalizers, namespaces, evictions and bindings, and
+CustomResourceDefinitions with their custom objects (see crds.py)."""
 
 from __future__ import annotations
 
@@ -14,13 +15,17 @@ import threading
 import time
 import uuid
 
-from . import defaults, errors, policy
+from .. import versions
+from . import crds, defaults, errors, policy
 from . import patch as patches
+from .crds import CLEANUP_FINALIZER, CRD
 from .policy import pod_ready
 from .resources import BY_GV_PLURAL, BY_KIND, RESOURCES, Resource
 from .storage import Storage
 
 GENERATE_ALPHABET = "bcdfghjklmnpqrstvwxz2456789"
+# apimachinery pkg/api/validation/objectmeta.go TotalAnnotationSizeLimitB
+ANNOTATIONS_LIMIT = 256 * 1024
 # Upstream's EvictionsRetry: 20 tries, 500 ms apart with 10 % jitter.
 EVICTION_RETRIES = 20
 
@@ -38,11 +43,44 @@ def res(group: str, plural: str) -> Resource:
     return next(r for r in RESOURCES if r.group == group and r.plural == plural)
 
 
+def builtin_kind(r: Resource) -> str:
+    """The kind for kind-specific behaviour: none for custom resources, whose kinds may
+    well be called Pod or Service in their own groups."""
+    return "" if r.custom else r.kind
+
+
+def is_crd(r: Resource) -> bool:
+    return r.group == CRD.group and r.plural == CRD.plural
+
+
 class Registry:
-    def __init__(self, storage: Storage, service_cidr: str = "10.96.0.0/12"):
+    def __init__(
+        self, storage: Storage, service_cidr: str = "10.96.0.0/12", version: str | None = None
+    ):
         self.store = storage
         self.service_net = ipaddress.ip_network(service_cidr.split(",")[0], strict=False)
         self._ip_lock = threading.Lock()
+        self.crds = crds.CustomResources(storage)
+        self.minor = versions.minor(version)
+
+    def all_resources(self) -> list[Resource]:
+        """The built-in resources and the custom ones served now (discovery, OpenAPI)."""
+        return [*RESOURCES, *self.crds.served()]
+
+    def _check_annotations(self, r: Resource, obj: dict) -> None:
+        """ValidateObjectMeta's size limit on annotations (what makes a client-side
+        `kubectl apply` of a large CRD fail upstream); the message changed in 1.32."""
+        ann = (obj.get("metadata") or {}).get("annotations") or {}
+        size = sum(len(str(k).encode()) + len(str(v).encode()) for k, v in ann.items())
+        if size > ANNOTATIONS_LIMIT:
+            limit = (
+                f"may not be more than {ANNOTATIONS_LIMIT} bytes"
+                if self.minor >= 32
+                else f"must have at most {ANNOTATIONS_LIMIT} bytes"
+            )
+            raise errors.invalid(
+                r, obj["metadata"].get("name", ""), f"metadata.annotations: Too long: {limit}"
+            )
 
     # --- reads ------------------------------------------------------------------------------
     def get(self, r: Resource, ns: str | None, name: str) -> dict:
@@ -57,6 +95,14 @@ class Registry:
     ) -> dict:
         if not isinstance(obj, dict):
             raise errors.bad_request("the body of the request was in an unknown format")
+        if r.custom and r.extra.get("terminating"):
+            raise errors.StatusError(
+                405,
+                "MethodNotAllowed",
+                "create not allowed while custom resource definition is terminating",
+                {"group": r.group, "kind": r.plural},
+            )
+        kind = builtin_kind(r)
         expected_kind = r.kind
         if obj.get("kind") and obj["kind"] != expected_kind:
             raise errors.bad_request(
@@ -95,18 +141,34 @@ class Registry:
             md.pop(k, None)
         if r.tracks_generation:
             md["generation"] = 1
-        defaults.on_create(r.kind, obj)
-        if r.kind == "Service":
+        if r.custom:
+            if "status" in r.subresources:
+                obj.pop("status", None)  # customresource strategy: create cannot set status
+        else:
+            defaults.on_create(r.kind, obj)
+        if is_crd(r):
+            crds.prepare_create(obj)
+            problems = crds.validate(obj)
+            if problems:
+                raise errors.invalid(r, md["name"], problems)
+        self._check_annotations(r, obj)
+        if kind == "Service":
             self._allocate_cluster_ip(obj)
-        if r.kind == "CertificateSigningRequest" and user is not None:
+        if kind == "CertificateSigningRequest" and user is not None:
             obj["spec"]["username"] = user.name
             obj["spec"]["groups"] = user.groups
             obj["spec"]["uid"] = user.uid or ""
-        if r.kind == "Pod" and obj["spec"].get("nodeName"):
+        if kind == "Pod" and obj["spec"].get("nodeName"):
             obj["status"]["conditions"] = [_cond("PodScheduled", "True")]
         if dry_run:
             return obj
-        return self.store.create(r, obj)
+        created = self.store.create(r, obj)
+        if is_crd(r):
+            # The create answers with the definition as stored; the naming and establishing
+            # controllers' status updates follow (upstream: within milliseconds).
+            self.crds.invalidate()
+            self._reconcile_crd(md["name"])
+        return created
 
     def _require_namespace(self, ns: str) -> None:
         try:
@@ -168,6 +230,7 @@ class Registry:
         self, r: Resource, current: dict, obj: dict, sub: str | None, dry_run: bool = False
     ) -> dict:
         name = current["metadata"]["name"]
+        kind = builtin_kind(r)
         if (obj.get("metadata") or {}).get("name", name) != name:
             raise errors.bad_request("the name of the object does not match the name on the URL")
         new = copy.deepcopy(obj)
@@ -197,18 +260,34 @@ class Registry:
                     conditions=new.get("status", {}).get("conditions", []),
                 )
             keep["metadata"] = dict(current["metadata"])
-            for k in ("labels", "annotations"):
-                if k in md:
-                    keep["metadata"][k] = md[k]
+            if r.custom:
+                # customresource status_strategy.go: the old object with the new status.
+                if "status" not in new:
+                    keep.pop("status", None)
+            else:
+                for k in ("labels", "annotations"):
+                    if k in md:
+                        keep["metadata"][k] = md[k]
             new = keep
-        elif "status" in r.subresources and r.kind != "CertificateSigningRequest":
+        elif "status" in r.subresources and kind != "CertificateSigningRequest":
             if "status" in current:
                 new["status"] = current["status"]
             else:
                 new.pop("status", None)
-        if r.tracks_generation and sub is None and new.get("spec") != current.get("spec"):
-            new["metadata"]["generation"] = int(cur_md.get("generation", 1)) + 1
-        if r.kind == "Pod" and sub is None:
+        if is_crd(r) and sub is None:
+            crds.prepare_update(new, current)
+            problems = crds.validate(new)
+            if problems:
+                raise errors.invalid(r, name, problems)
+        self._check_annotations(r, new)
+        if r.tracks_generation and sub is None:
+            if r.custom:  # customresource strategy.go: any change outside metadata
+                changed = _without_metadata(new) != _without_metadata(current)
+            else:
+                changed = new.get("spec") != current.get("spec")
+            if changed:
+                new["metadata"]["generation"] = int(cur_md.get("generation", 1)) + 1
+        if kind == "Pod" and sub is None:
             old_spec, new_spec = current.get("spec", {}), new.get("spec", {})
             for k in ("containers", "nodeName", "volumes", "initContainers"):
                 if json.dumps(old_spec.get(k), sort_keys=True) != json.dumps(
@@ -231,15 +310,23 @@ class Registry:
         if (
             md.get("deletionTimestamp")
             and not new["metadata"].get("finalizers")
-            and r.kind != "Pod"
-            and r.kind != "Namespace"
+            and kind != "Pod"
+            and kind != "Namespace"
         ):
             new["metadata"]["resourceVersion"] = cur_md["resourceVersion"]
             self.store.delete(r, new)
+            if r.custom:
+                self._custom_object_gone(r)
+            if is_crd(r):
+                self.crds.invalidate()
+                self._reconcile_group(new.get("spec", {}).get("group", ""), name)
             return new
         stored = self.store.update(r, new, int(cur_md["resourceVersion"]))
+        if is_crd(r):
+            self.crds.invalidate()
+            self._reconcile_crd(name)
         if (
-            r.kind == "Pod"
+            kind == "Pod"
             and md.get("deletionTimestamp")
             and not md.get("finalizers")
             and md.get("deletionGracePeriodSeconds") == 0
@@ -260,12 +347,13 @@ class Registry:
         create_if_missing: bool = False,
         user=None,
     ) -> dict:
+        apply = ctype.startswith("application/apply-patch")
         try:
-            doc = json.loads(body) if not ctype.startswith("application/apply-patch") else None
+            doc = json.loads(body)
         except ValueError as e:
-            raise errors.bad_request(f"error decoding patch: {e}") from e
-        if doc is None:
-            import yaml
+            if not apply:
+                raise errors.bad_request(f"error decoding patch: {e}") from e
+            import yaml  # apply patches are YAML; kubectl sends JSON, which is YAML too
 
             doc = yaml.safe_load(body)
         for _ in range(10):
@@ -280,7 +368,7 @@ class Registry:
             if ctype.startswith("application/json-patch"):
                 new = patches.json_patch(base, doc)
             elif ctype.startswith("application/strategic-merge-patch"):
-                new = patches.strategic_merge(base, doc, kind=r.kind)
+                new = patches.strategic_merge(base, doc, kind=builtin_kind(r))
             else:
                 new = patches.merge_patch(base, doc)
             wanted_rv = (new.get("metadata") or {}).get("resourceVersion")
@@ -331,9 +419,12 @@ class Registry:
         policy = options.get("propagationPolicy")
         if options.get("orphanDependents") is True:
             policy = "Orphan"
-        if r.kind == "Namespace":
+        kind = builtin_kind(r)
+        if kind == "Namespace":
             return self._delete_namespace(r, current)
-        if r.kind == "Pod":
+        if is_crd(r):
+            return self._delete_crd(current)
+        if kind == "Pod":
             grace = options.get("gracePeriodSeconds")
             if grace is None:
                 grace = current.get("spec", {}).get("terminationGracePeriodSeconds", 30)
@@ -362,7 +453,7 @@ class Registry:
         return current
 
     def _dependents(self, uid: str, ns: str | None):
-        for r in RESOURCES:
+        for r in [*RESOURCES, *self.crds.stored()]:
             if not r.stored or (ns and not r.namespaced):
                 continue
             items, _ = self.store.list(r, ns if r.namespaced else None)
@@ -400,13 +491,148 @@ class Registry:
         ns_obj["status"] = {"phase": "Terminating"}
         ns_obj["metadata"]["deletionTimestamp"] = now_rfc3339()
         ns_obj = self.store.update(r, ns_obj, int(ns_obj["metadata"]["resourceVersion"]))
-        for other in RESOURCES:
+        for other in [*RESOURCES, *self.crds.stored()]:
             if other.stored and other.namespaced:
                 for obj in self.store.list(other, name)[0]:
                     with contextlib.suppress(errors.StatusError):
                         self.store.delete(other, obj)
         self.store.delete(r, ns_obj)
         return ns_obj
+
+    # --- CustomResourceDefinitions ----------------------------------------------------------
+    def _reconcile_crd(self, name: str, requeue: bool = True) -> None:
+        """The naming controller, then the establishing controller, for one definition
+        (crds.py), retried on conflicts; a change of accepted names reconsiders the others
+        of its group, as upstream's requeueAllOtherGroupCRDs."""
+        changed_names = False
+        for _ in range(10):
+            crd = self.crds.definition(name)
+            if crd is None:
+                return
+            status = crd.setdefault("status", {})
+            try:
+                spec_names = crd.get("spec", {}).get("names") or {}
+                if spec_names != (status.get("acceptedNames") or {}):
+                    group = crd.get("spec", {}).get("group", "")
+                    group_crds = [
+                        c
+                        for c in self.store.list(CRD, None)[0]
+                        if c.get("spec", {}).get("group") == group
+                    ]
+                    accepted, named, established = crds.calculate_names(crd, group_crds)
+                    old = crds.condition(crd, "NamesAccepted") or {}
+                    if accepted != status.get("acceptedNames") or any(
+                        old.get(k) != named[k] for k in ("status", "reason", "message")
+                    ):
+                        status["acceptedNames"] = accepted
+                        crds.set_condition(
+                            crd, "NamesAccepted", named["status"], named["reason"], named["message"]
+                        )
+                        crds.set_condition(
+                            crd,
+                            "Established",
+                            established["status"],
+                            established.get("reason", ""),
+                            established.get("message", ""),
+                        )
+                        crd = self.store.update(CRD, crd, int(crd["metadata"]["resourceVersion"]))
+                        self.crds.invalidate()
+                        changed_names = True
+                if crds.is_true(crd, "NamesAccepted") and not crds.is_true(crd, "Established"):
+                    crds.set_condition(
+                        crd,
+                        "Established",
+                        "True",
+                        "InitialNamesAccepted",
+                        "the initial names have been accepted",
+                    )
+                    self.store.update(CRD, crd, int(crd["metadata"]["resourceVersion"]))
+                    self.crds.invalidate()
+                break
+            except errors.StatusError as e:
+                if e.code == 404:
+                    return
+                if e.code != 409:
+                    raise
+        if changed_names and requeue:
+            self._reconcile_group(crd.get("spec", {}).get("group", ""), name)
+
+    def _reconcile_group(self, group: str, but: str) -> None:
+        for other in self.store.list(CRD, None)[0]:
+            spec = other.get("spec") or {}
+            if spec.get("group") != group or other["metadata"]["name"] == but:
+                continue
+            if spec.get("names") != (other.get("status") or {}).get("acceptedNames"):
+                self._reconcile_crd(other["metadata"]["name"], requeue=False)
+
+    def _delete_crd(self, crd: dict) -> dict:
+        """customresourcedefinition/etcd.go Delete: the first request marks the definition
+        (deletionTimestamp, the cleanup finalizer, Terminating); then what upstream's
+        finalizer controller does, here at once (crd_finalizer.go)."""
+        md = crd["metadata"]
+        if not md.get("deletionTimestamp"):
+            md["deletionTimestamp"] = now_rfc3339()
+            if CLEANUP_FINALIZER not in (md.get("finalizers") or []):
+                md["finalizers"] = [*(md.get("finalizers") or []), CLEANUP_FINALIZER]
+            crds.set_condition(
+                crd,
+                "Terminating",
+                "True",
+                "InstanceDeletionPending",
+                "CustomResourceDefinition marked for deletion; CustomResource deletion will "
+                "begin soon",
+            )
+            crd = self.store.update(CRD, crd, int(md["resourceVersion"]))
+            self.crds.invalidate()
+        return self._finalize_crd(crd)
+
+    def _finalize_crd(self, crd: dict) -> dict:
+        """crd_finalizer.go sync: delete every object (through the usual deletion, so their
+        own finalizers hold them), then drop the finalizer, which deletes the definition.
+        While objects remain (their finalizers pending) the definition stays Terminating;
+        the removal of the last one finishes it (_custom_object_gone)."""
+        md = crd["metadata"]
+        if not md.get("deletionTimestamp") or CLEANUP_FINALIZER not in (md.get("finalizers") or []):
+            return crd
+        crds.set_condition(
+            crd,
+            "Terminating",
+            "True",
+            "InstanceDeletionInProgress",
+            "CustomResource deletion is in progress",
+        )
+        crd = self.store.update(CRD, crd, int(md["resourceVersion"]))
+        self.crds.invalidate()
+        sv = crds.storage_version(crd)
+        if crds.is_true(crd, "Established") and sv:
+            r = crds.resource_for(crd, sv)
+            for obj in self.store.list(r, None)[0]:
+                with contextlib.suppress(errors.StatusError):
+                    self.delete(r, obj["metadata"].get("namespace"), obj["metadata"]["name"])
+            if self.store.list(r, None)[0]:
+                return crd
+            done = ("False", "InstanceDeletionCompleted", "removed all instances")
+        else:
+            done = ("False", "NeverEstablished", "resource was never established")
+        crds.set_condition(crd, "Terminating", *done)
+        crd["metadata"]["finalizers"] = [
+            f for f in crd["metadata"].get("finalizers") or [] if f != CLEANUP_FINALIZER
+        ]
+        if crd["metadata"]["finalizers"]:
+            crd = self.store.update(CRD, crd, int(crd["metadata"]["resourceVersion"]))
+        else:
+            self.store.delete(CRD, crd)
+            self._reconcile_group(crd.get("spec", {}).get("group", ""), md["name"])
+        self.crds.invalidate()
+        return crd
+
+    def _custom_object_gone(self, r: Resource) -> None:
+        """A custom object's last finalizer went: finish its definition's deletion if that
+        was waiting for it."""
+        crd = self.crds.definition(r.extra["crd"])
+        if crd and crd["metadata"].get("deletionTimestamp"):
+            with contextlib.suppress(errors.StatusError):
+                self._finalize_crd(crd)
 
     def delete_collection(self, r: Resource, ns: str | None, match, options: dict | None) -> dict:
         items, rev = self.store.list(r, ns)
@@ -519,6 +745,10 @@ class Registry:
                 if e.reason != "Conflict":
                     raise
         raise errors.conflict(pods, name)
+
+
+def _without_metadata(obj: dict) -> dict:
+    return {k: v for k, v in obj.items() if k != "metadata"}
 
 
 def _only_images_changed(old: dict, new: dict) -> bool:

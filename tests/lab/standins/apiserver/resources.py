@@ -21,6 +21,8 @@ class Resource:
     categories: tuple[str, ...] = ()
     tracks_generation: bool = False
     stored: bool = True
+    # Custom resources (apiserver/crds.py) carry their definition's name ("crd"), storage
+    # version, singular name, printer columns, storage version hash and terminating state.
     extra: dict = field(default_factory=dict, compare=False, hash=False)
 
     @property
@@ -29,7 +31,12 @@ class Resource:
 
     @property
     def singular(self) -> str:
-        return self.kind.lower()
+        return self.extra.get("singular") or self.kind.lower()
+
+    @property
+    def custom(self) -> bool:
+        """Served for a CustomResourceDefinition (not one of RESOURCES)."""
+        return bool(self.extra.get("crd"))
 
     def etcd_prefix(self) -> str:
         return f"/registry/{self.key or self.plural}/"
@@ -137,6 +144,18 @@ RESOURCES: list[Resource] = [
     R("rbac.authorization.k8s.io", "v1", "clusterrolebindings", "ClusterRoleBinding", False),
     R("scheduling.k8s.io", "v1", "priorityclasses", "PriorityClass", False, ("pc",)),
     R(
+        "apiextensions.k8s.io",
+        "v1",
+        "customresourcedefinitions",
+        "CustomResourceDefinition",
+        False,
+        ("crd", "crds"),
+        ("status",),
+        key="apiextensions.k8s.io/customresourcedefinitions",
+        categories=("api-extensions",),
+        tracks_generation=True,
+    ),
+    R(
         "authorization.k8s.io",
         "v1",
         "subjectaccessreviews",
@@ -197,35 +216,44 @@ def group_versions() -> dict[str, list[str]]:
     return out
 
 
-def resource_list(group_version: str) -> dict | None:
-    items = []
-    for r in RESOURCES:
-        if r.group_version != group_version:
-            continue
-        entry = {
-            "name": r.plural,
-            "singularName": r.singular,
+def api_resources(r: Resource) -> list[dict]:
+    """The APIResourceList entries for one resource: itself, then its subresources."""
+    entry = {
+        "name": r.plural,
+        "singularName": r.singular,
+        "namespaced": r.namespaced,
+        "kind": r.kind,
+        "verbs": list(r.verbs),
+    }
+    if r.short:
+        entry["shortNames"] = list(r.short)
+    if r.categories:
+        entry["categories"] = list(r.categories)
+    if r.extra.get("storage_hash"):
+        entry["storageVersionHash"] = r.extra["storage_hash"]
+    items = [entry]
+    for sub in r.subresources:
+        k = SUBRESOURCE_KIND.get(sub)
+        sub_entry = {
+            "name": f"{r.plural}/{sub}",
+            "singularName": "",
             "namespaced": r.namespaced,
-            "kind": r.kind,
-            "verbs": list(r.verbs),
+            "kind": k[2] if k else r.kind,
+            "verbs": SUBRESOURCE_VERBS[sub],
         }
-        if r.short:
-            entry["shortNames"] = list(r.short)
-        if r.categories:
-            entry["categories"] = list(r.categories)
-        items.append(entry)
-        for sub in r.subresources:
-            k = SUBRESOURCE_KIND.get(sub)
-            sub_entry = {
-                "name": f"{r.plural}/{sub}",
-                "singularName": "",
-                "namespaced": r.namespaced,
-                "kind": k[2] if k else r.kind,
-                "verbs": SUBRESOURCE_VERBS[sub],
-            }
-            if k:
-                sub_entry["group"], sub_entry["version"] = k[0], k[1]
-            items.append(sub_entry)
+        if k:
+            sub_entry["group"], sub_entry["version"] = k[0], k[1]
+        items.append(sub_entry)
+    return items
+
+
+def resource_list(group_version: str, custom: list[Resource] | tuple = ()) -> dict | None:
+    """/api/v1 or /apis/<group>/<version>: the built-in resources, then `custom` ones (the
+    served custom resources, see apiserver/crds.py) of that group-version."""
+    items = []
+    for r in [*RESOURCES, *custom]:
+        if r.group_version == group_version:
+            items += api_resources(r)
     if not items:
         return None
     return {

@@ -16,7 +16,9 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 from .. import versions
 from . import auth, errors, openapi, protobuf, tables
+from .crds import sort_versions
 from .registry import Registry
+from .registry import builtin_kind as _builtin_kind
 from .resources import BY_GV_PLURAL, RESOURCES, group_versions, resource_list
 from .selectors import field_matcher, label_matcher
 
@@ -83,6 +85,23 @@ class Handler(BaseHTTPRequestHandler):
         self.end_headers()
         if self.command != "HEAD":
             self.wfile.write(data)
+
+    def _openapi_v2(self) -> None:
+        """An OpenAPI v2 document without definitions (see openapi.py): kubectl validates
+        objects client-side against it when the server does not advertise field validation
+        for their kind (a custom kind whose CRD is not there yet), and, like upstream's,
+        it has no schema for a kind nobody defined, so kubectl goes on to its "no matches
+        for kind" instead of failing on a 404."""
+        version = self.server.version
+        if "protobuf" in self.headers.get("Accept", ""):
+            data = openapi.v2_protobuf(version)
+            self.send_response(200)
+            self.send_header("Content-Type", openapi.V2_PROTOBUF)
+            self.send_header("Content-Length", str(len(data)))
+            self.end_headers()
+            self.wfile.write(data)
+            return None
+        return self._send_json(200, openapi.v2_document(version))
 
     def _send_text(self, code: int, text: str) -> None:
         data = text.encode()
@@ -212,10 +231,17 @@ class Handler(BaseHTTPRequestHandler):
             ("/healthz/", "/livez/", "/readyz/")
         ):
             return self._health(path, query)
+        if path == "/openapi/v2":
+            return self._openapi_v2()
         if path == "/openapi/v3":
-            return self._send_json(200, openapi.root(self.server.version))
+            resources = self.server.registry.all_resources()
+            return self._send_json(200, openapi.root(self.server.version, resources))
         if path.startswith("/openapi/v3/"):
-            doc = openapi.gv_document(path[len("/openapi/v3/") :], self.server.version)
+            doc = openapi.gv_document(
+                path[len("/openapi/v3/") :],
+                self.server.version,
+                self.server.registry.all_resources(),
+            )
             if doc:
                 return self._send_json(200, doc)
         if path == "/version":
@@ -233,7 +259,7 @@ class Handler(BaseHTTPRequestHandler):
             )
         if path == "/apis":
             groups = []
-            for g, vs in group_versions().items():
+            for g, vs in self._group_versions().items():
                 gvs = [{"groupVersion": f"{g}/{v}", "version": v} for v in vs]
                 groups.append({"name": g, "versions": gvs, "preferredVersion": gvs[0]})
             return self._send_json(
@@ -241,12 +267,13 @@ class Handler(BaseHTTPRequestHandler):
             )
         if path == "/api/v1" or (path.startswith("/apis/") and path.count("/") == 3):
             gv = "v1" if path == "/api/v1" else path[len("/apis/") :]
-            body = resource_list(gv)
+            custom = self.server.registry.crds.served() if gv != "v1" else []
+            body = resource_list(gv, custom)
             if body:
                 return self._send_json(200, body)
         if path.startswith("/apis/") and path.count("/") == 2:
             g = path[len("/apis/") :]
-            vs = group_versions().get(g)
+            vs = self._group_versions().get(g)
             if vs:
                 gvs = [{"groupVersion": f"{g}/{v}", "version": v} for v in vs]
                 return self._send_json(
@@ -261,11 +288,23 @@ class Handler(BaseHTTPRequestHandler):
                 )
         if path == "/":
             paths = ["/api", "/api/v1", "/apis", "/healthz", "/livez", "/readyz", "/version"]
-            paths += [f"/apis/{g}/{v}" for g, vs in group_versions().items() for v in vs]
+            paths += [f"/apis/{g}/{v}" for g, vs in self._group_versions().items() for v in vs]
             return self._send_json(200, {"paths": sorted(paths)})
         raise errors.StatusError(
             404, "NotFound", "the server could not find the requested resource"
         )
+
+    def _group_versions(self) -> dict[str, list[str]]:
+        """The built-in groups, then those of established CRDs: upstream lists groups by
+        priority, and the APIServices made for CRD groups have the lowest (1000), so they
+        come last, by name; a CRD version in a built-in group joins that group."""
+        out = {g: list(vs) for g, vs in group_versions().items()}
+        for g, vs in self.server.registry.crds.group_versions().items():
+            if g in out:
+                out[g] = out[g] + sort_versions([v for v in vs if v not in out[g]])
+            else:
+                out[g] = vs
+        return out
 
     def _server_address(self) -> str:
         host, port = self.connection.getsockname()[:2]
@@ -305,6 +344,15 @@ class Handler(BaseHTTPRequestHandler):
         return self._send_text(200, "ok")
 
     # --- resource paths ---------------------------------------------------------------------
+    def _lookup(self, gv: str, plural: str):
+        """A built-in resource, else a custom one: the CRD `<plural>.<group>` serving this
+        version (customresource_handler.go routes the same way)."""
+        r = BY_GV_PLURAL.get((gv, plural))
+        if r is None and "/" in gv:
+            group, version = gv.split("/", 1)
+            r = self.server.registry.crds.resolve(group, version, plural)
+        return r
+
     def _parse(self, path: str):
         parts = path.strip("/").split("/")
         if parts[0] == "api":
@@ -312,16 +360,22 @@ class Handler(BaseHTTPRequestHandler):
         else:
             gv, rest = f"{parts[1]}/{parts[2]}", parts[3:]
         ns = None
-        if len(rest) >= 3 and rest[0] == "namespaces" and (gv, rest[2]) in BY_GV_PLURAL:
-            ns, rest = rest[1], rest[2:]
-        if not rest or (gv, rest[0]) not in BY_GV_PLURAL:
+        r = None
+        if len(rest) >= 3 and rest[0] == "namespaces":
+            r = self._lookup(gv, rest[2])
+            if r is not None:
+                ns, rest = rest[1], rest[2:]
+        if r is None and rest:
+            r = self._lookup(gv, rest[0])
+        if r is None:
             raise errors.StatusError(
                 404, "NotFound", "the server could not find the requested resource"
             )
-        r = BY_GV_PLURAL[(gv, rest[0])]
         name = rest[1] if len(rest) > 1 else None
         sub = rest[2] if len(rest) > 2 else None
         if sub and sub not in r.subresources:
+            if r.custom:  # customresource_handler.go: NotFound for the object
+                raise errors.not_found(r, name)
             raise errors.StatusError(
                 404, "NotFound", "the server could not find the requested resource"
             )
@@ -335,8 +389,16 @@ class Handler(BaseHTTPRequestHandler):
             verb = "watch" if watch else ("get" if name else "list")
         elif method == "DELETE":
             verb = "delete" if name else "deletecollection"
-        if r.kind == "Pod" and sub == "eviction":
+        if r.kind == "Pod" and sub == "eviction" and not r.custom:
             verb = "create"
+        if r.custom and (
+            (ns is not None and not r.namespaced)
+            or (ns is None and r.namespaced and verb not in ("list", "watch"))
+        ):
+            # customresource_handler.go: a scope mismatch goes to the delegate, a 404.
+            raise errors.StatusError(
+                404, "NotFound", "the server could not find the requested resource"
+            )
         attrs = auth.Attributes(
             verb=verb,
             resource_request=True,
@@ -346,10 +408,10 @@ class Handler(BaseHTTPRequestHandler):
             namespace=ns or "",
             name=name or "",
         )
-        if r.kind == "Namespace" and name:
+        if r.kind == "Namespace" and name and not r.custom:
             attrs.namespace = name
         self.server.authorizer.check(user, attrs)
-        if r.plural in NON_STORED_CREATE:
+        if r.plural in NON_STORED_CREATE and not r.custom:
             return self._review(r, user)
         if r.group.startswith("rbac") and method != "GET":
             # Before and after the write: a list read while it happens must not be kept.
@@ -372,7 +434,7 @@ class Handler(BaseHTTPRequestHandler):
             items, rev = reg.list(r, ns)
             lm, fm = (
                 label_matcher(query.get("labelSelector")),
-                field_matcher(query.get("fieldSelector"), r.kind),
+                field_matcher(query.get("fieldSelector"), _builtin_kind(r)),
             )
             items = [o for o in items if lm(o["metadata"].get("labels")) and fm(o)]
             items.sort(key=lambda o: (o["metadata"].get("namespace", ""), o["metadata"]["name"]))
@@ -391,9 +453,10 @@ class Handler(BaseHTTPRequestHandler):
             )
         if method == "POST":
             body = self._json_body()
-            if r.kind == "Pod" and sub == "eviction":
+            kind = _builtin_kind(r)
+            if kind == "Pod" and sub == "eviction":
                 return self._send_json(201, reg.evict(ns, name, body, dry_run))
-            if (r.kind == "Pod" and sub == "binding") or r.kind == "Binding":
+            if (kind == "Pod" and sub == "binding") or kind == "Binding":
                 target = name or body.get("metadata", {}).get("name")
                 return self._send_json(201, reg.bind(ns, target, body))
             if name:
@@ -415,12 +478,14 @@ class Handler(BaseHTTPRequestHandler):
             return self._respond(r, 200, obj)
         if method == "PATCH":
             ctype = (self.headers.get("Content-Type") or "").split(";")[0].strip()
+            # Custom resources take no strategic merge patch (customresource_handler.go
+            # supportedTypes), whatever the kind is called.
             if ctype not in (
                 "application/merge-patch+json",
                 "application/json-patch+json",
-                "application/strategic-merge-patch+json",
+                *(() if r.custom else ("application/strategic-merge-patch+json",)),
                 "application/apply-patch+yaml",
-                "application/apply-patch+cbor",
+                *(() if r.custom else ("application/apply-patch+cbor",)),
             ):
                 raise errors.StatusError(
                     415,
@@ -440,7 +505,7 @@ class Handler(BaseHTTPRequestHandler):
             if not name:
                 lm, fm = (
                     label_matcher(query.get("labelSelector")),
-                    field_matcher(query.get("fieldSelector"), r.kind),
+                    field_matcher(query.get("fieldSelector"), _builtin_kind(r)),
                 )
                 return self._send_json(
                     200,
@@ -450,7 +515,7 @@ class Handler(BaseHTTPRequestHandler):
                 )
             obj = reg.delete(r, ns, name, body, dry_run)
             still_there = bool(obj["metadata"].get("deletionTimestamp"))
-            if r.kind in ("Pod", "Namespace") or still_there:
+            if _builtin_kind(r) in ("Pod", "Namespace") or still_there:
                 return self._respond(r, 200, obj)
             return self._send_json(
                 200,
@@ -545,7 +610,7 @@ class Handler(BaseHTTPRequestHandler):
         reg = self.server.registry
         lm, fm = (
             label_matcher(query.get("labelSelector")),
-            field_matcher(query.get("fieldSelector"), r.kind),
+            field_matcher(query.get("fieldSelector"), _builtin_kind(r)),
         )
         timeout = int(query.get("timeoutSeconds") or 1800)
         deadline = time.monotonic() + min(timeout, 1800)

@@ -1,4 +1,7 @@
-"""Objects as JSON in etcd at upstream's keys; resourceVersion is etcd's mod revision."""
+"""Objects as JSON in etcd at upstream's keys; resourceVersion is etcd's mod revision.
+
+Custom objects are kept with their definition's storage version as apiVersion and read back
+with the version asked for (upstream's "None" conversion changes nothing else)."""
 
 from __future__ import annotations
 
@@ -16,15 +19,19 @@ def key_for(res: Resource, namespace: str | None, name: str) -> str:
     return f"{res.etcd_prefix()}{name}"
 
 
-def _decode(raw: bytes, rev: int) -> dict:
+def _decode(raw: bytes, rev: int, res: Resource) -> dict:
     obj = json.loads(raw)
     obj.setdefault("metadata", {})["resourceVersion"] = str(rev)
+    if res.custom:
+        obj["apiVersion"] = res.group_version
     return obj
 
 
-def _encode(obj: dict) -> bytes:
+def _encode(obj: dict, res: Resource) -> bytes:
     md = obj.get("metadata", {})
     clean = dict(obj, metadata={k: v for k, v in md.items() if k != "resourceVersion"})
+    if res.custom:
+        clean["apiVersion"] = f"{res.group}/{res.extra['storage']}"
     return json.dumps(clean, separators=(",", ":")).encode()
 
 
@@ -36,7 +43,7 @@ class Storage:
         got = self.etcd.get(key_for(res, namespace, name))
         if got is None:
             raise errors.not_found(res, name)
-        return _decode(*got)
+        return _decode(*got, res)
 
     def list(self, res: Resource, namespace: str | None) -> tuple[list[dict], int]:
         prefix = res.etcd_prefix() + (f"{namespace}/" if res.namespaced and namespace else "")
@@ -48,12 +55,12 @@ class Storage:
             # with nothing else here, but keep only keys of the right depth.
             if rest.count("/") != (1 if res.namespaced else 0):
                 continue
-            items.append(_decode(value, mod))
+            items.append(_decode(value, mod, res))
         return items, rev
 
     def create(self, res: Resource, obj: dict) -> dict:
         md = obj["metadata"]
-        rev = self.etcd.txn_put(key_for(res, md.get("namespace"), md["name"]), _encode(obj), 0)
+        rev = self.etcd.txn_put(key_for(res, md.get("namespace"), md["name"]), _encode(obj, res), 0)
         if rev is None:
             raise errors.already_exists(res, md["name"])
         md["resourceVersion"] = str(rev)
@@ -62,7 +69,7 @@ class Storage:
     def update(self, res: Resource, obj: dict, expected: int) -> dict:
         md = obj["metadata"]
         rev = self.etcd.txn_put(
-            key_for(res, md.get("namespace"), md["name"]), _encode(obj), expected
+            key_for(res, md.get("namespace"), md["name"]), _encode(obj, res), expected
         )
         if rev is None:
             if self.etcd.get(key_for(res, md.get("namespace"), md["name"])) is None:
@@ -95,6 +102,6 @@ class Storage:
                 continue
             if typ == "DELETE":
                 if prev is not None:
-                    yield "DELETED", _decode(prev, mod)
+                    yield "DELETED", _decode(prev, mod, res)
             else:
-                yield ("MODIFIED" if prev is not None else "ADDED"), _decode(value, mod)
+                yield ("MODIFIED" if prev is not None else "ADDED"), _decode(value, mod, res)

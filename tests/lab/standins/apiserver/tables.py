@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import re
 
 from .resources import Resource
 
@@ -374,6 +375,131 @@ def partial_metadata(obj: dict) -> dict:
     }
 
 
+# --- custom resources ---------------------------------------------------------------------------
+# apiextensions-apiserver kubernetes-1.33.0 pkg/registry/customresource/tableconvertor: Name,
+# then the version's additionalPrinterColumns (by default one "Age" column on
+# .metadata.creationTimestamp), each the first result of its JSONPath.
+CR_NAME = _col(
+    "Name",
+    fmt="name",
+    desc="Name must be unique within a namespace. Is required when creating resources, "
+    "although some resources may allow a client to request the generation of an appropriate "
+    "name automatically. Name is primarily intended for creation idempotence and "
+    "configuration definition. Cannot be updated. More info: "
+    "https://kubernetes.io/docs/concepts/overview/working-with-objects/names#names",
+)
+_MISSING = object()
+_STEP = re.compile(
+    r"""\.(?P<field>[A-Za-z0-9_$-]+)"""
+    r"""|\[(?P<index>-?\d+)\]"""
+    r"""|\[\*\]|\.\*"""
+    r"""|\[(?P<q>['"])(?P<key>.*?)(?P=q)\]"""
+    r"""|\[\?\(@(?P<fpath>(?:\.[A-Za-z0-9_$-]+)+)\s*(?P<op>==|!=)\s*"""
+    r"""(?:(?P<fq>['"])(?P<fstr>.*?)(?P=fq)|(?P<fnum>-?\d+(?:\.\d+)?))\)\]"""
+)
+
+
+def jsonpath_first(obj, path: str):
+    """The first value a simple JSONPath (`.a.b`, `[0]`, `[*]`, `['k']`,
+    `[?(@.type=="Ready")]`) finds in obj; _MISSING when none (missing keys are allowed, as
+    upstream's AllowMissingKeys). Anything more elaborate finds nothing."""
+    path = path.strip()
+    if path.startswith("{") and path.endswith("}"):
+        path = path[1:-1]
+    if path.startswith("$"):
+        path = path[1:]
+    current, pos = [obj], 0
+    while pos < len(path):
+        m = _STEP.match(path, pos)
+        if not m:
+            return _MISSING
+        pos = m.end()
+        nxt = []
+        for value in current:
+            if m.group("field") is not None or m.group("key") is not None:
+                k = m.group("field") if m.group("field") is not None else m.group("key")
+                if isinstance(value, dict) and k in value:
+                    nxt.append(value[k])
+            elif m.group("index") is not None:
+                i = int(m.group("index"))
+                if isinstance(value, list) and -len(value) <= i < len(value):
+                    nxt.append(value[i])
+            elif m.group("op"):
+                want = m.group("fstr") if m.group("fq") else m.group("fnum")
+                for item in value if isinstance(value, list) else []:
+                    got = jsonpath_first(item, m.group("fpath"))
+                    text = None if got is _MISSING else _go_text(got)
+                    if (text == want) == (m.group("op") == "=="):
+                        nxt.append(item)
+            elif isinstance(value, list):
+                nxt += value
+            elif isinstance(value, dict):
+                nxt += list(value.values())
+        current = nxt
+    return current[0] if current else _MISSING
+
+
+def _go_text(value) -> str:
+    """fmt.Fprint of a decoded JSON value, as jsonpath's PrintResults does."""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if value is None:
+        return "<nil>"
+    if isinstance(value, float):
+        return str(int(value)) if value.is_integer() and abs(value) < 1e21 else repr(value)
+    if isinstance(value, list):
+        return "[" + " ".join(_go_text(v) for v in value) + "]"
+    if isinstance(value, dict):
+        return "map[" + " ".join(f"{k}:{_go_text(value[k])}" for k in sorted(value)) + "]"
+    return str(value)
+
+
+def _cr_cell(typ: str, value):
+    """tableconvertor.go: strings printed, other types converted or nil."""
+    if value is _MISSING or value is None:
+        return None
+    if typ == "string":
+        return _go_text(value)
+    if typ == "integer" and isinstance(value, (int, float)) and not isinstance(value, bool):
+        return int(value)
+    if typ == "number" and isinstance(value, (int, float)) and not isinstance(value, bool):
+        return float(value)
+    if typ == "boolean" and isinstance(value, bool):
+        return value
+    if typ == "date" and isinstance(value, str):
+        try:
+            t = dt.datetime.fromisoformat(value.replace("Z", "+00:00"))
+        except ValueError:
+            return "<invalid>"
+        if t.tzinfo is None:
+            t = t.replace(tzinfo=dt.UTC)
+        return age(t.astimezone(dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ"))
+    return None
+
+
+def custom_columns(res: Resource):
+    specs = res.extra.get("columns") or []
+    cols = [CR_NAME] + [
+        {
+            "name": c.get("name", ""),
+            "type": c.get("type", "string"),
+            "format": c.get("format", ""),
+            "description": c.get("description")
+            or f"Custom resource definition column (in JSONPath format): {c.get('jsonPath', '')}",
+            "priority": int(c.get("priority", 0)),
+        }
+        for c in specs
+    ]
+
+    def row(obj: dict) -> list:
+        return [obj["metadata"]["name"]] + [
+            _cr_cell(c.get("type", "string"), jsonpath_first(obj, c.get("jsonPath", "")))
+            for c in specs
+        ]
+
+    return cols, row
+
+
 def to_table(
     res: Resource,
     items: list[dict],
@@ -381,7 +507,7 @@ def to_table(
     include: str,
     list_meta: dict | None = None,
 ) -> dict:
-    cols, row = COLUMNS.get(res.kind, DEFAULT)
+    cols, row = custom_columns(res) if res.custom else COLUMNS.get(res.kind, DEFAULT)
     rows = []
     for obj in items:
         r = {"cells": row(obj)}
