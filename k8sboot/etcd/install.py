@@ -19,7 +19,6 @@ from k8sboot.spec import Cluster, Host
 from k8sboot.steps.base import Context, Step
 from k8sboot.versions import (
     ETCD,
-    ETCD_ARCHES,
     ETCD_BIN_DIR,
     ETCDCTL,
     ETCDUTL,
@@ -111,8 +110,8 @@ def install(executor: Executor, action: InstallEtcd) -> Outcome:
         if version is None:
             raise MachineError(f"{action.host}: no etcd version in {STACKED_MANIFEST}")
     found = ctx.facts[action.host]
-    arch = found.arch or ETCD_ARCHES.get(found.data.get("arch", ""), "")
-    if not arch:
+    arch = found.arch
+    if arch is None:
         raise MachineError(f"{action.host}: etcd has no release for {found.data.get('arch')}")
     args = {
         "url": etcd_tarball_url(cluster.etcd.download.url, version, arch),

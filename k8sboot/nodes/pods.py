@@ -270,14 +270,18 @@ def blockers(
     return found
 
 
-def overridable(found: list[Blocker], force: bool, delete_emptydir_data: bool) -> list[Blocker]:
+def overridable(
+    found: list[Blocker], force: bool, delete_emptydir_data: bool, removal: bool = False
+) -> list[Blocker]:
     """The blockers that the given options do not override. Lost emptyDir data takes its
-    own flag, and what the eviction API refuses outright no flag overrides."""
+    own flag, and what the eviction API refuses outright no flag overrides, except for a
+    forced removal: the node goes whatever its drain does, and the pod GC removes the
+    pods the eviction API refused once the Node is deleted."""
 
     def overridden(blocker: Blocker) -> bool:
         if blocker.kind == "local-storage":
             return delete_emptydir_data
-        return force and blocker.kind not in UNFORCEABLE
+        return force and (removal or blocker.kind not in UNFORCEABLE)
 
     return [b for b in found if not overridden(b)]
 

@@ -13,7 +13,6 @@ from k8sboot.nodes import observe, removed
 from k8sboot.nodes.actions import Cordon, DeleteNode, Drain, RecordRemoval, RemoveEtcdMember
 from k8sboot.nodes.pods import (
     OVERRIDE,
-    UNFORCEABLE,
     Blocker,
     blockers,
     evictable,
@@ -137,11 +136,9 @@ class DrainNode(Step):
         found = blockers(
             pods, observe.budgets(connection, server), self.name, self.options.delete_emptydir_data
         )
-        refused = overridable(found, self.options.force, self.options.delete_emptydir_data)
-        if self.for_removal and self.options.force:
-            # The node goes whatever its drain does (keep_going): pods the eviction API
-            # refuses stay until the Node is deleted, then the pod GC removes them.
-            refused = [b for b in refused if b.kind not in UNFORCEABLE]
+        refused = overridable(
+            found, self.options.force, self.options.delete_emptydir_data, self.for_removal
+        )
         if refused:
             raise UnsafeError(refusal(self.name, refused, self.for_removal))
         if found:

@@ -31,6 +31,7 @@ from dataclasses import dataclass
 from functools import cache
 from pathlib import Path
 
+from k8sboot.versions import etcd_tarball_name, etcd_tarball_url
 from tests.lab.box import CACHE_DIR, debian_mirror
 
 SUITE = "trixie"
@@ -49,13 +50,9 @@ class Release:
     tarball: bytes
 
     @property
-    def name(self) -> str:
-        return f"etcd-v{self.version}-linux-{ARCH}"
-
-    @property
     def path(self) -> str:
-        """Where etcd's GitHub releases keep it, below the download base URL."""
-        return f"v{self.version}/{self.name}.tar.gz"
+        """Where k8sboot looks for it below the download URL (etcd's GitHub layout)."""
+        return etcd_tarball_url("", self.version, ARCH).lstrip("/")
 
     @property
     def sha256(self) -> str:
@@ -171,7 +168,7 @@ def release() -> Release:
                 if not found:
                     raise EtcdReleaseError(f"no version in `etcd --version`: {shown!r}")
                 version = found.group(1)
-    built = Release(version, _deterministic_tar(Release(version, b"").name, binaries))
+    built = Release(version, _deterministic_tar(etcd_tarball_name(version, ARCH), binaries))
     cached.mkdir(parents=True, exist_ok=True)
     (cached / "tarball").write_bytes(built.tarball)
     (cached / "version").write_text(version + "\n")

@@ -252,12 +252,9 @@ def manifest(tmp_path: Path, group: str) -> Path:
     return path
 
 
-def install(api: Api, path: Path, group: str, *flags: str, minor: int = 33) -> None:
-    """What `kubectl apply -f` of CRDs with objects takes, upstream as here: the first run
-    creates the definitions and fails on the objects (mapped before anything is applied),
-    the definitions are waited for, a second run creates the objects."""
-    api.kubectl("apply", *flags, "-f", str(path), minor=minor, check=False)
-    api.kubectl(
+def wait_established(api: Api, group: str, minor: int):
+    """`kubectl wait --for condition=established` on both CRDs of the manifest."""
+    return api.kubectl(
         "wait",
         "--for",
         "condition=established",
@@ -266,6 +263,14 @@ def install(api: Api, path: Path, group: str, *flags: str, minor: int = 33) -> N
         "--timeout=20s",
         minor=minor,
     )
+
+
+def install(api: Api, path: Path, group: str, *flags: str, minor: int = 33) -> None:
+    """What `kubectl apply -f` of CRDs with objects takes, upstream as here: the first run
+    creates the definitions and fails on the objects (mapped before anything is applied),
+    the definitions are waited for, a second run creates the objects."""
+    api.kubectl("apply", *flags, "-f", str(path), minor=minor, check=False)
+    wait_established(api, group, minor)
     api.kubectl("apply", *flags, "-f", str(path), minor=minor)
 
 
@@ -305,15 +310,7 @@ def test_kubectl_apply_of_crds_and_their_objects(api, group, tmp_path, minor):
         f'no matches for kind "Widget" in version "{group}/v1"'
     ) in first.stderr
     assert "ensure CRDs are installed first" in first.stderr
-    waited = api.kubectl(
-        "wait",
-        "--for",
-        "condition=established",
-        f"crd/widgets.{group}",
-        f"crd/gizmos.{group}",
-        "--timeout=20s",
-        minor=minor,
-    )
+    waited = wait_established(api, group, minor)
     assert waited.stdout.count("condition met") == 2
     second = api.kubectl("apply", "-f", str(path), minor=minor)
     assert f"widget.{group}/w1 created" in second.stdout

@@ -168,6 +168,11 @@ def test_a_pod_under_two_budgets_is_refused_with_500(reg):
     assert reg.evict(reg.ns, "web-1", {})["status"] == "Success"
 
 
+def store_status(reg, status: dict) -> None:
+    """What the disruption controller writes into budget web's status."""
+    reg.update(PDBS, reg.ns, "web", {"status": {"observedGeneration": 1} | status}, sub="status")
+
+
 def test_an_unready_pod_under_an_always_allow_budget_goes_for_free(reg):
     """eviction.go: a pod that is not Ready, under unhealthyPodEvictionPolicy AlwaysAllow,
     is deleted without decrementing the budget (api kubernetes-1.33.0 policy/v1/types.go:
@@ -198,8 +203,7 @@ def test_an_unready_pod_goes_for_free_only_while_its_budget_is_healthy(reg, poli
     assert reg.evict(reg.ns, "a", {})["status"] == "Success" and gone(reg, "a")
 
     make_pod(reg, "b", ready=False)
-    status = {"disruptionsAllowed": 0, "currentHealthy": 1, "desiredHealthy": 2}
-    reg.update(PDBS, reg.ns, "web", {"status": {"observedGeneration": 1} | status}, sub="status")
+    store_status(reg, {"disruptionsAllowed": 0, "currentHealthy": 1, "desiredHealthy": 2})
     e = refusal(reg, "b")
     assert (e.code, e.message) == (429, VIOLATION)
     assert e.details["causes"] == [
@@ -211,8 +215,7 @@ def test_an_unready_pod_goes_for_free_only_while_its_budget_is_healthy(reg, poli
     assert "retryAfterSeconds" not in e.details
 
     # desiredHealthy 0 is no healthy budget: the pod needs one of the allowed disruptions.
-    status = {"disruptionsAllowed": 0, "currentHealthy": 0, "desiredHealthy": 0}
-    reg.update(PDBS, reg.ns, "web", {"status": {"observedGeneration": 1} | status}, sub="status")
+    store_status(reg, {"disruptionsAllowed": 0, "currentHealthy": 0, "desiredHealthy": 0})
     assert refusal(reg, "b").code == 429
 
 
