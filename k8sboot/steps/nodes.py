@@ -47,7 +47,20 @@ class Target:
 
 
 def resolve(ctx: Context, name: str) -> Target:
-    """The node called `name`, or a usage error listing the nodes there are."""
+    """The node called `name`, or a usage error listing the nodes there are. Refused when
+    the API could not be asked: whether the node is registered is then unknown, and
+    acting on a guess would report work that was never done."""
+    if not ctx.api_answered:
+        problems = [
+            str(ctx.facts.errors[h.name])
+            for h in ctx.cluster.control_planes
+            if h.name in ctx.facts.errors
+        ]
+        detail = f" ({'; '.join(problems)})" if problems else ""
+        raise MachineError(
+            f"cannot act on {name}: no control plane answered for the API{detail}; "
+            "nothing was changed"
+        )
     spec_names = [h.name for h in ctx.cluster.kube_nodes]
     known = list(dict.fromkeys([*spec_names, *sorted(ctx.nodes)]))
     if name not in known:

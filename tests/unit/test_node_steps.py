@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from k8sboot.actions import RunCommands
-from k8sboot.errors import UnsafeError, UserError
+from k8sboot.errors import MachineError, UnsafeError, UserError
 from k8sboot.facts import NodeStatus
 from k8sboot.nodes import removed
 from k8sboot.nodes.actions import Cordon, DeleteNode, Drain, RecordRemoval, RemoveEtcdMember
@@ -157,6 +157,17 @@ def test_removing_a_control_plane_of_three(cluster, tmp_path: Path) -> None:
         RecordRemoval("cp3", "10.0.0.13"),
     ]
     assert any("drop it from the cluster file" in n for n in ctx.notes)
+
+
+def test_removal_without_an_api_fails_and_records_nothing(cluster, tmp_path: Path) -> None:
+    """Whether w1 is registered is unknown when no control plane answers: the removal
+    must fail (exit 1) instead of recording w1 as removed."""
+    ctx = _ctx(cluster, tmp_path, {}, dead=tuple(CPS))
+    ctx.nodes, ctx.api_answered = {}, False
+    for step in node_remove("w1", DrainOptions()).steps:
+        with pytest.raises(MachineError, match=r"cannot act on w1: no control plane answered"):
+            step.plan(ctx)
+    assert removed.load(ctx.state) == {}
 
 
 def test_two_to_one_is_refused_with_exit_3(base: dict, tmp_path: Path) -> None:
