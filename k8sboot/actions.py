@@ -40,7 +40,7 @@ class Converge(Action):
     """Run Ansible roles: each host gets only the roles its probe found drifted."""
 
     roles: tuple[tuple[str, tuple[str, ...]], ...]  # (host, roles)
-    reasons: tuple[tuple[str, str], ...] = ()  # (host, why) for the plan
+    reasons: tuple[tuple[str, str, str], ...] = ()  # (host, role, why it must run)
     host_vars: tuple[tuple[str, str], ...] = ()  # (host, JSON of its variables; no secrets)
 
     @property
@@ -48,7 +48,12 @@ class Converge(Action):
         return tuple(host for host, _ in self.roles)
 
     def describe(self) -> str:
-        parts = [f"{host}: {', '.join(roles)}" for host, roles in self.roles]
+        why = {(host, role): reason for host, role, reason in self.reasons}
+        parts = [
+            f"{host}: "
+            + ", ".join(f"{r} ({why[host, r]})" if (host, r) in why else r for r in roles)
+            for host, roles in self.roles
+        ]
         return "Ansible roles " + "; ".join(parts)
 
 

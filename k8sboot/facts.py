@@ -127,7 +127,15 @@ class HostFacts:
         return self.data["sysctls"].get(name)
 
     def stamp(self, role: str) -> str | None:
-        return self.data["stamps"].get(role)
+        """The fingerprint a converged role recorded (the stamp's first line)."""
+        recorded = self.data["stamps"].get(role)
+        return recorded.split("\n", 1)[0] if recorded is not None else None
+
+    def stamped_files(self, role: str) -> dict[str, str]:
+        """The files the role wrote, with their hashes then (`sha256sum` lines after the
+        fingerprint)."""
+        lines = (self.data["stamps"].get(role) or "").splitlines()[1:]
+        return {path: digest for digest, _, path in (line.partition("  ") for line in lines)}
 
     def interface_of(self, address: str) -> str | None:
         return next(

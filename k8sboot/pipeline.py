@@ -30,6 +30,7 @@ from k8sboot.runlog import RunLog
 from k8sboot.spec import Cluster
 from k8sboot.state import StateDir, run_id
 from k8sboot.steps.base import Context, Step
+from k8sboot.steps.node_setup import OWNED_FILES
 from k8sboot.transport import HostKeys, Transport
 
 BUSY_TIMEOUT = 600.0
@@ -62,6 +63,7 @@ def probe_request(cluster: Cluster) -> ProbeRequest:
         str(CNI_MANIFEST),
         ADMIN_CONF,
         *etcd_probe_files(cluster),
+        *(path for owned in OWNED_FILES.values() for path in owned),
     ]
     return ProbeRequest(files=tuple(files))
 

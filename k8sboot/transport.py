@@ -256,16 +256,18 @@ class Connection:
         secret_output: bool = False,
         stdout_to: BinaryIO | None = None,
         shown: str | None = None,
+        quiet: bool = False,
     ) -> CommandResult:
         """Run a shell command as root. `stdout_to` streams stdout into a file instead of
         keeping it; `stdin` may be a stream (read in chunks); `secret_output` keeps stdout
         out of the log; `shown` is how the command is named in logs and errors when its
-        text is long."""
+        text is long; `quiet` logs nothing (a poll, whose caller logs what changed)."""
         self.open()
         assert self._client is not None
         wrapped = self._wrap(command)
         label = shown or command
-        self._log.write(self.name, f"$ {label}")
+        if not quiet:
+            self._log.write(self.name, f"$ {label}")
         started = time.monotonic()
         if stdout_to is not None or not (stdin is None or isinstance(stdin, bytes)):
             exit_code, out, err = self._bulk(wrapped, stdin, stdout_to, timeout, label)
@@ -280,10 +282,11 @@ class Connection:
             seconds=time.monotonic() - started,
         )
         body = "<secret output not logged>" if secret_output else result.stdout
-        self._log.write(
-            self.name,
-            f"exit {exit_code} after {result.seconds:.2f}s\n{body}\n{result.stderr}".rstrip(),
-        )
+        if not quiet:
+            self._log.write(
+                self.name,
+                f"exit {exit_code} after {result.seconds:.2f}s\n{body}\n{result.stderr}".rstrip(),
+            )
         if check and exit_code != 0:
             raise CommandFailed(result, self._log.path, shown)
         return result

@@ -13,7 +13,7 @@ from k8sboot.steps.etcd_maintenance import EtcdDefrag, EtcdDisarm
 from k8sboot.steps.etcd_restore import EtcdRestore
 from k8sboot.steps.files import ContainerdConfig, KubeVip
 from k8sboot.steps.kubeadm import InitControlPlane, JoinControlPlanes, JoinWorkers
-from k8sboot.steps.node_setup import NodeSetup
+from k8sboot.steps.node_setup import NodeSetup, Services
 from k8sboot.steps.nodes import (
     CheckRemoval,
     CordonNode,
@@ -31,6 +31,7 @@ def up() -> Workflow:
         "up",
         [
             NodeSetup(),
+            Services(),
             ExternalEtcdRelease(),
             EtcdCertificates(),
             EtcdMembers(),

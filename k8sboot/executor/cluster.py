@@ -71,16 +71,24 @@ def fetch_checked(url: str, sha256: str) -> bytes:
 def wait_ready(executor: Executor, action: WaitNodesReady) -> Outcome:
     connection = executor.ctx.transport[action.host]
     deadline = time.monotonic() + action.timeout
+    said = None
     while True:
-        result = connection.run(
-            f"{KUBECTL} get nodes -o json", check=False, timeout=60, shown="kubectl get nodes"
-        )
+        result = connection.run(f"{KUBECTL} get nodes -o json", check=False, timeout=60, quiet=True)
         nodes = parse_nodes(json.loads(result.stdout)) if result.ok else {}
         waiting = {
             name: (nodes[name].reason if name in nodes else "not registered")
             for name in action.nodes
             if name not in nodes or not nodes[name].ready
         }
+        # A poll every 2 s for up to the whole timeout: the log gets what changed.
+        state = (
+            "; ".join(f"{n}: {why}" for n, why in waiting.items())
+            if result.ok
+            else (f"kubectl get nodes: exit {result.exit_code}: {result.stderr.strip()[-200:]}")
+        )
+        if state != said:
+            executor.ctx.log.write(action.host, f"nodes Ready? {state or 'all Ready'}")
+            said = state
         executor.ctx.nodes = nodes
         if not waiting:
             return Outcome(())
@@ -97,8 +105,13 @@ def wait_api_server(executor: Executor, action: WaitApiServer) -> Outcome:
     deadline = time.monotonic() + action.timeout
     # admin.conf names the endpoint as its server: this goes through the virtual IP.
     command = f"{KUBECTL} get --raw /readyz --request-timeout=5s"
+    said = None
     while True:
-        result = connection.run(command, check=False, timeout=30, shown="kubectl get --raw /readyz")
+        result = connection.run(command, check=False, timeout=30, quiet=True)
+        state = "ready" if result.ok else f"exit {result.exit_code}: {result.stderr.strip()[-200:]}"
+        if state != said:
+            executor.ctx.log.write(action.host, f"https://{action.endpoint}/readyz: {state}")
+            said = state
         if result.ok:
             return Outcome(())
         if time.monotonic() > deadline:

@@ -8,7 +8,7 @@ import shlex
 from k8sboot.actions import Converge, RunCommands, WriteFiles
 from k8sboot.ansible import PlaybookFailed, run_playbook
 from k8sboot.executor.core import Executor, Outcome, handles, raise_first
-from k8sboot.steps.node_setup import PLAYBOOK
+from k8sboot.steps.node_setup import OWNED_FILES, PLAYBOOK
 from k8sboot.transport import Connection
 
 COMMAND_TIMEOUT = 900
@@ -71,12 +71,22 @@ def _record_stamps(
     hosts: set[str],
 ) -> None:
     """The fingerprint of each role a host converged, once every task of the run succeeded
-    there: the probe compares them with the wanted ones to find drift. Written by k8sboot
-    over its own connections (Ansible took a task round trip per role and host)."""
+    there, followed by the hashes of the files the role owns (as they are now): the probe
+    compares both with what it finds to see drift. One command per host, over k8sboot's
+    own connections (Ansible took a task round trip per role and host)."""
 
     def record(connection: Connection) -> None:
+        commands = [f"mkdir -p {STAMPS_DIR}"]
         for role in per_host[connection.name]["k8sboot_converge"]:
-            content = f"{stamps[connection.name][role]}\n".encode()
-            connection.write_file(f"{STAMPS_DIR}/{role}", content, 0o644)
+            stamp = f"{STAMPS_DIR}/{role}"
+            files = " ".join(shlex.quote(f) for f in OWNED_FILES[role])
+            # A file the role did not write here (no repository file with local packages)
+            # is left out of the stamp, and so is not watched.
+            hashes = f"sha256sum -- {files} 2>/dev/null; " if files else ""
+            commands.append(
+                f"{{ echo {shlex.quote(stamps[connection.name][role])}; {hashes}true; }}"
+                f" > {stamp}.tmp && mv {stamp}.tmp {stamp}"
+            )
+        connection.run(" && ".join(commands), shown="record the converged roles' stamps")
 
     raise_first(executor.ctx.transport.each(sorted(hosts), record))

@@ -1,5 +1,7 @@
 from __future__ import annotations
 
+import hashlib
+import subprocess
 from pathlib import Path, PurePosixPath
 
 import pytest
@@ -55,7 +57,8 @@ def test_fresh_cluster_plans_everything(cluster, tmp_path: Path) -> None:
     assert dict(converge.roles) == {
         name: ("prepare", "containerd", "kube_packages") for name in ("cp1", "w1", "w2")
     }
-    assert all("not set up yet" in why for _, why in converge.reasons)
+    assert all(why == "not set up yet" for _, _, why in converge.reasons)
+    assert "w1: prepare (not set up yet), containerd (not set up yet)" in converge.describe()
     assert [a.host for a in plan["containerd configuration"]] == ["cp1", "w1", "w2"]
     assert all(a.restart == "containerd" for a in plan["containerd configuration"])
     assert plan["kubeadm init"] == [KubeadmInit("cp1")]
@@ -131,14 +134,45 @@ def test_version_change_reruns_only_the_packages_role(base: dict, cluster, tmp_p
 
 def test_live_drift_is_found_even_with_a_matching_stamp(cluster, tmp_path: Path) -> None:
     ctx = _converged(cluster, tmp_path)
-    ctx.facts.hosts["w1"].data["services"]["containerd"]["active"] = "failed"
     ctx.facts.hosts["w2"].data["packages"]["kubelet"]["held"] = False
+    # The sysctl file the prepare role wrote on cp1 is gone; the live value still holds.
+    sysctl_file = "/etc/sysctl.d/99-k8sboot.conf"
+    cp1 = ctx.facts.hosts["cp1"].data
+    cp1["stamps"]["prepare"] += f"\n{'0' * 64}  {sysctl_file}"
+    cp1["files"][sysctl_file] = None
     (converge,) = _plan(ctx)["node setup (Ansible)"]
-    assert dict(converge.roles) == {"w1": ("containerd",), "w2": ("kube_packages",)}
-    assert dict(converge.reasons) == {
-        "w1": "containerd: containerd is not running and enabled",
-        "w2": "kube_packages: kubelet is not held",
-    }
+    assert dict(converge.roles) == {"cp1": ("prepare",), "w2": ("kube_packages",)}
+    assert converge.describe() == (
+        f"Ansible roles cp1: prepare ({sysctl_file} was deleted since k8sboot wrote it); "
+        "w2: kube_packages (kubelet is not held)"
+    )
+    cp1["files"][sysctl_file] = "1" * 64
+    (converge,) = _plan(ctx)["node setup (Ansible)"]
+    assert "cp1: prepare (/etc/sysctl.d/99-k8sboot.conf was edited since" in converge.describe()
+
+
+def test_stopped_or_disabled_services_are_started_without_ansible(cluster, tmp_path) -> None:
+    ctx = _converged(cluster, tmp_path)
+    ctx.facts.hosts["w1"].data["services"]["containerd"]["active"] = "failed"
+    ctx.facts.hosts["w1"].data["services"]["kubelet"]["active"] = "inactive"
+    ctx.facts.hosts["w2"].data["services"]["kubelet"]["enabled"] = "disabled"
+    plan = _plan(ctx)
+    assert plan["node setup (Ansible)"] == []
+    assert [(a.commands, a.describe()) for a in plan["services"]] == [
+        (
+            (("w1", "systemctl enable --now containerd kubelet"),),
+            "enable and start containerd, kubelet (containerd is failed; kubelet is inactive) "
+            "on w1",
+        ),
+        (
+            (("w2", "systemctl enable --now kubelet"),),
+            "enable and start kubelet (kubelet is disabled at boot) on w2",
+        ),
+    ]
+    # Before kubeadm has configured it, the kubelet has nothing to run: not a fault.
+    ctx.facts.hosts["w1"].data["exists"][KUBELET_CONF] = False
+    (start,) = [a for a in _plan(ctx)["services"] if a.hosts == ("w1",)]
+    assert start.commands == (("w1", "systemctl enable --now containerd"),)
 
 
 def test_changed_containerd_config_is_rewritten_and_restarted(cluster, tmp_path) -> None:
@@ -197,15 +231,23 @@ def test_reset_without_kube_vip_touches_no_address(cluster, tmp_path: Path) -> N
         assert all("ip addr del" not in command for _, command in action.commands)
 
 
-class StampRecorder:
-    """A connection that records the files written to it."""
+class LocalRoot:
+    """A connection whose commands run in a local shell, with the host's / under `root`."""
 
-    def __init__(self, name: str):
+    def __init__(self, name: str, root: Path):
         self.name = name
-        self.files: dict[str, bytes] = {}
+        self.root = root
 
-    def write_file(self, path: str, content: bytes, mode: int = 0o644) -> None:
-        self.files[path] = content
+    def run(self, command: str, **_: object) -> None:
+        for top in ("/var/lib/k8sboot", "/etc/"):
+            command = command.replace(top, f"{self.root}{top}")
+        subprocess.run(["sh", "-c", command], check=True)
+
+    def stamps(self) -> dict[str, str]:
+        found = self.root / "var/lib/k8sboot/stamps"
+        if not found.exists():
+            return {}
+        return {p.name: p.read_text().strip().replace(str(self.root), "") for p in found.iterdir()}
 
 
 class StampTransport(dict):
@@ -220,11 +262,16 @@ def test_stamps_are_recorded_where_every_task_succeeded(
     from k8sboot.ansible import PlaybookFailed
     from k8sboot.executor import Executor
     from k8sboot.executor import files as executor_files
-    from k8sboot.steps.node_setup import fingerprint, role_vars
+    from k8sboot.steps.node_setup import drift, fingerprint, role_vars
 
     hosts = {h.name: fresh(h.name, h.ip) for h in cluster.hosts}
     ctx = context(cluster, hosts, tmp_path)
-    ctx.transport = StampTransport({h.name: StampRecorder(h.name) for h in cluster.hosts})
+    roots = {h.name: tmp_path / "hosts" / h.name for h in cluster.hosts}
+    ctx.transport = StampTransport({n: LocalRoot(n, root) for n, root in roots.items()})
+    sysctl_file = "/etc/sysctl.d/99-k8sboot.conf"
+    for root in roots.values():  # what the prepare role wrote
+        (root / "etc/sysctl.d").mkdir(parents=True)
+        (root / sysctl_file[1:]).write_text("net.ipv4.ip_forward = 1\n")
     (converge,) = _plan(ctx)["node setup (Ansible)"]
     given = {}
 
@@ -242,15 +289,21 @@ def test_stamps_are_recorded_where_every_task_succeeded(
 
     assert all("k8sboot_stamps" not in values for values in given.values())
     for host in cluster.hosts:
-        written = ctx.transport[host.name].files
+        stamps = ctx.transport[host.name].stamps()
         if host.name in failed:
-            assert written == {}
+            assert stamps == {}
             continue
         wanted = role_vars(cluster, host, hosts[host.name])
-        assert written == {
-            f"/var/lib/k8sboot/stamps/{role}": f"{fingerprint(role, values)}\n".encode()
-            for role, values in wanted.items()
-        }
+        assert set(stamps) == set(wanted)
+        # What the next probe sees: the fingerprints, and the owned file as written.
+        digest = hashlib.sha256(b"net.ipv4.ip_forward = 1\n").hexdigest()
+        seen = fresh(host.name, host.ip)
+        seen.data["stamps"] = stamps
+        seen.data["files"][sysctl_file] = digest
+        for role, values in wanted.items():
+            assert seen.stamp(role) == fingerprint(role, values)
+        assert seen.stamped_files("prepare") == {sysctl_file: digest}
+        assert drift(cluster, host, seen, "prepare", seen.stamp("prepare")) is None
 
 
 def test_containerd_started_before_its_config_was_written_is_restarted(cluster, tmp_path) -> None:

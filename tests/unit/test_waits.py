@@ -1,0 +1,50 @@
+"""Waits poll for minutes: the run log gets what changed, not every answer."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from k8sboot.actions import WaitNodesReady
+from k8sboot.executor import Executor
+from k8sboot.runlog import RunLog
+from k8sboot.transport import CommandResult
+
+from .conftest import load_data
+from .factsdata import context
+
+
+def _nodes(ready: bool) -> str:
+    condition = {"type": "Ready", "status": "True" if ready else "Unknown"}
+    if not ready:
+        condition["reason"] = "NodeStatusUnknown"
+    return json.dumps(
+        {"items": [{"metadata": {"name": "w1"}, "status": {"conditions": [condition]}}]}
+    )
+
+
+class PollCounter:
+    """Answers `kubectl get nodes` with w1 not Ready for `polls` answers, then Ready."""
+
+    def __init__(self, polls: int):
+        self.name = "cp1"
+        self.polls = polls
+        self.asked = 0
+
+    def run(self, command: str, **options: object) -> CommandResult:
+        assert options.get("quiet"), "a poll must not log each answer itself"
+        self.asked += 1
+        answer = _nodes(ready=self.asked > self.polls)
+        return CommandResult("cp1", command, 0, answer.encode(), "", 0.0)
+
+
+def test_waiting_for_ready_logs_changes_only(base: dict, tmp_path: Path, monkeypatch) -> None:
+    monkeypatch.setattr("k8sboot.executor.cluster.time.sleep", lambda _: None)
+    ctx = context(load_data(base).cluster, {}, tmp_path)
+    ctx.log = RunLog(tmp_path / "run.log")
+    ctx.transport = {"cp1": (poller := PollCounter(polls=50))}  # type: ignore[assignment]
+    Executor(ctx).execute(WaitNodesReady("cp1", ("w1",), timeout=600))
+    ctx.log.close()
+    assert poller.asked == 51
+    lines = [line.split(" ", 1)[1] for line in (tmp_path / "run.log").read_text().splitlines()]
+    assert lines == ["cp1: nodes Ready? w1: NodeStatusUnknown", "cp1: nodes Ready? all Ready"]
