@@ -26,16 +26,17 @@ from k8sboot.steps.nodes import (
 from k8sboot.steps.reset import ResetNodes
 
 
-def up() -> Workflow:
+def up(only: str | None = None) -> Workflow:
+    """Everything, or (`node add`) the setup of one host and what joining it needs."""
     return Workflow(
-        "up",
+        "up" if only is None else "node-add",
         [
-            NodeSetup(),
-            Services(),
+            NodeSetup(only),
+            Services(only),
             ExternalEtcdRelease(),
             EtcdCertificates(),
             EtcdMembers(),
-            ContainerdConfig(),
+            ContainerdConfig(only),
             InitControlPlane(),
             JoinControlPlanes(),
             JoinWorkers(),

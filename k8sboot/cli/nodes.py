@@ -182,4 +182,6 @@ def add(
         )
     assert cluster.state_dir is not None
     removed.forget(StateDir(cluster.state_dir), node)
-    pipeline.run(workflows.up(), cluster, reporter(output, verbose), wait_timeout=wait_timeout)
+    pipeline.run(
+        workflows.up(only=node), cluster, reporter(output, verbose), wait_timeout=wait_timeout
+    )

@@ -8,6 +8,7 @@ from k8sboot.actions import Action, WaitApiServer, WriteFiles
 from k8sboot.render import RenderedFile, containerd_files, kube_vip_file
 from k8sboot.spec import Host
 from k8sboot.steps.base import Context, Step
+from k8sboot.steps.node_setup import scoped
 
 
 def sha256(content: str) -> str:
@@ -23,10 +24,13 @@ class ContainerdConfig(Step):
     title = "containerd configuration"
     hosts_apart = True
 
+    def __init__(self, only: str | None = None):
+        self.only = only
+
     def plan(self, ctx: Context) -> list[Action]:
         wanted = containerd_files(ctx.cluster)
         actions: list[Action] = []
-        for host in ctx.cluster.kube_nodes:
+        for host in scoped(ctx.cluster.kube_nodes, self.only):
             stale = changed(ctx, host, wanted)
             # A run stopped between writing the file and restarting leaves containerd on
             # the old configuration: restart it even though the file is right.

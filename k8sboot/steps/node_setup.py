@@ -58,13 +58,10 @@ def role_vars(cluster: Cluster, host: Host, found: HostFacts) -> dict[str, dict[
         "prepare": {
             "prepare_cluster_name": cluster.name,
             "prepare_container": found.container or "",
-            # Its own name and the control planes' names: enough for kubeadm and the
-            # kubelet, and adding a worker then leaves every other host's file alone.
-            "prepare_hosts_entries": [
-                {"ip": h.ip, "name": h.name}
-                for h in cluster.hosts
-                if h is host or h.has("control-plane")
-            ],
+            # Its own name, which kubeadm's preflight resolves. Nothing else needs names
+            # (kubeadm joins through the endpoint; the API server reaches kubelets by
+            # their InternalIP first): a host added later leaves every other host alone.
+            "prepare_hosts_entries": [{"ip": host.ip, "name": host.name}],
         }
     }
     if host.has("control-plane") or host.has("worker"):
@@ -122,14 +119,22 @@ def drift(cluster: Cluster, host: Host, found: HostFacts, role: str, wanted: str
     return None
 
 
+def scoped(hosts: list[Host], only: str | None) -> list[Host]:
+    """`hosts`, or only the one named (`node add` sets up the new node, nothing else)."""
+    return [h for h in hosts if only is None or h.name == only]
+
+
 class NodeSetup(Step):
     title = "node setup (Ansible)"
+
+    def __init__(self, only: str | None = None):
+        self.only = only
 
     def plan(self, ctx: Context) -> list[Action]:
         roles: list[tuple[str, tuple[str, ...]]] = []
         reasons: list[tuple[str, str, str]] = []
         host_vars: list[tuple[str, str]] = []
-        for host in ctx.cluster.hosts:
+        for host in scoped(ctx.cluster.hosts, self.only):
             found = ctx.host_facts(host)
             wanted = role_vars(ctx.cluster, host, found)
             stamps = {role: fingerprint(role, values) for role, values in wanted.items()}
@@ -180,9 +185,12 @@ class Services(Step):
     title = "services"
     hosts_apart = True
 
+    def __init__(self, only: str | None = None):
+        self.only = only
+
     def plan(self, ctx: Context) -> list[Action]:
         actions: list[Action] = []
-        for host in ctx.cluster.hosts:
+        for host in scoped(ctx.cluster.hosts, self.only):
             faults = service_faults(host, ctx.host_facts(host))
             if faults:
                 names = " ".join(service for service, _ in faults)

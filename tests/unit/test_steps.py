@@ -27,6 +27,7 @@ from k8sboot.workflows import reset, up
 
 from .conftest import load_data
 from .factsdata import context, converged_host, fresh, ready
+from .hacluster import ha_cluster
 
 
 @pytest.fixture
@@ -92,6 +93,34 @@ def test_a_new_worker_touches_only_that_worker(base: dict, cluster, tmp_path: Pa
     assert plan["nodes Ready"][0].nodes == ("cp1", "w1", "w2", "w3")
 
 
+def test_a_new_control_plane_runs_ansible_only_there(base: dict, tmp_path: Path) -> None:
+    cluster = ha_cluster(base, control_planes=2)
+    hosts = {h.name: converged_host(cluster, h.name) for h in cluster.hosts}
+    ctx = context(cluster, hosts, tmp_path)
+    ctx.cluster = ha_cluster(base, control_planes=3)
+    ctx.facts.hosts["cp3"] = fresh("cp3", "10.0.0.13")
+    (converge,) = _plan(ctx)["node setup (Ansible)"]
+    assert converge.hosts == ("cp3",)
+
+
+def test_node_add_sets_up_only_the_new_node(base: dict, cluster, tmp_path: Path) -> None:
+    """`node add w3` joins w3; drift elsewhere waits for `up`, which would name it."""
+    ctx = _converged(cluster, tmp_path)
+    ctx.facts.hosts["w1"].data["services"]["containerd"]["active"] = "failed"
+    ctx.facts.hosts["w2"].data["files"]["/etc/containerd/config.toml"] = "edited"
+    ctx.facts.hosts["w2"].data["packages"]["kubelet"]["held"] = False
+    base["hosts"].append({"name": "w3", "address": "10.0.0.23", "roles": ["worker"]})
+    ctx.cluster = load_data(base).cluster
+    ctx.facts.hosts["w3"] = fresh("w3", "10.0.0.23")
+    plan = {step.title: step.plan(ctx) for step in up(only="w3").steps}
+    (converge,) = plan["node setup (Ansible)"]
+    assert converge.hosts == ("w3",)
+    assert plan["services"] == []
+    assert [a.host for a in plan["containerd configuration"]] == ["w3"]
+    assert plan["join workers"] == [KubeadmJoin(("w3",), control_plane=False)]
+    assert {a.hosts for a in _plan(ctx)["services"]} == {("w1",)}
+
+
 def test_half_done_join_is_reset_first(cluster, tmp_path: Path) -> None:
     ctx = _converged(cluster, tmp_path)
     del ctx.nodes["w2"]  # kubelet.conf exists, but the Node never registered
@@ -112,7 +141,6 @@ def test_half_done_init_gets_kube_vip_back_after_its_reset(base: dict, tmp_path:
     """kubeadm reset empties /etc/kubernetes/manifests: kube-vip's manifest, found in place
     before the reset, must be written again after it, or init waits for a virtual IP that
     nobody holds (issue 14.2)."""
-    from .hacluster import ha_cluster
 
     cluster = ha_cluster(base)
     hosts = {h.name: fresh(h.name, h.ip) for h in cluster.hosts}
@@ -211,7 +239,6 @@ def test_reset_plans_workers_first_and_converges(cluster, tmp_path: Path) -> Non
 
 
 def test_reset_takes_back_a_virtual_ip_left_on_a_clean_host(base: dict, tmp_path: Path) -> None:
-    from .hacluster import ha_cluster
 
     cluster = ha_cluster(base)
     hosts = {h.name: fresh(h.name, h.ip) for h in cluster.hosts}
@@ -325,7 +352,6 @@ def test_init_stopped_after_the_api_answered_is_resumed_not_reset(
     """admin.conf and the static pods are there and the API answers, but cluster-info,
     which kubeadm init creates late, is not: init stopped half-way. Its remaining phases
     run; nothing is reset under a running control plane (issue 14.2)."""
-    from .hacluster import ha_cluster
 
     cluster = ha_cluster(base)
     hosts = {h.name: fresh(h.name, h.ip) for h in cluster.hosts}
@@ -345,7 +371,6 @@ def test_init_stopped_after_the_api_answered_is_resumed_not_reset(
 def test_an_unfinished_init_beside_joined_hosts_is_refused(base: dict, tmp_path: Path) -> None:
     """No cluster-info (or admin.conf refused) while another host has joined: not a
     half-done init (joins come after init); nothing is redone or reset."""
-    from .hacluster import ha_cluster
 
     cluster = ha_cluster(base)
     hosts = {h.name: fresh(h.name, h.ip) for h in cluster.hosts}
