@@ -17,7 +17,7 @@ from rich.table import Table
 
 from k8sboot.actions import Action
 from k8sboot.preflight import Check
-from k8sboot.runlog import Masker
+from k8sboot.runlog import SECRETS, Masker
 
 MARK = {
     "ok": "[green]ok[/]",
@@ -31,7 +31,7 @@ class Reporter:
     """Base reporter: records what changed so that every form can summarise honestly."""
 
     def __init__(self, masker: Masker | None = None):
-        self.mask = masker or Masker()
+        self.mask = masker or SECRETS
         self.changed: dict[str, list[str]] = {}  # step -> hosts changed
         self.started = time.monotonic()
 

@@ -31,10 +31,15 @@ class Masker:
         return text
 
 
+# The secrets this process has learned: one masker for the run log, the reports and the
+# error line at the top (which may quote a failed command's output).
+SECRETS = Masker()
+
+
 class RunLog:
     def __init__(self, path: Path | None, masker: Masker | None = None):
         self.path = path
-        self.mask = masker or Masker()
+        self.mask = masker or SECRETS
         self._lock = threading.Lock()
         self._handle = None
         if path is not None:

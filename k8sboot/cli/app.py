@@ -12,6 +12,7 @@ import click
 from k8sboot import __version__
 from k8sboot.cli import certs, etcd, health, init, inventory, nodes, render, run, validate
 from k8sboot.errors import EXIT_FAILURE, K8sbootError
+from k8sboot.runlog import SECRETS
 
 EXIT_INTERRUPTED = 130
 
@@ -44,13 +45,13 @@ class K8sbootGroup(click.Group):
         except K8sbootError as exc:
             if debug:
                 raise
-            click.echo(f"error: {exc}", err=True)
+            click.echo(f"error: {SECRETS(str(exc))}", err=True)
             code = exc.exit_code
         except Exception as exc:
             if debug:
                 raise
             click.echo(
-                f"internal error: {type(exc).__name__}: {exc} "
+                f"internal error: {type(exc).__name__}: {SECRETS(str(exc))} "
                 "(run again with --debug for the traceback)",
                 err=True,
             )

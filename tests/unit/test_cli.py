@@ -253,3 +253,25 @@ def test_a_second_run_is_refused_while_one_holds_the_lock(run, spec: Path, tmp_p
         result = run("up")
     assert result.exit_code == 3
     assert "is running `k8sboot up` on this cluster" in result.output
+
+
+def test_the_error_line_masks_secrets_the_run_learned(
+    run, spec: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A failed join's message may quote its command line; the token learned during the
+    run is masked there as in the run log."""
+    from k8sboot import pipeline
+    from k8sboot.errors import MachineError
+    from k8sboot.runlog import RunLog
+
+    token = "abcdef.0123456789abcdef"
+
+    def failing_run(workflow, cluster, reporter, **_: object) -> None:
+        RunLog(None, reporter.mask).mask.add(token)  # as the kubeadm executor does
+        raise MachineError(f"w1: kubeadm join --token {token} failed")
+
+    monkeypatch.setattr(pipeline, "run", failing_run)
+    result = run("up", "-f", str(spec))
+    assert result.exit_code == 1
+    assert token not in result.output and "0123456789abcdef" not in result.output
+    assert result.output.strip() == "error: w1: kubeadm join --token <masked> failed"
