@@ -14,6 +14,7 @@ two different files of the same name.
 from __future__ import annotations
 
 import fcntl
+import getpass
 import json
 import os
 import socket
@@ -40,7 +41,7 @@ class ClusterLock:
         self.command = command
         host = socket.gethostname()
         self.identity = {
-            "holder": f"{os.environ.get('USER', 'unknown')}@{host}",
+            "holder": f"{_user()}@{host}",
             "host": host,
             "pid": os.getpid(),
             "command": command,
@@ -135,3 +136,10 @@ def _held_by(holder: dict, path: Path) -> str:
         f"`k8sboot {holder.get('command')}` on this cluster since {age:.0f}s; "
         "wait for it to finish"
     )
+
+
+def _user() -> str:
+    try:
+        return getpass.getuser()
+    except (KeyError, OSError):  # no name for this uid in the environment or passwd
+        return f"uid{os.getuid()}"

@@ -3,6 +3,7 @@ from __future__ import annotations
 import io
 import json
 import os
+import pwd
 import time
 from pathlib import Path
 
@@ -79,6 +80,16 @@ def test_an_unreadable_lock_file_is_taken_over_only_once_it_is_old(tmp_path: Pat
     os.utime(path, (long_ago, long_ago))
     with ClusterLock(path, "up"):
         assert json.loads(path.read_text())["pid"] == os.getpid()
+
+
+def test_holder_is_named_without_user_in_the_environment(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    for name in ("USER", "LOGNAME", "LNAME", "USERNAME"):
+        monkeypatch.delenv(name, raising=False)
+    with ClusterLock(tmp_path / "lock", "up"), pytest.raises(Locked) as caught:
+        ClusterLock(tmp_path / "lock", "reset").acquire()
+    assert str(caught.value).startswith(f"{pwd.getpwuid(os.getuid()).pw_name}@")
 
 
 def test_lock_of_a_dead_local_process_is_taken_over(tmp_path: Path) -> None:
