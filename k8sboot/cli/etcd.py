@@ -114,8 +114,9 @@ def verify(
 ) -> None:
     """Check BACKUP (a name from `etcd list`, `latest`, or a file with its manifest beside
     it) end to end: its file against the manifest, then a test restore on a member host
-    into a scratch directory, served by a throw-away etcd on loopback, whose revision, key
-    count and KV hash must match the manifest. Records the result in the manifest."""
+    into a scratch directory, served by a throw-away etcd on a unix socket only root can
+    reach, whose revision, key count and KV hash must match the manifest. Records the
+    result in the manifest."""
     cluster = _cluster(spec_path, vagrant)
     store, manifest = locate(cluster, backup)
     pipeline.run(workflows.etcd_verify(store, manifest), cluster, reporter(output, verbose))

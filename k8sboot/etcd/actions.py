@@ -114,8 +114,9 @@ class PruneBackups(Action):
 
 @dataclass(frozen=True)
 class TestRestore(OnHost):
-    """Restore a backup into a scratch directory on a host, run a throw-away etcd on it on
-    loopback, compare revision, keys and hash with the manifest, remove it all again."""
+    """Restore a backup into a scratch directory (0700) on a host, run a throw-away etcd on
+    it with unix sockets in that directory, compare revision, keys and hash with the
+    manifest, remove it all again."""
 
     backup: str
     location: str  # of the catalogue (or directory) that holds it

@@ -97,7 +97,7 @@ def load_key(path: Path, backups: Path | None = None) -> Key:
             f"backup.encryptionKeyFile: {path} is readable by others "
             f"(mode {info.st_mode & 0o777:o}); chmod 600 it"
         )
-    if backups is not None and _inside(path, backups):
+    if backups is not None and inside(path, backups):
         raise UserError(
             f"backup.encryptionKeyFile: {path} is inside the backup directory {backups}; keep "
             "the key elsewhere, or whoever gets the backups gets the key too"
@@ -114,7 +114,7 @@ def load_key(path: Path, backups: Path | None = None) -> Key:
     return Key(material)
 
 
-def _inside(path: Path, directory: Path) -> bool:
+def inside(path: Path, directory: Path) -> bool:
     try:
         path.resolve().relative_to(directory.resolve())
     except ValueError:

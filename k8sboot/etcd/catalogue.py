@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any, BinaryIO, Protocol
 
 from k8sboot.errors import UserError
+from k8sboot.etcd.archive import inside
 from k8sboot.spec.model import Retention
 from k8sboot.state import private_dir, write_private
 
@@ -69,9 +70,24 @@ class Manifest:
             document = json.loads(data)
             document["members"] = [MemberRecord(**m) for m in document.get("members", [])]
             known = {f for f in cls.__dataclass_fields__}
-            return cls(**{k: v for k, v in document.items() if k in known})
+            manifest = cls(**{k: v for k, v in document.items() if k in known})
+            plain_name(manifest.name, where)
+            plain_name(manifest.file["name"], where)
+            return manifest
         except (ValueError, TypeError, KeyError) as exc:
             raise UserError(f"{where}: not a k8sboot backup manifest ({exc})") from None
+
+
+def plain_name(name: object, where: str) -> str:
+    """`name` if it names a file directly in the catalogue, else a UserError: names come
+    from manifests, and a tampered one must not make k8sboot read, write or delete a file
+    elsewhere (a path like ../x or /x, or an S3 key outside the prefix)."""
+    if not isinstance(name, str) or name in ("", ".", "..") or any(c in name for c in "/\\\0"):
+        raise UserError(
+            f"{where}: refusing the file name {name!r}: not a plain name of a file in the "
+            "catalogue (was the manifest changed?)"
+        )
+    return name
 
 
 def backup_name(cluster: str, when: datetime, taken: Iterable[str]) -> str:
@@ -122,29 +138,35 @@ class LocalStore:
         if not self.directory.is_dir():
             return []
         found = []
-        for path in sorted(self.directory.glob("*.json")):
+        for listed in sorted(self.directory.glob("*.json")):
+            path = self.path(listed.name)
             found.append(Manifest.from_json(path.read_bytes(), str(path)))
         return sorted(found, key=lambda m: (m.created, m.name))
 
     def read_manifest(self, name: str) -> Manifest | None:
-        path = self.directory / f"{name}.json"
+        path = self.path(f"{name}.json")
         return Manifest.from_json(path.read_bytes(), str(path)) if path.exists() else None
 
     def write_manifest(self, manifest: Manifest) -> None:
-        write_private(self.directory / f"{manifest.name}.json", manifest.to_json())
+        write_private(self.path(f"{manifest.name}.json"), manifest.to_json())
 
     def file_size(self, file_name: str) -> int | None:
-        path = self.directory / file_name
+        path = self.path(file_name)
         return path.stat().st_size if path.exists() else None
 
     def path(self, file_name: str) -> Path:
-        return self.directory / file_name
+        """A file of the catalogue, never one elsewhere (see plain_name), nor through a
+        symbolic link out of it."""
+        path = self.directory / plain_name(file_name, self.location)
+        if not inside(path, self.directory):
+            raise UserError(f"{path}: refusing a link out of the catalogue {self.location}")
+        return path
 
     @contextmanager
     def writer(self, file_name: str) -> Iterator[BinaryIO]:
         """A new file, 0600 from its first byte, in place only once the block succeeds."""
         self.ensure()
-        final = self.directory / file_name
+        final = self.path(file_name)
         part = self.directory / f".{file_name}.part"
         fd = os.open(part, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
         try:
@@ -159,11 +181,11 @@ class LocalStore:
 
     @contextmanager
     def local_copy(self, file_name: str) -> Iterator[Path]:
-        yield self.directory / file_name
+        yield self.path(file_name)
 
     def delete(self, manifest: Manifest) -> None:
-        (self.directory / manifest.file["name"]).unlink(missing_ok=True)
-        (self.directory / f"{manifest.name}.json").unlink(missing_ok=True)
+        self.path(manifest.file["name"]).unlink(missing_ok=True)
+        self.path(f"{manifest.name}.json").unlink(missing_ok=True)
 
 
 def open_store(cluster: Any) -> Store:

@@ -126,7 +126,7 @@ class EtcdCtl:
         tls = (
             f"--cacert={self.tls.cacert} --cert={self.tls.cert} --key={self.tls.key} "
             if self.tls.cacert
-            else ""  # a throw-away etcd on loopback (etcd verify) has no TLS
+            else ""  # the throw-away etcd of etcd verify has no TLS: root alone reaches it
         )
         return (
             f"ETCDCTL_API=3 {ETCDCTL} --endpoints={shlex.quote(chosen)} {tls}"

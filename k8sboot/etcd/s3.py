@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any, BinaryIO
 
 from k8sboot.errors import MachineError, UserError
-from k8sboot.etcd.catalogue import Manifest
+from k8sboot.etcd.catalogue import Manifest, plain_name
 from k8sboot.state import private_dir
 
 
@@ -37,7 +37,7 @@ class S3Store:
         self.cache = state_dir / "s3-cache"
 
     def _key(self, name: str) -> str:
-        return self.prefix + name
+        return self.prefix + plain_name(name, self.location)
 
     def _call(self, what: str, fn, *args: Any, **kwargs: Any) -> Any:
         try:
@@ -90,7 +90,7 @@ class S3Store:
 
     def _temporary(self, file_name: str) -> Path:
         private_dir(self.cache)
-        return self.cache / f".{secrets.token_hex(4)}-{file_name}"
+        return self.cache / f".{secrets.token_hex(4)}-{plain_name(file_name, self.location)}"
 
     @contextmanager
     def writer(self, file_name: str) -> Iterator[BinaryIO]:

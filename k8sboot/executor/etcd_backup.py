@@ -265,12 +265,14 @@ def check_status(found: SnapshotStatus, manifest: Manifest, where: str) -> None:
         )
 
 
-_THROWAWAY_PORTS = (
-    "python3 -c 'import socket\n"
-    "ss = [socket.socket() for _ in range(2)]\n"
-    '[s.bind(("127.0.0.1", 0)) for s in ss]\n'
-    "print(*[s.getsockname()[1] for s in ss])'"
-)
+# The throw-away etcd serves every Secret of the cluster without TLS or authentication, so
+# it listens on unix sockets only, in the 0700 work directory that only root can enter: no
+# TCP port, no other process on the host. etcd binds a unix URL's host as the socket's path,
+# relative to its working directory (the peer listener takes nothing else, and advertised
+# URLs must read "host:port"; etcd v3.5.16 server/embed/etcd.go configurePeerListeners and
+# config.go checkHostURLs, the same in v3.4.23), hence "NAME:0" and WorkingDirectory. The
+# peer socket is never dialled: the member is alone in its cluster.
+_CLIENT_SOCKET, _PEER_SOCKET = "client.sock:0", "peer.sock:0"
 
 
 @handles(TestRestore)
@@ -290,8 +292,8 @@ def test_restore(executor: Executor, action: TestRestore) -> Outcome:
         offline = EtcdCtl(connection, NO_TLS, [], tools)
         executor.progress(action.host, "snapshot status")
         check_status(offline.snapshot_status(f"{work}/snapshot.db"), manifest, action.host)
-        client, peer = connection.run(_THROWAWAY_PORTS, timeout=30).stdout.split()
-        client_url, peer_url = f"http://127.0.0.1:{client}", f"http://127.0.0.1:{peer}"
+        client_url, peer_url = f"unix://{_CLIENT_SOCKET}", f"unix://{_PEER_SOCKET}"
+        endpoint = f"unix://{work}/{_CLIENT_SOCKET}"  # etcdctl runs in another directory
         executor.progress(action.host, "restore into a scratch directory")
         offline.snapshot_restore(
             f"{work}/snapshot.db",
@@ -302,9 +304,10 @@ def test_restore(executor: Executor, action: TestRestore) -> Outcome:
             peer_url,
         )
         binary = _etcd_binary(connection, tools, work)
-        executor.progress(action.host, "start a throw-away etcd on loopback")
+        executor.progress(action.host, "start a throw-away etcd on a private unix socket")
         connection.run(
             f"systemd-run --quiet --collect --unit={unit} -p Type=notify -p TimeoutStartSec=300 "
+            f"-p WorkingDirectory={work} -p UMask=0077 "
             f"{binary} --name verify --data-dir {work}/data "
             f"--listen-client-urls {client_url} --advertise-client-urls {client_url} "
             f"--listen-peer-urls {peer_url} --initial-advertise-peer-urls {peer_url} "
@@ -312,11 +315,11 @@ def test_restore(executor: Executor, action: TestRestore) -> Outcome:
             timeout=330,
             shown=f"systemd-run {unit}",
         )
-        live = EtcdCtl(connection, NO_TLS, [client_url], tools)
-        status = live.status([client_url])
+        live = EtcdCtl(connection, NO_TLS, [endpoint], tools)
+        status = live.status([endpoint])
         revision = status[0].revision if status else 0
         keys = live.count_keys(manifest.revision)
-        hash_kv = live.hash_kv(client_url, manifest.revision)
+        hash_kv = live.hash_kv(endpoint, manifest.revision)
         result |= {"revision": revision, "keys": keys, "hash_kv": hash_kv}
         problems = []
         if revision != manifest.revision:

@@ -144,3 +144,64 @@ def test_state_shows_missing_and_truncated_files(tmp_path: Path) -> None:
     assert state(item, store) == "checked"
     item.verification["test_restore"] = {"ok": True}
     assert state(item, store) == "test-restored"
+
+
+def tampered_catalogue(tmp_path: Path, name: str, file_name: str) -> LocalStore:
+    """A catalogue of a good backup and an older one whose manifest (changed by hand, or
+    by someone who could write the catalogue) has the name or file name given; files
+    outside it: outside.txt and outside.json beside it."""
+    for outside in ("outside.txt", "outside.json"):
+        (tmp_path / outside).write_text("not k8sboot's\n")
+    store = LocalStore(tmp_path / "backups").ensure()
+    good = manifest("lab-2", START + timedelta(hours=1))
+    store.write_manifest(good)
+    (store.directory / "lab-2.db").write_bytes(b"x" * good.file["size"])
+    changed = manifest("lab-1", START)
+    changed.name, changed.file["name"] = name, file_name
+    (store.directory / "lab-1.json").write_bytes(changed.to_json())
+    return store
+
+
+def untouched(tmp_path: Path) -> bool:
+    return all(
+        (tmp_path / outside).read_text() == "not k8sboot's\n"
+        for outside in ("outside.txt", "outside.json")
+    )
+
+
+TAMPERED = [
+    ("lab-1", "../outside.txt"),
+    ("lab-1", "{tmp}/outside.txt"),
+    ("../outside", "lab-1.db"),
+    ("{tmp}/outside", "lab-1.db"),
+]
+
+
+@pytest.mark.parametrize(("name", "file_name"), TAMPERED)
+def test_a_manifest_naming_files_outside_the_catalogue_is_refused(
+    tmp_path: Path, name: str, file_name: str
+) -> None:
+    name, file_name = name.format(tmp=tmp_path), file_name.format(tmp=tmp_path)
+    store = tampered_catalogue(tmp_path, name, file_name)
+    with pytest.raises(UserError) as refused:
+        prune(store, "lab", Retention(last=1, hourly=0, daily=0, weekly=0))
+    assert str(refused.value).startswith(f"{store.directory / 'lab-1.json'}: refusing")
+    assert "\n" not in str(refused.value)
+    with pytest.raises(UserError, match="refusing"):
+        find(store, "lab-1", "lab")
+    assert untouched(tmp_path)
+    assert sorted(p.name for p in store.directory.iterdir()) == [
+        "lab-1.json",
+        "lab-2.db",
+        "lab-2.json",
+    ]
+
+
+def test_a_link_out_of_the_catalogue_is_neither_read_nor_followed(tmp_path: Path) -> None:
+    store = tampered_catalogue(tmp_path, "lab-1", "lab-1.db")
+    (store.directory / "lab-1.db").symlink_to(tmp_path / "outside.txt")
+    with pytest.raises(UserError, match="link out of the catalogue"):
+        store.file_size("lab-1.db")
+    with pytest.raises(UserError, match="link out of the catalogue"):
+        prune(store, "lab", Retention(last=1, hourly=0, daily=0, weekly=0))
+    assert untouched(tmp_path) and (store.directory / "lab-1.db").is_symlink()

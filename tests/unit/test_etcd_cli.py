@@ -67,3 +67,21 @@ def test_list_check_reads_every_file(run, tmp_path: Path) -> None:
     result = run("etcd", "list", "--check", "-o", "json")
     assert result.exit_code == 1
     assert "sha256" in json.loads(result.output)["backups"][0]["state"]
+
+
+@pytest.mark.parametrize("file_name", ["../outside.txt", "{tmp}/outside.txt"])
+def test_a_manifest_naming_a_file_outside_the_catalogue_is_one_line_exit_2(
+    run, tmp_path: Path, file_name: str
+) -> None:
+    outside = tmp_path / "outside.txt"
+    outside.write_bytes(b"z" * 4128)  # the size the manifest gives
+    store = LocalStore(tmp_path / ".k8sboot" / "lab" / "backups").ensure()
+    item = manifest("lab-1", START)
+    item.file["name"] = file_name.format(tmp=tmp_path)
+    (store.directory / "lab-1.json").write_bytes(item.to_json())
+    for command in (("list", "--check"), ("list",)):
+        result = run("etcd", *command)
+        assert result.exit_code == 2, result.output
+        (line,) = result.output.strip().splitlines()
+        assert "lab-1.json: refusing the file name" in line and "Traceback" not in line
+    assert outside.read_bytes() == b"z" * 4128

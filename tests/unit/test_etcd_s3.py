@@ -5,10 +5,12 @@ from __future__ import annotations
 
 import hashlib
 import os
+from datetime import timedelta
 from pathlib import Path
 
 import pytest
 
+from k8sboot.errors import UserError
 from k8sboot.etcd.archive import Key, SnapshotSink, check_file
 from k8sboot.etcd.catalogue import keep, open_store, prune
 from k8sboot.spec.model import Retention
@@ -74,8 +76,6 @@ def test_backups_round_trip_through_the_bucket(cluster, tmp_path: Path) -> None:
 
 def test_retention_prunes_the_bucket(cluster) -> None:
     store = open_store(cluster)
-    from datetime import timedelta
-
     for i in range(4):
         item = manifest(f"b{i}", START + timedelta(hours=i))
         with store.writer(item.file["name"]) as out:
@@ -86,3 +86,24 @@ def test_retention_prunes_the_bucket(cluster) -> None:
     assert prune(store, "lab", policy) == ["b0", "b1"]
     assert [m.name for m in store.manifests()] == ["b2", "b3"]
     assert store.file_size("b0.db") is None
+
+
+@pytest.mark.parametrize("file_name", ["../secret.db", "/secret.db", "other/b0.db"])
+def test_a_manifest_naming_a_key_outside_the_prefix_is_refused(cluster, file_name: str) -> None:
+    store = open_store(cluster)
+    for key in ("secret.db", "lab/other/b0.db"):  # outside the catalogue lab/
+        store.client.put_object(Bucket=store.bucket, Key=key, Body=b"not k8sboot's")
+    changed = manifest("b0", START)
+    changed.file["name"] = file_name
+    store.client.put_object(Bucket=store.bucket, Key="lab/b0.json", Body=changed.to_json())
+    newer = manifest("b1", START + timedelta(hours=1))
+    store.write_manifest(newer)
+    with pytest.raises(UserError, match=r"lab/b0\.json: refusing the file name"):
+        prune(store, "lab", Retention(last=1, hourly=0, daily=0, weekly=0))
+    listed = store.client.list_objects_v2(Bucket=store.bucket)["Contents"]
+    assert sorted(item["Key"] for item in listed) == [
+        "lab/b0.json",
+        "lab/b1.json",
+        "lab/other/b0.db",
+        "secret.db",
+    ]
