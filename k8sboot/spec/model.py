@@ -127,7 +127,9 @@ Address = Annotated[str, AfterValidator(_ip_or_dns_name)]
 Interface = Annotated[str, AfterValidator(_interface)]
 HttpURL = Annotated[str, AfterValidator(_http_url)]
 FilePath = Annotated[Path, AfterValidator(_resolve_path)]
-Port = Annotated[int, Field(ge=1, le=65535)]
+# Strict: a whole number written as one, never a string, float or boolean.
+Port = Annotated[int, Field(strict=True, ge=1, le=65535)]
+Count = Annotated[int, Field(strict=True, ge=0, le=1000)]
 
 
 class Section(BaseModel):
@@ -253,14 +255,14 @@ class SSH(Section):
     port: Port = 22
     key: FilePath | None = None
     host_key_policy: Literal["accept-new", "strict"] = "accept-new"
-    connect_timeout: Annotated[int, Field(ge=1, le=600)] = 10
+    connect_timeout: Annotated[int, Field(strict=True, ge=1, le=600)] = 10
 
 
 class Retention(Section):
-    last: Annotated[int, Field(ge=1)] = 7
-    hourly: Annotated[int, Field(ge=0)] = 24
-    daily: Annotated[int, Field(ge=0)] = 7
-    weekly: Annotated[int, Field(ge=0)] = 4
+    last: Annotated[Count, Field(ge=1)] = 7
+    hourly: Count = 24
+    daily: Count = 7
+    weekly: Count = 4
 
 
 class S3(Section):
