@@ -4,13 +4,15 @@ import json
 import os
 import subprocess
 import sys
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 
 import pytest
 import yaml
 from click.testing import CliRunner
 
+from k8sboot.cli import render as render_command
 from k8sboot.cli.app import cli
+from k8sboot.render import RenderedFile
 
 from .conftest import BASE, EXAMPLES
 
@@ -161,6 +163,44 @@ def test_render_writes_every_file(run, spec: Path, tmp_path: Path) -> None:
     join = tmp_path / "out/w1/etc/k8sboot/kubeadm-join.yaml"
     assert join.stat().st_mode & 0o777 == 0o600
     assert "<bootstrap token" in join.read_text()
+
+
+def _one_line_refusal(result, *expected: str) -> None:
+    assert result.exit_code == 2, result.output
+    assert len(result.output.splitlines()) == 1, result.output
+    for text in expected:
+        assert text in result.output
+
+
+def test_render_refuses_a_registry_key_that_leaves_out(run, spec: Path, tmp_path: Path) -> None:
+    data = yaml.safe_load(spec.read_text())
+    # OUT/cp1/etc/containerd/certs.d/<key>/hosts.toml: five levels up is OUT's parent.
+    data["containerRuntime"] = {"registryMirrors": {"../../../../../escaped": ["https://m"]}}
+    spec.write_text(yaml.safe_dump(data))
+    result = run("render", "--out", "out")
+    _one_line_refusal(result, "containerRuntime.registryMirrors['../../../../../escaped']")
+    assert not (tmp_path / "escaped").exists()
+
+
+def test_render_writes_nothing_outside_out(run, spec: Path, tmp_path: Path) -> None:
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    (tmp_path / "out" / "w1").mkdir(parents=True)
+    (tmp_path / "out" / "w1" / "etc").symlink_to(elsewhere)
+    result = run("render", "--out", "out")
+    _one_line_refusal(result, "w1's /etc/containerd/config.toml would be written outside out")
+    assert list(elsewhere.iterdir()) == []
+    assert not (tmp_path / "out" / "cp1").exists()  # refused before writing anything
+
+
+def test_render_refuses_a_path_that_climbs_out(
+    run, spec: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    climbing = RenderedFile(PurePosixPath("/etc/../../../escaped.toml"), "x")
+    monkeypatch.setattr(render_command, "host_files", lambda cluster, host: [climbing])
+    result = run("render", "--out", "out/deeper")
+    _one_line_refusal(result, "would be written outside out/deeper")
+    assert not (tmp_path / "escaped.toml").exists()
 
 
 def test_inventory_yaml_and_json(run, spec: Path) -> None:

@@ -10,6 +10,7 @@ from hypothesis import strategies as st
 
 from k8sboot.errors import SpecError, UserError
 from k8sboot.spec import load_spec, spec_from_text
+from k8sboot.spec.load import format_path
 from k8sboot.versions import DEFAULT_VERSION
 
 from .conftest import EXAMPLES, load_data
@@ -261,6 +262,21 @@ def test_yaml_that_cannot_be_a_spec_is_one_clear_line(extra: str, expected: str)
     assert not isinstance(caught.value, SpecError)
     assert re.match(expected, str(caught.value)), str(caught.value)
     assert "\n" not in str(caught.value)
+
+
+@pytest.mark.parametrize(
+    "registry",
+    ["../../../../tmp/x", "..", "a/b", "Docker.io", "reg:0", "reg:65536", "::1", "http://reg", ""],
+)
+def test_registry_keys_are_host_names(base: dict, registry: str) -> None:
+    base["containerRuntime"] = {"registryMirrors": {registry: ["https://mirror.internal"]}}
+    with pytest.raises(SpecError) as caught:
+        load_data(base)
+    assert caught.value.problems == [
+        f"{format_path(('containerRuntime', 'registryMirrors', registry))}: {registry!r} is not a "
+        "registry host: write host[:port] with a DNS name or IP address (IPv6 in brackets), "
+        "like registry.example.com:5000, or _default"
+    ]
 
 
 def test_missing_file(tmp_path: Path) -> None:
