@@ -154,6 +154,7 @@ def load_spec(
     `hosts` replaces the file's hosts (e.g. the machines of a Vagrant environment); the
     file may then be absent. `defaults` fills top-level keys the file does not set.
     """
+    refuse_directory(path)
     try:
         text = path.read_text(encoding="utf-8")
     except FileNotFoundError:
@@ -165,6 +166,13 @@ def load_spec(
     except (OSError, UnicodeDecodeError) as exc:
         raise UserError(f"{path}: cannot read ({exc})") from None
     return spec_from_text(text, path, hosts=hosts, defaults=defaults)
+
+
+def refuse_directory(path: Path) -> None:
+    if path.is_dir():
+        raise UserError(
+            f"{path} is a directory; -f takes the cluster file, like {path / 'cluster.yaml'}"
+        )
 
 
 def spec_from_text(
