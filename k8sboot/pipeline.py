@@ -31,7 +31,7 @@ from k8sboot.spec import Cluster
 from k8sboot.state import StateDir, run_id
 from k8sboot.steps.base import Context, Step
 from k8sboot.steps.node_setup import OWNED_FILES
-from k8sboot.transport import HostKeys, Transport
+from k8sboot.transport import HostKeys, Transport, require_ssh_client
 
 BUSY_TIMEOUT = 600.0
 
@@ -113,6 +113,8 @@ def run(
     wait_timeout: float = 600,
 ) -> RunResult:
     assert cluster.state_dir is not None
+    if not dry_run:
+        require_ssh_client()
     state = StateDir(cluster.state_dir).ensure()
     left_out: list[str] = []
     if workflow.leaves_out_removed:

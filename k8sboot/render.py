@@ -15,6 +15,7 @@ import jinja2
 
 from k8sboot.resources import data_dir
 from k8sboot.spec import Cluster, Host
+from k8sboot.spec.model import DEFAULT_REGISTRY
 
 CRI_SOCKET = "unix:///run/containerd/containerd.sock"
 API_SERVER_PORT = 6443
@@ -133,10 +134,13 @@ def containerd_files(cluster: Cluster) -> list[RenderedFile]:
     return files
 
 
-def _registry_upstream(registry: str) -> str:
+def _registry_upstream(registry: str) -> str | None:
+    """The `server` of a registry's hosts.toml; none for _default, where containerd falls
+    back to whichever registry an image names (containerd docs/hosts.md)."""
+    if registry == DEFAULT_REGISTRY:
+        return None
     # docker.io is the one registry whose API host differs from its name.
-    host = "registry-1.docker.io" if registry == "docker.io" else registry
-    return host if host.startswith(("http://", "https://")) else f"https://{host}"
+    return "https://registry-1.docker.io" if registry == "docker.io" else f"https://{registry}"
 
 
 def _node_context(cluster: Cluster, host: Host) -> dict[str, object]:

@@ -60,8 +60,8 @@ def numbered_hosts(control_planes: int, workers: int, addresses: list[str]) -> l
         parsed = [ipaddress.ip_address(a.strip()) for a in addresses if a.strip()]
     except ValueError as exc:
         raise UserError(f"--addresses: {exc}") from None
-    if len(parsed) == 1:
-        parsed = [parsed[0] + i for i in range(count)]
+    if len(parsed) == 1 and count > 1:
+        parsed = _counted_up(parsed[0], count)
     if len(parsed) != count:
         raise UserError(
             f"--addresses: {len(parsed)} addresses for {count} hosts; give {count}, or one "
@@ -76,6 +76,23 @@ def numbered_hosts(control_planes: int, workers: int, addresses: list[str]) -> l
         )
         for name, address in zip(names, parsed, strict=True)
     ]
+
+
+def _counted_up(
+    first: ipaddress.IPv4Address | ipaddress.IPv6Address, count: int
+) -> list[ipaddress.IPv4Address | ipaddress.IPv6Address]:
+    """`count` consecutive addresses from `first`, all in its /24 (IPv4) or /64 (IPv6):
+    counting past the end of a network would give its broadcast address or another
+    network's, which is seldom what the operator meant."""
+    prefix = 24 if first.version == 4 else 64
+    network = ipaddress.ip_network(f"{first}/{prefix}", strict=False)
+    last_usable = int(network.broadcast_address) - (1 if first.version == 4 else 0)
+    if int(first) + count - 1 > last_usable:
+        raise UserError(
+            f"--addresses: {count} addresses counted up from {first} run past the end of "
+            f"{network}; list them instead, comma-separated (--addresses A,B,C)"
+        )
+    return [first + i for i in range(count)]
 
 
 def vagrant_hosts(spec_hosts: list[dict]) -> list[StarterHost]:

@@ -12,6 +12,7 @@ import functools
 import logging
 import select
 import shlex
+import shutil
 import socket
 import subprocess
 import threading
@@ -41,6 +42,7 @@ _CHUNK = 1 << 20
 _EOF_GRACE = 5.0  # seconds to wait for the end of a command's output after its exit
 # AES-GCM first: with AES instructions the cheapest of OpenSSH's ciphers per byte.
 _BULK_CIPHERS = "^aes128-gcm@openssh.com,aes256-gcm@openssh.com"
+SSH_CLIENT = "ssh"  # OpenSSH's, for bulk transfers (and Ansible's own connections)
 
 
 class HostKeyChanged(UnsafeError):
@@ -335,12 +337,15 @@ class Connection:
         ]  # fmt: skip
         if target.key is not None:
             options += ["-i", str(target.key), "-o", "IdentitiesOnly=yes"]
-        process = subprocess.Popen(
-            ["ssh", "-T", *options, target.address, wrapped],
-            stdin=subprocess.DEVNULL if stdin is None else subprocess.PIPE,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-        )
+        try:
+            process = subprocess.Popen(
+                [SSH_CLIENT, "-T", *options, target.address, wrapped],
+                stdin=subprocess.DEVNULL if stdin is None else subprocess.PIPE,
+                stdout=subprocess.PIPE,
+                stderr=subprocess.PIPE,
+            )
+        except FileNotFoundError:
+            raise _no_ssh_client() from None
         assert process.stdout is not None and process.stderr is not None
         err: list[bytes] = []
         out: list[bytes] = []
@@ -479,6 +484,20 @@ def _feed(source: BinaryIO | bytes, pipe: BinaryIO, failed: list[BaseException])
     finally:
         with contextlib.suppress(BrokenPipeError):
             pipe.close()
+
+
+def require_ssh_client() -> None:
+    """Ansible and bulk transfers go through OpenSSH's client: a run that may change
+    machines checks for it before it starts, not half-way."""
+    if shutil.which(SSH_CLIENT) is None:
+        raise _no_ssh_client()
+
+
+def _no_ssh_client() -> UserError:
+    return UserError(
+        f"{SSH_CLIENT} is not installed (not on PATH); install OpenSSH's client "
+        "(openssh-client): Ansible and etcd snapshot transfers go through it"
+    )
 
 
 class Transport:

@@ -6,7 +6,7 @@ import click
 
 from k8sboot.cli import options
 from k8sboot.errors import UserError
-from k8sboot.spec import spec_from_text
+from k8sboot.spec import refuse_directory, spec_from_text
 from k8sboot.starter import Starter, numbered_hosts, vagrant_hosts
 from k8sboot.vagrant import read_environment
 from k8sboot.versions import DEFAULT_VERSION
@@ -47,8 +47,11 @@ def command(
     **_: object,
 ) -> None:
     """Write a commented starter cluster file."""
+    refuse_directory(spec_path)
     if spec_path.exists() and not force:
         raise UserError(f"{spec_path} exists; pass --force to overwrite it")
+    if not spec_path.parent.is_dir():
+        raise UserError(f"-f {spec_path}: no directory {spec_path.parent}; create it first")
     if from_vagrant:
         environment = read_environment()
         hosts = vagrant_hosts(environment.spec_hosts())
@@ -65,5 +68,8 @@ def command(
     )
     text = starter.render()
     spec_from_text(text, spec_path)  # never write a file that would not validate
-    spec_path.write_text(text, encoding="utf-8")
+    try:
+        spec_path.write_text(text, encoding="utf-8")
+    except OSError as exc:
+        raise UserError(f"-f {spec_path}: cannot write ({exc.strerror})") from None
     click.echo(f"wrote {spec_path}; check it with `k8sboot validate -f {spec_path}`")

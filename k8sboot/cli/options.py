@@ -12,7 +12,7 @@ spec_file = click.option(
     "-f",
     "--file",
     "spec_path",
-    type=click.Path(path_type=Path, dir_okay=False),
+    type=click.Path(path_type=Path),  # a directory is refused in one line by the loader
     default="cluster.yaml",
     show_default=True,
     envvar="K8SBOOT_FILE",

@@ -1,12 +1,13 @@
 from __future__ import annotations
 
 import os
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 
 import click
 
 from k8sboot.cli import options
 from k8sboot.cli.common import echo_json, load
+from k8sboot.errors import UserError
 from k8sboot.render import host_files
 
 
@@ -32,17 +33,32 @@ def command(
     rendered join configurations carry placeholders in their place.
     """
     cluster = load(spec_path, vagrant).cluster
+    planned = [
+        (host.name, file, _inside(out_dir, host.name, file.path))
+        for host in cluster.hosts
+        for file in host_files(cluster, host)
+    ]
     written = []
-    for host in cluster.hosts:
-        for file in host_files(cluster, host):
-            target = out_dir / host.name / file.path.relative_to("/")
+    for host_name, file, target in planned:
+        try:
             target.parent.mkdir(parents=True, exist_ok=True)
             target.write_text(file.content, encoding="utf-8")
             os.chmod(target, file.mode)
-            written.append({"host": host.name, "path": str(file.path), "file": str(target)})
-            if verbose and output == "text":
-                click.echo(f"{host.name}: {file.path} -> {target}")
+        except OSError as exc:
+            raise UserError(f"--out: cannot write {target}: {exc.strerror}") from None
+        written.append({"host": host_name, "path": str(file.path), "file": str(target)})
+        if verbose and output == "text":
+            click.echo(f"{host_name}: {file.path} -> {target}")
     if output == "json":
         echo_json(written)
     else:
         click.echo(f"wrote {len(written)} files for {len(cluster.hosts)} hosts under {out_dir}/")
+
+
+def _inside(out_dir: Path, host_name: str, path: PurePosixPath) -> Path:
+    """OUT/<host>/<path on the host>, refused unless it stays under OUT once `..` and
+    symbolic links are resolved: nothing the spec says may write elsewhere."""
+    target = out_dir / host_name / path.relative_to("/")
+    if not target.resolve().is_relative_to(out_dir.resolve()):
+        raise UserError(f"--out: {host_name}'s {path} would be written outside {out_dir}; refused")
+    return target

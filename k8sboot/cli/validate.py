@@ -7,6 +7,7 @@ import click
 from k8sboot.cli import options
 from k8sboot.cli.common import echo_json, read_spec
 from k8sboot.errors import EXIT_USAGE, SpecError
+from k8sboot.spec import check_local_files
 
 
 @click.command("validate")
@@ -19,6 +20,9 @@ def command(ctx: click.Context, spec_path: Path, vagrant: bool, output: str, **_
     """Check a cluster file and list every problem in it, one per line."""
     try:
         loaded = read_spec(spec_path, vagrant)
+        missing = check_local_files(loaded.cluster)
+        if missing:
+            raise SpecError([str(f) for f in missing])
     except SpecError as exc:
         if output == "json":
             echo_json({"file": str(spec_path), "valid": False, "errors": exc.problems})

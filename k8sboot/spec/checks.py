@@ -243,3 +243,20 @@ def _packages(cluster: Cluster) -> list[Finding]:
             )
         )
     return findings
+
+
+def check_local_files(cluster: Cluster) -> list[Finding]:
+    """Files on this machine that the cluster file names. Only `validate` asks: other
+    commands run where such a file may not be (health from a laptop without the backup
+    key), and those that use one read it then (etcd/archive.py checks the key itself)."""
+    path = cluster.backup.encryption_key_file
+    if path is None or path.is_file():
+        return []
+    if path.is_dir():
+        return [Finding("backup.encryptionKeyFile", f"{path} is a directory, not a key file")]
+    return [
+        Finding(
+            "backup.encryptionKeyFile",
+            f"{path}: no such file; create a key with `k8sboot etcd keygen {path}`",
+        )
+    ]

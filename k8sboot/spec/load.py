@@ -26,35 +26,124 @@ class LoadedSpec:
 
 
 class _UniqueKeyLoader(yaml.SafeLoader):
-    """SafeLoader that refuses a key given twice in one mapping (the last would win)."""
+    """SafeLoader that reads scalars by YAML 1.2's core schema and refuses a key given
+    twice in one mapping (the last would win).
+
+    YAML 1.1 (PyYAML's default) reads `yes`, `on` and `no` as booleans and `1:30` as 90,
+    so `port: yes` would become port 1; under the core schema they stay strings, and the
+    schema says what is wrong with them."""
+
+    yaml_implicit_resolvers: typing.ClassVar[dict] = {}
+
+    def construct_object(self, node: yaml.Node, deep: bool = False) -> Any:
+        try:
+            return super().construct_object(node, deep=deep)
+        except (yaml.YAMLError, RecursionError):
+            raise
+        except Exception:
+            # A value its explicit tag cannot read, like `!!float abc` or `!!bool maybe`.
+            value = f"{_show(node.value)} " if isinstance(node, yaml.ScalarNode) else ""
+            tag = node.tag.replace("tag:yaml.org,2002:", "!!")
+            raise yaml.constructor.ConstructorError(
+                None, None, f"cannot read {value}as {tag}", node.start_mark
+            ) from None
+
+
+_CORE_SCHEMA = [
+    ("tag:yaml.org,2002:null", r"~|null|Null|NULL|", ["~", "n", "N", ""]),
+    ("tag:yaml.org,2002:bool", r"true|True|TRUE|false|False|FALSE", list("tTfF")),
+    ("tag:yaml.org,2002:int", r"[-+]?[0-9]+|0o[0-7]+|0x[0-9a-fA-F]+", list("-+0123456789")),
+    (
+        "tag:yaml.org,2002:float",
+        r"[-+]?(\.[0-9]+|[0-9]+(\.[0-9]*)?)([eE][-+]?[0-9]+)?|[-+]?\.(inf|Inf|INF)|\.(nan|NaN|NAN)",
+        list("-+.0123456789"),
+    ),
+]
+for _tag, _pattern, _first in _CORE_SCHEMA:
+    _UniqueKeyLoader.add_implicit_resolver(_tag, re.compile(f"^(?:{_pattern})$"), _first)
+
+# Nothing in a cluster file needs more; Python refuses to read numbers past 4300 digits.
+MAX_DIGITS = 100
+
+
+def _construct_int(loader: _UniqueKeyLoader, node: yaml.ScalarNode) -> int:
+    text = str(loader.construct_scalar(node)).replace("_", "")
+    sign = -1 if text.startswith("-") else 1
+    digits = text.lstrip("+-")
+    if len(digits) > MAX_DIGITS:
+        raise yaml.constructor.ConstructorError(
+            None, None, f"a number of {len(digits)} digits is too large", node.start_mark
+        )
+    base = {"0o": 8, "0x": 16}.get(digits[:2], 10)
+    return sign * int(digits[2:] if base != 10 else digits, base)
+
+
+def _construct_str(loader: _UniqueKeyLoader, node: yaml.ScalarNode) -> str:
+    """A string, with JSON's escapes of characters past U+FFFF ("\\ud83d\\ude00") read as
+    the one character they stand for; PyYAML would keep two halves that are no text."""
+    text = str(loader.construct_scalar(node))
+    try:
+        return text.encode("utf-16", "surrogatepass").decode("utf-16")
+    except UnicodeDecodeError:
+        raise yaml.constructor.ConstructorError(
+            None, None, "a \\u escape of half a character (U+D800 to U+DFFF)", node.start_mark
+        ) from None
 
 
 def _construct_mapping(loader: _UniqueKeyLoader, node: yaml.MappingNode, deep: bool = False):
     seen: set[Any] = set()
     for key_node, _ in node.value:
-        key = loader.construct_object(key_node, deep=deep)
-        if isinstance(key, typing.Hashable) and key in seen:
+        if key_node.tag == "tag:yaml.org,2002:merge" or (
+            isinstance(key_node, yaml.ScalarNode) and key_node.value == "<<" and not key_node.style
+        ):
             raise yaml.constructor.ConstructorError(
-                None, None, f"key '{key}' appears twice", key_node.start_mark
+                None,
+                None,
+                "YAML merge keys (<<) are not supported; write the keys out",
+                key_node.start_mark,
+            )
+        key = loader.construct_object(key_node, deep=deep)
+        if not isinstance(key, typing.Hashable):
+            raise yaml.constructor.ConstructorError(
+                None,
+                None,
+                f"a key must be a single value, not {_kind_of(key)}",
+                key_node.start_mark,
+            )
+        if key in seen:
+            raise yaml.constructor.ConstructorError(
+                None, None, f"key {_show(key)} appears twice", key_node.start_mark
             )
         seen.add(key)
     return yaml.SafeLoader.construct_mapping(loader, node, deep=deep)
 
 
 _UniqueKeyLoader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, _construct_mapping)
+_UniqueKeyLoader.add_constructor("tag:yaml.org,2002:int", _construct_int)
+_UniqueKeyLoader.add_constructor("tag:yaml.org,2002:str", _construct_str)
 
 
 def parse_yaml(text: str, source: str) -> Any:
     try:
         return yaml.load(text, Loader=_UniqueKeyLoader)  # a SafeLoader subclass
-    except yaml.MarkedYAMLError as exc:
-        mark = exc.problem_mark or exc.context_mark
-        where = f"{source}:{mark.line + 1}:{mark.column + 1}" if mark else source
-        raise UserError(f"{where}: {exc.problem or exc.context}") from None
     except yaml.YAMLError as exc:
-        raise UserError(f"{source}: not valid YAML ({exc})") from None
+        raise _yaml_error(exc, source) from None
     except RecursionError:
         raise UserError(f"{source}: nested too deeply") from None
+
+
+def _yaml_error(exc: yaml.YAMLError, source: str) -> UserError:
+    if not isinstance(exc, yaml.MarkedYAMLError):
+        return UserError(f"{source}: not valid YAML ({_one_line(exc)})")
+    mark = exc.problem_mark or exc.context_mark
+    where = f"{source}:{mark.line + 1}:{mark.column + 1}" if mark else source
+    if exc.context == "expected a single document in the stream":
+        return UserError(f"{where}: a second YAML document; a cluster file holds one")
+    return UserError(f"{where}: {_one_line(exc.problem or exc.context)}")
+
+
+def _one_line(text: object) -> str:
+    return " ".join(str(text).split())
 
 
 def load_spec(
@@ -65,6 +154,7 @@ def load_spec(
     `hosts` replaces the file's hosts (e.g. the machines of a Vagrant environment); the
     file may then be absent. `defaults` fills top-level keys the file does not set.
     """
+    refuse_directory(path)
     try:
         text = path.read_text(encoding="utf-8")
     except FileNotFoundError:
@@ -76,6 +166,13 @@ def load_spec(
     except (OSError, UnicodeDecodeError) as exc:
         raise UserError(f"{path}: cannot read ({exc})") from None
     return spec_from_text(text, path, hosts=hosts, defaults=defaults)
+
+
+def refuse_directory(path: Path) -> None:
+    if path.is_dir():
+        raise UserError(
+            f"{path} is a directory; -f takes the cluster file, like {path / 'cluster.yaml'}"
+        )
 
 
 def spec_from_text(
@@ -128,6 +225,8 @@ _PLAIN_KEY = re.compile(r"^[A-Za-z0-9_.-]+$")
 def format_path(loc: tuple) -> str:
     out = ""
     for part in loc:
+        if part == "[key]":  # pydantic's marker for a mapping's key; the key itself precedes it
+            continue
         if isinstance(part, int):
             out += f"[{part}]"
         elif not _PLAIN_KEY.match(str(part)):
@@ -145,7 +244,7 @@ def _message(error: Any, loc: tuple) -> str:
         return ctx["message"]
     if kind == "missing":
         return "required"
-    if kind == "extra_forbidden":
+    if kind in ("extra_forbidden", "invalid_key"):  # invalid_key: one that is no string
         return "unknown key" + _suggestion(loc)
     if kind == "literal_error":
         return f"{_show(value)} is not one of {ctx.get('expected', '')}"
@@ -190,10 +289,10 @@ def _kind_of(value: Any) -> str:
 
 def _suggestion(loc: tuple) -> str:
     model = _model_at(Cluster, loc[:-1])
-    if model is None or not isinstance(loc[-1], str):
+    if model is None:
         return ""
     known = [f.alias or name for name, f in model.model_fields.items()]
-    close = difflib.get_close_matches(loc[-1], known, n=1, cutoff=0.6)
+    close = difflib.get_close_matches(str(loc[-1]), known, n=1, cutoff=0.6)
     if close:
         return f" (did you mean '{close[0]}'?)"
     return f" (known keys: {', '.join(known)})"
@@ -201,6 +300,8 @@ def _suggestion(loc: tuple) -> str:
 
 def _model_at(model: type[BaseModel], loc: tuple) -> type[BaseModel] | None:
     for part in loc:
+        if part == "[key]":  # pydantic's marker for a mapping's key; the key itself precedes it
+            continue
         if isinstance(part, int):
             continue
         field_info = next(

@@ -127,7 +127,9 @@ Address = Annotated[str, AfterValidator(_ip_or_dns_name)]
 Interface = Annotated[str, AfterValidator(_interface)]
 HttpURL = Annotated[str, AfterValidator(_http_url)]
 FilePath = Annotated[Path, AfterValidator(_resolve_path)]
-Port = Annotated[int, Field(ge=1, le=65535)]
+# Strict: a whole number written as one, never a string, float or boolean.
+Port = Annotated[int, Field(strict=True, ge=1, le=65535)]
+Count = Annotated[int, Field(strict=True, ge=0, le=1000)]
 
 
 class Section(BaseModel):
@@ -205,9 +207,43 @@ class Networking(Section):
     calico_operator: CalicoOperator = CalicoOperator()
 
 
+DEFAULT_REGISTRY = "_default"  # containerd's hosts.toml for every registry without its own
+_REGISTRY_PORT = re.compile(r"^(?P<host>.+?)(:(?P<port>[0-9]{1,5}))?$")
+
+
+def _registry_host(value: str) -> str:
+    """A registry host as containerd names its directory under certs.d (docs/hosts.md,
+    "Registry Host Namespace"): host[:port] with a DNS name or IP address, or _default.
+    The key becomes a path on every host, so nothing else may pass."""
+    if value == DEFAULT_REGISTRY:
+        return value
+    match = _REGISTRY_PORT.match(value)
+    host, port = (match["host"], match["port"]) if match else (value, None)
+    if host.startswith("[") and host.endswith("]"):
+        valid = _is_ip(host[1:-1], version=6)
+    else:
+        valid = _is_ip(host, version=4) or bool(_DNS_NAME.match(host))
+    if not valid or (port is not None and not 1 <= int(port) <= 65535):
+        raise invalid(
+            f"{value!r} is not a registry host: write host[:port] with a DNS name or IP "
+            f"address (IPv6 in brackets), like registry.example.com:5000, or {DEFAULT_REGISTRY}"
+        )
+    return value
+
+
+def _is_ip(value: str, version: int) -> bool:
+    try:
+        return ipaddress.ip_address(value).version == version
+    except ValueError:
+        return False
+
+
+RegistryHost = Annotated[str, AfterValidator(_registry_host)]
+
+
 class ContainerRuntime(Section):
     sandbox_image: str | None = None
-    registry_mirrors: dict[str, list[HttpURL]] = Field(default_factory=dict)
+    registry_mirrors: dict[RegistryHost, list[HttpURL]] = Field(default_factory=dict)
 
 
 def _etcd_version(value: str) -> str:
@@ -253,14 +289,14 @@ class SSH(Section):
     port: Port = 22
     key: FilePath | None = None
     host_key_policy: Literal["accept-new", "strict"] = "accept-new"
-    connect_timeout: Annotated[int, Field(ge=1, le=600)] = 10
+    connect_timeout: Annotated[int, Field(strict=True, ge=1, le=600)] = 10
 
 
 class Retention(Section):
-    last: Annotated[int, Field(ge=1)] = 7
-    hourly: Annotated[int, Field(ge=0)] = 24
-    daily: Annotated[int, Field(ge=0)] = 7
-    weekly: Annotated[int, Field(ge=0)] = 4
+    last: Annotated[Count, Field(ge=1)] = 7
+    hourly: Count = 24
+    daily: Count = 7
+    weekly: Count = 4
 
 
 class S3(Section):

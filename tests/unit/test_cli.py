@@ -2,15 +2,18 @@ from __future__ import annotations
 
 import json
 import os
+import socket
 import subprocess
 import sys
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 
 import pytest
 import yaml
 from click.testing import CliRunner
 
+from k8sboot.cli import render as render_command
 from k8sboot.cli.app import cli
+from k8sboot.render import RenderedFile
 
 from .conftest import BASE, EXAMPLES
 
@@ -161,6 +164,115 @@ def test_render_writes_every_file(run, spec: Path, tmp_path: Path) -> None:
     join = tmp_path / "out/w1/etc/k8sboot/kubeadm-join.yaml"
     assert join.stat().st_mode & 0o777 == 0o600
     assert "<bootstrap token" in join.read_text()
+
+
+def _one_line_refusal(result, *expected: str) -> None:
+    assert result.exit_code == 2, result.output
+    assert len(result.output.splitlines()) == 1, result.output
+    for text in expected:
+        assert text in result.output
+
+
+def test_render_refuses_a_registry_key_that_leaves_out(run, spec: Path, tmp_path: Path) -> None:
+    data = yaml.safe_load(spec.read_text())
+    # OUT/cp1/etc/containerd/certs.d/<key>/hosts.toml: five levels up is OUT's parent.
+    data["containerRuntime"] = {"registryMirrors": {"../../../../../escaped": ["https://m"]}}
+    spec.write_text(yaml.safe_dump(data))
+    result = run("render", "--out", "out")
+    _one_line_refusal(result, "containerRuntime.registryMirrors['../../../../../escaped']")
+    assert not (tmp_path / "escaped").exists()
+
+
+def test_render_writes_nothing_outside_out(run, spec: Path, tmp_path: Path) -> None:
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    (tmp_path / "out" / "w1").mkdir(parents=True)
+    (tmp_path / "out" / "w1" / "etc").symlink_to(elsewhere)
+    result = run("render", "--out", "out")
+    _one_line_refusal(result, "w1's /etc/containerd/config.toml would be written outside out")
+    assert list(elsewhere.iterdir()) == []
+    assert not (tmp_path / "out" / "cp1").exists()  # refused before writing anything
+
+
+def test_render_refuses_a_path_that_climbs_out(
+    run, spec: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    climbing = RenderedFile(PurePosixPath("/etc/../../../escaped.toml"), "x")
+    monkeypatch.setattr(render_command, "host_files", lambda cluster, host: [climbing])
+    result = run("render", "--out", "out/deeper")
+    _one_line_refusal(result, "would be written outside out/deeper")
+    assert not (tmp_path / "escaped.toml").exists()
+
+
+def test_init_into_a_missing_directory(run, tmp_path: Path) -> None:
+    result = run("init", "-f", "nowhere/cluster.yaml")
+    _one_line_refusal(result, "no directory nowhere; create it first")
+    assert not (tmp_path / "nowhere").exists()
+
+
+@pytest.mark.parametrize("command", ["init", "validate", "render"])
+def test_a_directory_as_the_cluster_file(run, tmp_path: Path, command: str) -> None:
+    (tmp_path / "site").mkdir()
+    result = run(command, "-f", "site", *(["--force"] if command == "init" else []))
+    _one_line_refusal(result, "site is a directory; -f takes the cluster file, like site/cluster")
+
+
+@pytest.mark.parametrize(
+    ("first", "hosts"),
+    [
+        ("255.255.255.254", 5),
+        ("10.0.0.252", 4),
+        ("10.0.0.250", 7),
+        ("fd00::ffff:ffff:ffff:fffe", 3),
+    ],
+)
+def test_init_addresses_that_run_out(run, tmp_path: Path, first: str, hosts: int) -> None:
+    result = run("init", "--addresses", first, "--workers", str(hosts - 1))
+    _one_line_refusal(result, f"--addresses: {hosts} addresses counted up from {first} run past")
+    assert "comma-separated" in result.output
+    assert not (tmp_path / "cluster.yaml").exists()
+
+
+def test_init_counts_up_to_the_last_host_of_a_24(run, tmp_path: Path) -> None:
+    assert run("init", "--addresses", "10.0.0.252", "--workers", "3").exit_code == 2  # .255
+    assert run("init", "--addresses", "10.0.0.252", "--workers", "2").exit_code == 0
+    data = yaml.safe_load((tmp_path / "cluster.yaml").read_text())
+    assert [h["address"] for h in data["hosts"]] == ["10.0.0.252", "10.0.0.253", "10.0.0.254"]
+
+
+def test_up_without_the_ssh_client(
+    run, spec: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    data = yaml.safe_load(spec.read_text())
+    cp1 = data["hosts"][0]
+    # Nothing listens there: a run that tried to connect would fail at once, not hang.
+    data["hosts"] = [
+        {**cp1, "address": "127.0.0.1", "nodeIP": cp1["address"], "ssh": {"port": _closed_port()}}
+    ]
+    spec.write_text(yaml.safe_dump(data))
+    empty = tmp_path / "bin"
+    empty.mkdir()
+    monkeypatch.setenv("PATH", str(empty))
+    result = run("up")
+    _one_line_refusal(result, "ssh is not installed (not on PATH)")
+
+
+def _closed_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+def test_validate_names_a_missing_backup_key(run, spec: Path, tmp_path: Path) -> None:
+    data = yaml.safe_load(spec.read_text())
+    data["backup"] = {"encryptionKeyFile": "keys/backup.key"}
+    spec.write_text(yaml.safe_dump(data))
+    result = run("validate")
+    key = tmp_path / "keys" / "backup.key"
+    _one_line_refusal(result, f"backup.encryptionKeyFile: {key}: no such file", "etcd keygen")
+    key.parent.mkdir()
+    key.write_text("x")
+    assert run("validate").exit_code == 0
 
 
 def test_inventory_yaml_and_json(run, spec: Path) -> None:

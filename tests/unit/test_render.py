@@ -146,6 +146,20 @@ def test_registry_mirrors(base: dict) -> None:
     assert list(hosts["host"]) == ["https://m1", "http://m2"]
 
 
+def test_registry_mirrors_by_containerd_host_names(base: dict) -> None:
+    """containerd's _default applies to every registry without a directory of its own;
+    without `server` it falls back to the registry the image names (docs/hosts.md)."""
+    registries = ["_default", "reg.internal:5000", "10.0.0.5:5000", "[fd00::5]:5000"]
+    base["containerRuntime"] = {"registryMirrors": {r: ["https://m1"] for r in registries}}
+    cluster = load_data(base).cluster
+    files = {str(f.path): f.content for f in host_files(cluster, cluster.hosts[1])}
+    hosts = tomllib.loads(files["/etc/containerd/certs.d/_default/hosts.toml"])
+    assert hosts == {"host": {"https://m1": {"capabilities": ["pull", "resolve"]}}}
+    for registry in registries[1:]:  # containerd's other names for a registry: host[:port]
+        hosts = tomllib.loads(files[f"/etc/containerd/certs.d/{registry}/hosts.toml"])
+        assert hosts["server"] == f"https://{registry}"
+
+
 def test_node_ip_and_endpoint(base: dict) -> None:
     base["hosts"][1]["nodeIP"] = "192.168.56.21"
     base["hosts"][1]["address"] = "203.0.113.21"

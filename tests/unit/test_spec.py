@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import pytest
@@ -9,6 +10,7 @@ from hypothesis import strategies as st
 
 from k8sboot.errors import SpecError, UserError
 from k8sboot.spec import load_spec, spec_from_text
+from k8sboot.spec.load import format_path
 from k8sboot.versions import DEFAULT_VERSION
 
 from .conftest import EXAMPLES, load_data
@@ -194,6 +196,87 @@ def test_duplicate_keys_are_refused() -> None:
 def test_not_a_mapping(text: str) -> None:
     with pytest.raises(SpecError, match="expected a mapping with apiVersion"):
         spec_from_text(text, Path("c.yaml"))
+
+
+VALID_TEXT = """\
+apiVersion: k8sboot/v1alpha1
+kind: Cluster
+name: test
+hosts:
+  - {name: cp1, address: 10.0.0.11, roles: [control-plane]}
+"""
+
+
+@pytest.mark.parametrize(
+    ("extra", "expected"),
+    [
+        # YAML 1.1 would read these as 1, 1, 90 and 8: numbers must be written as numbers.
+        ("ssh: {port: yes}", "ssh.port: 'yes' is not a whole number"),
+        ("ssh: {connectTimeout: on}", "ssh.connectTimeout: 'on' is not a whole number"),
+        ("ssh: {port: 1:30}", "ssh.port: '1:30' is not a whole number"),
+        ("ssh: {port: '22'}", "ssh.port: '22' is not a whole number"),
+        ("ssh: {port: 22.0}", "ssh.port: 22.0 is not a whole number"),
+        ("ssh: {port: true}", "ssh.port: True is not a whole number"),
+        ("backup: {retention: {daily: 1e3}}", "backup.retention.daily: 1000.0 is not a whole"),
+        ("backup: {retention: {hourly: 100000}}", "backup.retention.hourly: 100000 must be at"),
+        ("ssh: {port: 0}", "ssh.port: 0 must be at least 1"),
+    ],
+)
+def test_numbers_are_never_coerced(extra: str, expected: str) -> None:
+    with pytest.raises(SpecError) as caught:
+        spec_from_text(f"{VALID_TEXT}{extra}\n", Path("c.yaml"))
+    assert caught.value.problems[0].startswith(expected), caught.value.problems
+
+
+def test_yaml_1_2_scalars() -> None:
+    text = f"{VALID_TEXT}ssh: {{user: yes, port: 0x16}}\nbackup: {{retention: {{last: 010}}}}\n"
+    cluster = spec_from_text(text, Path("c.yaml")).cluster
+    assert (cluster.ssh.user, cluster.ssh.port) == ("yes", 22)
+    assert cluster.backup.retention.last == 10  # not YAML 1.1's octal 8
+
+
+@pytest.mark.parametrize(
+    ("extra", "expected"),
+    [
+        (f"ssh: {{port: {'9' * 5000}}}", r"c.yaml:6:13: a number of 5000 digits is too large"),
+        (
+            f"backup: {{retention: {{last: -{'1' * 5000}}}}}",
+            r"c.yaml:6:28: a number of 5000 digits is too large",
+        ),
+        ("? [a, b]\n: 1", r"c.yaml:6:3: a key must be a single value, not a list"),
+        ("{a: 1}: 1", r"c.yaml:6:1: a key must be a single value, not a mapping"),
+        (
+            "ssh: &s {user: a}\nx:\n  <<: *s",
+            r"c.yaml:8:3: YAML merge keys \(<<\) are not supported",
+        ),
+        ("x:\n  !!merge <<: {a: 1}", r"c.yaml:7:3: YAML merge keys \(<<\) are not supported"),
+        ("---\nname: other", r"c.yaml:6:1: a second YAML document; a cluster file holds one"),
+        ("ssh: {port: !!int abc}", r"c.yaml:6:13: cannot read 'abc' as !!int"),
+        ("ssh: {port: !!float 1.x}", r"c.yaml:6:13: cannot read '1.x' as !!float"),
+        ('ssh: {user: "\\x01"}\n\x01', r"c.yaml: not valid YAML \(unacceptable character"),
+    ],
+)
+def test_yaml_that_cannot_be_a_spec_is_one_clear_line(extra: str, expected: str) -> None:
+    with pytest.raises(UserError) as caught:
+        spec_from_text(f"{VALID_TEXT}{extra}\n", Path("c.yaml"))
+    assert not isinstance(caught.value, SpecError)
+    assert re.match(expected, str(caught.value)), str(caught.value)
+    assert "\n" not in str(caught.value)
+
+
+@pytest.mark.parametrize(
+    "registry",
+    ["../../../../tmp/x", "..", "a/b", "Docker.io", "reg:0", "reg:65536", "::1", "http://reg", ""],
+)
+def test_registry_keys_are_host_names(base: dict, registry: str) -> None:
+    base["containerRuntime"] = {"registryMirrors": {registry: ["https://mirror.internal"]}}
+    with pytest.raises(SpecError) as caught:
+        load_data(base)
+    assert caught.value.problems == [
+        f"{format_path(('containerRuntime', 'registryMirrors', registry))}: {registry!r} is not a "
+        "registry host: write host[:port] with a DNS name or IP address (IPv6 in brackets), "
+        "like registry.example.com:5000, or _default"
+    ]
 
 
 def test_missing_file(tmp_path: Path) -> None:
