@@ -40,15 +40,21 @@ class IssueEtcdCerts(OnHost):
 class BootstrapEtcd(Action):
     """Configure and start every member of a new external etcd cluster together."""
 
-    members: tuple[str, ...]
+    members: tuple[str, ...]  # the ones to start
     files: tuple[tuple[str, tuple[RenderedFile, ...]], ...]  # (host, files)
+    initial: tuple[str, ...] = ()  # every member of the first bootstrap
 
     @property
     def hosts(self) -> tuple[str, ...]:
         return self.members
 
     def describe(self) -> str:
-        return f"start a new etcd cluster on {_hosts(self.members)}"
+        if set(self.members) == set(self.initial):
+            return f"start a new etcd cluster on {_hosts(self.members)}"
+        return (
+            f"start etcd on {_hosts(self.members)}, with the running members of the cluster "
+            f"first started on {_hosts(self.initial)}"
+        )
 
 
 @dataclass(frozen=True)
@@ -75,11 +81,13 @@ class ConfigureEtcd(OnHost):
 
     files: tuple[RenderedFile, ...]
     restart: bool
+    why: str = ""
 
     def describe(self) -> str:
         paths = ", ".join(str(f.path) for f in self.files)
         verb = "restart" if self.restart else "start"
-        return f"write {paths}, then {verb} etcd" if paths else f"{verb} etcd"
+        why = f" ({self.why})" if self.why else ""
+        return f"write {paths}, then {verb} etcd{why}" if paths else f"{verb} etcd{why}"
 
 
 # -- snapshots and the catalogue ----------------------------------------------------------

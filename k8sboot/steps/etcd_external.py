@@ -18,6 +18,7 @@ from k8sboot.etcd.files import (
     member_files,
 )
 from k8sboot.etcd.pki import StoredCA, satisfies
+from k8sboot.facts import HostFacts
 from k8sboot.spec import Host
 from k8sboot.state import StateDir
 from k8sboot.steps.base import Context, Step
@@ -94,6 +95,19 @@ class EtcdCertificates(Step):
         return actions
 
 
+def _member_fault(found: HostFacts, stale: bool, unread: bool) -> str | None:
+    """Why a member that has data must be (re)configured or started, if it must."""
+    if stale:
+        return "its configuration changed"
+    if unread:
+        return "running on a configuration it never read"
+    if not found.active("etcd"):
+        return f"etcd is {found.service('etcd')['active']}"
+    if not found.enabled("etcd"):
+        return f"etcd is {found.service('etcd')['enabled']} at boot"
+    return None
+
+
 class EtcdMembers(Step):
     """The etcd service on the etcd hosts: a new cluster started on all of them together,
     a member added later one at a time, a changed configuration rolled out one member at
@@ -116,6 +130,8 @@ class EtcdMembers(Step):
             for h in with_data
         )
         if not with_data or (bootstrapping and not self._formed(ctx, with_data)):
+            # Only the members that are not running with their files: a member already
+            # waiting for (or part of) the quorum must not be restarted with the rest.
             pending = [h for h in hosts if self._needs_start(ctx, h, with_data)]
             if not pending:
                 return []
@@ -124,9 +140,10 @@ class EtcdMembers(Step):
                     h.name,
                     (*member_files(cluster, h), bootstrap_file(h, initial, "new", token)),
                 )
-                for h in hosts
+                for h in pending
             )
-            return [BootstrapEtcd(tuple(h.name for h in hosts), files)]
+            names = tuple(h.name for h in pending)
+            return [BootstrapEtcd(names, files, tuple(h.name for h in hosts))]
         actions: list[Action] = []
         running = [h for h in with_data if ctx.host_facts(h).active("etcd")]
         for host in hosts:
@@ -138,8 +155,9 @@ class EtcdMembers(Step):
                 continue
             stale = changed(ctx, host, wanted)
             unread = any(found.started_before("etcd", str(f.path)) for f in wanted)
-            if stale or unread or not found.active("etcd") or not found.enabled("etcd"):
-                actions.append(ConfigureEtcd(host.name, stale, restart=bool(stale or unread)))
+            why = _member_fault(found, bool(stale), unread)
+            if why:
+                actions.append(ConfigureEtcd(host.name, stale, bool(stale or unread), why))
         return actions
 
     @staticmethod

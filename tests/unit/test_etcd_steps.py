@@ -192,6 +192,27 @@ def test_a_converged_external_cluster_plans_nothing(external, tmp_path: Path) ->
     assert EtcdMembers().plan(ctx) == []
 
 
+def test_a_failed_member_is_started_alone(external, tmp_path: Path) -> None:
+    """One member of a running cluster failed: it is started, and no other member is
+    restarted (all three at once would stop the cluster)."""
+    ctx = _converged_external(external, tmp_path)
+    ctx.facts.hosts["e3"].data["services"]["etcd"] = {"active": "failed", "enabled": "enabled"}
+    (start,) = EtcdMembers().plan(ctx)
+    assert isinstance(start, BootstrapEtcd) and start.members == ("e3",)
+    assert start.describe() == (
+        "start etcd on e3, with the running members of the cluster first started on e1, e2, e3"
+    )
+
+
+def test_a_disabled_member_is_enabled_and_plan_says_why(external, tmp_path: Path) -> None:
+    ctx = _converged_external(external, tmp_path)
+    ctx.facts.hosts["e3"].data["services"]["etcd"] = {"active": "active", "enabled": "disabled"}
+    (start,) = EtcdMembers().plan(ctx)
+    assert isinstance(start, ConfigureEtcd)
+    assert (start.host, start.restart) == ("e3", False)
+    assert start.describe() == "start etcd (etcd is disabled at boot)"
+
+
 def test_changed_names_reissue_and_restart_one_member(external, tmp_path: Path) -> None:
     ctx = _converged_external(external, tmp_path)
     ctx.facts.hosts["e2"].data["services"]["etcd"] = {"active": "active", "enabled": "enabled"}
@@ -222,7 +243,8 @@ def test_an_interrupted_bootstrap_starts_the_rest(external, tmp_path: Path) -> N
         data["exists"].pop(f"{topology.DATA_DIR}/member")
         data["services"]["etcd"] = {"active": "inactive", "enabled": "disabled"}
     (start,) = EtcdMembers().plan(ctx)
-    assert isinstance(start, BootstrapEtcd) and start.members == ("e1", "e2", "e3")
+    assert isinstance(start, BootstrapEtcd) and start.members == ("e2", "e3")
+    assert start.initial == ("e1", "e2", "e3")
 
 
 def test_reset_removes_external_etcd_and_timers(external, tmp_path: Path) -> None:
