@@ -97,7 +97,7 @@ def _planned(k8sboot: K8sboot) -> list[tuple[str, list[str], str]]:
 
 def _sysctls(k8sboot: K8sboot, host: str) -> dict[str, str]:
     names = " ".join(SYSCTLS)
-    values = k8sboot.lab.ssh(host, f"sysctl -n {names}").stdout.split()
+    values = k8sboot.lab.ssh(host, f"sudo sysctl -n {names}").stdout.split()
     return dict(zip(SYSCTLS, values, strict=True))
 
 
