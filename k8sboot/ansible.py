@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import os
+import shlex
 import shutil
 import sys
 from collections.abc import Callable
@@ -17,7 +18,7 @@ from typing import Any
 import yaml
 
 from k8sboot.errors import MachineError
-from k8sboot.inventory import host_vars
+from k8sboot.inventory import ansible_ssh_args, host_vars
 from k8sboot.resources import data_dir
 from k8sboot.spec import Cluster
 from k8sboot.state import StateDir, private_dir, run_id
@@ -59,7 +60,10 @@ def run_playbook(
     inventory_file = root / "inventory" / "hosts.yml"
     private_dir(inventory_file.parent)
     inventory_file.write_text(yaml.safe_dump(inventory, sort_keys=False))
-    checking = "accept-new" if cluster.ssh.host_key_policy == "accept-new" else "yes"
+    ssh_args = [
+        "-o", "ControlMaster=auto", "-o", "ControlPersist=60s",
+        *ansible_ssh_args(state.known_hosts, cluster.ssh.host_key_policy),
+    ]  # fmt: skip
     bin_dir = str(Path(sys.executable).parent)
     failures: dict[str, str] = {}
 
@@ -91,11 +95,7 @@ def run_playbook(
             "PATH": f"{bin_dir}{os.pathsep}{os.environ.get('PATH', '')}",
             "ANSIBLE_ROLES_PATH": str(data_dir("playbooks") / "roles"),
             "ANSIBLE_PIPELINING": "True",
-            "ANSIBLE_SSH_ARGS": (
-                "-o ControlMaster=auto -o ControlPersist=60s "
-                f"-o UserKnownHostsFile={state.known_hosts} "
-                f"-o StrictHostKeyChecking={checking}"
-            ),
+            "ANSIBLE_SSH_ARGS": shlex.join(ssh_args),
             "ANSIBLE_HOST_KEY_CHECKING": "True",
             "ANSIBLE_RETRY_FILES_ENABLED": "False",
             "ANSIBLE_NOCOLOR": "True",

@@ -28,7 +28,7 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 
 from k8sboot.errors import MachineError, UnsafeError, UserError
-from k8sboot.inventory import SSHTarget
+from k8sboot.inventory import SSHTarget, ssh_option_path
 from k8sboot.runlog import RunLog
 
 T = TypeVar("T")
@@ -317,23 +317,8 @@ class Connection:
         """A command through OpenSSH's client: `stdin` streamed in chunks, stdout into
         `sink` (or kept); strict checking against the pinned keys, no prompts."""
         target = self.target
-        options = [
-            "-F", "/dev/null",  # neither the user's config nor its multiplexing
-            "-o", "BatchMode=yes",
-            "-o", "StrictHostKeyChecking=yes",
-            "-o", f"UserKnownHostsFile={self._keys.path}",
-            "-o", "GlobalKnownHostsFile=/dev/null",
-            "-o", f"ConnectTimeout={max(1, round(self._connect_timeout))}",
-            "-o", "ServerAliveInterval=15",
-            "-o", f"Ciphers={_BULK_CIPHERS}",
-            "-o", "LogLevel=ERROR",
-            "-p", str(target.port),
-            "-l", target.user,
-        ]  # fmt: skip
-        if target.key is not None:
-            options += ["-i", str(target.key), "-o", "IdentitiesOnly=yes"]
         process = subprocess.Popen(
-            ["ssh", "-T", *options, target.address, wrapped],
+            ["ssh", "-T", *self._openssh_options(), target.address, wrapped],
             stdin=subprocess.DEVNULL if stdin is None else subprocess.PIPE,
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
@@ -380,6 +365,26 @@ class Connection:
                 )
             raise MachineError(f"{self.name}: OpenSSH could not run `{label}`: {detail}")
         return exit_code, b"".join(out), b"".join(err)
+
+    def _openssh_options(self) -> list[str]:
+        target = self.target
+        options = [
+            "-F", "/dev/null",  # neither the user's config nor its multiplexing
+            "-o", "BatchMode=yes",
+            "-o", "StrictHostKeyChecking=yes",
+            "-o", f"UserKnownHostsFile={ssh_option_path(self._keys.path)}",
+            "-o", "GlobalKnownHostsFile=/dev/null",
+            "-o", f"ConnectTimeout={max(1, round(self._connect_timeout))}",
+            "-o", "ServerAliveInterval=15",
+            "-o", f"Ciphers={_BULK_CIPHERS}",
+            "-o", "LogLevel=ERROR",
+            "-p", str(target.port),
+            "-l", target.user,
+        ]  # fmt: skip
+        if target.key is not None:
+            key = ssh_option_path(target.key)
+            options += ["-o", f"IdentityFile={key}", "-o", "IdentitiesOnly=yes"]
+        return options
 
     def _wrap(self, command: str) -> str:
         script = f"export LC_ALL=C; {command}"
