@@ -1,7 +1,8 @@
 """The ansible-runner adapter: run a playbook on some hosts, report per-host failures.
 
-Ansible gets no secret ever (no tokens or keys in its variables), so its artifacts in the
-state directory are safe to keep. Host keys are checked against k8sboot's known_hosts.
+Ansible gets no secret ever (no tokens or keys in its variables); its artifacts in the
+state directory still name hosts and variables, so they are private (0600, directories
+0700) like the rest of the state. Host keys are checked against k8sboot's known_hosts.
 """
 
 from __future__ import annotations
@@ -11,7 +12,8 @@ import os
 import shlex
 import shutil
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -21,7 +23,7 @@ from k8sboot.errors import MachineError
 from k8sboot.inventory import ansible_ssh_args, host_vars
 from k8sboot.resources import data_dir
 from k8sboot.spec import Cluster
-from k8sboot.state import StateDir, private_dir, run_id
+from k8sboot.state import StateDir, private_dir, run_id, write_private
 
 KEEP_RUNS = 10
 
@@ -58,8 +60,7 @@ def run_playbook(
         }
     }
     inventory_file = root / "inventory" / "hosts.yml"
-    private_dir(inventory_file.parent)
-    inventory_file.write_text(yaml.safe_dump(inventory, sort_keys=False))
+    write_private(inventory_file, yaml.safe_dump(inventory, sort_keys=False).encode())
     ssh_args = [
         "-o", "ControlMaster=auto", "-o", "ControlPersist=60s",
         *ansible_ssh_args(state.known_hosts, cluster.ssh.host_key_policy),
@@ -82,28 +83,29 @@ def run_playbook(
             on_event(event)
         return True
 
-    runner = ansible_runner.run(
-        private_data_dir=str(root),
-        playbook=str(data_dir("playbooks") / playbook),
-        inventory=str(inventory_file),
-        extravars=extravars,
-        limit=",".join(per_host),
-        forks=max(1, min(50, len(per_host))),
-        quiet=True,
-        event_handler=handle,
-        envvars={
-            "PATH": f"{bin_dir}{os.pathsep}{os.environ.get('PATH', '')}",
-            "ANSIBLE_ROLES_PATH": str(data_dir("playbooks") / "roles"),
-            "ANSIBLE_PIPELINING": "True",
-            "ANSIBLE_SSH_ARGS": shlex.join(ssh_args),
-            "ANSIBLE_HOST_KEY_CHECKING": "True",
-            "ANSIBLE_RETRY_FILES_ENABLED": "False",
-            "ANSIBLE_NOCOLOR": "True",
-            "ANSIBLE_LOCALHOST_WARNING": "False",
-            "ANSIBLE_DEPRECATION_WARNINGS": "False",
-        },
-        settings={"suppress_ansible_output": True},
-    )
+    with _private_files():
+        runner = ansible_runner.run(
+            private_data_dir=str(root),
+            playbook=str(data_dir("playbooks") / playbook),
+            inventory=str(inventory_file),
+            extravars=extravars,
+            limit=",".join(per_host),
+            forks=max(1, min(50, len(per_host))),
+            quiet=True,
+            event_handler=handle,
+            envvars={
+                "PATH": f"{bin_dir}{os.pathsep}{os.environ.get('PATH', '')}",
+                "ANSIBLE_ROLES_PATH": str(data_dir("playbooks") / "roles"),
+                "ANSIBLE_PIPELINING": "True",
+                "ANSIBLE_SSH_ARGS": shlex.join(ssh_args),
+                "ANSIBLE_HOST_KEY_CHECKING": "True",
+                "ANSIBLE_RETRY_FILES_ENABLED": "False",
+                "ANSIBLE_NOCOLOR": "True",
+                "ANSIBLE_LOCALHOST_WARNING": "False",
+                "ANSIBLE_DEPRECATION_WARNINGS": "False",
+            },
+            settings={"suppress_ansible_output": True},
+        )
     _prune(state.ansible)
     if runner.status != "successful" or failures:
         details = "; ".join(f"{host}: {why}" for host, why in sorted(failures.items()))
@@ -113,6 +115,18 @@ def run_playbook(
             set(failures) or set(per_host),
         )
     return root
+
+
+@contextmanager
+def _private_files() -> Iterator[None]:
+    """Files and directories that ansible-runner and ansible-playbook create (artifacts,
+    fact cache, stderr) without modes of their own are 0600 and 0700. The umask is the
+    process's: a run has the main thread, and nothing else writes files meanwhile."""
+    previous = os.umask(0o077)
+    try:
+        yield
+    finally:
+        os.umask(previous)
 
 
 def _prune(runs: Path) -> None:

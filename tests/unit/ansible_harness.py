@@ -3,6 +3,7 @@ directory has spaces and a quote in its path, and playbooks of the test's own.""
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -57,3 +58,6 @@ def run(
     assert cluster.state_dir is not None
     state = StateDir(cluster.state_dir).ensure()
     return ansible.run_playbook(cluster, state, "test.yml", per_host, extravars or {}, on_event)
+
+
+LOCAL = {"ansible_connection": "local", "ansible_python_interpreter": sys.executable}
