@@ -3,6 +3,7 @@ directory has spaces and a quote in its path, and playbooks of the test's own.""
 
 from __future__ import annotations
 
+import os
 import sys
 from pathlib import Path
 from typing import Any
@@ -61,3 +62,34 @@ def run(
 
 
 LOCAL = {"ansible_connection": "local", "ansible_python_interpreter": sys.executable}
+
+
+def _interrupt_me(base: Path, marker: str) -> None:
+    """A k8sboot command (through its real error boundary) whose Ansible task runs until
+    it is interrupted; `marker` names the task's process. Says "task started" once
+    k8sboot has seen the task start."""
+    import click
+
+    from k8sboot.cli.app import cli
+
+    # One process, with no children to outlive it, that has the marker in its arguments.
+    task = {
+        "ansible.builtin.command": f"{sys.executable} -c 'import time; time.sleep(600)' {marker}"
+    }
+    ansible.data_dir = lambda _: playbooks(base, [task])  # type: ignore[assignment]
+
+    @click.command("sleep")
+    def sleep() -> None:
+        run(base, {"cp1": LOCAL}, on_event=said_started)
+
+    def said_started(event: dict[str, Any]) -> None:
+        if event.get("event") == "runner_on_start":
+            print("task started", flush=True)
+
+    cli.add_command(sleep)
+    cli.main(["sleep"], prog_name="k8sboot")
+
+
+if __name__ == "__main__":
+    # The marker comes from the environment: in the arguments it would name this process.
+    _interrupt_me(Path(sys.argv[1]), os.environ["K8SBOOT_TEST_MARKER"])
