@@ -1,26 +1,32 @@
 """The ansible-runner adapter: run a playbook on some hosts, report per-host failures.
 
-Ansible gets no secret ever (no tokens or keys in its variables), so its artifacts in the
-state directory are safe to keep. Host keys are checked against k8sboot's known_hosts.
+Ansible gets no secret ever (no tokens or keys in its variables); its artifacts in the
+state directory still name hosts and variables, so they are private (0600, directories
+0700) like the rest of the state. Host keys are checked against k8sboot's known_hosts.
 """
 
 from __future__ import annotations
 
 import json
 import os
+import shlex
 import shutil
+import signal
 import sys
-from collections.abc import Callable
+import threading
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager, suppress
 from pathlib import Path
 from typing import Any
 
 import yaml
 
 from k8sboot.errors import MachineError
-from k8sboot.inventory import host_vars
+from k8sboot.inventory import ansible_ssh_args, host_vars
 from k8sboot.resources import data_dir
 from k8sboot.spec import Cluster
-from k8sboot.state import StateDir, private_dir, run_id
+from k8sboot.state import StateDir, private_dir, run_id, write_private
 
 KEEP_RUNS = 10
 
@@ -44,7 +50,8 @@ def run_playbook(
 ) -> Path:
     """Run `playbook` (under playbooks/) on the hosts in `per_host`, each with its own
     variables. Returns the run's artifact directory; raises PlaybookFailed naming every
-    host that failed, its task and message."""
+    host that failed, its task and message. Ctrl-C stops ansible-playbook and raises
+    KeyboardInterrupt, as anywhere else in k8sboot."""
     import ansible_runner  # slow to import; only runs that converge something need it
 
     root = private_dir(state.ansible / run_id())
@@ -57,13 +64,17 @@ def run_playbook(
         }
     }
     inventory_file = root / "inventory" / "hosts.yml"
-    private_dir(inventory_file.parent)
-    inventory_file.write_text(yaml.safe_dump(inventory, sort_keys=False))
-    checking = "accept-new" if cluster.ssh.host_key_policy == "accept-new" else "yes"
+    write_private(inventory_file, yaml.safe_dump(inventory, sort_keys=False).encode())
+    ssh_args = [
+        "-o", "ControlMaster=auto", "-o", "ControlPersist=60s",
+        *ansible_ssh_args(state.known_hosts, cluster.ssh.host_key_policy),
+    ]  # fmt: skip
     bin_dir = str(Path(sys.executable).parent)
     failures: dict[str, str] = {}
+    interruption = _Interruption()
 
     def handle(event: dict[str, Any]) -> bool:
+        interruption.playbook_pid = interruption.playbook_pid or event.get("pid")
         data = event.get("event_data", {})
         kind = event.get("event", "")
         if kind in ("runner_on_failed", "runner_on_unreachable") and not data.get("ignore_errors"):
@@ -78,33 +89,35 @@ def run_playbook(
             on_event(event)
         return True
 
-    runner = ansible_runner.run(
-        private_data_dir=str(root),
-        playbook=str(data_dir("playbooks") / playbook),
-        inventory=str(inventory_file),
-        extravars=extravars,
-        limit=",".join(per_host),
-        forks=max(1, min(50, len(per_host))),
-        quiet=True,
-        event_handler=handle,
-        envvars={
-            "PATH": f"{bin_dir}{os.pathsep}{os.environ.get('PATH', '')}",
-            "ANSIBLE_ROLES_PATH": str(data_dir("playbooks") / "roles"),
-            "ANSIBLE_PIPELINING": "True",
-            "ANSIBLE_SSH_ARGS": (
-                "-o ControlMaster=auto -o ControlPersist=60s "
-                f"-o UserKnownHostsFile={state.known_hosts} "
-                f"-o StrictHostKeyChecking={checking}"
-            ),
-            "ANSIBLE_HOST_KEY_CHECKING": "True",
-            "ANSIBLE_RETRY_FILES_ENABLED": "False",
-            "ANSIBLE_NOCOLOR": "True",
-            "ANSIBLE_LOCALHOST_WARNING": "False",
-            "ANSIBLE_DEPRECATION_WARNINGS": "False",
-        },
-        settings={"suppress_ansible_output": True},
-    )
+    with _private_files(), interruption.handling_ctrl_c():
+        runner = ansible_runner.run(
+            private_data_dir=str(root),
+            playbook=str(data_dir("playbooks") / playbook),
+            inventory=str(inventory_file),
+            extravars=extravars,
+            limit=",".join(per_host),
+            forks=max(1, min(50, len(per_host))),
+            quiet=True,
+            event_handler=handle,
+            cancel_callback=interruption.cancel,
+            envvars={
+                "PATH": f"{bin_dir}{os.pathsep}{os.environ.get('PATH', '')}",
+                "ANSIBLE_ROLES_PATH": str(data_dir("playbooks") / "roles"),
+                "ANSIBLE_PIPELINING": "True",
+                "ANSIBLE_SSH_ARGS": shlex.join(ssh_args),
+                "ANSIBLE_HOST_KEY_CHECKING": "True",
+                "ANSIBLE_RETRY_FILES_ENABLED": "False",
+                "ANSIBLE_NOCOLOR": "True",
+                "ANSIBLE_LOCALHOST_WARNING": "False",
+                "ANSIBLE_DEPRECATION_WARNINGS": "False",
+            },
+            # ansible-runner asks the cancel callback whenever a read of the playbook's
+            # output returns, and after this many seconds of silence.
+            settings={"suppress_ansible_output": True, "pexpect_timeout": 1},
+        )
     _prune(state.ansible)
+    if interruption.since is not None:
+        raise KeyboardInterrupt
     if runner.status != "successful" or failures:
         details = "; ".join(f"{host}: {why}" for host, why in sorted(failures.items()))
         raise PlaybookFailed(
@@ -113,6 +126,70 @@ def run_playbook(
             set(failures) or set(per_host),
         )
     return root
+
+
+class _Interruption:
+    """Ctrl-C during a run. ansible-playbook is stopped as a terminal would stop it: SIGINT
+    (it ends its workers, which run in sessions of their own, and so their ssh; then it
+    exits); SIGTERM a moment later should that be lost (ansible-playbook swallows a SIGINT
+    that arrives while it forks a worker; its SIGTERM handler ends the workers it has by
+    then); at last ansible-runner kills its process group, at once if it has not said its
+    pid yet. Without a cancel callback of ours, ansible-runner would install a handler of
+    its own that turns Ctrl-C into a "canceled" run, kills only the process group, and
+    stays installed for the rest of the process."""
+
+    SIGNALS = ((0.0, signal.SIGINT), (2.0, signal.SIGTERM))  # seconds after Ctrl-C
+    GIVE_UP = 5.0
+
+    def __init__(self) -> None:
+        self.since: float | None = None
+        self.playbook_pid: int | None = None
+        self._signalled = 0
+
+    def __call__(self, *_: object) -> None:
+        if self.since is None:
+            self.since = time.monotonic()
+            self._signal_playbook()
+
+    def cancel(self) -> bool:
+        """ansible-runner asks this whenever it has read output, or a second has passed."""
+        if self.since is None:
+            return False
+        self._signal_playbook()
+        return self.playbook_pid is None or time.monotonic() - self.since > self.GIVE_UP
+
+    def _signal_playbook(self) -> None:
+        assert self.since is not None
+        elapsed = time.monotonic() - self.since
+        due = [number for after, number in self.SIGNALS if elapsed >= after]
+        while self.playbook_pid is not None and self._signalled < len(due):
+            with suppress(ProcessLookupError):
+                os.kill(self.playbook_pid, due[self._signalled])
+            self._signalled += 1
+
+    @contextmanager
+    def handling_ctrl_c(self) -> Iterator[None]:
+        # Only the main thread may set signal handlers (and only it gets Ctrl-C).
+        if threading.current_thread() is not threading.main_thread():
+            yield
+            return
+        previous = signal.signal(signal.SIGINT, self)
+        try:
+            yield
+        finally:
+            signal.signal(signal.SIGINT, previous)
+
+
+@contextmanager
+def _private_files() -> Iterator[None]:
+    """Files and directories that ansible-runner and ansible-playbook create (artifacts,
+    fact cache, stderr) without modes of their own are 0600 and 0700. The umask is the
+    process's: a run has the main thread, and nothing else writes files meanwhile."""
+    previous = os.umask(0o077)
+    try:
+        yield
+    finally:
+        os.umask(previous)
 
 
 def _prune(runs: Path) -> None:

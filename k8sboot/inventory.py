@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import shlex
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -39,6 +40,26 @@ def known_hosts_file(cluster: Cluster) -> Path:
     return cluster.state_dir / "known_hosts"
 
 
+def ssh_option_path(path: Path) -> str:
+    """`path` as the value of an OpenSSH option (`-o Name=VALUE`). OpenSSH splits a value
+    at whitespace (UserKnownHostsFile takes several files), refuses an unmatched quote and
+    expands %-tokens; quoted and escaped like this, it reads back as exactly `path` (but
+    for `${`, which OpenSSH expands as an environment variable and has no escape for)."""
+    escaped = str(path).replace("\\", "\\\\").replace('"', '\\"').replace("%", "%%")
+    return f'"{escaped}"'
+
+
+def ansible_ssh_args(known_hosts: Path, host_key_policy: str) -> list[str]:
+    """ssh options for Ansible: host keys checked against the file k8sboot pins them in.
+    Ansible splits its ssh arguments with shlex.split (Connection._split_ssh_args), so
+    join them with shlex.join."""
+    checking = "accept-new" if host_key_policy == "accept-new" else "yes"
+    return [
+        "-o", f"UserKnownHostsFile={ssh_option_path(known_hosts)}",
+        "-o", f"StrictHostKeyChecking={checking}",
+    ]  # fmt: skip
+
+
 def group_members(cluster: Cluster) -> dict[str, list[Host]]:
     return {
         "control_plane": cluster.control_planes,
@@ -66,12 +87,9 @@ def host_vars(cluster: Cluster, host: Host) -> dict[str, Any]:
 
 
 def common_vars(cluster: Cluster) -> dict[str, Any]:
-    # Ansible checks host keys against the same file k8sboot pins them in.
-    checking = "accept-new" if cluster.ssh.host_key_policy == "accept-new" else "yes"
+    ssh_args = ansible_ssh_args(known_hosts_file(cluster), cluster.ssh.host_key_policy)
     return {
-        "ansible_ssh_common_args": (
-            f"-o UserKnownHostsFile={known_hosts_file(cluster)} -o StrictHostKeyChecking={checking}"
-        ),
+        "ansible_ssh_common_args": shlex.join(ssh_args),
         "ansible_python_interpreter": "/usr/bin/python3",
     }
 

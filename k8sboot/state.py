@@ -1,7 +1,8 @@
 """The per-cluster state directory on the operator's machine (mode 0700).
 
 Pinned host keys, the fetched kubeconfig, run logs and Ansible artifacts, the lock and
-the backup catalogue live here. Files that hold secrets are written 0600.
+the backup catalogue live here. Files that hold secrets are written 0600. None of it
+belongs in version control: the directory ignores itself.
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ class StateDir:
         private_dir(self.root)
         for sub in ("logs", "ansible"):
             private_dir(self.root / sub)
+        _ignored_by_git(self.root)
         return self
 
     @property
@@ -61,6 +63,27 @@ def write_private(path: Path, data: bytes) -> None:
     except BaseException:
         tmp.unlink(missing_ok=True)
         raise
+
+
+GITIGNORE = """\
+# k8sboot's state: host keys, the admin kubeconfig, backups, the etcd CA key.
+# Not for version control; to keep some of it there, edit this file (k8sboot never
+# rewrites it).
+*
+"""
+
+
+def _ignored_by_git(root: Path) -> None:
+    """A .gitignore that ignores the whole directory, unless there is one already, or the
+    directory is the top of a repository (a state directory set to a project's own)."""
+    if (root / ".git").exists():
+        return
+    try:
+        fd = os.open(root / ".gitignore", os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    except FileExistsError:
+        return
+    with os.fdopen(fd, "w") as handle:
+        handle.write(GITIGNORE)
 
 
 def run_id() -> str:

@@ -29,7 +29,7 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 
 from k8sboot.errors import MachineError, UnsafeError, UserError
-from k8sboot.inventory import SSHTarget
+from k8sboot.inventory import SSHTarget, ssh_option_path
 from k8sboot.runlog import RunLog
 
 T = TypeVar("T")
@@ -322,24 +322,9 @@ class Connection:
         """A command through OpenSSH's client: `stdin` streamed in chunks, stdout into
         `sink` (or kept); strict checking against the pinned keys, no prompts."""
         target = self.target
-        options = [
-            "-F", "/dev/null",  # neither the user's config nor its multiplexing
-            "-o", "BatchMode=yes",
-            "-o", "StrictHostKeyChecking=yes",
-            "-o", f"UserKnownHostsFile={self._keys.path}",
-            "-o", "GlobalKnownHostsFile=/dev/null",
-            "-o", f"ConnectTimeout={max(1, round(self._connect_timeout))}",
-            "-o", "ServerAliveInterval=15",
-            "-o", f"Ciphers={_BULK_CIPHERS}",
-            "-o", "LogLevel=ERROR",
-            "-p", str(target.port),
-            "-l", target.user,
-        ]  # fmt: skip
-        if target.key is not None:
-            options += ["-i", str(target.key), "-o", "IdentitiesOnly=yes"]
         try:
             process = subprocess.Popen(
-                [SSH_CLIENT, "-T", *options, target.address, wrapped],
+                [SSH_CLIENT, "-T", *self._openssh_options(), target.address, wrapped],
                 stdin=subprocess.DEVNULL if stdin is None else subprocess.PIPE,
                 stdout=subprocess.PIPE,
                 stderr=subprocess.PIPE,
@@ -388,6 +373,26 @@ class Connection:
                 )
             raise MachineError(f"{self.name}: OpenSSH could not run `{label}`: {detail}")
         return exit_code, b"".join(out), b"".join(err)
+
+    def _openssh_options(self) -> list[str]:
+        target = self.target
+        options = [
+            "-F", "/dev/null",  # neither the user's config nor its multiplexing
+            "-o", "BatchMode=yes",
+            "-o", "StrictHostKeyChecking=yes",
+            "-o", f"UserKnownHostsFile={ssh_option_path(self._keys.path)}",
+            "-o", "GlobalKnownHostsFile=/dev/null",
+            "-o", f"ConnectTimeout={max(1, round(self._connect_timeout))}",
+            "-o", "ServerAliveInterval=15",
+            "-o", f"Ciphers={_BULK_CIPHERS}",
+            "-o", "LogLevel=ERROR",
+            "-p", str(target.port),
+            "-l", target.user,
+        ]  # fmt: skip
+        if target.key is not None:
+            key = ssh_option_path(target.key)
+            options += ["-o", f"IdentityFile={key}", "-o", "IdentitiesOnly=yes"]
+        return options
 
     def _wrap(self, command: str) -> str:
         script = f"export LC_ALL=C; {command}"

@@ -8,6 +8,7 @@ from k8sboot.cli import options
 from k8sboot.errors import UserError
 from k8sboot.spec import refuse_directory, spec_from_text
 from k8sboot.starter import Starter, numbered_hosts, vagrant_hosts
+from k8sboot.state import StateDir
 from k8sboot.vagrant import read_environment
 from k8sboot.versions import DEFAULT_VERSION
 
@@ -67,9 +68,16 @@ def command(
         ssh_user=ssh_user,
     )
     text = starter.render()
-    spec_from_text(text, spec_path)  # never write a file that would not validate
+    cluster = spec_from_text(text, spec_path).cluster  # never write a file that would not validate
     try:
         spec_path.write_text(text, encoding="utf-8")
     except OSError as exc:
         raise UserError(f"-f {spec_path}: cannot write ({exc.strerror})") from None
+    assert cluster.state_dir is not None
+    # Made now, ignored by git, before any key or kubeconfig lands in it.
+    StateDir(cluster.state_dir).ensure()
     click.echo(f"wrote {spec_path}; check it with `k8sboot validate -f {spec_path}`")
+    click.echo(
+        f"state (host keys, kubeconfig, backups, etcd CA key) goes to {cluster.state_dir}, "
+        "which git ignores"
+    )
