@@ -218,7 +218,11 @@ def k8sboot(e2e_lab: tuple[Lab, str], tmp_path_factory) -> K8sboot:
     return _k8sboot(lab, url, tmp_path_factory.mktemp("cluster"))
 
 
-def _k8sboot(lab: Lab, url: str, workdir: Path) -> K8sboot:
+def _k8sboot(lab: Lab, url: str, parent: Path) -> K8sboot:
+    # A space and a quote in the project's path, so in the state directory's too: every
+    # SSH, scp and Ansible command line of every test carries them (issue 15).
+    workdir = parent / "operator's cluster"
+    workdir.mkdir()
     spec = {
         "apiVersion": "k8sboot/v1alpha1",
         "kind": "Cluster",
