@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import zlib
 from pathlib import Path
 from typing import Any
 
@@ -17,6 +18,11 @@ from k8sboot.steps.node_setup import fingerprint, role_vars
 from k8sboot.versions import ETCD, ETCDCTL, ETCDUTL
 
 STACKED_ETCD = "3.5.21"  # what kubeadm 1.33.1 runs
+
+
+def _mac(name: str) -> str:
+    low = zlib.crc32(name.encode()) & 0xFFFF
+    return f"02:00:00:00:{low >> 8:02x}:{low & 0xFF:02x}"
 
 
 def fresh(name: str, ip: str, **changes: Any) -> HostFacts:
@@ -34,7 +40,8 @@ def fresh(name: str, ip: str, **changes: Any) -> HostFacts:
         "cgroup2": True,
         "machine_id": f"id-{name}",
         "product_uuid": f"uuid-{name}",
-        "macs": {"eth0": f"02:00:00:00:00:{abs(hash(name)) % 100:02d}"},
+        # From the name's bytes, not hash(): the same on every run, whatever the hash seed.
+        "macs": {"eth0": _mac(name)},
         "addresses": [{"interface": "eth1", "address": ip, "prefix": 24, "mac": ""}],
         "ports": [22],
         "files": {},
