@@ -102,6 +102,13 @@ class TextReporter(Reporter):
         if self.verbose and not self.console.is_terminal:
             self.console.print(f"  {host}: {self.mask(message)}")
 
+    def action_finished(
+        self, step: str, action: Action, seconds: float, hosts: Sequence[str]
+    ) -> None:
+        if self.verbose:  # what was done and why: roles with their reasons, files, commands
+            text = f"  {', '.join(action.hosts)}: {self.mask(action.describe())} ({seconds:.1f}s)"
+            self.console.print(text, markup=False, highlight=False)
+
     def step_planned(self, title: str, actions: Sequence[Action], details: dict[int, str]) -> None:
         self._stop_live()
         if not actions:

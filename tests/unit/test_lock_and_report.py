@@ -13,7 +13,7 @@ from k8sboot import lock as lock_module
 from k8sboot.actions import WriteFiles
 from k8sboot.lock import ClusterLock, Locked
 from k8sboot.render import RenderedFile
-from k8sboot.report import JsonReporter
+from k8sboot.report import JsonReporter, TextReporter
 from k8sboot.runlog import Masker, RunLog
 from k8sboot.state import StateDir, write_private
 
@@ -128,3 +128,17 @@ def test_secrets_are_masked_in_log_and_events(tmp_path: Path) -> None:
         "changed": ["w1"],
         "duration": 0.5,
     }
+
+
+def test_verbose_text_output_says_what_each_action_did_and_why() -> None:
+    from k8sboot.actions import Converge
+
+    stream = io.StringIO()
+    converge = Converge((("w1", ("prepare",)),), (("w1", "prepare", "swap is on"),))
+    quiet = TextReporter(stream=stream)
+    quiet.action_finished("node setup (Ansible)", converge, 3.2, ["w1"])
+    assert stream.getvalue() == ""
+    TextReporter(verbose=1, stream=stream).action_finished(
+        "node setup (Ansible)", converge, 3.2, ["w1"]
+    )
+    assert stream.getvalue() == "  w1: Ansible roles w1: prepare (swap is on) (3.2s)\n"
