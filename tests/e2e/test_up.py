@@ -30,7 +30,10 @@ def _one_control_plane_two_workers(k8sboot: K8sboot, ha: SharedHA) -> None:
 def test_up_brings_a_cluster_up(k8sboot: K8sboot) -> None:
     result = finished(k8sboot.up())
     assert result["ok"] is True
-    assert set(result["changed"]) >= {"node setup (Ansible)", "kubeadm init", "join workers", "CNI"}
+    # Node setup is not required here: the modules before leave the machines set up (reset
+    # undoes the cluster, not the OS setup), and each host's setup no longer depends on the
+    # cluster's shape (its own name in /etc/hosts).
+    assert set(result["changed"]) >= {"kubeadm init", "join workers", "CNI"}
     assert k8sboot.nodes() == {"cp1": True, "w1": True, "w2": True}
     kubeconfig = k8sboot.state / "kubeconfig"
     assert kubeconfig.stat().st_mode & 0o777 == 0o600
