@@ -59,9 +59,22 @@ def ctl_for(executor: Executor, host_name: str, endpoints: list[str]) -> EtcdCtl
     return EtcdCtl(connection, topology.tls_on(ctx.cluster, host), endpoints, detect(connection))
 
 
+class EmptyKeyspace(MachineError):
+    """The etcd to back up holds no keys: not a Kubernetes cluster's data."""
+
+
 @handles(SaveSnapshot)
 def save(executor: Executor, action: SaveSnapshot) -> Outcome:
-    manifest = take_snapshot(executor, action)
+    try:
+        manifest = take_snapshot(executor, action)
+    except EmptyKeyspace:
+        if action.origin != "pre-restore":
+            raise
+        executor.ctx.notes.append(
+            f"no pre-restore snapshot: etcd member {action.member} ({action.endpoint}) holds "
+            "no keys, nothing to keep"
+        )
+        return Outcome(())
     size = manifest.snapshot["size"] / 2**20
     encrypted = f", encrypted ({ALGORITHM})" if manifest.encryption else ""
     executor.ctx.notes.append(
@@ -75,10 +88,18 @@ def save(executor: Executor, action: SaveSnapshot) -> Outcome:
 def take_snapshot(executor: Executor, action: SaveSnapshot) -> Manifest:
     ctx = executor.ctx
     cluster = ctx.cluster
-    store = open_store(cluster)
-    key = backup_key(cluster, store)
     ctl = ctl_for(executor, action.host, [action.endpoint])
     connection = ctl.connection
+    # A Kubernetes cluster's etcd always holds keys: none means another etcd, or one emptied,
+    # and a snapshot of it kept as the latest backup would be restored over the real data.
+    if ctl.count_keys(endpoint=action.endpoint) == 0:
+        raise EmptyKeyspace(
+            f"backup refused: etcd member {action.member} ({action.endpoint}) holds no keys, "
+            "and a Kubernetes cluster's etcd always holds some (is this the cluster's etcd?); "
+            "nothing was saved"
+        )
+    store = open_store(cluster)
+    key = backup_key(cluster, store)
     when = now()
     name = backup_name(cluster.name, when, (m.name for m in store.manifests()))
     remote = f"{WORK_DIR}/{name}.db"

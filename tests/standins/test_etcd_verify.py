@@ -26,7 +26,7 @@ from typing import BinaryIO
 
 import pytest
 
-from k8sboot.etcd import actions
+from k8sboot.etcd import actions, topology
 from k8sboot.etcd.catalogue import LocalStore, Manifest, now
 from k8sboot.etcd.client import NO_TLS, EtcdCtl
 from k8sboot.executor import Executor, etcd_backup
@@ -236,3 +236,31 @@ def test_a_snapshot_of_an_empty_etcd_verifies(host, tmp_path: Path) -> None:
     test = LocalStore(catalogue).read_manifest(made.name).verification["test_restore"]
     assert test["ok"] is True, test
     assert (test["revision"], test["keys"], test["hash_kv"]) == (1, 0, made.hash_kv)
+
+
+@pytest.mark.parametrize("origin", ["backup", "pre-restore"])
+def test_an_etcd_with_no_keys_is_never_kept_as_a_backup(
+    host, tmp_path: Path, monkeypatch, origin
+) -> None:
+    """A kubeadm cluster's etcd always holds keys: an empty one is another etcd (or was
+    emptied). A backup of it is refused; before a restore there is nothing to keep."""
+    local, _ = host
+    monkeypatch.setattr(topology, "tls_on", lambda cluster, host: NO_TLS)
+    cluster = spec_from_text(CLUSTER, tmp_path / "cluster.yaml").cluster
+    ctx = SimpleNamespace(cluster=cluster, transport={"cp1": local}, notes=[], nodes={})
+    (tmp_path / "empty").mkdir()
+    with etcd_server(tmp_path / "empty", "empty") as empty:
+        save = actions.SaveSnapshot("cp1", empty.endpoints[0], "empty", "asked", origin)
+        if origin == "backup":
+            with pytest.raises(
+                etcd_backup.EmptyKeyspace, match=r"holds no keys.*nothing was saved"
+            ):
+                Executor(ctx).execute(save)  # type: ignore[arg-type]
+        else:
+            Executor(ctx).execute(save)  # type: ignore[arg-type]
+            assert ctx.notes == [
+                f"no pre-restore snapshot: etcd member empty ({empty.endpoints[0]}) holds no "
+                "keys, nothing to keep"
+            ]
+    assert not (tmp_path / ".k8sboot").exists()  # no catalogue, no file
+    assert not any(local.home.iterdir())
