@@ -61,9 +61,22 @@ def ctl_for(executor: Executor, host_name: str, endpoints: list[str]) -> EtcdCtl
     return EtcdCtl(connection, topology.tls_on(ctx.cluster, host), endpoints, detect(connection))
 
 
+class EmptyKeyspace(MachineError):
+    """The etcd to back up holds no keys: not a Kubernetes cluster's data."""
+
+
 @handles(SaveSnapshot)
 def save(executor: Executor, action: SaveSnapshot) -> Outcome:
-    manifest = take_snapshot(executor, action)
+    try:
+        manifest = take_snapshot(executor, action)
+    except EmptyKeyspace:
+        if action.origin != "pre-restore":
+            raise
+        executor.ctx.notes.append(
+            f"no pre-restore snapshot: etcd member {action.member} ({action.endpoint}) holds "
+            "no keys, nothing to keep"
+        )
+        return Outcome(())
     size = manifest.snapshot["size"] / 2**20
     encrypted = f", encrypted ({ALGORITHM})" if manifest.encryption else ""
     executor.ctx.notes.append(
@@ -77,10 +90,18 @@ def save(executor: Executor, action: SaveSnapshot) -> Outcome:
 def take_snapshot(executor: Executor, action: SaveSnapshot) -> Manifest:
     ctx = executor.ctx
     cluster = ctx.cluster
-    store = open_store(cluster)
-    key = backup_key(cluster, store)
     ctl = ctl_for(executor, action.host, [action.endpoint])
     connection = ctl.connection
+    # A Kubernetes cluster's etcd always holds keys: none means another etcd, or one emptied,
+    # and a snapshot of it kept as the latest backup would be restored over the real data.
+    if ctl.count_keys(endpoint=action.endpoint) == 0:
+        raise EmptyKeyspace(
+            f"backup refused: etcd member {action.member} ({action.endpoint}) holds no keys, "
+            "and a Kubernetes cluster's etcd always holds some (is this the cluster's etcd?); "
+            "nothing was saved"
+        )
+    store = open_store(cluster)
+    key = backup_key(cluster, store)
     when = now()
     name = backup_name(cluster.name, when, names_taken(store))
     remote = f"{WORK_DIR}/{name}.db"
@@ -282,6 +303,15 @@ def check_status(found: SnapshotStatus, manifest: Manifest, where: str) -> None:
 _CLIENT_SOCKET, _PEER_SOCKET = "client.sock:0", "peer.sock:0"
 
 
+def served_revision(snapshot_revision: int) -> int:
+    """The revision a member restored from a snapshot serves. `snapshot status` reads the
+    revision of the snapshot's last key, 0 when it holds none (etcdutl/snapshot/
+    v3_snapshot.go Status, etcd v3.5.16; clientv3/snapshot in v3.4); a member's store
+    starts at revision 1 and only keys move it on (server/mvcc/kvstore.go NewStore and
+    restore)."""
+    return max(snapshot_revision, 1)
+
+
 @handles(TestRestore)
 def test_restore(executor: Executor, action: TestRestore) -> Outcome:
     ctx = executor.ctx
@@ -329,7 +359,7 @@ def test_restore(executor: Executor, action: TestRestore) -> Outcome:
         hash_kv = live.hash_kv(endpoint, manifest.revision)
         result |= {"revision": revision, "keys": keys, "hash_kv": hash_kv}
         problems = []
-        if revision != manifest.revision:
+        if revision != served_revision(manifest.revision):
             problems.append(f"revision {revision}, manifest {manifest.revision}")
         if manifest.keys is not None and keys != manifest.keys:
             problems.append(f"{keys} keys, manifest {manifest.keys}")
