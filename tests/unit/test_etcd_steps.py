@@ -461,6 +461,7 @@ def _backing_up(base: dict, tmp_path: Path, monkeypatch, host: _Host):
         members=lambda: [],
         status=lambda endpoints: [],
         snapshot_save_streaming=lambda endpoint, remote: f"save {remote}",
+        count_keys=lambda endpoint: 42,
     )
     monkeypatch.setattr(executing, "ctl_for", lambda *_: ctl)
 
