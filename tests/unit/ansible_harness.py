@@ -14,6 +14,8 @@ from k8sboot import ansible
 from k8sboot.spec import Cluster, spec_from_text
 from k8sboot.state import StateDir
 
+from .conftest import BASE
+
 # Two spaces in a row: OpenSSH's `ssh -G` prints a list of files joined by one space, so
 # only a path read as one file keeps both.
 AWKWARD_DIR = "my cluster's  dir"
@@ -24,16 +26,7 @@ def awkward_cluster(base: Path) -> Cluster:
     directory = base / AWKWARD_DIR
     directory.mkdir(parents=True, exist_ok=True)
     (directory / "id key").write_text("not a key\n")
-    spec = {
-        "apiVersion": "k8sboot/v1alpha1",
-        "kind": "Cluster",
-        "name": "test",
-        "hosts": [
-            {"name": "cp1", "address": "10.0.0.11", "roles": ["control-plane"]},
-            {"name": "w1", "address": "10.0.0.21", "roles": ["worker"]},
-        ],
-        "ssh": {"key": "id key"},
-    }
+    spec = {**BASE, "ssh": {"key": "id key"}}
     (directory / "cluster.yaml").write_text(yaml.safe_dump(spec))
     return spec_from_text(yaml.safe_dump(spec), directory / "cluster.yaml").cluster
 
