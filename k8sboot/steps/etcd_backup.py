@@ -10,7 +10,7 @@ from k8sboot.errors import MachineError, UserError
 from k8sboot.etcd import topology
 from k8sboot.etcd.actions import PruneBackups, PullSnapshots, SaveSnapshot, TestRestore
 from k8sboot.etcd.archive import CorruptBackup, check_file
-from k8sboot.etcd.catalogue import Manifest, Store, names_taken, now, open_store
+from k8sboot.etcd.catalogue import Manifest, Store, now, open_store
 from k8sboot.etcd.client import Member
 from k8sboot.etcd.files import SNAPSHOT_DIR, SNAPSHOT_TIMER, TIMER_UNIT, snapshot_files
 from k8sboot.etcd.observe import EtcdView, host_for, observe
@@ -133,18 +133,13 @@ class EtcdVerify(Step):
         self.manifest = manifest
 
     def plan(self, ctx: Context) -> list[Action]:
-        verification = self.manifest.verification
         try:
             local_check(self.store, self.manifest, ctx.cluster)
         except VerifyFailed as error:
-            verification["integrity"] = f"FAILED: {error}"
-            verification["checked"] = now().isoformat()
+            self.manifest.verification["integrity"] = f"FAILED: {error}"
+            self.manifest.verification["checked"] = now().isoformat()
             self.store.write_manifest(self.manifest)
             raise
-        if verification.get("integrity") != "ok":  # a failure recorded before, now passed
-            verification["integrity"] = "ok"
-            verification["checked"] = now().isoformat()
-            self.store.write_manifest(self.manifest)
         return [TestRestore(test_host(ctx).name, self.manifest.name, self.store.location)]
 
 
@@ -210,8 +205,7 @@ class EtcdPull(Step):
 
     def plan(self, ctx: Context) -> list[Action]:
         store = open_store(ctx.cluster)
-        have = names_taken(store)
-        ctx.notes.extend(f"warning: {line}" for line in store.unreadable.values())
+        have = {m.name for m in store.manifests()}
         actions: list[Action] = []
         for host in ctx.cluster.control_planes:
             if host.name not in ctx.facts.hosts:
