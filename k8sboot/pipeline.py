@@ -133,7 +133,6 @@ def run(
             if ctx.initialised:
                 view = probe_cluster(transport[ctx.api_host.name])
                 ctx.nodes, ctx.init_finished = view.nodes, view.init_finished
-                ctx.api_answered = view.init_finished
             if workflow.preflight:
                 _preflight(ctx, reporter)
             result = _steps(workflow, ctx, reporter, dry_run)

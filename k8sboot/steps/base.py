@@ -23,8 +23,6 @@ class Context:
     log: RunLog
     facts: Facts
     nodes: dict[str, NodeStatus] = field(default_factory=dict)  # registered in the API
-    # The API answered with its Nodes: without that, `nodes` being empty says nothing.
-    api_answered: bool = False
     notes: list[str] = field(default_factory=list)  # told to the user at the end
     # False when the API answers but lacks what kubeadm init uploads late: the init on
     # the first control plane stopped half-way, and must be reset and run again.

@@ -168,13 +168,9 @@ class EtcdMembers(Step):
 
     @staticmethod
     def _needs_start(ctx: Context, host: Host, with_data: list[Host]) -> bool:
-        found = ctx.host_facts(host)
-        wanted = member_files(ctx.cluster, host)
-        return bool(
-            host not in with_data
-            or changed(ctx, host, wanted)
-            or not found.active("etcd")
-            or not found.enabled("etcd")
+        stale = bool(changed(ctx, host, member_files(ctx.cluster, host)))
+        return (
+            host not in with_data or _member_fault(ctx.host_facts(host), stale, False) is not None
         )
 
 

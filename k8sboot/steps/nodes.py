@@ -50,7 +50,7 @@ def resolve(ctx: Context, name: str) -> Target:
     """The node called `name`, or a usage error listing the nodes there are. Refused when
     the API could not be asked: whether the node is registered is then unknown, and
     acting on a guess would report work that was never done."""
-    if not ctx.api_answered:
+    if not ctx.initialised:  # no control plane answered with the Nodes
         problems = [
             str(ctx.facts.errors[h.name])
             for h in ctx.cluster.control_planes

@@ -110,7 +110,6 @@ def context(
         log=RunLog(None),  # type: ignore[arg-type]
         facts=Facts(hosts=hosts),
         nodes=nodes or {},
-        api_answered=nodes is not None,
     )
 
 
