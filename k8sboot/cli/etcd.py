@@ -14,7 +14,7 @@ from k8sboot.cli.common import echo_json, load, reporter
 from k8sboot.errors import EXIT_FAILURE, UserError
 from k8sboot.etcd import report
 from k8sboot.etcd.archive import create_key_file
-from k8sboot.etcd.catalogue import locate, open_store
+from k8sboot.etcd.catalogue import BAD_STATES, Store, locate, open_store
 from k8sboot.etcd.inspect import looking
 from k8sboot.etcd.observe import observe
 from k8sboot.spec import Cluster
@@ -25,6 +25,11 @@ backup_argument = click.argument("backup", metavar="BACKUP")
 def _cluster(spec_path: Path, vagrant: bool) -> Cluster:
     # A dead member must not keep the others from being backed up or inspected.
     return load(spec_path, vagrant, allow_stopped=True).cluster
+
+
+def _warn_unreadable(store: Store) -> None:
+    for line in store.unreadable.values():
+        click.echo(f"warning: {line}", err=True)
 
 
 def _print(renderable: object) -> None:
@@ -77,12 +82,13 @@ def list_(
     ctx: click.Context, spec_path: Path, vagrant: bool, check: bool, output: str, **_: object
 ) -> None:
     """The backup catalogue, oldest first, with each backup's state: checked (at save),
-    test-restored (by `etcd verify`), or MISSING/CORRUPT. No SSH."""
+    test-restored (by `etcd verify`), or FAILED (its last `etcd verify`), MISSING, CORRUPT
+    (exit 1, as for a manifest that cannot be read). No SSH."""
     cluster = _cluster(spec_path, vagrant)
     store = open_store(cluster)
     manifests = store.manifests()
     rows = report.catalogue_rows(store, manifests)
-    bad = [r for r in rows if r["state"].startswith(("MISSING", "CORRUPT", "FAILED"))]
+    bad = [r for r in rows if r["state"].startswith(BAD_STATES)]
     if check:
         from k8sboot.steps.etcd_backup import VerifyFailed, local_check
 
@@ -96,10 +102,12 @@ def list_(
                 row["state"] = f"CORRUPT: {error}"
                 bad.append(row)
     if output == "json":
-        echo_json({"location": store.location, "backups": rows})
+        unreadable = [{"file": f, "error": e} for f, e in sorted(store.unreadable.items())]
+        echo_json({"location": store.location, "backups": rows, "unreadable": unreadable})
     else:
         _print(report.catalogue_table(store.location, rows))
-    if bad:
+    _warn_unreadable(store)
+    if bad or store.unreadable:
         ctx.exit(EXIT_FAILURE)
 
 
@@ -119,6 +127,7 @@ def verify(
     result in the manifest."""
     cluster = _cluster(spec_path, vagrant)
     store, manifest = locate(cluster, backup)
+    _warn_unreadable(store)
     pipeline.run(workflows.etcd_verify(store, manifest), cluster, reporter(output, verbose))
 
 
@@ -173,6 +182,7 @@ def restore(
     hosts = tuple(part for value in onto for part in value.split(",") if part)
     cluster = _cluster(spec_path, vagrant)
     store, manifest = locate(cluster, backup)
+    _warn_unreadable(store)
     pipeline.run(
         workflows.etcd_restore(store, manifest, hosts, without_revision_bump),
         cluster,

@@ -35,6 +35,7 @@ from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 
 from k8sboot.errors import UserError
+from k8sboot.state import fsync_dir
 
 MAGIC = b"K8SBETCD"
 VERSION = 1
@@ -81,6 +82,9 @@ def create_key_file(path: Path) -> Key:
         raise UserError(f"{path} exists; k8sboot never overwrites a key") from None
     with os.fdopen(fd, "w") as handle:
         handle.write(base64.b64encode(key.material).decode() + "\n")
+        handle.flush()
+        os.fsync(handle.fileno())
+    fsync_dir(path.parent)
     return key
 
 

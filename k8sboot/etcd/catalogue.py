@@ -10,8 +10,10 @@ was verified.
 
 from __future__ import annotations
 
+import fcntl
 import json
 import os
+import time
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
@@ -19,12 +21,17 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any, BinaryIO, Protocol
 
-from k8sboot.errors import UserError
+from k8sboot.errors import MachineError, UserError
 from k8sboot.etcd.archive import inside
 from k8sboot.spec.model import Retention
-from k8sboot.state import private_dir, write_private
+from k8sboot.state import fsync_dir, private_dir, write_private
 
 FORMAT = 1
+# What `etcd list` shows of a backup that cannot be restored as it is (exit 1).
+BAD_STATES = ("MISSING", "CORRUPT", "FAILED", "UNKNOWN")
+# A leftover file younger than this may belong to a run that has created it and not yet
+# locked it (see open_part).
+PART_GRACE_SECONDS = 60
 
 
 @dataclass
@@ -73,8 +80,10 @@ class Manifest:
             manifest = cls(**{k: v for k, v in document.items() if k in known})
             plain_name(manifest.name, where)
             plain_name(manifest.file["name"], where)
+            if manifest.time.tzinfo is None:
+                raise ValueError(f"created {manifest.created!r} has no time zone")
             return manifest
-        except (ValueError, TypeError, KeyError) as exc:
+        except (ValueError, TypeError, KeyError, AttributeError) as exc:
             raise UserError(f"{where}: not a k8sboot backup manifest ({exc})") from None
 
 
@@ -88,6 +97,82 @@ def plain_name(name: object, where: str) -> str:
             "catalogue (was the manifest changed?)"
         )
     return name
+
+
+def failure(manifest: Manifest) -> str | None:
+    """Why the last `etcd verify` of the backup failed; None when it did not (or never ran).
+    A failed check of the file outranks an earlier test restore that passed."""
+    integrity = manifest.verification.get("integrity")
+    if integrity not in (None, "ok"):
+        text = str(integrity)
+        return text if text.startswith("FAILED") else f"FAILED: {text}"
+    test = manifest.verification.get("test_restore")
+    if test and not test.get("ok"):
+        return f"FAILED test restore: {test.get('error')}"
+    return None
+
+
+def open_part(path: Path) -> int:
+    """A file being written (0600, truncated), locked for as long as the descriptor is
+    open, so that sweep_parts leaves it alone while its run lives (another run, another
+    cluster sharing the catalogue)."""
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW, 0o600)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        os.ftruncate(fd, 0)  # a sweep may have held it; start from nothing again
+    except BaseException:
+        os.close(fd)
+        raise
+    return fd
+
+
+def sweep_parts(directory: Path, pattern: str) -> list[str]:
+    """Remove the files matching `pattern` that a killed run left behind: no run holds them
+    locked, and they are older than a run needs to create and lock one. The names removed."""
+    removed = []
+    for path in sorted(directory.glob(pattern)) if directory.is_dir() else []:
+        try:
+            fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK)
+        except OSError:
+            continue
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            if time.time() - os.fstat(fd).st_mtime > PART_GRACE_SECONDS:
+                path.unlink(missing_ok=True)
+                removed.append(path.name)
+        except OSError:  # locked: a run is writing it
+            continue
+        finally:
+            os.close(fd)
+    return removed
+
+
+@contextmanager
+def listed_or_removed(store: Store, file_name: str) -> Iterator[None]:
+    """Around writing a backup's file and then its manifest: if anything fails, the file
+    goes too. A file without its manifest is never listed nor pruned, and may be a plain
+    copy of every Secret."""
+    try:
+        yield
+    except Exception as error:
+        try:
+            store.remove(file_name)
+        except Exception as failed:
+            raise MachineError(
+                f"{error}; {file_name} could not be removed from {store.location} ({failed}): "
+                "delete it by hand"
+            ) from None
+        raise
+    except BaseException:  # interrupted: still try not to leave it behind
+        store.remove(file_name)
+        raise
+
+
+def names_taken(store: Store) -> set[str]:
+    """The backup names in the catalogue, those of unreadable manifests included: a new
+    backup must not take the place of a file someone may still want to look at."""
+    listed = {m.name for m in store.manifests()}
+    return listed | {name.removesuffix(".json") for name in store.unreadable}
 
 
 def backup_name(cluster: str, when: datetime, taken: Iterable[str]) -> str:
@@ -111,6 +196,9 @@ class Store(Protocol):
     """Where backups are kept."""
 
     location: str
+    # The manifests manifests() skipped, by file name (NAME.json): unreadable, not
+    # k8sboot's, or naming a file outside the catalogue; with why.
+    unreadable: dict[str, str]
 
     def manifests(self) -> list[Manifest]: ...
     def read_manifest(self, name: str) -> Manifest | None: ...
@@ -120,7 +208,9 @@ class Store(Protocol):
     def writer(self, file_name: str) -> Iterator[BinaryIO]: ...
     @contextmanager
     def local_copy(self, file_name: str) -> Iterator[Path]: ...
+    def remove(self, file_name: str) -> None: ...
     def delete(self, manifest: Manifest) -> None: ...
+    def sweep(self) -> list[str]: ...
 
 
 class LocalStore:
@@ -129,6 +219,7 @@ class LocalStore:
     def __init__(self, directory: Path):
         self.directory = directory
         self.location = str(directory)
+        self.unreadable: dict[str, str] = {}
 
     def ensure(self) -> LocalStore:
         private_dir(self.directory)
@@ -139,8 +230,13 @@ class LocalStore:
             return []
         found = []
         for listed in sorted(self.directory.glob("*.json")):
-            path = self.path(listed.name)
-            found.append(Manifest.from_json(path.read_bytes(), str(path)))
+            try:
+                path = self.path(listed.name)
+                found.append(Manifest.from_json(path.read_bytes(), str(path)))
+            except UserError as error:
+                self.unreadable[listed.name] = str(error)
+            except OSError as error:
+                self.unreadable[listed.name] = f"{listed}: cannot read it: {error.strerror}"
         return sorted(found, key=lambda m: (m.created, m.name))
 
     def read_manifest(self, name: str) -> Manifest | None:
@@ -168,13 +264,14 @@ class LocalStore:
         self.ensure()
         final = self.path(file_name)
         part = self.directory / f".{file_name}.part"
-        fd = os.open(part, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        fd = open_part(part)
         try:
             with os.fdopen(fd, "wb") as handle:
                 yield handle
                 handle.flush()
                 os.fsync(handle.fileno())
-            os.replace(part, final)
+                os.replace(part, final)  # still locked: no sweep takes it meanwhile
+            fsync_dir(self.directory)
         except BaseException:
             part.unlink(missing_ok=True)
             raise
@@ -183,9 +280,16 @@ class LocalStore:
     def local_copy(self, file_name: str) -> Iterator[Path]:
         yield self.path(file_name)
 
+    def remove(self, file_name: str) -> None:
+        self.path(file_name).unlink(missing_ok=True)
+
     def delete(self, manifest: Manifest) -> None:
-        self.path(manifest.file["name"]).unlink(missing_ok=True)
-        self.path(f"{manifest.name}.json").unlink(missing_ok=True)
+        # The file first: a manifest outlives its file (MISSING), never the other way round.
+        self.remove(manifest.file["name"])
+        self.remove(f"{manifest.name}.json")
+
+    def sweep(self) -> list[str]:
+        return sweep_parts(self.directory, ".*.part")
 
 
 def open_store(cluster: Any) -> Store:
@@ -220,9 +324,11 @@ def locate(cluster: Any, reference: str) -> tuple[Store, Manifest]:
 def find(store: Store, reference: str, cluster: str) -> tuple[Store, Manifest]:
     if reference == "latest":
         mine = [m for m in store.manifests() if m.cluster == cluster]
-        if not mine:
-            raise UserError(f"no backups of {cluster} in {store.location}")
-        return store, mine[-1]
+        good = [m for m in mine if failure(m) is None]
+        if not good:
+            failed = f" that did not fail `etcd verify` ({len(mine)} did)" if mine else ""
+            raise UserError(f"no backups of {cluster} in {store.location}{failed}")
+        return store, good[-1]
     name = Path(reference).name
     for suffix in (".json", ".db.enc", ".db"):
         if name.endswith(suffix):
@@ -263,16 +369,22 @@ def keep(manifests: list[Manifest], retention: Retention) -> set[str]:
     return kept
 
 
-def prune(store: Store, cluster: str, retention: Retention) -> list[str]:
-    """Delete this cluster's backups that retention does not keep; the names deleted."""
+def prune(store: Store, cluster: str, retention: Retention) -> tuple[list[str], list[str]]:
+    """Delete this cluster's backups that retention does not keep, and the files killed
+    runs left half written: the names deleted, and why the others could not be."""
+    store.sweep()
     mine = [m for m in store.manifests() if m.cluster == cluster]
     kept = keep(mine, retention)
-    gone = []
+    gone, problems = [], []
     for manifest in mine:
         if manifest.name not in kept:
-            store.delete(manifest)
+            try:
+                store.delete(manifest)
+            except (UserError, MachineError) as error:
+                problems.append(f"{manifest.name} not deleted: {error}")
+                continue
             gone.append(manifest.name)
-    return gone
+    return gone, problems
 
 
 # -- describing ---------------------------------------------------------------------------
@@ -280,14 +392,19 @@ def prune(store: Store, cluster: str, retention: Retention) -> list[str]:
 
 def state(manifest: Manifest, store: Store) -> str:
     """The verified state `etcd list` shows, from the manifest and a cheap file check."""
-    size = store.file_size(manifest.file["name"])
+    try:
+        size = store.file_size(manifest.file["name"])
+    except (UserError, MachineError) as error:
+        return f"UNKNOWN: {error}"
     if size is None:
         return "MISSING"
     if size != manifest.file["size"]:
         return f"CORRUPT (size {size}, manifest says {manifest.file['size']})"
-    test = manifest.verification.get("test_restore")
-    if test:
-        return "test-restored" if test.get("ok") else f"FAILED test restore: {test.get('error')}"
+    failed = failure(manifest)
+    if failed:
+        return failed
+    if manifest.verification.get("test_restore"):
+        return "test-restored"
     return "checked" if manifest.verification.get("integrity") == "ok" else "unchecked"
 
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import shlex
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
 
@@ -19,6 +20,14 @@ from k8sboot.versions import ETCDCTL, ETCDUTL
 
 CLIENT_PORT = 2379
 PEER_PORT = 2380
+
+# Seconds a member may take to answer a short question (members, status, health, alarms):
+# etcdctl's own defaults, 2 s to connect and 5 s to answer (etcdctl/ctlv3/ctl.go, v3.4
+# and v3.5). A live member answers in milliseconds; a dead one costs the whole wait, since
+# etcdctl's dial does not block (no grpc.WithBlock) and the request waits for a
+# connection. Every member is asked at once, so no answer at all costs this once.
+DIAL_TIMEOUT = 2
+ANSWER_TIMEOUT = 5
 
 
 @dataclass(frozen=True)
@@ -130,7 +139,7 @@ class EtcdCtl:
         )
         return (
             f"ETCDCTL_API=3 {ETCDCTL} --endpoints={shlex.quote(chosen)} {tls}"
-            f"--dial-timeout=5s --command-timeout={timeout}s {args}"
+            f"--dial-timeout={DIAL_TIMEOUT}s --command-timeout={timeout}s {args}"
         )
 
     def _json(
@@ -154,18 +163,29 @@ class EtcdCtl:
             raise MachineError(f"{self.connection.name}: etcdctl answered no JSON") from None
 
     def members(self) -> list[Member]:
-        document = self._json("member list -w json")
+        document = self._json("member list -w json", timeout=ANSWER_TIMEOUT)
         return [_member(m) for m in document.get("members", [])]
 
     def remove_member(self, member: Member) -> None:
         self._json(f"member remove {member.hex_id} -w json")
 
-    def status(self, endpoints: list[str], timeout: int = 30) -> list[EndpointStatus]:
-        document = self._json("endpoint status -w json", endpoints, False, timeout) or []
-        return [parse_status(entry) for entry in document]
+    def status(self, endpoints: list[str]) -> list[EndpointStatus]:
+        """etcdctl asks for endpoints' status one after another, each with the whole command
+        timeout (epStatusCommandFunc in etcdctl/ctlv3/command/ep_command.go): one etcdctl
+        per endpoint instead, all at once, so that dead members cost one wait, not one each."""
+        chosen = endpoints or self.endpoints
+        with ThreadPoolExecutor(max_workers=len(chosen)) as pool:
+            documents = list(
+                pool.map(
+                    lambda e: self._json("endpoint status -w json", [e], False, ANSWER_TIMEOUT),
+                    chosen,
+                )
+            )
+        return [parse_status(entry) for document in documents for entry in document or []]
 
-    def health(self, endpoints: list[str], timeout: int = 30) -> list[EndpointHealth]:
-        document = self._json("endpoint health -w json", endpoints, False, timeout) or []
+    def health(self, endpoints: list[str]) -> list[EndpointHealth]:
+        """etcdctl asks every endpoint at once (one client each)."""
+        document = self._json("endpoint health -w json", endpoints, False, ANSWER_TIMEOUT) or []
         return [
             EndpointHealth(
                 endpoint=e.get("endpoint", ""),
@@ -177,7 +197,7 @@ class EtcdCtl:
         ]
 
     def alarms(self) -> list[Alarm]:
-        document = self._json("alarm list -w json") or {}
+        document = self._json("alarm list -w json", timeout=ANSWER_TIMEOUT) or {}
         return [
             Alarm(int(a.get("memberID", 0)), ALARMS.get(a.get("alarm", 0), str(a.get("alarm"))))
             for a in document.get("alarms", [])

@@ -7,7 +7,7 @@ members by member ID. Never by a piece of an address.
 
 from __future__ import annotations
 
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 
 from k8sboot.errors import K8sbootError, MachineError
@@ -24,9 +24,7 @@ from k8sboot.etcd.tools import EtcdTools, detect
 from k8sboot.spec import Host
 from k8sboot.steps.base import Context
 
-# Seconds a member may take to answer status or health before it counts as down. A live
-# member answers in milliseconds; etcdctl's default would wait 30 s for each dead one.
-ANSWER_TIMEOUT = 10
+States = tuple[list[EndpointStatus], list[EndpointHealth]]
 
 
 @dataclass
@@ -104,8 +102,10 @@ def ctl_on(ctx: Context, host: Host, endpoints: list[str], tools: EtcdTools | No
 
 
 def observe(ctx: Context, statuses: bool = True) -> EtcdView:
-    """Ask etcd through the first reachable host that can: member list, then status and
-    health of every member's endpoint (the spec's and any others the list names)."""
+    """Ask etcd through every reachable host that can, all at once: each one's member list
+    and, through the first, the status and health of every member's endpoint (the spec's
+    and any others the list names). The first host whose member list answered is the one
+    the view asks through from then on."""
     cluster = ctx.cluster
     spec_endpoints = [topology.endpoint(h) for h in topology.members(cluster)]
     view = EtcdView(None, None, None)
@@ -113,41 +113,58 @@ def observe(ctx: Context, statuses: bool = True) -> EtcdView:
     if not candidates:
         view.errors.append("no etcd member or control plane can be reached over SSH")
         return view
+    found = ctx.transport.each([h.name for h in candidates], detect)
+    ctls: dict[str, tuple[Host, EtcdCtl]] = {}
     attempts: list[str] = []
     for host in candidates:
-        tools = detect(ctx.transport[host.name])
+        tools = found[host.name]
+        if isinstance(tools, BaseException):
+            raise tools
         if tools.etcdctl is None:
             attempts.append(f"{host.name}: no etcdctl (`k8sboot up` installs it)")
             continue
-        ctl = ctl_on(ctx, host, spec_endpoints, tools)
-        if view.ctl is None:
-            view.runner, view.ctl, view.tools = host, ctl, tools
-        try:
-            view.members = ctl.members()
-        except K8sbootError as error:
-            attempts.append(str(error))
-            continue
-        view.runner, view.ctl, view.tools = host, ctl, tools
-        break
+        ctls[host.name] = (host, ctl_on(ctx, host, spec_endpoints, tools))
+    if not ctls:
+        view.errors += attempts
+        return view
+    first = next(iter(ctls.values()))
+    view.runner, view.ctl = first
+    # No question waits for another: with no member answering, the command waits one
+    # answer timeout, not one per host and per member.
+    with ThreadPoolExecutor(max_workers=len(ctls) + 2) as pool:
+        member_lists = {name: pool.submit(ctl.members) for name, (_, ctl) in ctls.items()}
+        asked = _ask_states(pool, first[1], spec_endpoints) if statuses else None
+        for name, answer in member_lists.items():
+            try:
+                view.members = answer.result()
+            except K8sbootError as error:
+                attempts.append(str(error))
+                continue
+            view.runner, view.ctl = ctls[name]
+            break
+        states = (asked[0].result(), asked[1].result()) if asked else ([], [])
+    view.tools = view.ctl.tools
     if not view.answers:
         view.errors += attempts
-    if view.ctl is None:
-        return view
-    endpoints = list(spec_endpoints)
-    for member in view.members:
-        for url in member.client_urls[:1]:
-            if url not in endpoints:
-                endpoints.append(url)
     if not statuses:
         return view
-    # Two questions, one connection: asked at once (a dead member costs one timeout).
-    with ThreadPoolExecutor(max_workers=2) as pool:
-        statuses = pool.submit(view.ctl.status, endpoints, ANSWER_TIMEOUT)
-        healths = pool.submit(view.ctl.health, endpoints, ANSWER_TIMEOUT)
-        for status in statuses.result():
-            view.statuses[status.member_id] = status
-        for health in healths.result():
-            view.health[health.endpoint] = health
+    others = [
+        url
+        for member in view.members
+        for url in member.client_urls[:1]
+        if url not in spec_endpoints
+    ]
+    if view.runner is not first[0]:
+        # The first host could not ask (its certificates, its network): its answers are not
+        # the members'.
+        states = _states(view.ctl, spec_endpoints + others)
+    elif others:
+        more = _states(view.ctl, others)
+        states = (states[0] + more[0], states[1] + more[1])
+    for status in states[0]:
+        view.statuses[status.member_id] = status
+    for health in states[1]:
+        view.health[health.endpoint] = health
     if view.answers:
         try:
             view.alarms = view.ctl.alarms()
@@ -155,6 +172,18 @@ def observe(ctx: Context, statuses: bool = True) -> EtcdView:
             view.errors.append(str(error))
     view.quota = configured_quota(ctx, view.runner)
     return view
+
+
+def _ask_states(
+    pool: ThreadPoolExecutor, ctl: EtcdCtl, endpoints: list[str]
+) -> tuple[Future[list[EndpointStatus]], Future[list[EndpointHealth]]]:
+    return pool.submit(ctl.status, endpoints), pool.submit(ctl.health, endpoints)
+
+
+def _states(ctl: EtcdCtl, endpoints: list[str]) -> States:
+    with ThreadPoolExecutor(max_workers=2) as pool:
+        statuses, healths = _ask_states(pool, ctl, endpoints)
+        return statuses.result(), healths.result()
 
 
 def configured_quota(ctx: Context, host: Host | None) -> int:

@@ -9,7 +9,7 @@ from typing import Any
 from rich.table import Table
 
 from k8sboot.etcd import topology
-from k8sboot.etcd.catalogue import Manifest, Store, age, state
+from k8sboot.etcd.catalogue import BAD_STATES, Manifest, Store, age, state
 from k8sboot.etcd.client import Member, peer_url
 from k8sboot.etcd.observe import EtcdView, host_for
 from k8sboot.steps.base import Context
@@ -186,7 +186,7 @@ def catalogue_table(location: str, rows: list[dict[str, Any]]) -> Table:
     for column in ("NAME", "AGE", "ORIGIN", "SIZE", "REVISION", "KEYS", "ENCRYPTED", "STATE"):
         table.add_column(column)
     for row in rows:
-        bad = row["state"].startswith(("MISSING", "CORRUPT", "FAILED"))
+        bad = row["state"].startswith(BAD_STATES)
         table.add_row(
             row["name"],
             row["age"],

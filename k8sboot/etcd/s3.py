@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any, BinaryIO
 
 from k8sboot.errors import MachineError, UserError
-from k8sboot.etcd.catalogue import Manifest, plain_name
+from k8sboot.etcd.catalogue import Manifest, open_part, plain_name, sweep_parts
 from k8sboot.state import private_dir
 
 
@@ -35,6 +35,7 @@ class S3Store:
         self.prefix = settings.prefix.strip("/") + "/" if settings.prefix.strip("/") else ""
         self.location = f"s3://{self.bucket}/{self.prefix}"
         self.cache = state_dir / "s3-cache"
+        self.unreadable: dict[str, str] = {}
 
     def _key(self, name: str) -> str:
         return self.prefix + plain_name(name, self.location)
@@ -54,11 +55,16 @@ class S3Store:
         for page in pages:
             for item in page.get("Contents", []):
                 key = item["Key"]
-                if key.endswith(".json") and "/" not in key[len(self.prefix) :]:
+                name = key[len(self.prefix) :]
+                if not key.endswith(".json") or "/" in name:
+                    continue
+                try:
                     body = self._call(
                         f"reading {key}", self.client.get_object, Bucket=self.bucket, Key=key
                     )
-                    found.append(Manifest.from_json(body["Body"].read(), f"{self.location}{key}"))
+                    found.append(Manifest.from_json(body["Body"].read(), f"{self.location}{name}"))
+                except (UserError, MachineError) as error:
+                    self.unreadable[name] = str(error)
         return sorted(found, key=lambda m: (m.created, m.name))
 
     def read_manifest(self, name: str) -> Manifest | None:
@@ -82,44 +88,70 @@ class S3Store:
         )
 
     def file_size(self, file_name: str) -> int | None:
+        """The size, None when there is no such object; a MachineError when S3 does not say
+        (denied, unreachable): that is not a missing file."""
+        key = self._key(file_name)
         try:
-            head = self.client.head_object(Bucket=self.bucket, Key=self._key(file_name))
-        except self._errors:
-            return None
+            head = self.client.head_object(Bucket=self.bucket, Key=key)
+        except self._errors as exc:
+            code = getattr(exc, "response", {}).get("Error", {}).get("Code")
+            if code in NOT_FOUND:
+                return None
+            raise MachineError(f"{self.location}: asking for {key} failed: {exc}") from None
         return int(head["ContentLength"])
 
-    def _temporary(self, file_name: str) -> Path:
+    @contextmanager
+    def _temporary(self, file_name: str) -> Iterator[tuple[Path, int]]:
+        """A private file in the cache (a plain snapshot, without a key), locked while in
+        use (see sweep) and removed after."""
         private_dir(self.cache)
-        return self.cache / f".{secrets.token_hex(4)}-{plain_name(file_name, self.location)}"
+        path = self.cache / f".{secrets.token_hex(4)}-{plain_name(file_name, self.location)}"
+        fd = open_part(path)
+        try:
+            yield path, fd
+        finally:
+            path.unlink(missing_ok=True)
+            os.close(fd)
 
     @contextmanager
     def writer(self, file_name: str) -> Iterator[BinaryIO]:
-        path = self._temporary(file_name)
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-        try:
-            with os.fdopen(fd, "wb") as handle:
+        with self._temporary(file_name) as (path, fd):
+            with open(os.dup(fd), "wb") as handle:
                 yield handle
             key = self._key(file_name)
             self._call(f"uploading {key}", self.client.upload_file, str(path), self.bucket, key)
-        finally:
-            path.unlink(missing_ok=True)
 
     @contextmanager
     def local_copy(self, file_name: str) -> Iterator[Path]:
-        path = self._temporary(file_name)
         key = self._key(file_name)
-        try:
-            self._call(f"downloading {key}", self.client.download_file, self.bucket, key, str(path))
-            path.chmod(0o600)
+        with self._temporary(file_name) as (path, fd):
+            with open(os.dup(fd), "wb") as handle:  # into the locked file, not a new one
+                self._call(
+                    f"downloading {key}", self.client.download_fileobj, self.bucket, key, handle
+                )
             yield path
-        finally:
-            path.unlink(missing_ok=True)
+
+    def remove(self, file_name: str) -> None:
+        """Delete an object; a MachineError naming what S3 refused (Object Lock, denied)."""
+        key = self._key(file_name)
+        answer = self._call(
+            f"deleting {key}",
+            self.client.delete_objects,
+            Bucket=self.bucket,
+            Delete={"Objects": [{"Key": key}]},
+        )
+        refused = [e for e in answer.get("Errors", []) if e.get("Code") not in NOT_FOUND]
+        if refused:
+            why = "; ".join(f"{e.get('Code')}: {e.get('Message')}" for e in refused)
+            raise MachineError(f"{self.location}: {key} was not deleted ({why})")
 
     def delete(self, manifest: Manifest) -> None:
-        keys = [
-            {"Key": self._key(manifest.file["name"])},
-            {"Key": self._key(f"{manifest.name}.json")},
-        ]
-        self._call(
-            "deleting", self.client.delete_objects, Bucket=self.bucket, Delete={"Objects": keys}
-        )
+        # The file first: a manifest outlives its file (MISSING), never the other way round.
+        self.remove(manifest.file["name"])
+        self.remove(f"{manifest.name}.json")
+
+    def sweep(self) -> list[str]:
+        return sweep_parts(self.cache, ".*")
+
+
+NOT_FOUND = ("404", "NoSuchKey", "NotFound")

@@ -70,7 +70,7 @@ def _restore_paused(connection: Connection) -> None:
 def _require_healthy_etcd(etcd: EtcdCtl, host: str) -> None:
     members = etcd.members()
     urls = [m.client_urls[0] for m in members if m.client_urls]
-    sick = [h.endpoint for h in etcd.health(urls, timeout=10) if not h.healthy]
+    sick = [h.endpoint for h in etcd.health(urls) if not h.healthy]
     if sick or len(urls) < len(members):
         raise MachineError(
             f"etcd is not healthy ({', '.join(sick) or 'a member has not started'}); renewing "
@@ -103,7 +103,7 @@ def _wait_healthy(
         if etcd is not None:
             problems += [
                 f"etcd: {h.error or 'unhealthy'}"
-                for h in etcd.health(etcd.endpoints, timeout=10)
+                for h in etcd.health(etcd.endpoints)
                 if not h.healthy
             ]
         ready = connection.run(

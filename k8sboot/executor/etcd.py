@@ -170,7 +170,7 @@ def wait_healthy(
     ctl = EtcdCtl(ctx.transport[runner.name], topology.tls_on(ctx.cluster, runner), endpoints)
     deadline = time.monotonic() + timeout
     while True:
-        health = ctl.health(endpoints, timeout=5)  # a member still starting: ask again
+        health = ctl.health(endpoints)  # a member still starting: ask again
         sick = [h.endpoint + (f" ({h.error})" if h.error else "") for h in health if not h.healthy]
         if health and not sick:
             return

@@ -27,6 +27,8 @@ from k8sboot.etcd.catalogue import (
     MemberRecord,
     Store,
     backup_name,
+    listed_or_removed,
+    names_taken,
     now,
     open_store,
     prune,
@@ -59,9 +61,22 @@ def ctl_for(executor: Executor, host_name: str, endpoints: list[str]) -> EtcdCtl
     return EtcdCtl(connection, topology.tls_on(ctx.cluster, host), endpoints, detect(connection))
 
 
+class EmptyKeyspace(MachineError):
+    """The etcd to back up holds no keys: not a Kubernetes cluster's data."""
+
+
 @handles(SaveSnapshot)
 def save(executor: Executor, action: SaveSnapshot) -> Outcome:
-    manifest = take_snapshot(executor, action)
+    try:
+        manifest = take_snapshot(executor, action)
+    except EmptyKeyspace:
+        if action.origin != "pre-restore":
+            raise
+        executor.ctx.notes.append(
+            f"no pre-restore snapshot: etcd member {action.member} ({action.endpoint}) holds "
+            "no keys, nothing to keep"
+        )
+        return Outcome(())
     size = manifest.snapshot["size"] / 2**20
     encrypted = f", encrypted ({ALGORITHM})" if manifest.encryption else ""
     executor.ctx.notes.append(
@@ -75,12 +90,20 @@ def save(executor: Executor, action: SaveSnapshot) -> Outcome:
 def take_snapshot(executor: Executor, action: SaveSnapshot) -> Manifest:
     ctx = executor.ctx
     cluster = ctx.cluster
-    store = open_store(cluster)
-    key = backup_key(cluster, store)
     ctl = ctl_for(executor, action.host, [action.endpoint])
     connection = ctl.connection
+    # A Kubernetes cluster's etcd always holds keys: none means another etcd, or one emptied,
+    # and a snapshot of it kept as the latest backup would be restored over the real data.
+    if ctl.count_keys(endpoint=action.endpoint) == 0:
+        raise EmptyKeyspace(
+            f"backup refused: etcd member {action.member} ({action.endpoint}) holds no keys, "
+            "and a Kubernetes cluster's etcd always holds some (is this the cluster's etcd?); "
+            "nothing was saved"
+        )
+    store = open_store(cluster)
+    key = backup_key(cluster, store)
     when = now()
-    name = backup_name(cluster.name, when, (m.name for m in store.manifests()))
+    name = backup_name(cluster.name, when, names_taken(store))
     remote = f"{WORK_DIR}/{name}.db"
     connection.run(f"install -d -m 700 {WORK_DIR}", timeout=60)
     started = time.monotonic()
@@ -88,48 +111,49 @@ def take_snapshot(executor: Executor, action: SaveSnapshot) -> Manifest:
     asked = ThreadPoolExecutor(max_workers=1)
     membership = asked.submit(lambda: (ctl.members(), ctl.status([action.endpoint])))
     asked.shutdown(wait=False)
-    try:
-        executor.progress(
-            action.host, f"etcdctl snapshot save ({action.endpoint}), copied as saved"
-        )
-        file_name = f"{name}.db.enc" if key else f"{name}.db"
-        produce = ctl.snapshot_save_streaming(action.endpoint, remote)
-        facts = _check_and_fetch(
-            executor, ctl, remote, store, file_name, key, action.endpoint, produce
-        )
-    finally:
-        connection.run(f"rm -f {remote} {remote}.part {remote}.err", check=False, timeout=60)
-    status: SnapshotStatus = facts["status"]
-    members, versions = membership.result()
-    manifest = Manifest(
-        name=name,
-        cluster=cluster.name,
-        created=when.isoformat(),
-        origin=action.origin,
-        kubernetes_version=cluster.kubernetes.version,
-        etcd_version=versions[0].version if versions else "",
-        source={"host": action.host, "member": action.member, "endpoint": action.endpoint},
-        members=[MemberRecord(m.hex_id, m.name, list(m.peer_urls)) for m in members],
-        revision=status.revision,
-        hash=status.hash,
-        total_keys=status.total_keys,
-        total_size=status.total_size,
-        keys=facts.get("keys"),
-        hash_kv=facts.get("hash_kv"),
-        snapshot={"size": facts["size"], "sha256": facts["sha256"]},
-        file={"name": file_name, "size": facts["stored"], "sha256": facts["file_sha256"]},
-        encryption={"algorithm": ALGORITHM, "key_id": key.id} if key else None,
-        nodes=sorted(ctx.nodes),
-        verification={
-            "integrity": "ok",
-            "checked": when.isoformat(),
-            "seconds": {
-                "save_and_copy": round(facts["fetched"], 2),
-                "total": round(time.monotonic() - started, 2),
+    file_name = f"{name}.db.enc" if key else f"{name}.db"
+    with listed_or_removed(store, file_name):
+        try:
+            executor.progress(
+                action.host, f"etcdctl snapshot save ({action.endpoint}), copied as saved"
+            )
+            produce = ctl.snapshot_save_streaming(action.endpoint, remote)
+            facts = _check_and_fetch(
+                executor, ctl, remote, store, file_name, key, action.endpoint, produce
+            )
+        finally:
+            connection.run(f"rm -f {remote} {remote}.part {remote}.err", check=False, timeout=60)
+        status: SnapshotStatus = facts["status"]
+        members, versions = membership.result()
+        manifest = Manifest(
+            name=name,
+            cluster=cluster.name,
+            created=when.isoformat(),
+            origin=action.origin,
+            kubernetes_version=cluster.kubernetes.version,
+            etcd_version=versions[0].version if versions else "",
+            source={"host": action.host, "member": action.member, "endpoint": action.endpoint},
+            members=[MemberRecord(m.hex_id, m.name, list(m.peer_urls)) for m in members],
+            revision=status.revision,
+            hash=status.hash,
+            total_keys=status.total_keys,
+            total_size=status.total_size,
+            keys=facts.get("keys"),
+            hash_kv=facts.get("hash_kv"),
+            snapshot={"size": facts["size"], "sha256": facts["sha256"]},
+            file={"name": file_name, "size": facts["stored"], "sha256": facts["file_sha256"]},
+            encryption={"algorithm": ALGORITHM, "key_id": key.id} if key else None,
+            nodes=sorted(ctx.nodes),
+            verification={
+                "integrity": "ok",
+                "checked": when.isoformat(),
+                "seconds": {
+                    "save_and_copy": round(facts["fetched"], 2),
+                    "total": round(time.monotonic() - started, 2),
+                },
             },
-        },
-    )
-    store.write_manifest(manifest)
+        )
+        store.write_manifest(manifest)
     return manifest
 
 
@@ -223,9 +247,13 @@ def _verify_sink(sink: SnapshotSink, remote: str, host: str) -> None:
 @handles(PruneBackups)
 def prune_backups(executor: Executor, action: PruneBackups) -> Outcome:
     ctx = executor.ctx
-    gone = prune(open_store(ctx.cluster), ctx.cluster.name, ctx.cluster.backup.retention)
+    store = open_store(ctx.cluster)
+    gone, problems = prune(store, ctx.cluster.name, ctx.cluster.backup.retention)
     if gone:
         ctx.notes.append(f"retention removed {len(gone)} backup(s): {', '.join(gone)}")
+    for line in [*problems, *store.unreadable.values()]:
+        if f"warning: {line}" not in ctx.notes:
+            ctx.notes.append(f"warning: {line}")
     return Outcome(())
 
 
@@ -275,6 +303,15 @@ def check_status(found: SnapshotStatus, manifest: Manifest, where: str) -> None:
 _CLIENT_SOCKET, _PEER_SOCKET = "client.sock:0", "peer.sock:0"
 
 
+def served_revision(snapshot_revision: int) -> int:
+    """The revision a member restored from a snapshot serves. `snapshot status` reads the
+    revision of the snapshot's last key, 0 when it holds none (etcdutl/snapshot/
+    v3_snapshot.go Status, etcd v3.5.16; clientv3/snapshot in v3.4); a member's store
+    starts at revision 1 and only keys move it on (server/mvcc/kvstore.go NewStore and
+    restore)."""
+    return max(snapshot_revision, 1)
+
+
 @handles(TestRestore)
 def test_restore(executor: Executor, action: TestRestore) -> Outcome:
     ctx = executor.ctx
@@ -322,7 +359,7 @@ def test_restore(executor: Executor, action: TestRestore) -> Outcome:
         hash_kv = live.hash_kv(endpoint, manifest.revision)
         result |= {"revision": revision, "keys": keys, "hash_kv": hash_kv}
         problems = []
-        if revision != manifest.revision:
+        if revision != served_revision(manifest.revision):
             problems.append(f"revision {revision}, manifest {manifest.revision}")
         if manifest.keys is not None and keys != manifest.keys:
             problems.append(f"{keys} keys, manifest {manifest.keys}")
@@ -387,31 +424,32 @@ def pull(executor: Executor, action: PullSnapshots) -> Outcome:
         name = pulled_name(remote)
         executor.progress(action.host, f"pull {name}")
         file_name = f"{name}.db.enc" if key else f"{name}.db"
-        found = _check_and_fetch(executor, ctl, remote, store, file_name, key, None)
-        mtime = connection.run(f"stat -c %Y {shlex.quote(remote)}", timeout=30).stdout.strip()
-        created = time.strftime("%Y-%m-%dT%H:%M:%S+00:00", time.gmtime(int(mtime)))
-        status: SnapshotStatus = found["status"]
-        manifest = Manifest(
-            name=name,
-            cluster=cluster.name,
-            created=created,
-            origin=f"scheduled on {action.host}",
-            kubernetes_version=cluster.kubernetes.version,
-            etcd_version="",
-            source={"host": action.host, "member": "", "endpoint": "", "file": remote},
-            members=[],
-            revision=status.revision,
-            hash=status.hash,
-            total_keys=status.total_keys,
-            total_size=status.total_size,
-            keys=None,
-            hash_kv=None,
-            snapshot={"size": found["size"], "sha256": found["sha256"]},
-            file={"name": file_name, "size": found["stored"], "sha256": found["file_sha256"]},
-            encryption={"algorithm": ALGORITHM, "key_id": key.id} if key else None,
-            verification={"integrity": "ok", "checked": now().isoformat()},
-        )
-        store.write_manifest(manifest)
+        with listed_or_removed(store, file_name):
+            found = _check_and_fetch(executor, ctl, remote, store, file_name, key, None)
+            mtime = connection.run(f"stat -c %Y {shlex.quote(remote)}", timeout=30).stdout.strip()
+            created = time.strftime("%Y-%m-%dT%H:%M:%S+00:00", time.gmtime(int(mtime)))
+            status: SnapshotStatus = found["status"]
+            manifest = Manifest(
+                name=name,
+                cluster=cluster.name,
+                created=created,
+                origin=f"scheduled on {action.host}",
+                kubernetes_version=cluster.kubernetes.version,
+                etcd_version="",
+                source={"host": action.host, "member": "", "endpoint": "", "file": remote},
+                members=[],
+                revision=status.revision,
+                hash=status.hash,
+                total_keys=status.total_keys,
+                total_size=status.total_size,
+                keys=None,
+                hash_kv=None,
+                snapshot={"size": found["size"], "sha256": found["sha256"]},
+                file={"name": file_name, "size": found["stored"], "sha256": found["file_sha256"]},
+                encryption={"algorithm": ALGORITHM, "key_id": key.id} if key else None,
+                verification={"integrity": "ok", "checked": now().isoformat()},
+            )
+            store.write_manifest(manifest)
         names.append(name)
     ctx.notes.append(f"pulled from {action.host}: {', '.join(names)}")
     return Outcome(())

@@ -97,7 +97,7 @@ def _check_members(executor: Executor, etcd: EtcdCtl, action: RemoveEtcdMember) 
         members = etcd.members()
         still = any(m.id == action.member_id for m in members)
         urls = [m.client_urls[0] for m in members if m.client_urls]
-        sick = [h.endpoint for h in etcd.health(urls, timeout=10) if not h.healthy] if urls else []
+        sick = [h.endpoint for h in etcd.health(urls) if not h.healthy] if urls else []
         if not still and not sick:
             executor.progress(
                 action.host,

@@ -36,7 +36,6 @@ from k8sboot.transport import Connection, HostKeyChanged, Transport
 CA_FILE = "/etc/kubernetes/pki/ca.crt"
 ETCD_MANIFEST = "/etc/kubernetes/manifests/etcd.yaml"
 SERVICES = ("containerd", "kubelet")
-ETCD_TIMEOUT = 5  # seconds: a member slower than this is reported, not waited for
 
 T = TypeVar("T")
 
@@ -212,8 +211,8 @@ def observe_cluster(
         etcd = EtcdCtl(connection, STACKED_TLS, endpoints)
         tasks |= {
             "members": etcd.members,
-            "health": lambda: etcd.health(endpoints, timeout=ETCD_TIMEOUT),
-            "status": lambda: etcd.status(endpoints, timeout=ETCD_TIMEOUT),
+            "health": lambda: etcd.health(endpoints),
+            "status": lambda: etcd.status(endpoints),
             "alarms": etcd.alarms,
         }
     answers = run(tasks)

@@ -10,7 +10,7 @@ from k8sboot.errors import MachineError, UserError
 from k8sboot.etcd import topology
 from k8sboot.etcd.actions import PruneBackups, PullSnapshots, SaveSnapshot, TestRestore
 from k8sboot.etcd.archive import CorruptBackup, check_file
-from k8sboot.etcd.catalogue import Manifest, Store, now, open_store
+from k8sboot.etcd.catalogue import Manifest, Store, names_taken, now, open_store
 from k8sboot.etcd.client import Member
 from k8sboot.etcd.files import SNAPSHOT_DIR, SNAPSHOT_TIMER, TIMER_UNIT, snapshot_files
 from k8sboot.etcd.observe import EtcdView, host_for, observe
@@ -99,6 +99,19 @@ def local_check(store: Store, manifest: Manifest, cluster: Cluster) -> None:
             f"{manifest.file['size']} (truncated or changed)"
         )
     key = backup_key(cluster, store) if manifest.encryption else None
+    if manifest.encryption:
+        # The configuration's fault, not the backup's: not recorded as a failed backup.
+        wanted = manifest.encryption.get("key_id", "?")
+        if key is None:
+            raise MachineError(
+                f"backup {manifest.name} is encrypted (key {wanted}); set "
+                "backup.encryptionKeyFile to its key"
+            )
+        if key.id != wanted:
+            raise MachineError(
+                f"backup {manifest.name} was encrypted with another key ({wanted}); "
+                f"backup.encryptionKeyFile is key {key.id}"
+            )
     with store.local_copy(name) as path:
         try:
             found = check_file(path, key)
@@ -133,13 +146,18 @@ class EtcdVerify(Step):
         self.manifest = manifest
 
     def plan(self, ctx: Context) -> list[Action]:
+        verification = self.manifest.verification
         try:
             local_check(self.store, self.manifest, ctx.cluster)
         except VerifyFailed as error:
-            self.manifest.verification["integrity"] = f"FAILED: {error}"
-            self.manifest.verification["checked"] = now().isoformat()
+            verification["integrity"] = f"FAILED: {error}"
+            verification["checked"] = now().isoformat()
             self.store.write_manifest(self.manifest)
             raise
+        if verification.get("integrity") != "ok":  # a failure recorded before, now passed
+            verification["integrity"] = "ok"
+            verification["checked"] = now().isoformat()
+            self.store.write_manifest(self.manifest)
         return [TestRestore(test_host(ctx).name, self.manifest.name, self.store.location)]
 
 
@@ -205,7 +223,8 @@ class EtcdPull(Step):
 
     def plan(self, ctx: Context) -> list[Action]:
         store = open_store(ctx.cluster)
-        have = {m.name for m in store.manifests()}
+        have = names_taken(store)
+        ctx.notes.extend(f"warning: {line}" for line in store.unreadable.values())
         actions: list[Action] = []
         for host in ctx.cluster.control_planes:
             if host.name not in ctx.facts.hosts:

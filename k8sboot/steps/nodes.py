@@ -24,7 +24,6 @@ from k8sboot.steps.base import Context, Step
 from k8sboot.steps.reset import cleanup, leftovers
 
 CONTROL_PLANE_LABEL = "node-role.kubernetes.io/control-plane"
-ETCD_TIMEOUT = 10  # seconds an etcd member may take to answer before it counts as down
 STOP_KUBELET = "if systemctl cat kubelet.service >/dev/null 2>&1; then systemctl stop kubelet; fi"
 
 
@@ -189,17 +188,24 @@ def refusal(node: str, found: list[Blocker], for_removal: bool) -> str:
 
 def etcd_through(ctx: Context, exclude: str) -> tuple[Host, EtcdCtl, list[Member]]:
     """An etcd client on a control plane other than `exclude` whose own member answers."""
+    asked = {
+        h.name: (h, EtcdCtl(ctx.transport[h.name], STACKED_TLS, [client_url(h.ip)]))
+        for h in ctx.cluster.control_planes
+        if h.name != exclude
+        and h.name in ctx.facts.hosts
+        and ctx.facts[h.name].initialised_control_plane
+    }
+    # All asked at once: members that do not answer cost one wait, not one each.
+    answers = ctx.transport.each(asked, lambda c: asked[c.name][1].members())
     problems = []
-    for host in ctx.cluster.control_planes:
-        if host.name == exclude or host.name not in ctx.facts.hosts:
-            continue
-        if not ctx.facts[host.name].initialised_control_plane:
-            continue
-        etcd = EtcdCtl(ctx.transport[host.name], STACKED_TLS, [client_url(host.ip)])
-        try:
-            return host, etcd, etcd.members()
-        except MachineError as error:
-            problems.append(str(error))
+    for name, answer in answers.items():
+        if isinstance(answer, MachineError):
+            problems.append(str(answer))
+        elif isinstance(answer, BaseException):
+            raise answer
+        else:
+            host, etcd = asked[name]
+            return host, etcd, answer
     detail = f": {'; '.join(problems)}" if problems else ""
     raise MachineError(f"no healthy etcd member besides {exclude} to ask{detail}")
 
@@ -209,9 +215,7 @@ def healthy_members(etcd: EtcdCtl, members: list[Member]) -> set[int]:
     if not by_url:
         return set()
     return {
-        by_url[h.endpoint]
-        for h in etcd.health(list(by_url), timeout=ETCD_TIMEOUT)
-        if h.healthy and h.endpoint in by_url
+        by_url[h.endpoint] for h in etcd.health(list(by_url)) if h.healthy and h.endpoint in by_url
     }
 
 

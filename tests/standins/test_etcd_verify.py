@@ -26,7 +26,7 @@ from typing import BinaryIO
 
 import pytest
 
-from k8sboot.etcd import actions
+from k8sboot.etcd import actions, topology
 from k8sboot.etcd.catalogue import LocalStore, Manifest, now
 from k8sboot.etcd.client import NO_TLS, EtcdCtl
 from k8sboot.executor import Executor, etcd_backup
@@ -37,6 +37,7 @@ from tests.lab.standins.etcd import Etcd
 
 from .conftest import REQUIRED
 from .fake_systemctl import alive
+from .harness import etcd_server
 
 FAKE_SYSTEMD = Path(__file__).resolve().parent / "fake_systemd_run.py"
 CLUSTER = """\
@@ -153,10 +154,10 @@ def host(tmp_path: Path, monkeypatch):
         subprocess.run([sys.executable, FAKE_SYSTEMD, str(units), "stop", pid_file.stem])
 
 
-def backup(etcd: Etcd, host: LocalHost, catalogue: Path) -> Manifest:
+def backup(etcd: Etcd, host: LocalHost, catalogue: Path, keys: int = 5) -> Manifest:
     """A plain backup of `etcd` in `catalogue`, its manifest as `etcd backup` writes it."""
     endpoint = etcd.endpoints[0]
-    for i in range(5):
+    for i in range(keys):
         etcd.txn_put(f"/registry/secrets/default/token-{i}", b"secret", None)
     source = EtcdCtl(host, NO_TLS, [endpoint])  # type: ignore[arg-type]
     catalogue.mkdir(mode=0o700)
@@ -216,3 +217,50 @@ def test_the_throwaway_etcd_listens_only_in_a_private_directory(
     assert made.keys >= 5
     assert not alive(seen["pid"]) and not work.exists()
     assert not any(local.home.iterdir())  # nothing where etcdctl ran
+
+
+def test_a_snapshot_of_an_empty_etcd_verifies(host, tmp_path: Path) -> None:
+    """`snapshot status` says revision 0 (no key), the restored member serves revision 1
+    (an empty store's): the same snapshot."""
+    local, _ = host
+    catalogue = tmp_path / "backups"
+    (tmp_path / "empty").mkdir()
+    with etcd_server(tmp_path / "empty", "empty") as empty:
+        made = backup(empty, local, catalogue, keys=0)
+    assert (made.revision, made.keys) == (0, 0)
+    cluster = spec_from_text(CLUSTER, tmp_path / "cluster.yaml").cluster
+    ctx = SimpleNamespace(cluster=cluster, transport={"cp1": local}, notes=[])
+
+    Executor(ctx).execute(actions.TestRestore("cp1", made.name, str(catalogue)))  # type: ignore[arg-type]
+
+    test = LocalStore(catalogue).read_manifest(made.name).verification["test_restore"]
+    assert test["ok"] is True, test
+    assert (test["revision"], test["keys"], test["hash_kv"]) == (1, 0, made.hash_kv)
+
+
+@pytest.mark.parametrize("origin", ["backup", "pre-restore"])
+def test_an_etcd_with_no_keys_is_never_kept_as_a_backup(
+    host, tmp_path: Path, monkeypatch, origin
+) -> None:
+    """A kubeadm cluster's etcd always holds keys: an empty one is another etcd (or was
+    emptied). A backup of it is refused; before a restore there is nothing to keep."""
+    local, _ = host
+    monkeypatch.setattr(topology, "tls_on", lambda cluster, host: NO_TLS)
+    cluster = spec_from_text(CLUSTER, tmp_path / "cluster.yaml").cluster
+    ctx = SimpleNamespace(cluster=cluster, transport={"cp1": local}, notes=[], nodes={})
+    (tmp_path / "empty").mkdir()
+    with etcd_server(tmp_path / "empty", "empty") as empty:
+        save = actions.SaveSnapshot("cp1", empty.endpoints[0], "empty", "asked", origin)
+        if origin == "backup":
+            with pytest.raises(
+                etcd_backup.EmptyKeyspace, match=r"holds no keys.*nothing was saved"
+            ):
+                Executor(ctx).execute(save)  # type: ignore[arg-type]
+        else:
+            Executor(ctx).execute(save)  # type: ignore[arg-type]
+            assert ctx.notes == [
+                f"no pre-restore snapshot: etcd member empty ({empty.endpoints[0]}) holds no "
+                "keys, nothing to keep"
+            ]
+    assert not (tmp_path / ".k8sboot").exists()  # no catalogue, no file
+    assert not any(local.home.iterdir())

@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+import os
+import time
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 
-from k8sboot.errors import UserError
+from k8sboot.errors import MachineError, UserError
+from k8sboot.etcd.archive import create_key_file
 from k8sboot.etcd.catalogue import (
     LocalStore,
     Manifest,
@@ -15,10 +19,12 @@ from k8sboot.etcd.catalogue import (
     backup_name,
     find,
     keep,
+    names_taken,
     prune,
     state,
 )
 from k8sboot.spec.model import Retention
+from k8sboot.steps.etcd_backup import EtcdVerify, VerifyFailed
 
 START = datetime(2025, 3, 3, 0, 30, tzinfo=UTC)  # a Monday
 
@@ -100,7 +106,7 @@ def test_prune_deletes_files_and_manifests_of_this_cluster_only(tmp_path: Path) 
         (store.directory / item.file["name"]).write_bytes(b"x")
         store.write_manifest(item)
     gone = prune(store, "lab", Retention(last=2, hourly=0, daily=0, weekly=0))
-    assert gone == ["b0000", "b0001", "b0002"]
+    assert gone == (["b0000", "b0001", "b0002"], [])
     left = sorted(p.name for p in store.directory.iterdir())
     assert left == ["b0003.db", "b0003.json", "b0004.db", "b0004.json", "other.db", "other.json"]
     assert (store.directory / "b0004.json").stat().st_mode & 0o777 == 0o600
@@ -183,10 +189,13 @@ def test_a_manifest_naming_files_outside_the_catalogue_is_refused(
 ) -> None:
     name, file_name = name.format(tmp=tmp_path), file_name.format(tmp=tmp_path)
     store = tampered_catalogue(tmp_path, name, file_name)
-    with pytest.raises(UserError) as refused:
-        prune(store, "lab", Retention(last=1, hourly=0, daily=0, weekly=0))
-    assert str(refused.value).startswith(f"{store.directory / 'lab-1.json'}: refusing")
-    assert "\n" not in str(refused.value)
+    # Skipped and reported, not acted on: retention keeps one, of the manifests it can trust.
+    assert prune(store, "lab", Retention(last=1, hourly=0, daily=0, weekly=0)) == ([], [])
+    (refused,) = store.unreadable.values()
+    assert list(store.unreadable) == ["lab-1.json"]
+    assert refused.startswith(f"{store.directory / 'lab-1.json'}: refusing")
+    assert "\n" not in refused
+    assert find(store, "latest", "lab")[1].name == "lab-2"
     with pytest.raises(UserError, match="refusing"):
         find(store, "lab-1", "lab")
     assert untouched(tmp_path)
@@ -202,6 +211,124 @@ def test_a_link_out_of_the_catalogue_is_neither_read_nor_followed(tmp_path: Path
     (store.directory / "lab-1.db").symlink_to(tmp_path / "outside.txt")
     with pytest.raises(UserError, match="link out of the catalogue"):
         store.file_size("lab-1.db")
-    with pytest.raises(UserError, match="link out of the catalogue"):
-        prune(store, "lab", Retention(last=1, hourly=0, daily=0, weekly=0))
+    gone, problems = prune(store, "lab", Retention(last=1, hourly=0, daily=0, weekly=0))
+    assert gone == [] and len(problems) == 1
+    assert problems[0].startswith("lab-1 not deleted: ")
+    assert "link out of the catalogue" in problems[0]
     assert untouched(tmp_path) and (store.directory / "lab-1.db").is_symlink()
+    assert (store.directory / "lab-1.json").exists()  # still listed: MISSING is not the truth
+
+
+def stored(store: LocalStore, item: Manifest, data: bytes | None = None) -> Manifest:
+    store.write_manifest(item)
+    (store.directory / item.file["name"]).write_bytes(data or b"x" * item.file["size"])
+    return item
+
+
+def test_a_backup_that_failed_verify_is_listed_as_failed_and_never_latest(
+    tmp_path: Path,
+) -> None:
+    store = LocalStore(tmp_path).ensure()
+    older, newer = every(2)
+    stored(store, older)
+    newer.verification["test_restore"] = {"ok": True}  # an earlier verify passed
+    stored(store, newer, b"y" * newer.file["size"])  # the right size, other bytes
+    with pytest.raises(VerifyFailed, match="sha256"):
+        EtcdVerify(store, newer).plan(SimpleNamespace(cluster=None))  # type: ignore[arg-type]
+    recorded = store.read_manifest("b0001")
+    assert recorded is not None
+    assert state(recorded, store).startswith("FAILED: backup b0001 is corrupt: the sha256")
+    assert find(store, "latest", "lab")[1].name == "b0000"
+    stored(store, older, b"z")  # then the other fails too, by its test restore
+    older.verification["test_restore"] = {"ok": False, "error": "KV hash 1, manifest 456"}
+    store.write_manifest(older)
+    assert state(older, store).startswith("CORRUPT")
+    (store.directory / "b0000.db").write_bytes(b"x" * older.file["size"])
+    assert state(older, store) == "FAILED test restore: KV hash 1, manifest 456"
+    with pytest.raises(UserError, match=r"no backups of lab .* did not fail `etcd verify`"):
+        find(store, "latest", "lab")
+
+
+def test_a_verify_with_the_wrong_key_configured_does_not_mark_the_backup_failed(
+    tmp_path: Path,
+) -> None:
+    store = LocalStore(tmp_path / "backups").ensure()
+    item = manifest("b0000", START)
+    item.encryption = {"algorithm": "AES-256-GCM", "key_id": "0123456789abcdef"}
+    stored(store, item)
+    other = create_key_file(tmp_path / "other.key")
+    for configured, said in ((None, "set backup.encryptionKeyFile"), (other, "another key")):
+        key_file = tmp_path / "other.key" if configured else None
+        cluster = SimpleNamespace(backup=SimpleNamespace(encryption_key_file=key_file))
+        with pytest.raises(MachineError, match=said) as raised:
+            EtcdVerify(store, item).plan(SimpleNamespace(cluster=cluster))  # type: ignore[arg-type]
+        assert not isinstance(raised.value, VerifyFailed)
+        recorded = store.read_manifest("b0000")
+        assert recorded is not None and not state(recorded, store).startswith("FAILED")
+
+
+def test_an_unreadable_or_foreign_manifest_is_skipped_and_named(tmp_path: Path) -> None:
+    store = LocalStore(tmp_path).ensure()
+    for item in every(3):
+        stored(store, item)
+    foreign = {
+        "notes.json": b"not json at all",
+        "list.json": b"[1, 2]",
+        "other.json": b'{"name": "other", "tool": "something else"}',
+        "b0009.json": manifest("b0009", START).to_json().replace(b"+00:00", b""),  # naive
+    }
+    for name, data in foreign.items():
+        (tmp_path / name).write_bytes(data)
+    (tmp_path / "dir.json").mkdir()
+    assert [m.name for m in store.manifests()] == ["b0000", "b0001", "b0002"]
+    assert sorted(store.unreadable) == sorted([*foreign, "dir.json"])
+    for name, why in store.unreadable.items():
+        assert why.startswith(f"{tmp_path / name}: ") and "\n" not in why
+    assert names_taken(store) >= {"b0009", "notes", "b0002"}
+    assert find(store, "latest", "lab")[1].name == "b0002"
+    gone, problems = prune(store, "lab", Retention(last=1, hourly=0, daily=0, weekly=0))
+    assert (gone, problems) == (["b0000", "b0001"], [])
+    assert all((tmp_path / name).exists() for name in foreign)  # reported, never deleted
+
+
+def old(path: Path, seconds: float = 3600) -> None:
+    when = time.time() - seconds
+    os.utime(path, (when, when))
+
+
+def test_prune_removes_half_written_files_no_run_is_writing(tmp_path: Path) -> None:
+    store = LocalStore(tmp_path).ensure()
+    for item in every(2):
+        stored(store, item)
+    killed = tmp_path / ".b0005.db.part"  # a run killed while writing it
+    killed.write_bytes(b"a plain snapshot")
+    old(killed)
+    fresh = tmp_path / ".b0006.db.part"  # just created by a run that has not locked it yet
+    fresh.write_bytes(b"")
+    with store.writer("b0007.db") as out:  # another run, still writing (and slow)
+        out.write(b"busy")
+        old(tmp_path / ".b0007.db.part")
+        prune(store, "lab", Retention(last=5, hourly=0, daily=0, weekly=0))
+        assert not killed.exists() and fresh.exists()
+        assert (tmp_path / ".b0007.db.part").exists()
+    assert (tmp_path / "b0007.db").read_bytes() == b"busy"
+
+
+def test_manifests_and_keys_are_on_disk_before_they_count(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    synced: set[int] = set()
+    real = os.fsync
+
+    def fsync(fd: int) -> None:
+        synced.add(os.fstat(fd).st_ino)
+        real(fd)
+
+    monkeypatch.setattr(os, "fsync", fsync)
+    store = LocalStore(tmp_path / "backups").ensure()
+    store.write_manifest(manifest("b0000", START))
+    create_key_file(tmp_path / "keys" / "backup.key")
+    with store.writer("b0000.db") as out:
+        out.write(b"data")
+    for path in ("backups/b0000.json", "backups", "keys/backup.key", "keys", "backups/b0000.db"):
+        assert (tmp_path / path).stat().st_ino in synced, path

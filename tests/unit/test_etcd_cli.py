@@ -70,18 +70,40 @@ def test_list_check_reads_every_file(run, tmp_path: Path) -> None:
 
 
 @pytest.mark.parametrize("file_name", ["../outside.txt", "{tmp}/outside.txt"])
-def test_a_manifest_naming_a_file_outside_the_catalogue_is_one_line_exit_2(
+def test_a_manifest_naming_a_file_outside_the_catalogue_is_one_warning_line(
     run, tmp_path: Path, file_name: str
 ) -> None:
     outside = tmp_path / "outside.txt"
     outside.write_bytes(b"z" * 4128)  # the size the manifest gives
     store = LocalStore(tmp_path / ".k8sboot" / "lab" / "backups").ensure()
+    good = manifest("lab-2", START)
+    store.write_manifest(good)
+    (store.directory / "lab-2.db").write_bytes(b"x" * good.file["size"])
     item = manifest("lab-1", START)
     item.file["name"] = file_name.format(tmp=tmp_path)
     (store.directory / "lab-1.json").write_bytes(item.to_json())
     for command in (("list", "--check"), ("list",)):
-        result = run("etcd", *command)
-        assert result.exit_code == 2, result.output
-        (line,) = result.output.strip().splitlines()
-        assert "lab-1.json: refusing the file name" in line and "Traceback" not in line
+        result = run("etcd", *command, "-o", "json")
+        assert result.exit_code == 1, result.output
+        (line,) = result.stderr.strip().splitlines()
+        assert line.startswith("warning: ") and "Traceback" not in line
+        assert "lab-1.json: refusing the file name" in line
+        listed = json.loads(result.stdout)
+        assert [row["name"] for row in listed["backups"]] == ["lab-2"]
+        assert [u["file"] for u in listed["unreadable"]] == ["lab-1.json"]
     assert outside.read_bytes() == b"z" * 4128
+
+
+def test_list_shows_a_failed_verify_as_failed(run, tmp_path: Path) -> None:
+    store = LocalStore(tmp_path / ".k8sboot" / "lab" / "backups").ensure()
+    item = manifest("lab-1", START)
+    item.verification = {
+        "integrity": "FAILED: backup lab-1 is corrupt: the sha256 of lab-1.db differs",
+        "test_restore": {"ok": True},  # from an earlier verify
+    }
+    store.write_manifest(item)
+    (store.directory / "lab-1.db").write_bytes(b"x" * item.file["size"])
+    result = run("etcd", "list", "-o", "json")
+    assert result.exit_code == 1
+    (row,) = json.loads(result.output)["backups"]
+    assert row["state"].startswith("FAILED: backup lab-1 is corrupt")

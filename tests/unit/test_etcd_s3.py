@@ -5,14 +5,15 @@ from __future__ import annotations
 
 import hashlib
 import os
+import re
+import time
 from datetime import timedelta
 from pathlib import Path
 
 import pytest
 
-from k8sboot.errors import UserError
 from k8sboot.etcd.archive import Key, SnapshotSink, check_file
-from k8sboot.etcd.catalogue import keep, open_store, prune
+from k8sboot.etcd.catalogue import keep, open_store, prune, state
 from k8sboot.spec.model import Retention
 
 from .conftest import BASE, load_data
@@ -83,7 +84,7 @@ def test_retention_prunes_the_bucket(cluster) -> None:
         store.write_manifest(item)
     policy = Retention(last=2, hourly=0, daily=0, weekly=0)
     assert keep(store.manifests(), policy) == {"b2", "b3"}
-    assert prune(store, "lab", policy) == ["b0", "b1"]
+    assert prune(store, "lab", policy) == (["b0", "b1"], [])
     assert [m.name for m in store.manifests()] == ["b2", "b3"]
     assert store.file_size("b0.db") is None
 
@@ -98,8 +99,11 @@ def test_a_manifest_naming_a_key_outside_the_prefix_is_refused(cluster, file_nam
     store.client.put_object(Bucket=store.bucket, Key="lab/b0.json", Body=changed.to_json())
     newer = manifest("b1", START + timedelta(hours=1))
     store.write_manifest(newer)
-    with pytest.raises(UserError, match=r"lab/b0\.json: refusing the file name"):
-        prune(store, "lab", Retention(last=1, hourly=0, daily=0, weekly=0))
+    # Skipped and reported, not acted on: retention keeps one, of the manifests it can trust.
+    assert prune(store, "lab", Retention(last=1, hourly=0, daily=0, weekly=0)) == ([], [])
+    assert list(store.unreadable) == ["b0.json"]
+    refused = store.unreadable["b0.json"]
+    assert re.match(r"s3://k8sboot-\w+/lab/b0\.json: refusing the file name", refused)
     listed = store.client.list_objects_v2(Bucket=store.bucket)["Contents"]
     assert sorted(item["Key"] for item in listed) == [
         "lab/b0.json",
@@ -107,3 +111,64 @@ def test_a_manifest_naming_a_key_outside_the_prefix_is_refused(cluster, file_nam
         "lab/other/b0.db",
         "secret.db",
     ]
+
+
+def test_prune_reports_what_the_bucket_refused_to_delete(cluster, monkeypatch) -> None:
+    store = open_store(cluster)
+    for i in range(3):
+        item = manifest(f"b{i}", START + timedelta(hours=i))
+        with store.writer(item.file["name"]) as out:
+            out.write(b"x")
+        store.write_manifest(item)
+    real = store.client.delete_objects
+
+    def object_lock(**kwargs):  # what S3 answers for an object under retention
+        wanted = kwargs["Delete"]["Objects"]
+        locked = [o for o in wanted if o["Key"] == "lab/b0.db"]
+        others = [o for o in wanted if o not in locked]
+        answer = real(**{**kwargs, "Delete": {"Objects": others}}) if others else {}
+        answer["Errors"] = [
+            {"Key": o["Key"], "Code": "AccessDenied", "Message": "Access Denied"} for o in locked
+        ]
+        return answer
+
+    monkeypatch.setattr(store.client, "delete_objects", object_lock)
+    gone, problems = prune(store, "lab", Retention(last=1, hourly=0, daily=0, weekly=0))
+    assert gone == ["b1"]
+    assert problems == [
+        f"b0 not deleted: {store.location}: lab/b0.db was not deleted (AccessDenied: Access Denied)"
+    ]
+    # b0's manifest stays with its file: still listed, still pruned next time
+    assert [m.name for m in store.manifests()] == ["b0", "b2"]
+
+
+def test_a_file_s3_will_not_describe_is_not_called_missing(cluster, monkeypatch) -> None:
+    from botocore.exceptions import ClientError
+
+    store = open_store(cluster)
+    item = manifest("b0", START)
+    store.write_manifest(item)
+    assert state(item, store) == "MISSING"
+
+    def denied(**_: object) -> None:
+        raise ClientError({"Error": {"Code": "403", "Message": "Forbidden"}}, "HeadObject")
+
+    monkeypatch.setattr(store.client, "head_object", denied)
+    found = state(item, store)
+    assert found.startswith("UNKNOWN: ") and "403" in found and "MISSING" not in found
+
+
+def test_prune_empties_the_cache_of_killed_runs(cluster) -> None:
+    store = open_store(cluster)
+    store.cache.mkdir(parents=True)
+    killed = store.cache / ".1234abcd-b9.db"  # a plain snapshot a killed run left
+    killed.write_bytes(b"secrets")
+    when = time.time() - 3600
+    os.utime(killed, (when, when))
+    with store.writer("b0.db") as out:
+        out.write(b"x")
+        busy = [p for p in store.cache.iterdir() if p.name.endswith("-b0.db")]
+        os.utime(busy[0], (when, when))
+        prune(store, "lab", Retention(last=1, hourly=0, daily=0, weekly=0))
+        assert busy[0].exists()
+    assert not killed.exists() and store.file_size("b0.db") == 1

@@ -33,7 +33,7 @@ from k8sboot.etcd.observe import EtcdView
 from k8sboot.etcd.tools import EtcdTools
 from k8sboot.state import write_private
 from k8sboot.steps import etcd_backup, etcd_maintenance, etcd_restore
-from k8sboot.steps.etcd_backup import EtcdBackup
+from k8sboot.steps.etcd_backup import EtcdBackup, VerifyFailed
 from k8sboot.steps.etcd_external import (
     EtcdCertificates,
     EtcdMembers,
@@ -435,3 +435,60 @@ def test_restore_needs_a_control_plane_to_restore_into(restoring) -> None:
     ctx.facts.hosts["cp2"].data["manifests"] = []
     with pytest.raises(UserError, match="run `k8sboot up` first"):
         EtcdRestore(STORE, backup).plan(ctx)
+
+
+class _Host:
+    name = "cp1"
+
+    def __init__(self, fails: str | None = None) -> None:
+        self.fails = fails
+
+    def run(self, command: str, **_: object) -> None:
+        if self.fails and command.startswith(self.fails):
+            raise MachineError(f"cp1: {command} failed")
+
+
+def _backing_up(base: dict, tmp_path: Path, monkeypatch, host: _Host):
+    """An executor whose snapshot arrives whole in the catalogue, and then fails a check."""
+    from types import SimpleNamespace
+
+    from k8sboot.etcd.client import SnapshotStatus
+    from k8sboot.executor import etcd_backup as executing
+
+    cluster = load_data({**base, "name": "lab", "backup": {"directory": str(tmp_path)}}).cluster
+    ctl = SimpleNamespace(
+        connection=host,
+        members=lambda: [],
+        status=lambda endpoints: [],
+        snapshot_save_streaming=lambda endpoint, remote: f"save {remote}",
+        count_keys=lambda endpoint: 42,
+    )
+    monkeypatch.setattr(executing, "ctl_for", lambda *_: ctl)
+
+    def fetched(executor, ctl, remote, store, file_name, *_):
+        with store.writer(file_name) as out:
+            out.write(b"every Secret of the cluster")
+        if host.fails == "check":
+            raise VerifyFailed(f"cp1: the downloaded snapshot differs from {remote}")
+        return {"status": SnapshotStatus(1, 2, 3, 4), "size": 27, "sha256": "ab" * 32,
+                "stored": 27, "file_sha256": "ab" * 32, "fetched": 1.0}  # fmt: skip
+
+    monkeypatch.setattr(executing, "_check_and_fetch", fetched)
+    ctx = SimpleNamespace(cluster=cluster, nodes=set(), notes=[])
+    return executing, SimpleNamespace(ctx=ctx, progress=lambda *_: None)
+
+
+@pytest.mark.parametrize("fails", ["check", "stat"])
+def test_a_snapshot_failing_a_check_leaves_no_file_behind(
+    base: dict, tmp_path: Path, monkeypatch, fails: str
+) -> None:
+    from k8sboot.etcd.actions import PullSnapshots
+
+    executing, executor = _backing_up(base, tmp_path, monkeypatch, _Host(fails))
+    if fails == "check":  # `etcd backup`: the copy disagrees with the host's file
+        with pytest.raises(VerifyFailed, match="differs"):
+            executing.take_snapshot(executor, SaveSnapshot("cp1", "https://x:2379", "cp1", "-"))
+    else:  # `etcd pull`: the snapshot is gone from the host before its time was read
+        with pytest.raises(MachineError, match="stat"):
+            executing.pull(executor, PullSnapshots("cp1", ("/var/lib/snap/lab-1.db",)))
+    assert list(tmp_path.iterdir()) == []

@@ -13,7 +13,7 @@ from k8sboot.facts import NodeStatus
 from k8sboot.nodes import removed
 from k8sboot.nodes.actions import Cordon, DeleteNode, Drain, RecordRemoval, RemoveEtcdMember
 from k8sboot.steps.nodes import DrainOptions
-from k8sboot.transport import CommandResult, Unreachable
+from k8sboot.transport import CommandResult, Transport, Unreachable
 from k8sboot.workflows import node_cordon, node_drain, node_remove
 
 from .conftest import load_data
@@ -40,7 +40,11 @@ class FakeConnection:
 
 
 class FakeTransport(dict):
-    pass
+    each = Transport.each  # the real fan-out, over these connections
+
+    @property
+    def _connections(self) -> dict:
+        return self
 
 
 def _members(healthy: set[str]) -> dict[str, object]:
