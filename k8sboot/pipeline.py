@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import difflib
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor, as_completed
 from dataclasses import dataclass, field
 
@@ -43,6 +43,8 @@ class Workflow:
     preflight: bool = True
     needs_all_hosts: bool = True  # refuse to run when a host cannot be reached
     leaves_out_removed: bool = False  # hosts taken out by `node remove` stay out (up)
+    # Checks of the operator's state dir before anything is probed (a restore in progress).
+    guards: tuple[Callable[[StateDir], None], ...] = ()
 
 
 @dataclass
@@ -122,9 +124,12 @@ def run(
     log = RunLog(state.logs / f"{run_id()}-{workflow.name}.log", reporter.mask)
     started = time.monotonic()
     lock = None if dry_run else ClusterLock(state.lock, workflow.name)
+    ctx: Context | None = None
     try:
         if lock:
             lock.acquire()
+        for guard in workflow.guards:
+            guard(state)
         reporter.run_started(workflow.name, cluster.name, [h.name for h in cluster.hosts])
         with open_transport(cluster, state, log) as transport:
             facts = gather(cluster, transport, workflow.needs_all_hosts, reporter)
@@ -150,6 +155,10 @@ def run(
         )
         return result
     except BaseException:
+        # What was done before the failure (where data was kept, what was recorded) is
+        # told on failure too.
+        for note in ctx.notes if ctx is not None else ():
+            reporter.note(note)
         reporter.close()
         raise
     finally:

@@ -4,13 +4,14 @@ from __future__ import annotations
 
 from k8sboot.etcd.catalogue import Manifest, Store
 from k8sboot.etcd.install import ControlPlaneEtcdTools, ExternalEtcdRelease
+from k8sboot.etcd.restore_record import refuse_during_restore
 from k8sboot.pipeline import Workflow
 from k8sboot.steps.certs import RenewAll
 from k8sboot.steps.cluster import Cni, Kubeconfig, WaitReady
 from k8sboot.steps.etcd_backup import EtcdBackup, EtcdPull, EtcdSchedule, EtcdVerify
 from k8sboot.steps.etcd_external import EtcdCertificates, EtcdMembers, ResetEtcd
 from k8sboot.steps.etcd_maintenance import EtcdDefrag, EtcdDisarm
-from k8sboot.steps.etcd_restore import EtcdRestore
+from k8sboot.steps.etcd_restore import EtcdRestore, EtcdRollback
 from k8sboot.steps.files import ContainerdConfig, KubeVip
 from k8sboot.steps.kubeadm import InitControlPlane, JoinControlPlanes, JoinWorkers
 from k8sboot.steps.node_setup import NodeSetup, Services
@@ -47,11 +48,17 @@ def up(only: str | None = None) -> Workflow:
             Kubeconfig(),
         ],
         leaves_out_removed=True,
+        guards=(refuse_during_restore,),
     )
 
 
 def reset(purge_packages: bool) -> Workflow:
-    return Workflow("reset", [ResetNodes(purge_packages), ResetEtcd()], preflight=False)
+    return Workflow(
+        "reset",
+        [ResetNodes(purge_packages), ResetEtcd()],
+        preflight=False,
+        guards=(refuse_during_restore,),
+    )
 
 
 def _maintenance(name: str, steps: list) -> Workflow:
@@ -69,7 +76,7 @@ def node_drain(node: str, options: DrainOptions) -> Workflow:
 
 
 def node_remove(node: str, options: DrainOptions) -> Workflow:
-    return _maintenance(
+    return Workflow(
         "node-remove",
         [
             CheckRemoval(node),
@@ -78,6 +85,9 @@ def node_remove(node: str, options: DrainOptions) -> Workflow:
             ResetRemovedHost(node),
             DeleteNodeObject(node),
         ],
+        preflight=False,
+        needs_all_hosts=False,
+        guards=(refuse_during_restore,),
     )
 
 
@@ -112,6 +122,10 @@ def etcd_restore(
     store: Store, manifest: Manifest, onto: tuple[str, ...], without_revision_bump: bool = False
 ) -> Workflow:
     return _etcd("etcd-restore", [EtcdRestore(store, manifest, onto, without_revision_bump)])
+
+
+def etcd_rollback(tag: str) -> Workflow:
+    return _etcd("etcd-restore-rollback", [EtcdRollback(tag)])
 
 
 def etcd_defrag(pause: float) -> Workflow:

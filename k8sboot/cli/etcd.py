@@ -132,7 +132,7 @@ def verify(
 
 
 @click.command("restore")
-@backup_argument
+@click.argument("backup", metavar="BACKUP", required=False)
 @options.spec_file
 @options.vagrant
 @click.option(
@@ -145,6 +145,12 @@ def verify(
 )
 @click.option("-y", "--yes", is_flag=True, help="Do it: the cluster's current data is replaced.")
 @click.option(
+    "--rollback",
+    metavar="TAG",
+    help="Undo the restore in progress with this tag (printed by the restore): the data from "
+    "before back in place, the API servers as they were.",
+)
+@click.option(
     "--without-revision-bump",
     is_flag=True,
     help="Restore even with etcd tools that cannot bump the revision and mark it compacted "
@@ -156,11 +162,12 @@ def verify(
 @options.output("text", "json")
 @options.common
 def restore(
-    backup: str,
+    backup: str | None,
     spec_path: Path,
     vagrant: bool,
     onto: tuple[str, ...],
     yes: bool,
+    rollback: str | None,
     without_revision_bump: bool,
     dry_run: bool,
     wait_timeout: float,
@@ -176,11 +183,30 @@ def restore(
     Nodes are back. The revision is bumped by a billion and marked compacted (etcdutl
     --bump-revision --mark-compacted), as etcd recommends for Kubernetes, so that watchers
     re-list instead of missing what the restore undid; tools that cannot do it are refused
-    unless --without-revision-bump."""
+    unless --without-revision-bump.
+
+    From the first stop on, the restore is recorded as in progress (with a tag): run the
+    same command again to finish it, or --rollback TAG to undo it; until then `up`, `reset`
+    and `node remove` refuse to run. The data from before is kept on each etcd host in
+    /var/lib/k8sboot/etcd-before-restore/TAG, outside what kubeadm manages."""
+    if rollback is not None and (backup is not None or onto):
+        raise UserError("--rollback TAG takes no BACKUP and no --onto")
+    if rollback is None and backup is None:
+        raise UserError("name the BACKUP to restore (`k8sboot etcd list`), or --rollback TAG")
     if not (yes or dry_run):
-        raise UserError("restore replaces the cluster's data; pass --yes to confirm")
-    hosts = tuple(part for value in onto for part in value.split(",") if part)
+        what = "undoes the restore" if rollback else "replaces the cluster's data"
+        raise UserError(f"restore {what}; pass --yes to confirm")
     cluster = _cluster(spec_path, vagrant)
+    if rollback is not None:
+        pipeline.run(
+            workflows.etcd_rollback(rollback),
+            cluster,
+            reporter(output, verbose),
+            dry_run=dry_run,
+            wait_timeout=wait_timeout,
+        )
+        return
+    hosts = tuple(part for value in onto for part in value.split(",") if part)
     store, manifest = locate(cluster, backup)
     _warn_unreadable(store)
     pipeline.run(

@@ -7,6 +7,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from k8sboot.actions import Action, OnHost
+from k8sboot.etcd.restore_record import kept_dir
 from k8sboot.render import RenderedFile
 
 
@@ -206,6 +207,28 @@ class StageRestore(Action):
 
 
 @dataclass(frozen=True)
+class RecordRestore(Action):
+    """Record the restore as in progress on the operator's machine, before anything stops:
+    from then on it is finished or rolled back, and `up`, `reset` and `node remove` refuse."""
+
+    backup: str
+    location: str
+    targets: tuple[str, ...]
+    apiservers: tuple[str, ...]
+    external: bool
+    etcd_servers: str
+    tag: str
+    since: str  # when it was planned: a pre-restore snapshot taken after is held
+
+    @property
+    def hosts(self) -> tuple[str, ...]:
+        return ()
+
+    def describe(self) -> str:
+        return f"record the restore of {self.backup} (tag {self.tag}) as in progress"
+
+
+@dataclass(frozen=True)
 class StopControlPlane(Action):
     """Stop the API servers, then etcd: static pod manifests moved aside (kubeadm), or the
     etcd service stopped (external)."""
@@ -229,8 +252,8 @@ class StopControlPlane(Action):
 
 @dataclass(frozen=True)
 class SwapDataDirs(Action):
-    """Set each target's member directory aside (kept, never deleted) and move the restored
-    one in its place."""
+    """Set each target's member directory aside (kept, never deleted, outside what kubeadm
+    manages) and move the restored one in its place. Done already on a host: left as is."""
 
     targets: tuple[str, ...]
     tag: str
@@ -242,8 +265,8 @@ class SwapDataDirs(Action):
 
     def describe(self) -> str:
         return (
-            f"on {_hosts(self.targets)}: keep the old data as member.before-restore-{self.tag}, "
-            "put the restored data in place"
+            f"on {_hosts(self.targets)}: keep the old data in {kept_dir(self.tag)}, put the "
+            "restored data in place"
         )
 
 
@@ -283,6 +306,7 @@ class StartApiServers(Action):
     apiservers: tuple[str, ...]
     tag: str
     etcd_servers: str  # for the API servers' --etcd-servers; "" keeps theirs
+    original: bool = False  # a rollback: their manifests as they were before the restore
 
     @property
     def hosts(self) -> tuple[str, ...]:
@@ -290,6 +314,8 @@ class StartApiServers(Action):
 
     def describe(self) -> str:
         point = f" with --etcd-servers={self.etcd_servers}" if self.etcd_servers else ""
+        if self.original:
+            point = " as they were before the restore"
         return f"start the API servers on {_hosts(self.apiservers)}{point}, wait for the API"
 
 
@@ -314,3 +340,41 @@ class CheckRestored(OnHost):
 
     def describe(self) -> str:
         return f"check etcd health and that the objects of {self.backup} are back"
+
+
+@dataclass(frozen=True)
+class ConfirmRestore(Action):
+    """The restore (or its rollback) is done: the staging directories go (the data from
+    before stays in its kept directory), and the record of the restore in progress."""
+
+    tag: str
+    staged_on: tuple[str, ...]
+    rolled_back: bool = False
+
+    @property
+    def hosts(self) -> tuple[str, ...]:
+        return self.staged_on
+
+    def describe(self) -> str:
+        what = "rollback" if self.rolled_back else "restore"
+        return f"confirm the {what} (tag {self.tag}): remove its staging directories"
+
+
+@dataclass(frozen=True)
+class RollBackData(Action):
+    """Put back on each target the data from before the restore (kept in the tag's
+    directory); the restored data is set aside beside it, not deleted."""
+
+    targets: tuple[str, ...]
+    tag: str
+    external: bool
+
+    @property
+    def hosts(self) -> tuple[str, ...]:
+        return self.targets
+
+    def describe(self) -> str:
+        return (
+            f"on {_hosts(self.targets)}: put back the data from before the restore (from "
+            f"{kept_dir(self.tag)}); the restored data is kept beside it"
+        )

@@ -29,6 +29,7 @@ from k8sboot.state import fsync_dir, private_dir, write_private
 FORMAT = 1
 # What `etcd list` shows of a backup that cannot be restored as it is (exit 1).
 BAD_STATES = ("MISSING", "CORRUPT", "FAILED", "UNKNOWN")
+PRE_RESTORE = "pre-restore"  # the origin of the snapshot a restore takes first
 # A leftover file younger than this may belong to a run that has created it and not yet
 # locked it (see open_part).
 PART_GRACE_SECONDS = 60
@@ -46,7 +47,7 @@ class Manifest:
     name: str
     cluster: str
     created: str  # ISO 8601, UTC
-    origin: str  # "backup", "pre-restore", "scheduled on cp1"
+    origin: str  # "backup", PRE_RESTORE, "scheduled on cp1"
     kubernetes_version: str
     etcd_version: str
     source: dict[str, str]  # host, member (hex), endpoint
@@ -323,7 +324,8 @@ def locate(cluster: Any, reference: str) -> tuple[Store, Manifest]:
 
 def find(store: Store, reference: str, cluster: str) -> tuple[Store, Manifest]:
     if reference == "latest":
-        mine = [m for m in store.manifests() if m.cluster == cluster]
+        # A pre-restore snapshot is the way back from a restore, not a backup to restore.
+        mine = [m for m in store.manifests() if m.cluster == cluster and m.origin != PRE_RESTORE]
         good = [m for m in mine if failure(m) is None]
         if not good:
             failed = f" that did not fail `etcd verify` ({len(mine)} did)" if mine else ""
@@ -346,11 +348,21 @@ def find(store: Store, reference: str, cluster: str) -> tuple[Store, Manifest]:
 # -- retention ----------------------------------------------------------------------------
 
 
-def keep(manifests: list[Manifest], retention: Retention) -> set[str]:
+def keep(manifests: list[Manifest], retention: Retention, held: Iterable[str] = ()) -> set[str]:
     """Names to keep: the `last` newest, plus the newest backup of each of the most recent
-    `hourly` hours, `daily` days and `weekly` ISO weeks that have backups."""
-    ordered = sorted(manifests, key=lambda m: (m.created, m.name), reverse=True)
-    kept = {m.name for m in ordered[: retention.last]}
+    `hourly` hours, `daily` days and `weekly` ISO weeks that have backups. Pre-restore
+    snapshots take no place in those tiers: the newest one is kept, and those `held` (of a
+    restore not yet confirmed)."""
+    before = sorted(
+        (m for m in manifests if m.origin == PRE_RESTORE), key=lambda m: (m.created, m.name)
+    )
+    kept = {m.name for m in before[-1:]} | {m.name for m in before if m.name in set(held)}
+    ordered = sorted(
+        (m for m in manifests if m.origin != PRE_RESTORE),
+        key=lambda m: (m.created, m.name),
+        reverse=True,
+    )
+    kept |= {m.name for m in ordered[: retention.last]}
     tiers = (
         (retention.hourly, lambda t: t.strftime("%Y-%m-%dT%H")),
         (retention.daily, lambda t: t.strftime("%Y-%m-%d")),
@@ -369,12 +381,14 @@ def keep(manifests: list[Manifest], retention: Retention) -> set[str]:
     return kept
 
 
-def prune(store: Store, cluster: str, retention: Retention) -> tuple[list[str], list[str]]:
+def prune(
+    store: Store, cluster: str, retention: Retention, held: Iterable[str] = ()
+) -> tuple[list[str], list[str]]:
     """Delete this cluster's backups that retention does not keep, and the files killed
     runs left half written: the names deleted, and why the others could not be."""
     store.sweep()
     mine = [m for m in store.manifests() if m.cluster == cluster]
-    kept = keep(mine, retention)
+    kept = keep(mine, retention, held)
     gone, problems = [], []
     for manifest in mine:
         if manifest.name not in kept:

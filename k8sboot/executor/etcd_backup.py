@@ -19,10 +19,11 @@ from dataclasses import asdict
 from typing import Any
 
 from k8sboot.errors import MachineError
-from k8sboot.etcd import topology
+from k8sboot.etcd import restore_record, topology
 from k8sboot.etcd.actions import PruneBackups, PullSnapshots, SaveSnapshot, TestRestore
 from k8sboot.etcd.archive import ALGORITHM, Key, PlainReader, SnapshotSink, load_key
 from k8sboot.etcd.catalogue import (
+    PRE_RESTORE,
     Manifest,
     MemberRecord,
     Store,
@@ -70,7 +71,7 @@ def save(executor: Executor, action: SaveSnapshot) -> Outcome:
     try:
         manifest = take_snapshot(executor, action)
     except EmptyKeyspace:
-        if action.origin != "pre-restore":
+        if action.origin != PRE_RESTORE:
             raise
         executor.ctx.notes.append(
             f"no pre-restore snapshot: etcd member {action.member} ({action.endpoint}) holds "
@@ -248,7 +249,9 @@ def _verify_sink(sink: SnapshotSink, remote: str, host: str) -> None:
 def prune_backups(executor: Executor, action: PruneBackups) -> Outcome:
     ctx = executor.ctx
     store = open_store(ctx.cluster)
-    gone, problems = prune(store, ctx.cluster.name, ctx.cluster.backup.retention)
+    pending = restore_record.read(ctx.state)
+    held = [pending.pre_restore] if pending and pending.pre_restore else []
+    gone, problems = prune(store, ctx.cluster.name, ctx.cluster.backup.retention, held)
     if gone:
         ctx.notes.append(f"retention removed {len(gone)} backup(s): {', '.join(gone)}")
     for line in [*problems, *store.unreadable.values()]:

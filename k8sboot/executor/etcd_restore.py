@@ -4,16 +4,23 @@ or moves something says, when it fails, where things were put and how to undo it
 from __future__ import annotations
 
 import base64
+import contextlib
+import functools
 import json
 import time
+from collections.abc import Callable, Iterator
+from typing import Any
 
 import yaml
 
 from k8sboot.errors import MachineError
-from k8sboot.etcd import topology
+from k8sboot.etcd import restore_record, topology
 from k8sboot.etcd.actions import (
     CheckRestored,
+    ConfirmRestore,
+    RecordRestore,
     ReissueMemberCerts,
+    RollBackData,
     StageRestore,
     StartApiServers,
     StartRestoredEtcd,
@@ -21,9 +28,10 @@ from k8sboot.etcd.actions import (
     SwapDataDirs,
     UpdateKubeadmConfig,
 )
-from k8sboot.etcd.catalogue import store_at
+from k8sboot.etcd.catalogue import PRE_RESTORE, store_at
 from k8sboot.etcd.client import NO_TLS, EtcdCtl
 from k8sboot.etcd.pki import CA
+from k8sboot.etcd.restore_record import RestoreRecord, kept_dir
 from k8sboot.etcd.tools import detect
 from k8sboot.executor.core import Executor, Outcome, handles, raise_first, read_required
 from k8sboot.executor.etcd import START_TIMEOUT, wait_healthy
@@ -96,6 +104,65 @@ def stage(executor: Executor, action: StageRestore) -> Outcome:
     return Outcome(tuple(by_host))
 
 
+@handles(RecordRestore)
+def record(executor: Executor, action: RecordRestore) -> Outcome:
+    ctx = executor.ctx
+    store = store_at(ctx.cluster, action.location)
+    taken = sorted(
+        (m.created, m.name)
+        for m in store.manifests()
+        if m.origin == PRE_RESTORE and m.cluster == ctx.cluster.name and m.created >= action.since
+    )
+    restore_record.write(
+        ctx.state,
+        RestoreRecord(
+            tag=action.tag,
+            backup=action.backup,
+            location=action.location,
+            targets=list(action.targets),
+            apiservers=list(action.apiservers),
+            external=action.external,
+            etcd_servers=action.etcd_servers,
+            phase="stopping",
+            pre_restore=taken[-1][1] if taken else None,
+        ),
+    )
+    ctx.notes.append(
+        f"restore tag {action.tag}: the data etcd had before is kept in "
+        f"{kept_dir(action.tag)} on {', '.join(action.targets)} (k8sboot never deletes it)"
+    )
+    return Outcome(())
+
+
+def _phase(executor: Executor, tag: str, phase: str) -> None:
+    state = executor.ctx.state
+    current = restore_record.read(state)
+    if current is not None and current.tag == tag:
+        current.phase = phase
+        restore_record.write(state, current)
+
+
+@contextlib.contextmanager
+def _undoable(executor: Executor, tag: str | None = None) -> Iterator[None]:
+    """Past the first stop, every failure says how to finish or undo the restore."""
+    try:
+        yield
+    except MachineError as error:
+        current = restore_record.read(executor.ctx.state)
+        if current is None or tag not in (None, current.tag):
+            raise
+        raise MachineError(f"{error}; {current.how()}") from None
+
+
+def _restoring(handler: Callable[[Executor, Any], Outcome]) -> Callable[[Executor, Any], Outcome]:
+    @functools.wraps(handler)
+    def run(executor: Executor, action: Any) -> Outcome:
+        with _undoable(executor):
+            return handler(executor, action)
+
+    return run
+
+
 def _wait_port_closed(connection: Connection, port: int, what: str) -> None:
     result = connection.run(
         f"for i in $(seq {STOP_TIMEOUT}); do "
@@ -125,7 +192,7 @@ def stop(executor: Executor, action: StopControlPlane) -> Outcome:
 
         return run
 
-    try:
+    with _undoable(executor, action.tag):
         raise_first(
             ctx.transport.each(
                 action.apiservers, move_aside("kube-apiserver.yaml", 6443, "the API server")
@@ -140,11 +207,7 @@ def stop(executor: Executor, action: StopControlPlane) -> Outcome:
             raise_first(ctx.transport.each(action.etcd, stop_service))
         else:
             raise_first(ctx.transport.each(action.etcd, move_aside("etcd.yaml", 2380, "etcd")))
-    except MachineError as error:
-        raise MachineError(
-            f"{error}; the static pod manifests moved so far are in {aside} on their hosts "
-            f"(move them back to {MANIFESTS} to start them again)"
-        ) from None
+    _phase(executor, action.tag, "stopped")
     return Outcome(action.hosts)
 
 
@@ -152,23 +215,57 @@ def stop(executor: Executor, action: StopControlPlane) -> Outcome:
 def swap(executor: Executor, action: SwapDataDirs) -> Outcome:
     ctx = executor.ctx
     data = topology.DATA_DIR
-    kept = f"member.before-restore-{action.tag}"
-    owner = f" && chown -R etcd:etcd {data}/member" if action.external else ""
+    kept = kept_dir(action.tag)
+    scratch = _scratch(action.tag)
+    owner = f"chown -R etcd:etcd {data}/member; " if action.external else ""
+    # Each branch is safe to run again: staged data still in the scratch directory means
+    # the swap has not finished on this host; the marker means it has.
+    script = (
+        f"set -e; install -d -m 700 {kept}; cd {data}; "
+        f"if [ -d {scratch}/member ]; then "
+        f"  if [ -d member ]; then mv -T member {kept}/member; fi; "
+        f"  mv -T {scratch}/member member; rmdir {scratch}; chmod 700 member; {owner}"
+        f"  touch {kept}/swapped; "
+        f"elif [ ! -e {kept}/swapped ]; then "
+        f"  echo 'no restored data in {scratch} and no finished swap' >&2; exit 1; "
+        "fi"
+    )
 
     def one(connection: Connection) -> None:
-        executor.progress(connection.name, f"keep {data}/member as {kept}; restored data in")
-        connection.run(
-            f"cd {data} && if [ -d member ]; then mv member {kept}; fi && "
-            f"mv {_scratch(action.tag)}/member member && rmdir {_scratch(action.tag)} && "
-            f"chmod 700 member{owner}",
-            timeout=600,
-        )
+        executor.progress(connection.name, f"keep {data}/member in {kept}; restored data in")
+        connection.run(script, timeout=600, shown=f"swap {data}/member")
 
-    raise_first(ctx.transport.each(action.targets, one))
-    ctx.notes.append(
-        f"the data etcd had before the restore is kept in {data}/{kept} on "
-        f"{', '.join(action.targets)} (k8sboot never deletes it)"
+    with _undoable(executor, action.tag):
+        raise_first(ctx.transport.each(action.targets, one))
+    _phase(executor, action.tag, "swapped")
+    return Outcome(action.targets)
+
+
+@handles(RollBackData)
+def roll_back(executor: Executor, action: RollBackData) -> Outcome:
+    ctx = executor.ctx
+    data = topology.DATA_DIR
+    kept = kept_dir(action.tag)
+    # The data from before goes back; what was in its place (the restored data, and what
+    # the cluster wrote since) is kept beside it. A host whose data never moved keeps it.
+    script = (
+        f"set -e; cd {data}; "
+        f"if [ -d {kept}/member ]; then "
+        f"  if [ -d member ]; then mv -T member {kept}/member.restored; fi; "
+        f"  mv -T {kept}/member member; "
+        f"elif [ -e {kept}/swapped ] && [ -d member ]; then "
+        f"  mv -T member {kept}/member.restored; "
+        "fi; "
+        f"rm -f {kept}/swapped; rm -rf {_scratch(action.tag)}"
     )
+
+    def one(connection: Connection) -> None:
+        executor.progress(connection.name, f"put back {data}/member from {kept}")
+        connection.run(script, timeout=600, shown=f"roll back {data}/member")
+
+    with _undoable(executor, action.tag):
+        raise_first(ctx.transport.each(action.targets, one))
+    _phase(executor, action.tag, "rolled back data")
     return Outcome(action.targets)
 
 
@@ -204,18 +301,22 @@ def _move_back(aside: str, name: str):
 @handles(StartRestoredEtcd)
 def start_etcd(executor: Executor, action: StartRestoredEtcd) -> Outcome:
     ctx = executor.ctx
-    if action.external:
 
-        def start_service(connection: Connection) -> None:
-            executor.progress(connection.name, "systemctl start etcd")
-            connection.run("systemctl start etcd", timeout=START_TIMEOUT)
+    def start_service(connection: Connection) -> None:
+        executor.progress(connection.name, "systemctl start etcd")
+        connection.run("systemctl start etcd", timeout=START_TIMEOUT)
 
-        raise_first(ctx.transport.each(action.etcd, start_service))
-    else:
-        for name in action.etcd:
-            executor.progress(name, "start etcd: etcd.yaml back")
-        raise_first(ctx.transport.each(action.etcd, _move_back(_aside(action.tag), "etcd.yaml")))
-    wait_healthy(executor, _hosts(executor, action.etcd))
+    with _undoable(executor, action.tag):
+        if action.external:
+            raise_first(ctx.transport.each(action.etcd, start_service))
+        else:
+            for name in action.etcd:
+                executor.progress(name, "start etcd: etcd.yaml back")
+            raise_first(
+                ctx.transport.each(action.etcd, _move_back(_aside(action.tag), "etcd.yaml"))
+            )
+        wait_healthy(executor, _hosts(executor, action.etcd))
+    _phase(executor, action.tag, "etcd started")
     return Outcome(action.etcd)
 
 
@@ -223,27 +324,51 @@ def start_etcd(executor: Executor, action: StartRestoredEtcd) -> Outcome:
 def start_apiservers(executor: Executor, action: StartApiServers) -> Outcome:
     ctx = executor.ctx
     aside = _aside(action.tag)
-    if action.etcd_servers:
+    manifest = f"{aside}/kube-apiserver.yaml"
+    original = f"{manifest}.before-restore"
 
-        def point(connection: Connection) -> None:
-            executor.progress(connection.name, f"--etcd-servers={action.etcd_servers}")
-            connection.run(
-                f"sed -i -E 's#(--etcd-servers=).*#\\1{action.etcd_servers}#' "
-                f"{aside}/kube-apiserver.yaml",
-                timeout=60,
-            )
+    def point(connection: Connection) -> None:
+        executor.progress(connection.name, f"--etcd-servers={action.etcd_servers}")
+        # The manifest as it was stays beside it, for a rollback.
+        connection.run(
+            f"if [ -e {manifest} ]; then cp -n {manifest} {original} && "
+            f"sed -i -E 's#(--etcd-servers=).*#\\1{action.etcd_servers}#' {manifest}; fi",
+            timeout=60,
+        )
 
-        raise_first(ctx.transport.each(action.apiservers, point))
-    for name in action.apiservers:
-        executor.progress(name, "start the API server: kube-apiserver.yaml back")
-    raise_first(ctx.transport.each(action.apiservers, _move_back(aside, "kube-apiserver.yaml")))
-    # Every manifest is back: the staging directories go (the old data stays).
-    hosts = [h.name for h in ctx.cluster.hosts if h.name in ctx.facts.hosts]
-    ctx.transport.each(
-        hosts, lambda c: c.run(f"rm -rf {_stage(action.tag)}", check=False, timeout=120)
-    )
-    wait_api(executor, action.apiservers[0])
+    def as_before(connection: Connection) -> None:
+        connection.run(f"if [ -e {original} ]; then mv {original} {manifest}; fi", timeout=60)
+
+    with _undoable(executor, action.tag):
+        if action.original:
+            raise_first(ctx.transport.each(action.apiservers, as_before))
+        elif action.etcd_servers:
+            raise_first(ctx.transport.each(action.apiservers, point))
+        for name in action.apiservers:
+            executor.progress(name, "start the API server: kube-apiserver.yaml back")
+        raise_first(ctx.transport.each(action.apiservers, _move_back(aside, "kube-apiserver.yaml")))
+        wait_api(executor, action.apiservers[0])
+    _phase(executor, action.tag, "API started")
     return Outcome(action.apiservers)
+
+
+@handles(ConfirmRestore)
+def confirm(executor: Executor, action: ConfirmRestore) -> Outcome:
+    ctx = executor.ctx
+    reachable = [h for h in action.staged_on if h in ctx.facts.hosts]
+    raise_first(
+        ctx.transport.each(reachable, lambda c: c.run(f"rm -rf {_stage(action.tag)}", timeout=120))
+    )
+    current = restore_record.read(ctx.state)
+    if current is not None and current.tag == action.tag:
+        restore_record.clear(ctx.state)
+    what = "rolled back" if action.rolled_back else "restored"
+    ctx.notes.append(
+        f"{what} (tag {action.tag}); {kept_dir(action.tag)} on the etcd hosts keeps "
+        + ("the restored data as member.restored" if action.rolled_back else "the data from before")
+        + ": remove it once you no longer need it"
+    )
+    return Outcome(reachable)
 
 
 def wait_api(executor: Executor, host: str, timeout: float = API_TIMEOUT) -> dict:
@@ -270,6 +395,7 @@ def wait_api(executor: Executor, host: str, timeout: float = API_TIMEOUT) -> dic
 
 
 @handles(UpdateKubeadmConfig)
+@_restoring
 def update_kubeadm_config(executor: Executor, action: UpdateKubeadmConfig) -> Outcome:
     """The restored kubeadm-config and cluster-info are the snapshot's: after a restore onto
     other hosts they name the old endpoint, etcd members or CA. kubeadm reads them for
@@ -339,6 +465,7 @@ def _replace(connection: Connection, document: dict) -> None:
 
 
 @handles(CheckRestored)
+@_restoring
 def check(executor: Executor, action: CheckRestored) -> Outcome:
     ctx = executor.ctx
     cluster = ctx.cluster

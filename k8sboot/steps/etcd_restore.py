@@ -13,12 +13,17 @@ from __future__ import annotations
 
 import secrets
 
+import yaml
+
 from k8sboot.actions import Action
 from k8sboot.errors import MachineError, UnsafeError, UserError
-from k8sboot.etcd import topology
+from k8sboot.etcd import restore_record, topology
 from k8sboot.etcd.actions import (
     CheckRestored,
+    ConfirmRestore,
+    RecordRestore,
     ReissueMemberCerts,
+    RollBackData,
     StageRestore,
     StartApiServers,
     StartRestoredEtcd,
@@ -27,14 +32,14 @@ from k8sboot.etcd.actions import (
     Target,
     UpdateKubeadmConfig,
 )
-from k8sboot.etcd.catalogue import Manifest, Store
-from k8sboot.etcd.client import peer_url
-from k8sboot.etcd.observe import observe
+from k8sboot.etcd.catalogue import PRE_RESTORE, Manifest, Store, now
+from k8sboot.etcd.client import EndpointStatus, EtcdCtl, peer_url
 from k8sboot.etcd.pki import CertSpec, satisfies
+from k8sboot.etcd.restore_record import RestoreRecord
 from k8sboot.etcd.tools import BUMP_REVISION, EtcdTools, detect
 from k8sboot.spec import Host
 from k8sboot.steps.base import Context, Step
-from k8sboot.steps.etcd_backup import SaveSnapshot, VerifyFailed, local_check, pick_member
+from k8sboot.steps.etcd_backup import SaveSnapshot, VerifyFailed, local_check
 from k8sboot.steps.etcd_external import EtcdCertificates
 
 APISERVER = "kube-apiserver.yaml"
@@ -62,6 +67,11 @@ class EtcdRestore(Step):
     def plan(self, ctx: Context) -> list[Action]:
         cluster = ctx.cluster
         manifest = self.manifest
+        pending = restore_record.read(ctx.state)
+        if pending is not None:
+            if pending.backup != manifest.name:
+                raise UnsafeError(f"another restore is in progress: {pending.how()}")
+            return self._resume(ctx, pending)
         if manifest.cluster != cluster.name:
             ctx.notes.append(f"{manifest.name} is a backup of cluster {manifest.cluster}")
         external = topology.external(cluster)
@@ -87,20 +97,8 @@ class EtcdRestore(Step):
                     "pass --without-revision-bump to restore the snapshot's revision anyway"
                 )
             ctx.notes.append(f"WARNING: {', '.join(weak)}: {why} (--without-revision-bump)")
-        actions: list[Action] = []
-        view = observe(ctx)
-        if view.answers:
-            try:
-                member, host, why = pick_member(ctx, view, None)
-            except MachineError:
-                pass  # no healthy member to take it from: go on without
-            else:
-                endpoint = view.endpoint_of(member) or topology.endpoint(host)
-                actions.append(
-                    SaveSnapshot(
-                        host.name, endpoint, member.name or member.hex_id, why, "pre-restore"
-                    )
-                )
+        since = now().isoformat()
+        actions = self._snapshot_first(ctx, apiservers)
         tag = secrets.token_hex(4)
         actions.append(
             StageRestore(
@@ -111,22 +109,75 @@ class EtcdRestore(Step):
                 bump,
             )
         )
-        names = tuple(h.name for h in targets)
-        actions.append(StopControlPlane(tuple(h.name for h in apiservers), names, external, tag))
-        actions.append(SwapDataDirs(names, tag, external))
-        if not external:
-            actions += self._reissue(ctx, targets)
         etcd_servers = ""
         if external and self.onto:
             etcd_servers = ",".join(topology.endpoint(h) for h in targets)
+        record = RecordRestore(
+            manifest.name,
+            self.store.location,
+            tuple(h.name for h in targets),
+            tuple(h.name for h in apiservers),
+            external,
+            etcd_servers,
+            tag,
+            since,
+        )
+        return [*actions, record, *self._from_stop(ctx, record)]
+
+    def _from_stop(self, ctx: Context, record: RecordRestore | RestoreRecord) -> list[Action]:
+        """Everything from the first stop on; each safe to run again (a resumed restore)."""
+        names, tag, external = tuple(record.targets), record.tag, record.external
+        apiservers = tuple(record.apiservers)
+        actions: list[Action] = [
+            StopControlPlane(apiservers, names, external, tag),
+            SwapDataDirs(names, tag, external),
+        ]
+        if not external:
+            actions += self._reissue(ctx, [_host(ctx, n) for n in names])
         actions.append(StartRestoredEtcd(names, external, tag))
-        actions.append(StartApiServers(tuple(h.name for h in apiservers), tag, etcd_servers))
-        api = apiservers[0].name
+        actions.append(StartApiServers(apiservers, tag, record.etcd_servers))
+        api = apiservers[0]
         actions.append(
             UpdateKubeadmConfig(api, ("controlPlaneEndpoint", "etcd endpoints", "cluster-info"))
         )
-        actions.append(CheckRestored(api, manifest.name, self.store.location))
+        actions.append(CheckRestored(api, record.backup, record.location))
+        actions.append(ConfirmRestore(tag, tuple(dict.fromkeys(names + apiservers))))
         return actions
+
+    def _resume(self, ctx: Context, record: RestoreRecord) -> list[Action]:
+        _check_recorded_hosts(ctx, record)
+        ctx.notes.append(
+            f"resuming the restore of {record.backup} (tag {record.tag}, {record.phase})"
+        )
+        return self._from_stop(ctx, record)
+
+    def _snapshot_first(self, ctx: Context, apiservers: list[Host]) -> list[Action]:
+        """A snapshot of the data about to be replaced: from the etcd the API servers use
+        now, which after losing etcd hosts (a restore --onto new ones) is not the targets'."""
+        asked: list[str] = []
+        for host in apiservers:
+            endpoints, answering = etcd_in_use(ctx, host)
+            asked += [e for e in endpoints if e not in asked]
+            if answering:
+                break
+        else:
+            where = f"the etcd the API servers use ({', '.join(asked)})" if asked else "etcd"
+            ctx.notes.append(
+                f"no pre-restore snapshot: {where} does not answer; what the targets hold now "
+                "is kept on them instead"
+            )
+            return []
+        # A follower when there is one: the leader has enough to do.
+        chosen = min(answering, key=lambda s: s.member_id == s.leader_id)
+        return [
+            SaveSnapshot(
+                host.name,
+                chosen.endpoint,
+                f"{chosen.member_id:x}",
+                "the etcd the API servers use now",
+                PRE_RESTORE,
+            )
+        ]
 
     def _targets(self, ctx: Context) -> list[Host]:
         cluster = ctx.cluster
@@ -228,3 +279,78 @@ class EtcdRestore(Step):
             if reasons:
                 actions.append(ReissueMemberCerts(host.name, host.name, tuple(reasons)))
         return actions
+
+
+def _host(ctx: Context, name: str) -> Host:
+    host = ctx.cluster.host(name)
+    if host is None:
+        raise UserError(
+            f"{name}, recorded in the restore in progress, is not in the cluster file: put it "
+            "back to finish or undo the restore"
+        )
+    return host
+
+
+def _check_recorded_hosts(ctx: Context, record: RestoreRecord) -> None:
+    names = list(dict.fromkeys(record.targets + record.apiservers))
+    for name in names:
+        _host(ctx, name)
+    down = [n for n in names if n not in ctx.facts.hosts]
+    if down:
+        reasons = "; ".join(str(ctx.facts.errors.get(n, "unreachable")) for n in down)
+        raise MachineError(f"{', '.join(down)} cannot be reached ({reasons}); {record.how()}")
+
+
+def etcd_in_use(ctx: Context, host: Host) -> tuple[list[str], list[EndpointStatus]]:
+    """The endpoints the API server on `host` is configured with, and those that answer
+    (asked from that host, with its etcd client certificate)."""
+    connection = ctx.transport[host.name]
+    endpoints = etcd_servers(connection.read_file(str(topology.APISERVER_MANIFEST)))
+    if not endpoints or tools_of(ctx, host).etcdctl is None:
+        return endpoints, []
+    ctl = EtcdCtl(connection, topology.tls_on(ctx.cluster, host), endpoints)
+    return endpoints, [s for s in ctl.status(endpoints) if not s.errors]
+
+
+def etcd_servers(manifest: bytes | None) -> list[str]:
+    """The --etcd-servers of a kube-apiserver static pod manifest."""
+    if not manifest:
+        return []
+    try:
+        pod = yaml.safe_load(manifest) or {}
+        command = pod["spec"]["containers"][0].get("command", [])
+    except (yaml.YAMLError, KeyError, IndexError, TypeError, AttributeError):
+        return []
+    for argument in command:
+        if isinstance(argument, str) and argument.startswith("--etcd-servers="):
+            return [e for e in argument.split("=", 1)[1].split(",") if e]
+    return []
+
+
+class EtcdRollback(Step):
+    """Undo a restore in progress: the data from before back on every target, the API
+    servers as they were, then started."""
+
+    title = "etcd restore rollback"
+
+    def __init__(self, tag: str):
+        self.tag = tag
+
+    def plan(self, ctx: Context) -> list[Action]:
+        record = restore_record.read(ctx.state)
+        if record is None:
+            raise UserError(
+                f"no restore is in progress (no {ctx.state.root / restore_record.FILE})"
+            )
+        if record.tag != self.tag:
+            raise UserError(f"--rollback {self.tag}: {record.how()}")
+        _check_recorded_hosts(ctx, record)
+        names, tag, external = tuple(record.targets), record.tag, record.external
+        apiservers = tuple(record.apiservers)
+        return [
+            StopControlPlane(apiservers, names, external, tag),
+            RollBackData(names, tag, external),
+            StartRestoredEtcd(names, external, tag),
+            StartApiServers(apiservers, tag, "", original=True),
+            ConfirmRestore(tag, tuple(dict.fromkeys(names + apiservers)), rolled_back=True),
+        ]

@@ -332,3 +332,28 @@ def test_manifests_and_keys_are_on_disk_before_they_count(
         out.write(b"data")
     for path in ("backups/b0000.json", "backups", "keys/backup.key", "keys", "backups/b0000.db"):
         assert (tmp_path / path).stat().st_ino in synced, path
+
+
+def test_a_pre_restore_snapshot_is_never_latest_nor_takes_a_backups_place(tmp_path: Path) -> None:
+    """Issue 16: a pre-restore snapshot (of an empty cluster, in the report) became `latest`,
+    and with `last: 3` the next backup pruned the good one while keeping the empty one."""
+    store = LocalStore(tmp_path).ensure()
+    backups = every(5)
+    for item in backups[3:]:
+        item.origin = "pre-restore"
+    for item in backups:
+        stored(store, item)
+    assert find(store, "latest", "lab")[1].name == "b0002"
+    last_three = Retention(last=3, hourly=0, daily=0, weekly=0)
+    # Every backup kept; of the pre-restore ones, the newest.
+    assert keep(backups, last_three) == {"b0000", "b0001", "b0002", "b0004"}
+    # One held by a restore not yet confirmed stays too.
+    assert keep(backups, last_three, held=["b0003"]) == {
+        "b0000",
+        "b0001",
+        "b0002",
+        "b0003",
+        "b0004",
+    }
+    gone, problems = prune(store, "lab", Retention(last=1, hourly=0, daily=0, weekly=0), ["b0003"])
+    assert sorted(gone) == ["b0000", "b0001"] and problems == []

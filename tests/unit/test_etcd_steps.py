@@ -9,14 +9,17 @@ import pytest
 
 from k8sboot.actions import RunCommands
 from k8sboot.errors import MachineError, SpecError, UnsafeError, UserError
-from k8sboot.etcd import topology
+from k8sboot.etcd import restore_record, topology
 from k8sboot.etcd.actions import (
     AddEtcdMember,
     BootstrapEtcd,
     CheckRestored,
     ConfigureEtcd,
+    ConfirmRestore,
     Defragment,
     IssueEtcdCerts,
+    RecordRestore,
+    RollBackData,
     SaveSnapshot,
     StageRestore,
     StartApiServers,
@@ -30,6 +33,7 @@ from k8sboot.etcd.client import EndpointHealth, EndpointStatus, Member, peer_url
 from k8sboot.etcd.files import bootstrap_file, bootstrap_token, member_files
 from k8sboot.etcd.install import ControlPlaneEtcdTools, ExternalEtcdRelease, InstallEtcd
 from k8sboot.etcd.observe import EtcdView
+from k8sboot.etcd.restore_record import RestoreRecord
 from k8sboot.etcd.tools import EtcdTools
 from k8sboot.state import write_private
 from k8sboot.steps import etcd_backup, etcd_maintenance, etcd_restore
@@ -42,7 +46,7 @@ from k8sboot.steps.etcd_external import (
     issued_record,
 )
 from k8sboot.steps.etcd_maintenance import EtcdDefrag
-from k8sboot.steps.etcd_restore import EtcdRestore
+from k8sboot.steps.etcd_restore import EtcdRestore, EtcdRollback
 from k8sboot.steps.files import sha256
 from k8sboot.steps.node_setup import NodeSetup
 
@@ -342,7 +346,7 @@ def test_defrag_goes_followers_first_leader_last(stacked, tmp_path, monkeypatch)
 @pytest.fixture
 def restoring(stacked, tmp_path: Path, monkeypatch):
     ctx = _ready(stacked, tmp_path)
-    monkeypatch.setattr(etcd_restore, "observe", lambda ctx: view(stacked))
+    monkeypatch.setattr(etcd_restore, "etcd_in_use", lambda ctx, host: in_use(stacked))
     monkeypatch.setattr(etcd_restore, "local_check", lambda *a: None)
     monkeypatch.setattr(etcd_restore, "tools_of", lambda c, h: EtcdTools("3.5.16", "3.5.16", True))
     monkeypatch.setattr(EtcdRestore, "_reissue", lambda self, ctx, targets: [])
@@ -352,6 +356,13 @@ def restoring(stacked, tmp_path: Path, monkeypatch):
         for i in (1, 2, 3)
     ]
     return ctx, backup
+
+
+def in_use(cluster, leader: int = 1, answering: tuple[int, ...] = (1, 2, 3)):
+    """What an API server host finds: its --etcd-servers, and the statuses of those that
+    answer."""
+    found = view(cluster, leader=leader, down=tuple(i for i in (1, 2, 3) if i not in answering))
+    return [topology.endpoint(h) for h in topology.members(cluster)], list(found.statuses.values())
 
 
 STORE = LocalStore(Path("/nonexistent/backups"))
@@ -370,20 +381,24 @@ def test_restore_plan_stages_before_it_stops_anything(restoring) -> None:
     assert kinds == [
         SaveSnapshot,
         StageRestore,
+        RecordRestore,
         StopControlPlane,
         SwapDataDirs,
         StartRestoredEtcd,
         StartApiServers,
         UpdateKubeadmConfig,
         CheckRestored,
+        ConfirmRestore,
     ]
     assert plan[0].origin == "pre-restore"
+    assert plan[0].endpoint == "https://10.0.0.12:2379", "a follower, not the leader"
     stage = plan[1]
     assert [(t.host, t.peer_url) for t in stage.targets] == [
         (f"cp{i}", f"https://10.0.0.1{i}:2380") for i in (1, 2, 3)
     ]
     assert stage.bump_revision == 1_000_000_000 and "--mark-compacted" in stage.describe()
-    assert plan[2].apiservers == ("cp1", "cp2", "cp3") and not plan[2].external
+    assert plan[3].apiservers == ("cp1", "cp2", "cp3") and not plan[3].external
+    assert plan[2].tag == stage.tag == plan[-1].tag
 
 
 def test_restore_without_the_bump_is_refused_unless_asked(restoring, monkeypatch) -> None:
@@ -492,3 +507,111 @@ def test_a_snapshot_failing_a_check_leaves_no_file_behind(
         with pytest.raises(MachineError, match="stat"):
             executing.pull(executor, PullSnapshots("cp1", ("/var/lib/snap/lab-1.db",)))
     assert list(tmp_path.iterdir()) == []
+
+
+def test_the_pre_restore_snapshot_is_of_the_data_the_api_servers_use(
+    restoring, monkeypatch
+) -> None:
+    """Issue 16: onto new hosts, the snapshot taken first came from the new, empty members;
+    it must come from the etcd the API servers still use, or be skipped with a note."""
+    ctx, backup = restoring
+    old = "https://10.9.9.1:2379"
+    status = EndpointStatus(old, 7, 8, "3.5.16", 4096, 4096, 900, 9, 2, ())
+    monkeypatch.setattr(etcd_restore, "etcd_in_use", lambda ctx, host: ([old], [status]))
+    backup.members[0].peer_urls = ["https://10.9.9.9:2380"]
+    plan = EtcdRestore(STORE, backup, ("cp1", "cp2", "cp3")).plan(ctx)
+    first = plan[0]
+    assert isinstance(first, SaveSnapshot) and first.origin == "pre-restore"
+    assert (first.host, first.endpoint, first.member) == ("cp1", old, "7")
+    monkeypatch.setattr(etcd_restore, "etcd_in_use", lambda ctx, host: ([old], []))
+    plan = EtcdRestore(STORE, backup, ("cp1", "cp2", "cp3")).plan(ctx)
+    assert not any(isinstance(a, SaveSnapshot) for a in plan)
+    assert any(f"no pre-restore snapshot: the etcd the API servers use ({old})" in n
+               for n in ctx.notes)  # fmt: skip
+
+
+def test_the_api_servers_etcd_is_read_from_their_manifest() -> None:
+    manifest = (
+        b"apiVersion: v1\nkind: Pod\nspec:\n  containers:\n  - name: kube-apiserver\n"
+        b"    command:\n    - kube-apiserver\n"
+        b"    - --etcd-servers=https://10.0.0.31:2379,https://10.0.0.32:2379\n"
+    )
+    assert etcd_restore.etcd_servers(manifest) == [
+        "https://10.0.0.31:2379",
+        "https://10.0.0.32:2379",
+    ]
+    assert etcd_restore.etcd_servers(b"not: [a pod") == []
+    assert etcd_restore.etcd_servers(None) == []
+
+
+def _recorded(ctx, backup, tag: str = "0badcafe") -> RestoreRecord:
+    record = RestoreRecord(
+        tag, backup.name, str(STORE.location), ["cp1", "cp2", "cp3"], ["cp1", "cp2", "cp3"],
+        False, "", "swapped",
+    )  # fmt: skip
+    restore_record.write(ctx.state, record)
+    return record
+
+
+def test_a_restore_in_progress_is_resumed_from_its_record(restoring) -> None:
+    """Issue 16: once the API servers were stopped every control plane looked uninitialised
+    and a second `etcd restore` was refused ("run `k8sboot up` first"). With the record it
+    carries on from the stop, with the same tag, staging nothing again."""
+    ctx, backup = restoring
+    _recorded(ctx, backup)
+    for host in ("cp1", "cp2", "cp3"):  # what a stopped control plane looks like
+        ctx.facts.hosts[host].data["manifests"] = []
+    plan = EtcdRestore(STORE, backup).plan(ctx)
+    assert [type(a) for a in plan] == [
+        StopControlPlane,
+        SwapDataDirs,
+        StartRestoredEtcd,
+        StartApiServers,
+        UpdateKubeadmConfig,
+        CheckRestored,
+        ConfirmRestore,
+    ]
+    assert {a.tag for a in plan if hasattr(a, "tag")} == {"0badcafe"}
+    assert any("resuming the restore of lab-1 (tag 0badcafe, swapped)" in n for n in ctx.notes)
+    other = manifest("lab-2", etcd_restore_time())
+    with pytest.raises(UnsafeError, match="another restore is in progress: the restore of lab-1"):
+        EtcdRestore(STORE, other).plan(ctx)
+
+
+def test_a_restore_in_progress_is_rolled_back_by_its_tag(restoring) -> None:
+    ctx, backup = restoring
+    with pytest.raises(UserError, match="no restore is in progress"):
+        EtcdRollback("0badcafe").plan(ctx)
+    _recorded(ctx, backup)
+    with pytest.raises(UserError, match=r"--rollback 12345678: the restore of lab-1 .*0badcafe"):
+        EtcdRollback("12345678").plan(ctx)
+    plan = EtcdRollback("0badcafe").plan(ctx)
+    assert [type(a) for a in plan] == [
+        StopControlPlane,
+        RollBackData,
+        StartRestoredEtcd,
+        StartApiServers,
+        ConfirmRestore,
+    ]
+    assert plan[3].original and plan[4].rolled_back
+
+
+def test_up_reset_and_node_remove_refuse_while_a_restore_is_recorded(restoring) -> None:
+    from k8sboot import workflows
+    from k8sboot.steps.nodes import DrainOptions
+
+    ctx, backup = restoring
+    guarded = [workflows.up(), workflows.up("w1"), workflows.reset(False),
+               workflows.node_remove("w1", DrainOptions())]  # fmt: skip
+    for workflow in guarded:
+        for guard in workflow.guards:
+            guard(ctx.state)  # nothing recorded: no refusal
+    _recorded(ctx, backup)
+    for workflow in guarded:
+        with pytest.raises(UnsafeError) as refused:
+            for guard in workflow.guards:
+                guard(ctx.state)
+        said = str(refused.value)
+        assert "`k8sboot etcd restore lab-1 --yes` finishes it" in said, workflow.name
+        assert "`k8sboot etcd restore --rollback 0badcafe --yes` undoes it" in said
+        assert "/var/lib/k8sboot/etcd-before-restore/0badcafe" in said
