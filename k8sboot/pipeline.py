@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 
 from k8sboot.actions import Action, WriteFiles
 from k8sboot.errors import K8sbootError, MachineError
+from k8sboot.etcd.files import SNAPSHOT_DIR
 from k8sboot.etcd.files import probe_files as etcd_probe_files
 from k8sboot.executor import Executor
 from k8sboot.executor.core import Outcome, raise_first
@@ -67,7 +68,12 @@ def probe_request(cluster: Cluster) -> ProbeRequest:
         *etcd_probe_files(cluster),
         *(path for owned in OWNED_FILES.values() for path in owned),
     ]
-    return ProbeRequest(files=tuple(files))
+    default = ProbeRequest()
+    return ProbeRequest(
+        files=tuple(files),
+        packages=(*default.packages, "age"),  # scheduled snapshots are encrypted with it
+        exists=(*default.exists, SNAPSHOT_DIR),
+    )
 
 
 def open_transport(cluster: Cluster, state: StateDir, log: RunLog) -> Transport:

@@ -12,7 +12,7 @@ from k8sboot import pipeline, workflows
 from k8sboot.cli import options
 from k8sboot.cli.common import echo_json, load, reporter
 from k8sboot.errors import EXIT_FAILURE, UserError
-from k8sboot.etcd import report
+from k8sboot.etcd import report, scheduled
 from k8sboot.etcd.archive import create_key_file
 from k8sboot.etcd.catalogue import BAD_STATES, Store, locate, open_store
 from k8sboot.etcd.inspect import looking
@@ -378,6 +378,24 @@ def keygen(path: Path, **_: object) -> None:
     click.echo(f"wrote {path} (key id {key.id}); keep a copy somewhere safe")
 
 
+@click.command("age-identity")
+@options.spec_file
+@options.vagrant
+@click.argument("path", type=click.Path(path_type=Path, dir_okay=False))
+@options.common
+def age_identity(spec_path: Path, vagrant: bool, path: Path, **_: object) -> None:
+    """Write the age identity that decrypts the scheduled snapshots on the control planes
+    (derived from backup.encryptionKeyFile) to PATH (mode 0600; never overwrites), for
+    `age -d -i PATH NAME.db.age > NAME.db`. Keep it as safe as the backup key."""
+    key = scheduled.cluster_key(_cluster(spec_path, vagrant))
+    if key is None:
+        raise UserError(
+            "backup.encryptionKeyFile is not set: scheduled snapshots are not encrypted"
+        )
+    scheduled.write_identity_file(key, path)
+    click.echo(f"wrote {path} (recipient {scheduled.recipient_of(key)})")
+
+
 group.add_command(backup, "backup")
 group.add_command(backup, "snapshot")
 group.add_command(list_, "list")
@@ -391,3 +409,4 @@ group.add_command(alarms)
 group.add_command(schedule)
 group.add_command(pull)
 group.add_command(keygen)
+group.add_command(age_identity)

@@ -63,8 +63,10 @@ def bootstrap_token(cluster: Cluster) -> str:
     return f"k8sboot-{cluster.name}"
 
 
-def snapshot_files(cluster: Cluster, host: Host) -> list[RenderedFile]:
-    """The scheduled snapshot on a control plane: a script, its service and its timer."""
+def snapshot_files(cluster: Cluster, host: Host, recipient: str | None) -> list[RenderedFile]:
+    """The scheduled snapshot on a control plane: a script, its service and its timer.
+    With an age `recipient`, the script keeps its snapshots encrypted to it (see
+    etcd/scheduled.py)."""
     tls = topology.tls_on(cluster, host)
     if topology.external(cluster):
         endpoints = [topology.endpoint(h) for h in topology.members(cluster)]
@@ -82,6 +84,7 @@ def snapshot_files(cluster: Cluster, host: Host) -> list[RenderedFile]:
         keep=cluster.backup.retention.last,
         etcdctl=ETCDCTL,
         etcdutl=ETCDUTL,
+        recipient=recipient,
     )
     service = render_template("etcd/k8sboot-etcd-snapshot.service.j2", script=str(SNAPSHOT_SCRIPT))
     timer = render_template(

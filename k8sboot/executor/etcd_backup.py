@@ -13,6 +13,7 @@ import contextlib
 import json
 import secrets
 import shlex
+import tempfile
 import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict
@@ -36,6 +37,13 @@ from k8sboot.etcd.catalogue import (
     store_at,
 )
 from k8sboot.etcd.client import NO_TLS, EtcdCtl, SnapshotStatus
+from k8sboot.etcd.scheduled import (
+    SEALED_SUFFIX,
+    Undecryptable,
+    decrypt,
+    parse_status_file,
+    status_path,
+)
 from k8sboot.etcd.tools import EtcdTools, detect
 from k8sboot.executor.core import Executor, Outcome, handles
 from k8sboot.spec import Cluster
@@ -423,39 +431,115 @@ def pull(executor: Executor, action: PullSnapshots) -> Outcome:
     ctl = ctl_for(executor, action.host, [])
     connection = ctl.connection
     names = []
+    refused = []
     for remote in action.files:
         name = pulled_name(remote)
         executor.progress(action.host, f"pull {name}")
         file_name = f"{name}.db.enc" if key else f"{name}.db"
-        with listed_or_removed(store, file_name):
-            found = _check_and_fetch(executor, ctl, remote, store, file_name, key, None)
-            mtime = connection.run(f"stat -c %Y {shlex.quote(remote)}", timeout=30).stdout.strip()
-            created = time.strftime("%Y-%m-%dT%H:%M:%S+00:00", time.gmtime(int(mtime)))
-            status: SnapshotStatus = found["status"]
-            manifest = Manifest(
-                name=name,
-                cluster=cluster.name,
-                created=created,
-                origin=f"scheduled on {action.host}",
-                kubernetes_version=cluster.kubernetes.version,
-                etcd_version="",
-                source={"host": action.host, "member": "", "endpoint": "", "file": remote},
-                members=[],
-                revision=status.revision,
-                hash=status.hash,
-                total_keys=status.total_keys,
-                total_size=status.total_size,
-                keys=None,
-                hash_kv=None,
-                snapshot={"size": found["size"], "sha256": found["sha256"]},
-                file={"name": file_name, "size": found["stored"], "sha256": found["file_sha256"]},
-                encryption={"algorithm": ALGORITHM, "key_id": key.id} if key else None,
-                verification={"integrity": "ok", "checked": now().isoformat()},
-            )
-            store.write_manifest(manifest)
+        try:
+            with listed_or_removed(store, file_name):
+                if remote.endswith(SEALED_SUFFIX):
+                    found = _fetch_sealed(connection, remote, store, file_name, key)
+                else:
+                    found = _check_and_fetch(executor, ctl, remote, store, file_name, key, None)
+                mtime = connection.run(
+                    f"stat -c %Y {shlex.quote(remote)}", timeout=30
+                ).stdout.strip()
+                created = time.strftime("%Y-%m-%dT%H:%M:%S+00:00", time.gmtime(int(mtime)))
+                status: SnapshotStatus = found["status"]
+                manifest = Manifest(
+                    name=name,
+                    cluster=cluster.name,
+                    created=created,
+                    origin=f"scheduled on {action.host}",
+                    kubernetes_version=cluster.kubernetes.version,
+                    etcd_version="",
+                    source={"host": action.host, "member": "", "endpoint": "", "file": remote},
+                    members=[],
+                    revision=status.revision,
+                    hash=status.hash,
+                    total_keys=status.total_keys,
+                    total_size=status.total_size,
+                    keys=None,
+                    hash_kv=None,
+                    snapshot={"size": found["size"], "sha256": found["sha256"]},
+                    file={
+                        "name": file_name,
+                        "size": found["stored"],
+                        "sha256": found["file_sha256"],
+                    },
+                    encryption={"algorithm": ALGORITHM, "key_id": key.id} if key else None,
+                    verification={"integrity": "ok", "checked": now().isoformat()},
+                )
+                store.write_manifest(manifest)
+        except (Undecryptable, VerifyFailed) as error:  # the others may still be good
+            refused.append(str(error))
+            continue
         names.append(name)
-    ctx.notes.append(f"pulled from {action.host}: {', '.join(names)}")
+    if names:
+        ctx.notes.append(f"pulled from {action.host}: {', '.join(names)}")
+    if refused:
+        raise MachineError("not pulled: " + "; ".join(refused))
     return Outcome(())
+
+
+def _fetch_sealed(
+    connection: Connection, remote: str, store: Store, file_name: str, key: Key | None
+) -> dict[str, Any]:
+    """Copy a snapshot the schedule encrypted with age (see etcd/scheduled.py) into the
+    store: decrypted with the identity derived from `key`, checked against etcd's checksum
+    at its end and the sha256 the host recorded beside it, and stored as `_check_and_fetch`
+    stores a plain one. The host never sees the identity, so `snapshot status` is the one
+    the host's script read before it encrypted the snapshot."""
+    host = connection.name
+    if key is None:
+        raise Undecryptable(
+            f"{host}: {remote} is encrypted (age); set backup.encryptionKeyFile to the backup "
+            "key it was encrypted for"
+        )
+    beside = status_path(remote)
+    read = connection.run(f"cat {shlex.quote(beside)}", check=False, timeout=60)
+    try:
+        status, plain_sha256 = parse_status_file(read.stdout if read.ok else "")
+    except ValueError as error:
+        raise VerifyFailed(
+            f"{host}: {beside} is missing or not what k8sboot's snapshot script writes ({error})"
+        ) from None
+    started = time.monotonic()
+    with tempfile.TemporaryFile() as sealed:
+        connection.run(
+            f"cat {shlex.quote(remote)}",
+            stdout_to=sealed,  # type: ignore[arg-type]
+            timeout=3700,
+            shown=f"copy {remote}",
+        )
+        sealed.seek(0)
+        with store.writer(file_name) as out:
+            sink = SnapshotSink(out, key)
+            try:
+                decrypt(sealed, sink, key)
+            except Undecryptable as error:
+                raise Undecryptable(
+                    f"{host}: {remote} does not decrypt with the age identity derived from "
+                    f"backup.encryptionKeyFile (key {key.id}): {error}"
+                ) from None
+            sink.close()
+            _verify_sink(sink, remote, host)
+            if sink.plain_sha.hexdigest() != plain_sha256:
+                raise VerifyFailed(
+                    f"{host}: {remote} decrypts to another snapshot than the one {beside} "
+                    "describes (sha256 differs)"
+                )
+    if status.total_size <= 0:
+        raise VerifyFailed(f"{host}: snapshot status reads an empty snapshot in {beside}")
+    return {
+        "status": status,
+        "size": sink.size,
+        "sha256": sink.plain_sha.hexdigest(),
+        "stored": sink.stored,
+        "file_sha256": sink.file_sha.hexdigest(),
+        "fetched": time.monotonic() - started,
+    }
 
 
 def as_json(manifest: Manifest) -> str:

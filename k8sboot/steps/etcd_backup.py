@@ -12,11 +12,12 @@ from k8sboot.etcd.actions import PruneBackups, PullSnapshots, SaveSnapshot, Test
 from k8sboot.etcd.archive import CorruptBackup, check_file
 from k8sboot.etcd.catalogue import Manifest, Store, names_taken, now, open_store
 from k8sboot.etcd.client import Member
-from k8sboot.etcd.files import SNAPSHOT_DIR, SNAPSHOT_TIMER, TIMER_UNIT, snapshot_files
+from k8sboot.etcd.files import SNAPSHOT_DIR, TIMER_UNIT, snapshot_files
 from k8sboot.etcd.observe import EtcdView, host_for, observe
+from k8sboot.etcd.scheduled import SEALED_SUFFIX, recipient, sealed_name
 from k8sboot.spec import Cluster, Host
 from k8sboot.steps.base import Context, Step
-from k8sboot.steps.etcd_external import RESET_TIMER
+from k8sboot.steps.etcd_external import RESET_TIMER, scheduled_leftovers
 from k8sboot.steps.files import changed
 
 
@@ -161,9 +162,19 @@ class EtcdVerify(Step):
         return [TestRestore(test_host(ctx).name, self.manifest.name, self.store.location)]
 
 
+# Debian's and Ubuntu's package of age (https://age-encryption.org), the tool hosts
+# encrypt scheduled snapshots with; the package cache is refreshed only when it lacks it.
+INSTALL_AGE = (
+    "export DEBIAN_FRONTEND=noninteractive; "
+    "apt-get install -y --no-install-recommends age || "
+    "{ apt-get update && apt-get install -y --no-install-recommends age; }"
+)
+
+
 class EtcdSchedule(Step):
     """backup.schedule as a systemd timer on every control plane (snapshots with local
-    retention); none when the schedule is unset."""
+    retention, encrypted to an age recipient when backups are encrypted); when the
+    schedule is unset, no timer and no snapshots left on the hosts."""
 
     title = "etcd snapshot schedule"
 
@@ -173,13 +184,22 @@ class EtcdSchedule(Step):
         hosts = [h for h in cluster.control_planes if h.name in ctx.facts.hosts]
         if cluster.backup.schedule and hosts:
             _check_calendar(ctx, hosts[0], cluster.backup.schedule)
+        sealed_to = recipient(cluster) if cluster.backup.schedule else None
         for host in hosts:
             found = ctx.host_facts(host)
             if not cluster.backup.schedule:
-                if found.file_hash(str(SNAPSHOT_TIMER)):
-                    actions.append(RunCommands(((host.name, RESET_TIMER),), "remove the timer"))
+                if scheduled_leftovers(found):
+                    actions.append(
+                        RunCommands(
+                            ((host.name, RESET_TIMER),),
+                            f"remove the timer and the scheduled snapshots in {SNAPSHOT_DIR} "
+                            "(`k8sboot etcd pull` first keeps them)",
+                        )
+                    )
                 continue
-            stale = changed(ctx, host, snapshot_files(cluster, host))
+            if sealed_to and found.package("age") is None:
+                actions.append(RunCommands(((host.name, INSTALL_AGE),), "install age (apt-get)"))
+            stale = changed(ctx, host, snapshot_files(cluster, host, sealed_to))
             enabled = ctx.transport[host.name].run(
                 f"systemctl is-enabled {TIMER_UNIT} && systemctl is-active {TIMER_UNIT}",
                 check=False,
@@ -230,12 +250,14 @@ class EtcdPull(Step):
             if host.name not in ctx.facts.hosts:
                 continue
             listing = ctx.transport[host.name].run(
-                f"ls -1 {SNAPSHOT_DIR}/*.db 2>/dev/null || true", shown="list snapshots"
+                f"ls -1 {SNAPSHOT_DIR}/*.db {SNAPSHOT_DIR}/*{SEALED_SUFFIX} 2>/dev/null || true",
+                shown="list snapshots",
             )
             files = [
                 line.strip()
                 for line in listing.stdout.splitlines()
-                if line.strip().endswith(".db") and pulled_name(line.strip()) not in have
+                if line.strip().endswith((".db", SEALED_SUFFIX))
+                and pulled_name(line.strip()) not in have
             ]
             if files:
                 actions.append(PullSnapshots(host.name, tuple(files)))
@@ -245,4 +267,6 @@ class EtcdPull(Step):
 
 
 def pulled_name(path: str) -> str:
+    if path.endswith(SEALED_SUFFIX):
+        return sealed_name(path)
     return path.rsplit("/", 1)[-1].removesuffix(".db")

@@ -9,6 +9,7 @@ from k8sboot.actions import Action, RunCommands
 from k8sboot.etcd import topology
 from k8sboot.etcd.actions import AddEtcdMember, BootstrapEtcd, ConfigureEtcd, IssueEtcdCerts
 from k8sboot.etcd.files import (
+    SNAPSHOT_DIR,
     SNAPSHOT_SCRIPT,
     SNAPSHOT_SERVICE,
     SNAPSHOT_TIMER,
@@ -186,7 +187,9 @@ RESET_ETCD = " ; ".join(
 RESET_TIMER = " ; ".join(
     [
         f"systemctl disable --now {TIMER_UNIT} 2>/dev/null",
+        f"systemctl stop {SNAPSHOT_SERVICE.name} 2>/dev/null",  # a snapshot being taken
         f"rm -f {SNAPSHOT_TIMER} {SNAPSHOT_SERVICE} {SNAPSHOT_SCRIPT}",
+        f"rm -rf {SNAPSHOT_DIR}",
         "systemctl daemon-reload",
         "true",
     ]
@@ -196,12 +199,13 @@ RESET_TIMER = " ; ".join(
 class ResetEtcd(Step):
     """What `reset` undoes beyond kubeadm: external etcd members (service stopped, data,
     configuration and certificates removed; k8sboot's CA stays in the state directory)
-    and the scheduled-snapshot timers (snapshots already taken stay on the hosts)."""
+    and the scheduled-snapshot timers with the snapshots they took."""
 
     title = "etcd reset"
 
     def plan(self, ctx: Context) -> list[Action]:
         commands: list[tuple[str, str]] = []
+        title = "etcd reset"
         for host in ctx.cluster.hosts:
             if host.name not in ctx.facts.hosts:
                 continue
@@ -213,6 +217,16 @@ class ResetEtcd(Step):
                 or found.file_hash(str(topology.EXTERNAL_UNIT))
             ):
                 commands.append((host.name, RESET_ETCD))
-            if found.file_hash(str(SNAPSHOT_TIMER)) or found.file_hash(str(SNAPSHOT_SCRIPT)):
+            if scheduled_leftovers(found):
                 commands.append((host.name, RESET_TIMER))
-        return [RunCommands(tuple(commands), "etcd reset")] if commands else []
+                title = f"etcd reset (and the scheduled snapshots in {SNAPSHOT_DIR})"
+        return [RunCommands(tuple(commands), title)] if commands else []
+
+
+def scheduled_leftovers(found: HostFacts) -> bool:
+    """The scheduled-snapshot timer or the snapshots it took are on the host."""
+    return bool(
+        found.file_hash(str(SNAPSHOT_TIMER))
+        or found.file_hash(str(SNAPSHOT_SCRIPT))
+        or found.exists(SNAPSHOT_DIR)
+    )

@@ -19,6 +19,7 @@ from typing import Any
 import pytest
 import yaml
 
+from k8sboot.etcd.files import SNAPSHOT_DIR
 from tests.e2e.conftest import K8sboot, SharedHA, events, finished
 from tests.lab import etcd_release
 
@@ -292,18 +293,28 @@ def test_defrag_alarms_schedule_and_pull(etcd: Etcd) -> None:
     assert etcd.run("etcd", "defrag", "--pause", "0").returncode == 0
     assert etcd.json("etcd", "alarms")["alarms"] == []
     endpoint = {"type": "kube-vip", "address": f"{etcd.lab.subnet}.10"}
-    etcd.spec(STACKED, controlPlaneEndpoint=endpoint, backup={"schedule": "hourly"})
+    key = etcd.k.workdir / "keys" / "schedule.key"
+    etcd.run("etcd", "keygen", str(key))
+    backup = {"schedule": "hourly", "encryptionKeyFile": str(key)}
+    etcd.spec(STACKED, controlPlaneEndpoint=endpoint, backup=backup)
     etcd.run("etcd", "schedule")
     assert finished(events(etcd.run("etcd", "schedule", "-o", "json").stdout))["changed"] == {}
     etcd.sudo("cp1", "systemctl is-active k8sboot-etcd-snapshot.timer")
     etcd.sudo("cp1", "systemctl start k8sboot-etcd-snapshot.service")
+    # Encrypted on the host (age, to a recipient derived from the key): no plain snapshot.
+    kept = etcd.sudo("cp1", f"ls -A {SNAPSHOT_DIR}").stdout.split()
+    assert kept and all(name.endswith((".db.age", ".db.status")) for name in kept), kept
+    plain = etcd.sudo("cp1", f"grep -rlaF /registry/ {SNAPSHOT_DIR}", check=False)
+    assert plain.stdout.strip() == "", plain.stdout
     etcd.run("etcd", "pull")
     pulled = etcd.latest()
     assert pulled["origin"] == "scheduled on cp1" and pulled["state"] == "checked"
+    assert pulled["encrypted"]
     etcd.spec(STACKED, controlPlaneEndpoint=endpoint)
     etcd.run("etcd", "schedule")
     gone = etcd.sudo("cp1", "systemctl is-enabled k8sboot-etcd-snapshot.timer", check=False)
     assert not gone.ok
+    assert not etcd.sudo("cp1", f"test -e {SNAPSHOT_DIR}", check=False).ok
 
 
 def test_restore_onto_a_new_machine(etcd: Etcd) -> None:

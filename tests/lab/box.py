@@ -66,6 +66,7 @@ PACKAGES = (
     # the stand-in kubelet runs for kubeadm's static pod is trixie's 3.5 (_install_etcd)
     "etcd-client",
     "adduser",  # trixie's etcd-server needs it
+    "age",  # encrypts the scheduled etcd snapshots (`k8sboot etcd schedule` with a backup key)
     # what the Kubernetes stand-ins (tests/lab/standins) run on
     "python3-yaml",
     "python3-cryptography",

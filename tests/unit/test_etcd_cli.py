@@ -28,7 +28,8 @@ def run(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
 def test_etcd_commands_have_help(run) -> None:
     listed = run("etcd", "--help").output.split("Commands:")[1].split()
     for name in ("backup", "snapshot", "list", "verify", "restore", "health", "status",
-                 "members", "defrag", "alarms", "schedule", "pull", "keygen"):  # fmt: skip
+                 "members", "defrag", "alarms", "schedule", "pull", "keygen",
+                 "age-identity"):  # fmt: skip
         assert name in listed
         assert run("etcd", name, "--help").exit_code == 0
 
