@@ -11,8 +11,11 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import shlex
 import shutil
+import signal
+import subprocess
 from pathlib import Path
 from typing import Any
 
@@ -106,6 +109,40 @@ class Etcd:
     def delete(self, *names: str) -> None:
         for name in names:
             self.k.kubectl("delete", "configmap", f"e2e-{name}")
+
+    def killed_after(self, action: str, *args: str) -> list[dict[str, Any]]:
+        """Run k8sboot with -o json and SIGKILL it as soon as an action whose description
+        starts with `action` has finished; the events seen until then."""
+        process = subprocess.Popen(
+            self.k.command(*args, "-o", "json"),
+            cwd=self.k.workdir,
+            env=self.k.env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.DEVNULL,
+            text=True,
+            start_new_session=True,
+        )
+        seen = []
+        assert process.stdout is not None
+        for line in process.stdout:
+            seen.append(json.loads(line))
+            if seen[-1]["event"] == "action_finished" and seen[-1]["action"].startswith(action):
+                os.killpg(process.pid, signal.SIGKILL)
+                break
+        process.wait(timeout=60)
+        assert process.returncode == -signal.SIGKILL, f"never reached {action!r}: {seen}"
+        return seen
+
+    def keys(self) -> set[str]:
+        """Every key in etcd but the ones the cluster rewrites by itself all the time."""
+        listed = self.sudo(
+            "cp1",
+            "ETCDCTL_API=3 /usr/local/bin/etcdctl --endpoints https://127.0.0.1:2379 "
+            "--cacert /etc/kubernetes/pki/etcd/ca.crt "
+            "--cert /etc/kubernetes/pki/etcd/healthcheck-client.crt "
+            "--key /etc/kubernetes/pki/etcd/healthcheck-client.key get '' --prefix --keys-only",
+        ).stdout.split()
+        return {k for k in listed if not k.startswith(("/registry/events/", "/registry/leases/"))}
 
     def sudo(self, machine: str, command: str, check: bool = True):
         # Single quotes: the login shell on the machine must not expand $(...) or $i first.
@@ -282,11 +319,60 @@ def test_restore_brings_back_exactly_the_snapshot(etcd: Etcd) -> None:
     )
     assert watch.returncode == 5, (watch.returncode, watch.stdout, watch.stderr)
     assert "required revision has been compacted" in watch.stderr
+    for machine in STACKED:  # kept outside /var/lib/etcd, which kubeadm reset empties
+        kept = etcd.sudo(machine, "ls /var/lib/k8sboot/etcd-before-restore/*").stdout.split()
+        assert kept == ["member"], (machine, kept)
+    listed = etcd.json("etcd", "list")["backups"]
+    assert [b["origin"] for b in listed][-1] == "pre-restore"
+    assert not (etcd.k.state / "etcd-restore.json").exists(), "confirmed: no longer recorded"
+
+
+def _recorded(etcd: Etcd) -> dict[str, Any]:
+    return json.loads((etcd.k.state / "etcd-restore.json").read_text())
+
+
+def test_a_restore_killed_after_the_stop_or_the_swap_is_resumed(etcd: Etcd) -> None:
+    """Issue 16: killed once the API servers were stopped, the restore left control planes
+    that looked uninitialised; `up` then planned `kubeadm init` after `kubeadm reset -f`,
+    which empties /var/lib/etcd (the data from before) and /etc/kubernetes/pki."""
+    etcd.run("etcd", "backup")
+    backup = etcd.json("etcd", "list")["backups"][-1]
+    snapshot = etcd.configmaps()
+    etcd.write(e="5")
+    for moment in ("stop the API servers", "on cp1, cp2, cp3: keep the old data"):
+        etcd.killed_after(moment, "etcd", "restore", backup["name"], "--yes")
+        recorded = _recorded(etcd)
+        assert recorded["backup"] == backup["name"]
+        refused = etcd.run("up", check=False)
+        assert refused.returncode == 3, refused.stdout + refused.stderr
+        assert f"`k8sboot etcd restore --rollback {recorded['tag']} --yes` undoes it" in (
+            refused.stderr
+        )
+        assert etcd.run("node", "remove", "cp3", "--yes", check=False).returncode == 3
+        etcd.run("etcd", "restore", backup["name"], "--yes")
+        assert etcd.configmaps() == snapshot
+        assert not (etcd.k.state / "etcd-restore.json").exists()
+        assert all(etcd.k.nodes().values())
+        etcd.write(e="5")
+
+
+def test_a_rollback_brings_back_exactly_the_keys_from_before(etcd: Etcd) -> None:
+    backup = next(b for b in reversed(etcd.json("etcd", "list")["backups"])
+                  if b["origin"] == "backup")  # fmt: skip
+    etcd.write(f="6")
+    before, values = etcd.keys(), etcd.configmaps()
+    assert "e2e-f" in values  # written after the backup: only the data from before has it
+    etcd.killed_after("on cp1, cp2, cp3: keep the old data", "etcd", "restore", backup["name"],
+                      "--yes")  # fmt: skip
+    tag = _recorded(etcd)["tag"]
+    etcd.run("etcd", "restore", "--rollback", tag, "--yes")
+    assert etcd.keys() == before
+    assert etcd.configmaps() == values
+    assert not (etcd.k.state / "etcd-restore.json").exists()
+    assert etcd.json("etcd", "health")["healthy"]
     for machine in STACKED:
-        kept = etcd.sudo(machine, "ls /var/lib/etcd").stdout.split()
-        assert any(k.startswith("member.before-restore-") for k in kept), (machine, kept)
-    origins = [b["origin"] for b in etcd.json("etcd", "list")["backups"]]
-    assert "pre-restore" in origins
+        kept = etcd.sudo(machine, f"ls /var/lib/k8sboot/etcd-before-restore/{tag}").stdout
+        assert kept.split() == ["member.restored"], (machine, kept)
 
 
 def test_defrag_alarms_schedule_and_pull(etcd: Etcd) -> None:
