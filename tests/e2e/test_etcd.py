@@ -16,6 +16,7 @@ import shlex
 import shutil
 import signal
 import subprocess
+import time
 from pathlib import Path
 from typing import Any
 
@@ -462,6 +463,43 @@ def test_external_etcd_is_installed_backed_up_and_restored(etcd: Etcd) -> None:
     etcd.run("etcd", "restore", backup["name"], "--yes")
     assert etcd.configmaps() == snapshot == {"e2e-x": "1"}
     assert etcd.k.nodes() == {"cp1": True, "cp2": True, "cp3": True}
+
+
+REPLACED = {**STACKED, "etcd4": ["etcd"], "etcd5": ["etcd"], "etcd6": ["etcd"]}
+
+
+def test_after_losing_every_etcd_member_the_restore_goes_onto_new_hosts(etcd: Etcd) -> None:
+    """Issue 16: with every etcd member dead, no command could run (each asked the API for
+    its Nodes first); restore worked only once two old members were back."""
+    etcd.run("etcd", "backup")
+    backup = etcd.json("etcd", "list")["backups"][-1]
+    snapshot = etcd.configmaps()
+    etcd.lab.up(3, 1, 6)  # three new machines while the old ones still run
+    for lost in ("etcd1", "etcd2", "etcd3"):
+        etcd.lab.stop(lost, force=True)
+    started = time.monotonic()
+    health = etcd.run("etcd", "health", check=False)
+    assert health.returncode != 0 and time.monotonic() - started < 30, health.stderr
+    # The operator's cluster file now lists the new hosts instead of the lost ones.
+    etcd.spec(
+        REPLACED,
+        etcd={"topology": "external"},
+        controlPlaneEndpoint={"type": "kube-vip", "address": f"{etcd.lab.subnet}.10"},
+    )
+    etcd.run("up", check=False)  # prepares etcd on the new hosts; the API cannot answer yet
+    for new in ("etcd4", "etcd5", "etcd6"):
+        etcd.sudo(
+            new,
+            "test -x /usr/local/bin/etcd && test -s /etc/etcd/pki/server.crt "
+            "&& test -s /etc/etcd/k8sboot.env",
+        )
+    notes = etcd.notes("etcd", "restore", backup["name"], "--onto", "etcd4,etcd5,etcd6", "--yes")
+    assert any("no pre-restore snapshot" in n for n in notes), notes
+    assert etcd.configmaps() == snapshot
+    assert etcd.k.nodes() == {"cp1": True, "cp2": True, "cp3": True}
+    health = etcd.json("etcd", "health")
+    assert health["healthy"]
+    assert sorted(m["name"] for m in health["members"]) == ["etcd4", "etcd5", "etcd6"]
     etcd.run("reset", "--yes")
-    assert etcd.sudo("etcd1", "systemctl is-active etcd", check=False).stdout.strip() == "inactive"
-    assert "member" not in etcd.sudo("etcd1", "ls /var/lib/etcd").stdout.split()
+    assert etcd.sudo("etcd4", "systemctl is-active etcd", check=False).stdout.strip() == "inactive"
+    assert "member" not in etcd.sudo("etcd4", "ls /var/lib/etcd").stdout.split()
