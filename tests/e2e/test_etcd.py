@@ -479,7 +479,9 @@ def test_after_losing_every_etcd_member_the_restore_goes_onto_new_hosts(etcd: Et
         etcd.lab.stop(lost, force=True)
     started = time.monotonic()
     health = etcd.run("etcd", "health", check=False)
-    assert health.returncode != 0 and time.monotonic() - started < 30, health.stderr
+    took = time.monotonic() - started
+    print(f"etcd health with no member answering: exit {health.returncode} in {took:.1f}s")
+    assert health.returncode != 0 and took < 30, health.stderr
     # The operator's cluster file now lists the new hosts instead of the lost ones.
     etcd.spec(
         REPLACED,
