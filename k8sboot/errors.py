@@ -37,6 +37,10 @@ class MachineError(K8sbootError):
     exit_code = EXIT_FAILURE
 
 
+class NoApiAnswer(MachineError):
+    """A step needs the Kubernetes API, and the API does not answer."""
+
+
 class UnsafeError(K8sbootError):
     """Refused because it would be unsafe; `--force` may override where offered."""
 

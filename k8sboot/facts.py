@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from importlib import resources
 from typing import Any
 
-from k8sboot.errors import MachineError
+from k8sboot.errors import MachineError, NoApiAnswer
 from k8sboot.transport import CommandFailed, Connection, Transport
 from k8sboot.versions import (
     ETCD,
@@ -238,6 +238,44 @@ def parse_nodes(document: dict[str, Any]) -> dict[str, NodeStatus]:
 
 
 SEPARATOR = "--- k8sboot ---"
+# How long a run waits for the API's first answer. An API whose etcd has lost quorum
+# answers nothing until a request times out; seconds, not minutes, tell the operator so.
+# Not shorter: a virtual IP moving to another control plane takes a few seconds.
+API_ANSWER_TIMEOUT = 10
+# What kubectl says when the API server cannot answer (down, or its etcd is): the rest
+# (Unauthorized, a broken admin.conf) are faults of their own, reported as they are.
+NO_ANSWER = (
+    "etcd",
+    "unable to connect",
+    "refused",
+    "timeout",
+    "timed out",
+    "deadline exceeded",
+    "unable to return a response",
+    "unable to handle the request",
+    "serviceunavailable",
+    "no route to host",
+    "eof",
+)
+RESTORE_HINT = (
+    "if etcd is lost, restore it (`k8sboot etcd restore`, README: Restoring after losing "
+    "etcd); `k8sboot etcd health` shows what etcd says"
+)
+
+
+@dataclass(frozen=True)
+class ApiAnswer:
+    """Whether the Kubernetes API answered when the run asked it, and if not, why."""
+
+    host: str = ""  # the control plane it was asked through; "" when it was not asked
+    answers: bool = True
+    reason: str = ""
+
+    def needed(self, what: str) -> NoApiAnswer:
+        """The one line a step that cannot do without the API fails with."""
+        return NoApiAnswer(
+            f"{what}: the API on {self.host} does not answer ({self.reason}): {RESTORE_HINT}"
+        )
 
 
 @dataclass(frozen=True)
@@ -247,23 +285,40 @@ class ClusterView:
     # after kubeadm-config; every join reads it. A control plane that answers without it
     # is an init that stopped half-way.
     init_finished: bool
+    api: ApiAnswer = ApiAnswer()
 
 
-def probe_cluster(connection: Connection) -> ClusterView:
-    """The Nodes, and whether kubeadm init got as far as joins need, in one round trip."""
+def _no_answer(connection: Connection, reason: str) -> ClusterView:
+    # Whether init finished is unknown: taken as finished, because an init planned over a
+    # cluster whose API is merely down would reset the control plane and its data.
+    return ClusterView({}, True, ApiAnswer(connection.name, False, reason))
+
+
+def probe_cluster(connection: Connection, wait: int = API_ANSWER_TIMEOUT) -> ClusterView:
+    """The Nodes, and whether kubeadm init got as far as joins need, in one round trip.
+    An API that does not answer within `wait` seconds is part of the view, not an error."""
     shown = "kubectl get nodes, configmap cluster-info"
-    result = connection.run(
-        f"{KUBECTL} get nodes -o json && echo '{SEPARATOR}' && "
-        f"{KUBECTL} -n kube-public get configmap cluster-info -o name --ignore-not-found",
-        timeout=90,
-        shown=shown,
-        check=False,
-    )
+    timeout = f" --request-timeout={wait}s"  # the last one counts
+    try:
+        result = connection.run(
+            f"{KUBECTL} get nodes -o json{timeout} && echo '{SEPARATOR}' && "
+            f"{KUBECTL} -n kube-public get configmap cluster-info -o name --ignore-not-found"
+            f"{timeout}",
+            timeout=4 * wait,
+            shown=shown,
+            check=False,
+        )
+    except MachineError as error:  # the command itself got no answer in time
+        return _no_answer(connection, str(error))
     if result.exit_code != 0 and "(Forbidden)" in result.stderr:
         # admin.conf's group (kubeadm:cluster-admins, 1.29+) is bound to cluster-admin by
         # init itself once the control plane answers: init stopped before that.
         return ClusterView({}, init_finished=False)
     if result.exit_code != 0:
+        said = [line.strip() for line in result.stderr.splitlines() if line.strip()]
+        reason = said[-1][-200:] if said else f"kubectl exit {result.exit_code}"
+        if any(marker in result.stderr.lower() for marker in NO_ANSWER):
+            return _no_answer(connection, reason)
         raise CommandFailed(result, None, shown)
     nodes, _, cluster_info = result.stdout.partition(SEPARATOR)
     try:

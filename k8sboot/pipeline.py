@@ -10,12 +10,20 @@ from concurrent.futures import ThreadPoolExecutor, as_completed
 from dataclasses import dataclass, field
 
 from k8sboot.actions import Action, WriteFiles
-from k8sboot.errors import K8sbootError, MachineError
+from k8sboot.errors import K8sbootError, MachineError, NoApiAnswer
+from k8sboot.etcd import topology
 from k8sboot.etcd.files import SNAPSHOT_DIR
 from k8sboot.etcd.files import probe_files as etcd_probe_files
 from k8sboot.executor import Executor
 from k8sboot.executor.core import Outcome, raise_first
-from k8sboot.facts import ADMIN_CONF, Facts, ProbeRequest, probe, probe_cluster
+from k8sboot.facts import (
+    ADMIN_CONF,
+    API_ANSWER_TIMEOUT,
+    Facts,
+    ProbeRequest,
+    probe,
+    probe_cluster,
+)
 from k8sboot.inventory import ssh_target
 from k8sboot.lock import ClusterLock
 from k8sboot.nodes import removed
@@ -106,10 +114,22 @@ def gather(
         facts.errors.update(again.errors)
     if facts.errors and needs_all:
         first = next(iter(facts.errors.values()))
-        if len(facts.errors) == 1 and isinstance(first, K8sbootError):
+        lost = topology.lost_hosts(cluster, facts)
+        if len(facts.errors) == 1 and isinstance(first, K8sbootError) and not lost:
             raise first
-        raise MachineError("; ".join(str(e) for e in facts.errors.values()))
+        raise MachineError(
+            "; ".join(str(e) for e in facts.errors.values()) + (f" ({lost})" if lost else "")
+        )
     return facts
+
+
+def ask_api(ctx: Context, wait: int = API_ANSWER_TIMEOUT) -> None:
+    """The Nodes and whether init finished, once a control plane was initialised. An API
+    that does not answer is observed state like any other: recorded with its reason, and
+    the steps that need it say so; the others do their work."""
+    if ctx.initialised:
+        view = probe_cluster(ctx.transport[ctx.api_host.name], wait)
+        ctx.nodes, ctx.init_finished, ctx.api = view.nodes, view.init_finished, view.api
 
 
 def run(
@@ -141,9 +161,15 @@ def run(
             facts = gather(cluster, transport, workflow.needs_all_hosts, reporter)
             ctx = Context(cluster, state, transport, log, facts, wait_timeout=wait_timeout)
             ctx.notes.extend(left_out)
-            if ctx.initialised:
-                view = probe_cluster(transport[ctx.api_host.name])
-                ctx.nodes, ctx.init_finished = view.nodes, view.init_finished
+            lost = topology.lost_hosts(cluster, facts)
+            if lost:
+                reporter.note(lost)
+            ask_api(ctx)
+            if not ctx.api.answers:
+                reporter.note(
+                    f"the API on {ctx.api.host} does not answer ({ctx.api.reason}); the steps "
+                    "that need it say so"
+                )
             if workflow.preflight:
                 _preflight(ctx, reporter)
             result = _steps(workflow, ctx, reporter, dry_run)
@@ -192,10 +218,19 @@ def _preflight(ctx: Context, reporter: Reporter) -> None:
 def _steps(workflow: Workflow, ctx: Context, reporter: Reporter, dry_run: bool) -> RunResult:
     result = RunResult()
     executor = Executor(ctx, reporter.progress)
+    unplanned: list[NoApiAnswer] = []
     for step in workflow.steps:
         reporter.step_started(step.title)
         started = time.monotonic()
-        actions = step.plan(ctx)
+        try:
+            actions = step.plan(ctx)
+        except NoApiAnswer as error:
+            if not dry_run:
+                raise
+            # `plan` shows all it can know, then names what it cannot.
+            reporter.step_failed(step.title, error, time.monotonic() - started)
+            unplanned.append(error)
+            continue
         result.pending += len(actions)
         if dry_run:
             reporter.step_planned(step.title, actions, _details(ctx, actions))
@@ -211,6 +246,11 @@ def _steps(workflow: Workflow, ctx: Context, reporter: Reporter, dry_run: bool) 
         reporter.step_finished(step.title, time.monotonic() - started, changed, len(actions))
         if changed:
             result.changed.setdefault(step.title, []).extend(changed)
+    if unplanned:
+        more = len(unplanned) - 1
+        raise NoApiAnswer(
+            f"{unplanned[0]}" + (f" (and {more} more step(s) that need the API)" if more else "")
+        )
     return result
 
 

@@ -91,6 +91,22 @@ class ConfigureEtcd(OnHost):
         return f"write {paths}, then {verb} etcd{why}" if paths else f"{verb} etcd{why}"
 
 
+@dataclass(frozen=True)
+class PrepareRestoreTarget(OnHost):
+    """Write a member's configuration and unit, and leave etcd stopped and disabled: its
+    data comes from `k8sboot etcd restore --onto`, which starts it."""
+
+    files: tuple[RenderedFile, ...]
+    onto: tuple[str, ...]  # every host the restore is to go onto
+
+    def describe(self) -> str:
+        paths = ", ".join(str(f.path) for f in self.files)
+        return (
+            f"write {paths}; etcd stays stopped until `k8sboot etcd restore BACKUP --onto "
+            f"{','.join(self.onto)}`"
+        )
+
+
 # -- snapshots and the catalogue ----------------------------------------------------------
 
 

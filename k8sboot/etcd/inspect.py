@@ -9,9 +9,8 @@ from contextlib import contextmanager, suppress
 
 from k8sboot.errors import K8sbootError
 from k8sboot.etcd.client import ANSWER_TIMEOUT
-from k8sboot.facts import probe_nodes
 from k8sboot.health.session import session
-from k8sboot.pipeline import gather
+from k8sboot.pipeline import ask_api, gather
 from k8sboot.spec import Cluster
 from k8sboot.state import StateDir
 from k8sboot.steps.base import Context
@@ -23,9 +22,8 @@ def looking(cluster: Cluster, command: str) -> Iterator[Context]:
     with session(cluster, command) as transport:
         facts = gather(cluster, transport, needs_all=False)
         ctx = Context(cluster, StateDir(cluster.state_dir), transport, transport.log, facts)
-        if ctx.initialised:
-            # The API may be down: etcd is what is asked about, and the API answers no
-            # sooner than etcd does.
-            with suppress(K8sbootError):
-                ctx.nodes = probe_nodes(transport[ctx.api_host.name], ANSWER_TIMEOUT)
+        # The API may be down: etcd is what is asked about, and the API answers no sooner
+        # than etcd does.
+        with suppress(K8sbootError):
+            ask_api(ctx, ANSWER_TIMEOUT)
         yield ctx

@@ -61,8 +61,13 @@ def health_document(ctx: Context, view: EtcdView) -> dict[str, Any]:
         "tools": view.tools.describe() if view.tools else None,
         "members": [_member_row(ctx, view, m) for m in view.members],
         "alarms": [{"member": f"{a.member_id:x}", "alarm": a.alarm} for a in view.alarms],
-        "problems": view.problems(),
+        "problems": problems(ctx, view),
     }
+
+
+def problems(ctx: Context, view: EtcdView) -> list[str]:
+    lost = topology.lost_hosts(ctx.cluster, ctx.facts, view.answers)
+    return view.problems() + ([lost] if lost else [])
 
 
 def health_table(document: dict[str, Any]) -> Table:
@@ -137,7 +142,7 @@ def members_document(ctx: Context, view: EtcdView) -> dict[str, Any]:
         "members": rows,
         "missing": missing,
         "ok": view.answers and not flagged and not missing,
-        "problems": [] if view.answers else view.problems(),
+        "problems": [] if view.answers else problems(ctx, view),
     }
 
 

@@ -13,6 +13,7 @@ from pathlib import PurePosixPath
 
 from k8sboot.etcd.client import STACKED_TLS, EtcdTLS, client_url, peer_url
 from k8sboot.etcd.pki import CertSpec
+from k8sboot.facts import Facts
 from k8sboot.spec import Cluster, Host
 
 DATA_DIR = "/var/lib/etcd"
@@ -68,6 +69,36 @@ def tool_hosts(cluster: Cluster) -> list[Host]:
     if external(cluster):
         hosts += [h for h in cluster.control_planes if h not in hosts]
     return hosts
+
+
+def lost_hosts(cluster: Cluster, facts: Facts, answers: bool | None = None) -> str | None:
+    """When etcd has no quorum (`answers`, else judged from the probes: too few members
+    reachable with etcd running) and the cluster file still lists etcd members or control
+    planes that cannot be reached: which, and what to do if they are lost for good."""
+    hosts = members(cluster)
+
+    def running(host: Host) -> bool:
+        found = facts.hosts.get(host.name)
+        if found is None:
+            return False
+        return found.active("etcd") if external(cluster) else "etcd.yaml" in found.data["manifests"]
+
+    if answers is None:
+        answers = sum(map(running, hosts)) > len(hosts) // 2
+    names = dict.fromkeys(h.name for h in [*hosts, *cluster.control_planes])
+    down = [name for name in names if name not in facts.hosts]
+    seen = [facts.hosts[name] for name in names if name in facts.hosts]
+    if seen and not any(
+        f.initialised_control_plane or f.exists(f"{DATA_DIR}/member") for f in seen
+    ):
+        return None  # a cluster not set up yet has no etcd to lose
+    if answers or not down:
+        return None
+    return (
+        f"etcd has no quorum and {', '.join(down)} cannot be reached: if "
+        f"{'they are' if len(down) > 1 else 'it is'} lost, list the replacements in the "
+        "cluster file instead (README: Restoring after losing etcd)"
+    )
 
 
 def initial_cluster(hosts: list[Host]) -> str:

@@ -11,7 +11,13 @@ import time
 
 from k8sboot.errors import MachineError
 from k8sboot.etcd import topology
-from k8sboot.etcd.actions import AddEtcdMember, BootstrapEtcd, ConfigureEtcd, IssueEtcdCerts
+from k8sboot.etcd.actions import (
+    AddEtcdMember,
+    BootstrapEtcd,
+    ConfigureEtcd,
+    IssueEtcdCerts,
+    PrepareRestoreTarget,
+)
 from k8sboot.etcd.client import EtcdCtl, member_by_peer_url, peer_url
 from k8sboot.etcd.files import bootstrap_file, bootstrap_token
 from k8sboot.etcd.pki import CA, Issued, satisfies
@@ -155,6 +161,17 @@ def configure(executor: Executor, action: ConfigureEtcd) -> Outcome:
         timeout=START_TIMEOUT,
     )
     wait_healthy(executor)
+    return Outcome((action.host,))
+
+
+@handles(PrepareRestoreTarget)
+def prepare_restore_target(executor: Executor, action: PrepareRestoreTarget) -> Outcome:
+    connection = executor.ctx.transport[action.host]
+    connection.run(ETCD_DIRS, timeout=60)
+    _write(connection, action.files)
+    # Known to systemd, so that the restore can start it; not enabled, so that a reboot
+    # before the restore cannot start an empty member.
+    connection.run("systemctl daemon-reload", timeout=60)
     return Outcome((action.host,))
 
 

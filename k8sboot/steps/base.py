@@ -6,7 +6,7 @@ from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
 
 from k8sboot.actions import Action
-from k8sboot.facts import Facts, HostFacts, NodeStatus
+from k8sboot.facts import ApiAnswer, Facts, HostFacts, NodeStatus
 from k8sboot.runlog import RunLog
 from k8sboot.spec import Cluster, Host
 from k8sboot.state import StateDir
@@ -23,6 +23,9 @@ class Context:
     log: RunLog
     facts: Facts
     nodes: dict[str, NodeStatus] = field(default_factory=dict)  # registered in the API
+    # Whether the API answered: when it does not, `nodes` is unknown (not empty) and
+    # `init_finished` stays True (an unknown is never a reason to redo kubeadm init).
+    api: ApiAnswer = field(default_factory=ApiAnswer)
     notes: list[str] = field(default_factory=list)  # told to the user at the end
     # False when the API answers but lacks what kubeadm init uploads late: the init on
     # the first control plane stopped half-way, and must be reset and run again.

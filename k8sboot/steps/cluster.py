@@ -36,6 +36,8 @@ class Cni(Step):
         host = ctx.api_host
         if ctx.host_facts(host).stamp("cni") == cni_stamp(file, operator):
             return []
+        if not ctx.api.answers:
+            raise ctx.api.needed(f"applying the CNI ({cni})")
         return [ApplyManifest(host.name, file, cni, "cni", operator, crds)]
 
 
@@ -43,6 +45,8 @@ class WaitReady(Step):
     title = "nodes Ready"
 
     def plan(self, ctx: Context) -> list[Action]:
+        if not ctx.api.answers:
+            raise ctx.api.needed("checking that the nodes are Ready")
         names = [h.name for h in ctx.cluster.kube_nodes]
         pending = [n for n in names if n not in ctx.nodes or not ctx.nodes[n].ready]
         if not pending:

@@ -79,6 +79,11 @@ class EtcdBackup(Step):
 
     def plan(self, ctx: Context) -> list[Action]:
         store = open_store(ctx.cluster)
+        if not ctx.api.answers:
+            ctx.notes.append(
+                f"the backup records no Nodes: the API on {ctx.api.host} does not answer "
+                f"({ctx.api.reason}), so a restore of it cannot check that they are back"
+            )
         return [
             *snapshot_action(ctx, self.member, "backup"),
             PruneBackups(store.location, policy(ctx.cluster)),

@@ -7,7 +7,13 @@ from pathlib import Path
 
 from k8sboot.actions import Action, RunCommands
 from k8sboot.etcd import topology
-from k8sboot.etcd.actions import AddEtcdMember, BootstrapEtcd, ConfigureEtcd, IssueEtcdCerts
+from k8sboot.etcd.actions import (
+    AddEtcdMember,
+    BootstrapEtcd,
+    ConfigureEtcd,
+    IssueEtcdCerts,
+    PrepareRestoreTarget,
+)
 from k8sboot.etcd.files import (
     SNAPSHOT_DIR,
     SNAPSHOT_SCRIPT,
@@ -130,6 +136,8 @@ class EtcdMembers(Step):
             == sha256(first_bootstrap[h.name])
             for h in with_data
         )
+        if not with_data and ctx.initialised:
+            return self._await_restore(ctx, hosts)
         if not with_data or (bootstrapping and not self._formed(ctx, with_data)):
             # Only the members that are not running with their files: a member already
             # waiting for (or part of) the quorum must not be restarted with the rest.
@@ -159,6 +167,30 @@ class EtcdMembers(Step):
             why = _member_fault(found, bool(stale), unread)
             if why:
                 actions.append(ConfigureEtcd(host.name, stale, bool(stale or unread), why))
+        return actions
+
+    @staticmethod
+    def _await_restore(ctx: Context, hosts: list[Host]) -> list[Action]:
+        """The control planes were initialised against an etcd whose data none of these
+        hosts holds: that etcd is lost (or runs on hosts the cluster file no longer
+        lists). Its members are installed and configured, and left stopped for `etcd
+        restore --onto`. Not started as a new cluster: an empty etcd that answers would be
+        taken for the cluster's (the restore would snapshot it as the data it replaces,
+        and anything pointed at it would write into an empty cluster). The API servers
+        keep their --etcd-servers: the restore points them at these hosts once the data
+        is back (StartApiServers)."""
+        names = tuple(h.name for h in hosts)
+        ctx.notes.append(
+            f"etcd on {', '.join(names)} is configured and left stopped: the control planes "
+            "were set up with an etcd whose data is on none of them; restore a backup into "
+            f"them: `k8sboot etcd restore BACKUP --onto {','.join(names)}` (README: "
+            "Restoring after losing etcd)"
+        )
+        actions: list[Action] = []
+        for host in hosts:
+            stale = changed(ctx, host, member_files(ctx.cluster, host))
+            if stale:
+                actions.append(PrepareRestoreTarget(host.name, stale, names))
         return actions
 
     @staticmethod

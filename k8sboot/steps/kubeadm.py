@@ -37,8 +37,23 @@ class InitControlPlane(Step):
         return [KubeadmInit(host.name, reset_first=leftovers, kube_vip=vip)]
 
 
-def _to_join(ctx: Context, hosts: list[Host]) -> tuple[tuple[str, ...], tuple[str, ...]]:
+def _to_join(
+    ctx: Context, hosts: list[Host], title: str
+) -> tuple[tuple[str, ...], tuple[str, ...]]:
     """Hosts still to join, and those among them that an earlier join left half-done."""
+    if ctx.initialised and not ctx.api.answers:
+        # Whether a configured host's Node is registered is unknown: it is left as it is
+        # (a join redone over a working node would reset it). A new host needs the API.
+        configured = [h.name for h in hosts if ctx.host_facts(h).kubeadm_configured]
+        new = [h.name for h in hosts if h.name not in configured]
+        if new:
+            raise ctx.api.needed(f"{title}: joining {', '.join(new)}")
+        if configured:
+            ctx.notes.append(
+                f"{title}: {', '.join(configured)} left as is (kubeadm configured them; "
+                "whether their Nodes are registered is unknown while the API does not answer)"
+            )
+        return (), ()
     init_host = None if ctx.initialised else ctx.cluster.first_control_plane.name
     joining, reset = [], []
     for host in hosts:
@@ -54,7 +69,7 @@ class JoinControlPlanes(Step):
     title = "join control planes"
 
     def plan(self, ctx: Context) -> list[Action]:
-        joining, reset = _to_join(ctx, ctx.cluster.control_planes)
+        joining, reset = _to_join(ctx, ctx.cluster.control_planes, self.title)
         return [KubeadmJoin(joining, control_plane=True, reset_first=reset)] if joining else []
 
 
@@ -63,5 +78,5 @@ class JoinWorkers(Step):
 
     def plan(self, ctx: Context) -> list[Action]:
         workers = [h for h in ctx.cluster.with_role("worker") if not h.has("control-plane")]
-        joining, reset = _to_join(ctx, workers)
+        joining, reset = _to_join(ctx, workers, self.title)
         return [KubeadmJoin(joining, control_plane=False, reset_first=reset)] if joining else []

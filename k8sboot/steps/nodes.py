@@ -60,6 +60,8 @@ def resolve(ctx: Context, name: str) -> Target:
             f"cannot act on {name}: no control plane answered for the API{detail}; "
             "nothing was changed"
         )
+    if not ctx.api.answers:
+        raise ctx.api.needed(f"cannot act on {name} (nothing was changed)")
     spec_names = [h.name for h in ctx.cluster.kube_nodes]
     known = list(dict.fromkeys([*spec_names, *sorted(ctx.nodes)]))
     if name not in known:

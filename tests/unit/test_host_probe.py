@@ -11,7 +11,13 @@ from pathlib import Path
 
 import pytest
 
-from k8sboot.facts import SEPARATOR, ClusterView, HostFacts, ProbeRequest, probe_cluster
+from k8sboot.facts import (
+    SEPARATOR,
+    ClusterView,
+    HostFacts,
+    ProbeRequest,
+    probe_cluster,
+)
 from k8sboot.transport import CommandFailed, CommandResult
 
 # What `systemctl show --property=...` prints (systemd's src/systemctl/systemctl-show.c:
@@ -95,9 +101,21 @@ def test_admin_conf_refused_is_an_init_that_stopped_early() -> None:
     )
     view = probe_cluster(forbidden)  # type: ignore[arg-type]
     assert view == ClusterView({}, init_finished=False)
-    down = _Answer("", 1, "The connection to the server 10.0.0.10:6443 was refused")
-    with pytest.raises(CommandFailed, match="was refused"):
-        probe_cluster(down)  # type: ignore[arg-type]
+    unauthorized = _Answer("", 1, "error: You must be logged in to the server (Unauthorized)")
+    with pytest.raises(CommandFailed, match="Unauthorized"):
+        probe_cluster(unauthorized)  # type: ignore[arg-type]
+
+
+def test_an_api_that_does_not_answer_is_observed_not_fatal() -> None:
+    """Refused, timed out, or its etcd without quorum: the view says so and why; whether
+    init finished is unknown, and never taken as unfinished (that would plan kubeadm init
+    over the cluster)."""
+    refused = "The connection to the server 10.0.0.10:6443 was refused - did you specify..."
+    timed_out = "Unable to connect to the server: net/http: request canceled (Client.Timeout)"
+    for said in (refused, timed_out, "Error from server: etcdserver: request timed out"):
+        view = probe_cluster(_Answer("", 1, said))  # type: ignore[arg-type]
+        assert (view.api.host, view.api.answers, view.api.reason) == ("cp1", False, said)
+        assert view.nodes == {} and view.init_finished
 
 
 def test_probe_reports_where_etcd_links_point(tmp_path: Path) -> None:

@@ -23,7 +23,8 @@ from .hacluster import ha_cluster
 
 
 class FakeConnection:
-    """Answers commands by the first key found in them; records what ran."""
+    """Answers commands by the first key found in them (a CommandResult as it is, for a
+    command that fails); records what ran."""
 
     def __init__(self, name: str, answers: dict[str, object]):
         self.name = name
@@ -34,6 +35,8 @@ class FakeConnection:
         self.ran.append(command)
         for key, answer in self.answers.items():
             if key in command:
+                if isinstance(answer, CommandResult):
+                    return answer
                 text = answer if isinstance(answer, str) else json.dumps(answer)
                 return CommandResult(self.name, command, 0, text.encode(), "", 0.0)
         raise AssertionError(f"unexpected command on {self.name}: {command}")
