@@ -83,14 +83,18 @@ def list_(
 ) -> None:
     """The backup catalogue, oldest first, with each backup's state: checked (at save),
     test-restored (by `etcd verify`), or FAILED (its last `etcd verify`), MISSING, CORRUPT
-    (exit 1, as for a manifest that cannot be read). No SSH."""
+    (exit 1, as for a manifest that cannot be read), UNAUTHENTICATED (exit 1: with
+    backup.encryptionKeyFile set, a manifest its key does not authenticate). No SSH."""
+    from k8sboot.executor.etcd_backup import backup_key  # the key is read when used
+
     cluster = _cluster(spec_path, vagrant)
     store = open_store(cluster)
+    key = backup_key(cluster, store)
     manifests = store.manifests()
-    rows = report.catalogue_rows(store, manifests)
+    rows = report.catalogue_rows(store, manifests, key)
     bad = [r for r in rows if r["state"].startswith(BAD_STATES)]
     if check:
-        from k8sboot.steps.etcd_backup import VerifyFailed, local_check
+        from k8sboot.steps.etcd_backup import Unauthenticated, VerifyFailed, local_check
 
         for row, manifest in zip(rows, manifests, strict=True):
             if row in bad:
@@ -98,14 +102,25 @@ def list_(
             try:
                 local_check(store, manifest, cluster)
                 row["state"] = "checked now"
+            except Unauthenticated:
+                pass  # its state says so already
             except (VerifyFailed, UserError) as error:
                 row["state"] = f"CORRUPT: {error}"
                 bad.append(row)
     if output == "json":
         unreadable = [{"file": f, "error": e} for f, e in sorted(store.unreadable.items())]
-        echo_json({"location": store.location, "backups": rows, "unreadable": unreadable})
+        echo_json(
+            {
+                "location": store.location,
+                "authenticated": key is not None,
+                "backups": rows,
+                "unreadable": unreadable,
+            }
+        )
     else:
         _print(report.catalogue_table(store.location, rows))
+        if key is None:
+            click.echo(report.UNAUTHENTICATED)
     _warn_unreadable(store)
     if bad or store.unreadable:
         ctx.exit(EXIT_FAILURE)

@@ -14,7 +14,7 @@ Each file gets its own key, HKDF-SHA256(key file's 32 bytes, salt); chunk i is s
 with the 96-bit nonce i (11 bytes) | final flag (1 byte) and the header as associated
 data. Flipping, removing, reordering or appending anything fails authentication: a
 changed byte breaks its chunk's tag, a truncated file lacks its final chunk, data after
-the final chunk is refused.
+the final chunk is refused. docs/backup-format.md describes it completely.
 """
 
 from __future__ import annotations
@@ -230,13 +230,10 @@ class SnapshotSink:
 # -- reading ------------------------------------------------------------------------------
 
 
-def is_encrypted(path: Path) -> bool:
-    with path.open("rb") as handle:
-        return handle.read(len(MAGIC)) == MAGIC
-
-
 def plain_chunks(handle: BinaryIO, key: Key | None, encrypted: bool) -> Iterator[bytes]:
-    """The snapshot's bytes, decrypted and authenticated chunk by chunk."""
+    """The snapshot's bytes, decrypted and authenticated chunk by chunk. Whether the file
+    is encrypted is the caller's to say (from the configuration and the authenticated
+    manifest), never the file's: anyone can write a file that looks plain."""
     if not encrypted:
         while chunk := handle.read(CHUNK):
             yield chunk
@@ -283,12 +280,11 @@ class FileCheck:
     trailer_ok: bool
 
 
-def check_file(path: Path, key: Key | None) -> FileCheck:
-    """Read a stored backup end to end: decrypt and authenticate it if it is encrypted,
-    hash it, and check etcd's own checksum at its end."""
+def check_file(path: Path, key: Key | None, encrypted: bool) -> FileCheck:
+    """Read a stored backup end to end: decrypt and authenticate it if `encrypted`, hash
+    it, and check etcd's own checksum at its end."""
     file_sha = hashlib.sha256()
     sink = SnapshotSink(_Discard())
-    encrypted = is_encrypted(path)
     with path.open("rb") as raw:
         hashed = _Hashing(raw, file_sha)
         for chunk in plain_chunks(hashed, key, encrypted):
@@ -317,11 +313,13 @@ class _Hashing:
 
 
 class PlainReader:
-    """A file-like reader of a stored backup's plain snapshot (for streaming uploads)."""
+    """A file-like reader of a stored backup's plain snapshot (for streaming uploads);
+    `file_sha` hashes the stored bytes read so far."""
 
-    def __init__(self, path: Path, key: Key | None):
+    def __init__(self, path: Path, key: Key | None, encrypted: bool):
         self._handle = path.open("rb")
-        self._chunks = plain_chunks(self._handle, key, is_encrypted(path))
+        self.file_sha = hashlib.sha256()
+        self._chunks = plain_chunks(_Hashing(self._handle, self.file_sha), key, encrypted)
         self._pending = b""
 
     def read(self, size: int = -1) -> bytes:

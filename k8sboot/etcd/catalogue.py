@@ -5,7 +5,7 @@ that prunes it.
 A backup `NAME` is `NAME.db` (a plain etcd snapshot) or `NAME.db.enc` (encrypted, see
 archive.py) with `NAME.json` beside it. The manifest says what the snapshot holds (cluster,
 versions, members, revision, hash, keys), how to check the file (sizes, sha256) and how it
-was verified.
+was verified; with a backup key, a MAC authenticates it (authenticity.py).
 """
 
 from __future__ import annotations
@@ -22,13 +22,14 @@ from pathlib import Path
 from typing import Any, BinaryIO, Protocol
 
 from k8sboot.errors import MachineError, UserError
-from k8sboot.etcd.archive import inside
+from k8sboot.etcd.archive import Key, inside
+from k8sboot.etcd.authenticity import why_untrusted
 from k8sboot.spec.model import Retention
 from k8sboot.state import fsync_dir, private_dir, write_private
 
 FORMAT = 1
 # What `etcd list` shows of a backup that cannot be restored as it is (exit 1).
-BAD_STATES = ("MISSING", "CORRUPT", "FAILED", "UNKNOWN")
+BAD_STATES = ("MISSING", "CORRUPT", "FAILED", "UNKNOWN", "UNAUTHENTICATED")
 PRE_RESTORE = "pre-restore"  # the origin of the snapshot a restore takes first
 # A leftover file younger than this may belong to a run that has created it and not yet
 # locked it (see open_part).
@@ -62,8 +63,9 @@ class Manifest:
     file: dict[str, Any]  # name, size, sha256 of the stored file
     encryption: dict[str, str] | None  # algorithm, key_id
     nodes: list[str] = field(default_factory=list)  # Node objects at backup time
-    verification: dict[str, Any] = field(default_factory=dict)
+    verification: dict[str, Any] = field(default_factory=dict)  # outside the MAC
     format: int = FORMAT
+    mac: str | None = None  # HMAC-SHA256, hex (authenticity.py); None without a key
 
     @property
     def time(self) -> datetime:
@@ -404,8 +406,12 @@ def prune(
 # -- describing ---------------------------------------------------------------------------
 
 
-def state(manifest: Manifest, store: Store) -> str:
-    """The verified state `etcd list` shows, from the manifest and a cheap file check."""
+def state(manifest: Manifest, store: Store, key: Key | None = None) -> str:
+    """The verified state `etcd list` shows, from the manifest (authenticated with `key`,
+    the configured backup key) and a cheap file check."""
+    untrusted = why_untrusted(manifest, key)
+    if untrusted and manifest.encryption is not None:
+        return f"UNAUTHENTICATED: {manifest.name} {untrusted}"
     try:
         size = store.file_size(manifest.file["name"])
     except (UserError, MachineError) as error:
@@ -417,6 +423,11 @@ def state(manifest: Manifest, store: Store) -> str:
     failed = failure(manifest)
     if failed:
         return failed
+    # Made before the key was set, or put in place of a backup: either way restore refuses
+    # it, and a catalogue that predates the key holds such backups until retention prunes
+    # them, so they are not listed as faults.
+    if untrusted:
+        return "plaintext: not authenticated, refused while backup.encryptionKeyFile is set"
     if manifest.verification.get("test_restore"):
         return "test-restored"
     return "checked" if manifest.verification.get("integrity") == "ok" else "unchecked"

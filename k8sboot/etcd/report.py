@@ -9,6 +9,7 @@ from typing import Any
 from rich.table import Table
 
 from k8sboot.etcd import topology
+from k8sboot.etcd.archive import Key
 from k8sboot.etcd.catalogue import BAD_STATES, Manifest, Store, age, state
 from k8sboot.etcd.client import Member, peer_url
 from k8sboot.etcd.observe import EtcdView, host_for
@@ -167,7 +168,15 @@ def members_table(document: dict[str, Any]) -> Table:
     return table
 
 
-def catalogue_rows(store: Store, manifests: list[Manifest]) -> list[dict[str, Any]]:
+UNAUTHENTICATED = (
+    "backups are not authenticated: without backup.encryptionKeyFile, whoever can write to "
+    "the catalogue can change or replace them unnoticed"
+)
+
+
+def catalogue_rows(
+    store: Store, manifests: list[Manifest], key: Key | None = None
+) -> list[dict[str, Any]]:
     return [
         {
             "name": m.name,
@@ -179,7 +188,7 @@ def catalogue_rows(store: Store, manifests: list[Manifest]) -> list[dict[str, An
             "keys": m.keys,
             "etcd_version": m.etcd_version,
             "encrypted": m.encryption["key_id"] if m.encryption else None,
-            "state": state(m, store),
+            "state": state(m, store, key),
             "file": m.file["name"],
         }
         for m in manifests

@@ -23,6 +23,7 @@ from k8sboot.errors import MachineError
 from k8sboot.etcd import restore_record, topology
 from k8sboot.etcd.actions import PruneBackups, PullSnapshots, SaveSnapshot, TestRestore
 from k8sboot.etcd.archive import ALGORITHM, Key, PlainReader, SnapshotSink, load_key
+from k8sboot.etcd.authenticity import seal
 from k8sboot.etcd.catalogue import (
     PRE_RESTORE,
     Manifest,
@@ -47,7 +48,7 @@ from k8sboot.etcd.scheduled import (
 from k8sboot.etcd.tools import EtcdTools, detect
 from k8sboot.executor.core import Executor, Outcome, handles
 from k8sboot.spec import Cluster
-from k8sboot.steps.etcd_backup import VerifyFailed, pulled_name
+from k8sboot.steps.etcd_backup import VerifyFailed, check_authentic, pulled_name
 from k8sboot.transport import Connection
 
 WORK_DIR = "/var/lib/k8sboot/etcd-backup"
@@ -162,6 +163,7 @@ def take_snapshot(executor: Executor, action: SaveSnapshot) -> Manifest:
                 },
             },
         )
+        seal(manifest, key)
         store.write_manifest(manifest)
     return manifest
 
@@ -277,12 +279,18 @@ def upload_plain(
     """Copy a backup's plain snapshot to `remote` (0600), decrypting on the way, and check
     that all of it arrived. The bytes were checked against the manifest's sha256 before
     (locally), SSH guards them on the way, and etcd checks its own checksum at the end of
-    the file whenever it restores from it: no second pass over the file here."""
-    key = backup_key(executor.ctx.cluster, store) if manifest.encryption else None
+    the file whenever it restores from it: no second pass over the file here. The file is
+    hashed as it is read, though, and its manifest authenticated again: neither may have
+    been swapped since they were checked."""
+    key = check_authentic(store, manifest, executor.ctx.cluster)
     directory = remote.rsplit("/", 1)[0]
     connection.run(f"install -d -m 700 {shlex.quote(directory)}", timeout=60)
     size = manifest.snapshot["size"]
-    with store.local_copy(manifest.file["name"]) as path, PlainReader(path, key) as reader:
+    encrypted = manifest.encryption is not None
+    with (
+        store.local_copy(manifest.file["name"]) as path,
+        PlainReader(path, key, encrypted) as reader,
+    ):
         executor.progress(connection.name, f"copy {manifest.name} ({size} B)")
         arrived = connection.run(
             f"umask 077 && cat > {shlex.quote(remote)} && stat -c %s {shlex.quote(remote)}",
@@ -290,6 +298,11 @@ def upload_plain(
             timeout=3600,
             shown=f"upload {remote}",
         ).stdout.strip()
+    if reader.file_sha.hexdigest() != manifest.file["sha256"]:
+        raise VerifyFailed(
+            f"backup {manifest.name}: {manifest.file['name']} changed since it was checked "
+            "(its sha256 differs from the manifest's)"
+        )
     if arrived != str(size):
         raise VerifyFailed(f"{connection.name}: {remote} arrived with {arrived} of {size} bytes")
 
@@ -471,6 +484,7 @@ def pull(executor: Executor, action: PullSnapshots) -> Outcome:
                     encryption={"algorithm": ALGORITHM, "key_id": key.id} if key else None,
                     verification={"integrity": "ok", "checked": now().isoformat()},
                 )
+                seal(manifest, key)
                 store.write_manifest(manifest)
         except (Undecryptable, VerifyFailed) as error:  # the others may still be good
             refused.append(str(error))

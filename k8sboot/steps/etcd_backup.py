@@ -9,7 +9,8 @@ from k8sboot.actions import Action, RunCommands, WriteFiles
 from k8sboot.errors import MachineError, UserError
 from k8sboot.etcd import topology
 from k8sboot.etcd.actions import PruneBackups, PullSnapshots, SaveSnapshot, TestRestore
-from k8sboot.etcd.archive import CorruptBackup, check_file
+from k8sboot.etcd.archive import CorruptBackup, Key, check_file
+from k8sboot.etcd.authenticity import why_untrusted
 from k8sboot.etcd.catalogue import Manifest, Store, names_taken, now, open_store
 from k8sboot.etcd.client import Member
 from k8sboot.etcd.files import SNAPSHOT_DIR, TIMER_UNIT, snapshot_files
@@ -23,6 +24,11 @@ from k8sboot.steps.files import changed
 
 class VerifyFailed(MachineError):
     """A backup is not what its manifest says."""
+
+
+class Unauthenticated(VerifyFailed):
+    """A manifest the configured key does not authenticate. `etcd list` finds it again
+    from the key each time: nothing is recorded in the manifest itself."""
 
 
 def policy(cluster: Cluster) -> str:
@@ -91,10 +97,10 @@ class EtcdBackup(Step):
 
 
 def local_check(store: Store, manifest: Manifest, cluster: Cluster) -> None:
-    """The stored file against its manifest: size, sha256, and (decrypted) the snapshot's
-    own checksum and sha256. Raises VerifyFailed."""
-    from k8sboot.executor.etcd_backup import backup_key  # the key is read when used
-
+    """The backup's manifest authenticated (check_authentic), then the stored file against
+    it: size, sha256, and (decrypted) the snapshot's own checksum and sha256. Raises
+    VerifyFailed."""
+    key = check_authentic(store, manifest, cluster)
     name = manifest.file["name"]
     size = store.file_size(name)
     if size is None:
@@ -104,23 +110,9 @@ def local_check(store: Store, manifest: Manifest, cluster: Cluster) -> None:
             f"backup {manifest.name} is corrupt: {name} has {size} bytes, its manifest says "
             f"{manifest.file['size']} (truncated or changed)"
         )
-    key = backup_key(cluster, store) if manifest.encryption else None
-    if manifest.encryption:
-        # The configuration's fault, not the backup's: not recorded as a failed backup.
-        wanted = manifest.encryption.get("key_id", "?")
-        if key is None:
-            raise MachineError(
-                f"backup {manifest.name} is encrypted (key {wanted}); set "
-                "backup.encryptionKeyFile to its key"
-            )
-        if key.id != wanted:
-            raise MachineError(
-                f"backup {manifest.name} was encrypted with another key ({wanted}); "
-                f"backup.encryptionKeyFile is key {key.id}"
-            )
     with store.local_copy(name) as path:
         try:
-            found = check_file(path, key)
+            found = check_file(path, key, encrypted=manifest.encryption is not None)
         except CorruptBackup as error:
             raise VerifyFailed(
                 f"backup {manifest.name} is corrupt or unreadable: {error}"
@@ -133,6 +125,32 @@ def local_check(store: Store, manifest: Manifest, cluster: Cluster) -> None:
         raise VerifyFailed(
             f"backup {manifest.name} is corrupt: the snapshot fails etcd's own checksum"
         )
+
+
+def check_authentic(store: Store, manifest: Manifest, cluster: Cluster) -> Key | None:
+    """The configured backup key, once it has authenticated the manifest (authenticity.py):
+    with a key configured or the manifest saying encrypted, only an encrypted backup whose
+    manifest MAC matches passes. Raises Unauthenticated, or MachineError when the
+    configuration lacks the backup's key (not the backup's fault: nothing is recorded)."""
+    from k8sboot.executor.etcd_backup import backup_key  # the key is read when used
+
+    key = backup_key(cluster, store)
+    if manifest.encryption:
+        wanted = manifest.encryption.get("key_id", "?")
+        if key is None:
+            raise MachineError(
+                f"backup {manifest.name} is encrypted (key {wanted}); set "
+                "backup.encryptionKeyFile to its key"
+            )
+        if key.id != wanted:
+            raise MachineError(
+                f"backup {manifest.name} was encrypted with another key ({wanted}); "
+                f"backup.encryptionKeyFile is key {key.id}"
+            )
+    untrusted = why_untrusted(manifest, key)
+    if untrusted:
+        raise Unauthenticated(f"backup {manifest.name} {untrusted}")
+    return key
 
 
 def test_host(ctx: Context) -> Host:
@@ -155,6 +173,8 @@ class EtcdVerify(Step):
         verification = self.manifest.verification
         try:
             local_check(self.store, self.manifest, ctx.cluster)
+        except Unauthenticated:
+            raise
         except VerifyFailed as error:
             verification["integrity"] = f"FAILED: {error}"
             verification["checked"] = now().isoformat()

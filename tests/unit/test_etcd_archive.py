@@ -22,7 +22,6 @@ from k8sboot.etcd.archive import (
     WrongKey,
     check_file,
     create_key_file,
-    is_encrypted,
     load_key,
 )
 
@@ -51,9 +50,10 @@ def test_encryption_round_trip(tmp_path: Path, size: int) -> None:
     path = store(tmp_path, data, KEY)
     raw = path.read_bytes()
     assert raw.startswith(MAGIC) and data[:64] not in raw
-    with PlainReader(path, KEY) as reader:
+    with PlainReader(path, KEY, encrypted=True) as reader:
         assert reader.read() == data
-    found = check_file(path, KEY)
+    assert reader.file_sha.hexdigest() == hashlib.sha256(raw).hexdigest()
+    found = check_file(path, KEY, encrypted=True)
     assert found.trailer_ok and found.size == len(data)
     assert found.sha256 == hashlib.sha256(data).hexdigest()
     assert found.file_sha256 == hashlib.sha256(raw).hexdigest()
@@ -62,18 +62,18 @@ def test_encryption_round_trip(tmp_path: Path, size: int) -> None:
 def test_plain_files_are_checked_by_etcds_own_checksum(tmp_path: Path) -> None:
     data = snapshot(5000)
     path = store(tmp_path, data, None)
-    assert path.read_bytes() == data and not is_encrypted(path)
-    assert check_file(path, None).trailer_ok
+    assert path.read_bytes() == data
+    assert check_file(path, None, encrypted=False).trailer_ok
     flipped = bytearray(data)
     flipped[100] ^= 1
     path.write_bytes(bytes(flipped))
-    assert not check_file(path, None).trailer_ok
+    assert not check_file(path, None, encrypted=False).trailer_ok
     path.write_bytes(data[:-10])
-    assert not check_file(path, None).trailer_ok
+    assert not check_file(path, None, encrypted=False).trailer_ok
 
 
 def _read(path: Path, key: Key | None) -> bytes:
-    with PlainReader(path, key) as reader:
+    with PlainReader(path, key, encrypted=True) as reader:
         return reader.read()
 
 

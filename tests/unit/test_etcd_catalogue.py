@@ -27,6 +27,7 @@ from k8sboot.spec.model import Retention
 from k8sboot.steps.etcd_backup import EtcdVerify, VerifyFailed
 
 START = datetime(2025, 3, 3, 0, 30, tzinfo=UTC)  # a Monday
+NO_KEY = SimpleNamespace(backup=SimpleNamespace(encryption_key_file=None))  # a cluster
 
 
 def manifest(name: str, when: datetime, cluster: str = "lab") -> Manifest:
@@ -234,7 +235,7 @@ def test_a_backup_that_failed_verify_is_listed_as_failed_and_never_latest(
     newer.verification["test_restore"] = {"ok": True}  # an earlier verify passed
     stored(store, newer, b"y" * newer.file["size"])  # the right size, other bytes
     with pytest.raises(VerifyFailed, match="sha256"):
-        EtcdVerify(store, newer).plan(SimpleNamespace(cluster=None))  # type: ignore[arg-type]
+        EtcdVerify(store, newer).plan(SimpleNamespace(cluster=NO_KEY))  # type: ignore[arg-type]
     recorded = store.read_manifest("b0001")
     assert recorded is not None
     assert state(recorded, store).startswith("FAILED: backup b0001 is corrupt: the sha256")

@@ -66,7 +66,7 @@ def test_backups_round_trip_through_the_bucket(cluster, tmp_path: Path) -> None:
     assert store.file_size("b1.db.enc") == sink.stored and store.file_size("x") is None
     with store.local_copy("b1.db.enc") as path:
         assert path.stat().st_mode & 0o777 == 0o600
-        found = check_file(path, key)
+        found = check_file(path, key, encrypted=True)
         assert found.trailer_ok and found.sha256 == hashlib.sha256(snapshot).hexdigest()
     assert not any(p.name.endswith("b1.db.enc") for p in store.cache.iterdir())  # cache emptied
     with pytest.raises(RuntimeError), store.writer("b2.db") as out:

@@ -279,7 +279,7 @@ def test_pull_decrypts_and_catalogues(tmp_path: Path, monkeypatch) -> None:
     assert manifest.encryption and manifest.encryption["key_id"] == key_of(cluster).id
     stored = store.path(manifest.file["name"])
     assert stored.name.endswith(".db.enc") and b"/registry/" not in stored.read_bytes()
-    found = check_file(stored, key_of(cluster))
+    found = check_file(stored, key_of(cluster), encrypted=True)
     assert found.trailer_ok and found.sha256 == manifest.snapshot["sha256"]
     assert "pulled from cp1: lab-cp1-20261207T000000Z" in ctx.notes
 
@@ -372,3 +372,13 @@ def test_pull_lists_encrypted_snapshots(tmp_path: Path) -> None:
     pull, _prune = EtcdPull().plan(_ctx(cluster, tmp_path))
     assert isinstance(pull, PullSnapshots)
     assert pull.files == (f"{SNAPSHOT_DIR}/lab-cp1-1.db.age",)
+
+
+def test_a_pulled_snapshot_is_catalogued_authenticated(tmp_path: Path, monkeypatch) -> None:
+    from k8sboot.etcd.authenticity import why_untrusted
+
+    cluster = cluster_with(tmp_path)
+    host = _Host(_sealed_files(cluster, "lab-cp1-20261207T000000Z", snapshot()))
+    _, store = _pull(cluster, tmp_path, monkeypatch, host)
+    (manifest,) = store.manifests()
+    assert manifest.mac and why_untrusted(manifest, key_of(cluster)) is None
