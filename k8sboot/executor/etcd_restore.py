@@ -357,7 +357,13 @@ def confirm(executor: Executor, action: ConfirmRestore) -> Outcome:
     ctx = executor.ctx
     reachable = [h for h in action.staged_on if h in ctx.facts.hosts]
     raise_first(
-        ctx.transport.each(reachable, lambda c: c.run(f"rm -rf {_stage(action.tag)}", timeout=120))
+        ctx.transport.each(
+            reachable,
+            lambda c: c.run(
+                f"rm -rf {_stage(action.tag)} && rm -f {kept_dir(action.tag)}/swapped",
+                timeout=120,
+            ),
+        )
     )
     current = restore_record.read(ctx.state)
     if current is not None and current.tag == action.tag:
