@@ -184,15 +184,8 @@ class SharedHA:
             return self.k8sboot
         self.prepare()
         self.held = True
-        first = self.k8sboot.run("up", "--vagrant", "-o", "json", check=False)
-        self.bring_up.append(events(first.stdout))
-        if first.returncode != 0:
-            # `up` talks to the API through the VIP from the control plane that held it;
-            # when kube-vip moves the VIP meanwhile (a loaded machine misses a Lease
-            # renewal), that connection hangs until it times out. Not what these modules
-            # test: converge again.
-            print(f"first `up` failed, converging again: {first.stderr.strip()[-500:]}")
-            self.bring_up.append(self.k8sboot.up())
+        # One `up`, as an operator runs it: a failure here is a failure of `up`.
+        self.bring_up.append(self.k8sboot.up())
         assert finished(self.bring_up[-1])["ok"] is True
         return self.k8sboot
 

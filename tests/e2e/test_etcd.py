@@ -75,12 +75,7 @@ class Etcd:
         return self.k.run(*args, check=check)
 
     def up(self) -> dict[str, Any]:
-        # Under load the stand-in API server may time out a request; `up` converges on a
-        # second run, as it would for an operator.
-        done = self.run("up", "-o", "json", check=False)
-        if done.returncode != 0:
-            done = self.run("up", "-o", "json")
-        return finished(events(done.stdout))
+        return finished(events(self.run("up", "-o", "json").stdout))
 
     def json(self, *args: str, check: bool = True) -> Any:
         return json.loads(self.run(*args, "-o", "json", check=check).stdout)
