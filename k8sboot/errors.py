@@ -5,7 +5,23 @@ from __future__ import annotations
 EXIT_OK = 0
 EXIT_FAILURE = 1  # something failed on a machine or in the cluster
 EXIT_USAGE = 2  # bad input: the message names what to fix
+EXIT_PENDING = 2  # plan --detailed-exitcode: changes pending, as Terraform says it
 EXIT_UNSAFE = 3  # refused because it would be unsafe (e.g. break etcd quorum)
+# Bad input under plan --detailed-exitcode, where 2 means changes pending: a typo in a
+# script must not read as a plan to apply.
+EXIT_DETAILED_USAGE = 4
+EXIT_INTERRUPTED = 130  # as a shell says of SIGINT
+
+# Every exit code, as `--help` and the README list them.
+EXIT_CODES: tuple[tuple[int, str], ...] = (
+    (EXIT_OK, "success"),
+    (EXIT_FAILURE, "a failure on a machine or in the cluster"),
+    (EXIT_USAGE, "bad input or usage (the message names what to fix)"),
+    (EXIT_PENDING, "changes pending, for plan --detailed-exitcode"),
+    (EXIT_UNSAFE, "refused as unsafe"),
+    (EXIT_DETAILED_USAGE, "bad input or usage, for plan --detailed-exitcode"),
+    (EXIT_INTERRUPTED, "interrupted"),
+)
 
 
 class K8sbootError(Exception):

@@ -3,14 +3,13 @@
 from __future__ import annotations
 
 from datetime import UTC, datetime
-from pathlib import Path
 
 import click
 
-from k8sboot import pipeline, workflows
+from k8sboot import workflows
 from k8sboot.certs.expiry import Certificate, check_expiration
 from k8sboot.cli import options
-from k8sboot.cli.common import echo_json, load, reporter
+from k8sboot.cli.common import App, echo_json, pass_app
 from k8sboot.cli.health import load_present, warn_days
 from k8sboot.errors import EXIT_FAILURE
 from k8sboot.health.session import session
@@ -24,19 +23,15 @@ def group() -> None:
 
 
 @group.command("check")
-@options.spec_file
-@options.vagrant
 @warn_days
-@options.output("text", "json")
-@options.common
+@options.shared()
+@pass_app
 @click.pass_context
-def check(
-    ctx: click.Context, spec_path: Path, vagrant: bool, warn_days: float, output: str, **_: object
-) -> None:
+def check(ctx: click.Context, app: App, warn_days: float) -> None:
     """The expiry of every kubeadm-managed certificate on every control plane (`kubeadm
     certs check-expiration`). Exit 1 when one has expired, is missing, or expires within
     --warn-days."""
-    cluster, _, _ = load_present(spec_path, vagrant)
+    cluster, _, _ = load_present(app)
     names = [h.name for h in cluster.control_planes]
     with session(cluster, "certs-check") as transport:
         answers = transport.each(names, check_expiration)
@@ -50,7 +45,7 @@ def check(
             continue
         rows += [(c, *c.verdict(now, warn_days)) for c in answer]
     good = not errors and all(status == "ok" for _, status, _ in rows)
-    if output == "json":
+    if app.json:
         echo_json(
             {
                 "ok": good,
@@ -82,16 +77,11 @@ def check(
 
 
 @group.command("renew")
-@options.spec_file
-@options.vagrant
 @options.dry_run
-@options.output("text", "json")
-@options.common
-def renew(
-    spec_path: Path, vagrant: bool, dry_run: bool, output: str, verbose: int, **_: object
-) -> None:
+@options.shared()
+@pass_app
+def renew(app: App, dry_run: bool) -> None:
     """Renew kubeadm's certificates one control plane at a time: `kubeadm certs renew
     all`, then its API server, controller-manager, scheduler and etcd restarted and found
     healthy before the next. Refreshes the admin kubeconfig in the state directory."""
-    cluster = load(spec_path, vagrant, allow_stopped=True).cluster
-    pipeline.run(workflows.certs_renew(), cluster, reporter(output, verbose), dry_run=dry_run)
+    app.run(workflows.certs_renew(), app.cluster(allow_stopped=True), dry_run=dry_run)

@@ -8,9 +8,9 @@ from pathlib import Path
 import click
 from rich.console import Console
 
-from k8sboot import pipeline, workflows
+from k8sboot import workflows
 from k8sboot.cli import options
-from k8sboot.cli.common import echo_json, load, reporter
+from k8sboot.cli.common import App, echo_json, pass_app
 from k8sboot.errors import EXIT_FAILURE, UserError
 from k8sboot.etcd import report, scheduled
 from k8sboot.etcd.archive import create_key_file
@@ -22,9 +22,9 @@ from k8sboot.spec import Cluster
 backup_argument = click.argument("backup", metavar="BACKUP")
 
 
-def _cluster(spec_path: Path, vagrant: bool) -> Cluster:
+def _cluster(app: App) -> Cluster:
     # A dead member must not keep the others from being backed up or inspected.
-    return load(spec_path, vagrant, allow_stopped=True).cluster
+    return app.cluster(allow_stopped=True)
 
 
 def _warn_unreadable(store: Store) -> None:
@@ -46,48 +46,34 @@ def group() -> None:
 
 
 @click.command("backup")
-@options.spec_file
-@options.vagrant
 @click.option(
     "--member", help="The member to snapshot (name or hex ID); default: a healthy follower."
 )
 @options.dry_run
-@options.output("text", "json")
-@options.common
-def backup(
-    spec_path: Path,
-    vagrant: bool,
-    member: str | None,
-    dry_run: bool,
-    output: str,
-    verbose: int,
-    **_: object,
-) -> None:
+@options.shared()
+@pass_app
+def backup(app: App, member: str | None, dry_run: bool) -> None:
     """Snapshot a healthy member (a follower, sparing the leader), verify it (etcd's own
     sha256 at its end, `snapshot status`, the hash of the copy), bring it into the
     catalogue with a manifest, encrypted when backup.encryptionKeyFile is set, and apply
     retention. Files 0600, directories 0700; nothing is left on the node."""
-    cluster = _cluster(spec_path, vagrant)
-    pipeline.run(workflows.etcd_backup(member), cluster, reporter(output, verbose), dry_run=dry_run)
+    cluster = _cluster(app)
+    app.run(workflows.etcd_backup(member), cluster, dry_run=dry_run)
 
 
 @click.command("list")
-@options.spec_file
-@options.vagrant
 @click.option("--check", is_flag=True, help="Read every file again: size, sha256, etcd's checksum.")
-@options.output("text", "json")
-@options.common
+@options.shared()
+@pass_app
 @click.pass_context
-def list_(
-    ctx: click.Context, spec_path: Path, vagrant: bool, check: bool, output: str, **_: object
-) -> None:
+def list_(ctx: click.Context, app: App, check: bool) -> None:
     """The backup catalogue, oldest first, with each backup's state: checked (at save),
     test-restored (by `etcd verify`), or FAILED (its last `etcd verify`), MISSING, CORRUPT
     (exit 1, as for a manifest that cannot be read), UNAUTHENTICATED (exit 1: with
     backup.encryptionKeyFile set, a manifest its key does not authenticate). No SSH."""
     from k8sboot.executor.etcd_backup import backup_key  # the key is read when used
 
-    cluster = _cluster(spec_path, vagrant)
+    cluster = _cluster(app)
     store = open_store(cluster)
     key = backup_key(cluster, store)
     manifests = store.manifests()
@@ -107,7 +93,7 @@ def list_(
             except (VerifyFailed, UserError) as error:
                 row["state"] = f"CORRUPT: {error}"
                 bad.append(row)
-    if output == "json":
+    if app.json:
         unreadable = [{"file": f, "error": e} for f, e in sorted(store.unreadable.items())]
         echo_json(
             {
@@ -128,28 +114,22 @@ def list_(
 
 @click.command("verify")
 @backup_argument
-@options.spec_file
-@options.vagrant
-@options.output("text", "json")
-@options.common
-def verify(
-    backup: str, spec_path: Path, vagrant: bool, output: str, verbose: int, **_: object
-) -> None:
+@options.shared()
+@pass_app
+def verify(app: App, backup: str) -> None:
     """Check BACKUP (a name from `etcd list`, `latest`, or a file with its manifest beside
     it) end to end: its file against the manifest, then a test restore on a member host
     into a scratch directory, served by a throw-away etcd on a unix socket only root can
     reach, whose revision, key count and KV hash must match the manifest. Records the
     result in the manifest."""
-    cluster = _cluster(spec_path, vagrant)
+    cluster = _cluster(app)
     store, manifest = locate(cluster, backup)
     _warn_unreadable(store)
-    pipeline.run(workflows.etcd_verify(store, manifest), cluster, reporter(output, verbose))
+    app.run(workflows.etcd_verify(store, manifest), cluster)
 
 
 @click.command("restore")
 @click.argument("backup", metavar="BACKUP", required=False)
-@options.spec_file
-@options.vagrant
 @click.option(
     "--onto",
     "onto",
@@ -174,21 +154,17 @@ def verify(
 )
 @options.dry_run
 @click.option("--wait-timeout", type=click.FloatRange(min=1), default=600, hidden=True)
-@options.output("text", "json")
-@options.common
+@options.shared()
+@pass_app
 def restore(
+    app: App,
     backup: str | None,
-    spec_path: Path,
-    vagrant: bool,
     onto: tuple[str, ...],
     yes: bool,
     rollback: str | None,
     without_revision_bump: bool,
     dry_run: bool,
     wait_timeout: float,
-    output: str,
-    verbose: int,
-    **_: object,
 ) -> None:
     """Disaster recovery: replace the whole cluster's etcd data with BACKUP. Checks the
     backup first; takes a snapshot first when the cluster still answers; stages the backup
@@ -211,12 +187,11 @@ def restore(
     if not (yes or dry_run):
         what = "undoes the restore" if rollback else "replaces the cluster's data"
         raise UserError(f"restore {what}; pass --yes to confirm")
-    cluster = _cluster(spec_path, vagrant)
+    cluster = _cluster(app)
     if rollback is not None:
-        pipeline.run(
+        app.run(
             workflows.etcd_rollback(rollback),
             cluster,
-            reporter(output, verbose),
             dry_run=dry_run,
             wait_timeout=wait_timeout,
         )
@@ -224,29 +199,26 @@ def restore(
     hosts = tuple(part for value in onto for part in value.split(",") if part)
     store, manifest = locate(cluster, backup)
     _warn_unreadable(store)
-    pipeline.run(
+    app.run(
         workflows.etcd_restore(store, manifest, hosts, without_revision_bump),
         cluster,
-        reporter(output, verbose),
         dry_run=dry_run,
         wait_timeout=wait_timeout,
     )
 
 
 @click.command("health")
-@options.spec_file
-@options.vagrant
-@options.output("text", "json")
-@options.common
+@options.shared()
+@pass_app
 @click.pass_context
-def health(ctx: click.Context, spec_path: Path, vagrant: bool, output: str, **_: object) -> None:
+def health(ctx: click.Context, app: App) -> None:
     """Members, leader, DB size against the quota, raft index, alarms, versions. Changes
     nothing, takes no lock. Exit 0 healthy, 1 unhealthy."""
-    cluster = _cluster(spec_path, vagrant)
+    cluster = _cluster(app)
     with looking(cluster, "etcd-health") as context:
         view = observe(context)
         document = report.health_document(context, view)
-    if output == "json":
+    if app.json:
         echo_json(document)
     else:
         _print(report.health_table(document))
@@ -261,19 +233,17 @@ def health(ctx: click.Context, spec_path: Path, vagrant: bool, output: str, **_:
 
 
 @click.command("members")
-@options.spec_file
-@options.vagrant
-@options.output("text", "json")
-@options.common
+@options.shared()
+@pass_app
 @click.pass_context
-def members(ctx: click.Context, spec_path: Path, vagrant: bool, output: str, **_: object) -> None:
+def members(ctx: click.Context, app: App) -> None:
     """etcd's members (IDs in hex, peer URLs, learners) against the cluster file's hosts
     (by exact peer URL) and the control planes' Node objects: flags stale and missing
     members. Exit 1 when any is flagged or etcd does not answer."""
-    cluster = _cluster(spec_path, vagrant)
+    cluster = _cluster(app)
     with looking(cluster, "etcd-members") as context:
         document = report.members_document(context, observe(context, statuses=False))
-    if output == "json":
+    if app.json:
         echo_json(document)
     else:
         _print(report.members_table(document))
@@ -284,8 +254,6 @@ def members(ctx: click.Context, spec_path: Path, vagrant: bool, output: str, **_
 
 
 @click.command("defrag")
-@options.spec_file
-@options.vagrant
 @click.option(
     "--pause",
     type=click.FloatRange(min=0),
@@ -294,50 +262,32 @@ def members(ctx: click.Context, spec_path: Path, vagrant: bool, output: str, **_
     help="Seconds between two members.",
 )
 @options.dry_run
-@options.output("text", "json")
-@options.common
-def defrag(
-    spec_path: Path,
-    vagrant: bool,
-    pause: float,
-    dry_run: bool,
-    output: str,
-    verbose: int,
-    **_: object,
-) -> None:
+@options.shared()
+@pass_app
+def defrag(app: App, pause: float, dry_run: bool) -> None:
     """Defragment every member, one at a time: followers first, the leader last, a pause
     between. Refused (exit 3) while etcd is unhealthy."""
-    cluster = _cluster(spec_path, vagrant)
-    pipeline.run(workflows.etcd_defrag(pause), cluster, reporter(output, verbose), dry_run=dry_run)
+    cluster = _cluster(app)
+    app.run(workflows.etcd_defrag(pause), cluster, dry_run=dry_run)
 
 
 @click.command("alarms")
-@options.spec_file
-@options.vagrant
 @click.option("--disarm", is_flag=True, help="Disarm every alarm (after freeing space).")
-@options.output("text", "json")
-@options.common
+@options.shared()
+@pass_app
 @click.pass_context
-def alarms(
-    ctx: click.Context,
-    spec_path: Path,
-    vagrant: bool,
-    disarm: bool,
-    output: str,
-    verbose: int,
-    **_: object,
-) -> None:
+def alarms(ctx: click.Context, app: App, disarm: bool) -> None:
     """etcd's alarms (NOSPACE, CORRUPT); exit 1 while any is raised. --disarm disarms them
     and fails if etcd raises them again."""
-    cluster = _cluster(spec_path, vagrant)
+    cluster = _cluster(app)
     if disarm:
-        pipeline.run(workflows.etcd_disarm(), cluster, reporter(output, verbose))
+        app.run(workflows.etcd_disarm(), cluster)
         return
     with looking(cluster, "etcd-alarms") as context:
         view = observe(context)
         raised = [{"member": f"{a.member_id:x}", "alarm": a.alarm} for a in view.alarms]
         problems = [] if view.answers else view.problems()
-    if output == "json":
+    if app.json:
         echo_json({"alarms": raised, "problems": problems})
     else:
         for alarm in raised:
@@ -351,41 +301,33 @@ def alarms(
 
 
 @click.command("schedule")
-@options.spec_file
-@options.vagrant
 @options.dry_run
-@options.output("text", "json")
-@options.common
-def schedule(
-    spec_path: Path, vagrant: bool, dry_run: bool, output: str, verbose: int, **_: object
-) -> None:
+@options.shared()
+@pass_app
+def schedule(app: App, dry_run: bool) -> None:
     """Install backup.schedule (a systemd OnCalendar expression) as a timer on every
     control plane: snapshots, checked by `snapshot status`, kept locally (the newest
     backup.retention.last). Without backup.schedule, removes the timers. `etcd pull`
     brings the snapshots into the catalogue."""
-    cluster = _cluster(spec_path, vagrant)
-    pipeline.run(workflows.etcd_schedule(), cluster, reporter(output, verbose), dry_run=dry_run)
+    cluster = _cluster(app)
+    app.run(workflows.etcd_schedule(), cluster, dry_run=dry_run)
 
 
 @click.command("pull")
-@options.spec_file
-@options.vagrant
 @options.dry_run
-@options.output("text", "json")
-@options.common
-def pull(
-    spec_path: Path, vagrant: bool, dry_run: bool, output: str, verbose: int, **_: object
-) -> None:
+@options.shared()
+@pass_app
+def pull(app: App, dry_run: bool) -> None:
     """Copy the scheduled snapshots the catalogue lacks off the control planes: checked,
     encrypted when a key is set, with a manifest each; then apply retention."""
-    cluster = _cluster(spec_path, vagrant)
-    pipeline.run(workflows.etcd_pull(), cluster, reporter(output, verbose), dry_run=dry_run)
+    cluster = _cluster(app)
+    app.run(workflows.etcd_pull(), cluster, dry_run=dry_run)
 
 
 @click.command("keygen")
 @click.argument("path", type=click.Path(path_type=Path, dir_okay=False))
-@options.common
-def keygen(path: Path, **_: object) -> None:
+@options.shared(spec_file=False, vagrant=False, output=())
+def keygen(path: Path) -> None:
     """Create a backup encryption key in PATH (32 random bytes, base64, mode 0600; never
     overwrites). Point backup.encryptionKeyFile at it and keep it away from the backups:
     without it, encrypted backups cannot be restored."""
@@ -394,15 +336,14 @@ def keygen(path: Path, **_: object) -> None:
 
 
 @click.command("age-identity")
-@options.spec_file
-@options.vagrant
 @click.argument("path", type=click.Path(path_type=Path, dir_okay=False))
-@options.common
-def age_identity(spec_path: Path, vagrant: bool, path: Path, **_: object) -> None:
+@options.shared(output=())
+@pass_app
+def age_identity(app: App, path: Path) -> None:
     """Write the age identity that decrypts the scheduled snapshots on the control planes
     (derived from backup.encryptionKeyFile) to PATH (mode 0600; never overwrites), for
     `age -d -i PATH NAME.db.age > NAME.db`. Keep it as safe as the backup key."""
-    key = scheduled.cluster_key(_cluster(spec_path, vagrant))
+    key = scheduled.cluster_key(_cluster(app))
     if key is None:
         raise UserError(
             "backup.encryptionKeyFile is not set: scheduled snapshots are not encrypted"

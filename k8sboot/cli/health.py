@@ -2,13 +2,11 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import click
 
 from k8sboot.certs.expiry import WARN_DAYS
 from k8sboot.cli import options
-from k8sboot.cli.common import echo_json, load
+from k8sboot.cli.common import App, echo_json, pass_app
 from k8sboot.errors import EXIT_FAILURE
 from k8sboot.health.observe import observe
 from k8sboot.health.session import session
@@ -19,10 +17,10 @@ from k8sboot.spec import Cluster
 from k8sboot.state import StateDir
 
 
-def load_present(spec_path: Path, vagrant: bool) -> tuple[Cluster, list[str], frozenset[str]]:
+def load_present(app: App) -> tuple[Cluster, list[str], frozenset[str]]:
     """The cluster to look at: stopped Vagrant machines included (they are reported), hosts
     taken out with `node remove` left out (with a note each, and their names)."""
-    cluster = load(spec_path, vagrant, allow_stopped=True).cluster
+    cluster = app.cluster(allow_stopped=True)
     assert cluster.state_dir is not None
     state = StateDir(cluster.state_dir)
     gone = frozenset(removed.load(state))
@@ -40,29 +38,20 @@ warn_days = click.option(
 
 
 @click.command("health")
-@options.spec_file
-@options.vagrant
 @warn_days
-@options.output("text", "json")
-@options.common
+@options.shared()
+@pass_app
 @click.pass_context
-def command(
-    ctx: click.Context,
-    spec_path: Path,
-    vagrant: bool,
-    warn_days: float,
-    output: str,
-    **_: object,
-) -> None:
+def command(ctx: click.Context, app: App, warn_days: float) -> None:
     """Check the cluster, all hosts at once: SSH and host keys; containerd and kubelet;
     /readyz of every API server and through the endpoint; etcd health, leader, DB size
     against its quota, alarms; Node conditions and kubelet version skew; certificate
     expiry; clock skew. Changes nothing, takes no lock. Exit 0 healthy, 1 unhealthy."""
-    cluster, left_out, gone = load_present(spec_path, vagrant)
+    cluster, left_out, gone = load_present(app)
     with session(cluster, "health") as transport:
         seen = observe(cluster, transport)
     verdicts = judge(cluster, seen, warn_days, gone)
-    if output == "json":
+    if app.json:
         echo_json(
             document(verdicts, cluster=cluster.name, seconds=round(seen.seconds, 2), notes=left_out)
         )

@@ -1,10 +1,9 @@
 from __future__ import annotations
 
-from pathlib import Path
-
 import click
 
 from k8sboot.cli import options
+from k8sboot.cli.common import App, pass_app
 from k8sboot.errors import UserError
 from k8sboot.spec import refuse_directory, spec_from_text
 from k8sboot.starter import Starter, numbered_hosts, vagrant_hosts
@@ -14,7 +13,6 @@ from k8sboot.versions import DEFAULT_VERSION
 
 
 @click.command("init")
-@options.spec_file
 @click.option("--name", default="demo", show_default=True, help="Cluster name.")
 @click.option("--control-planes", default=1, show_default=True, help="Control-plane hosts.")
 @click.option("--workers", default=2, show_default=True, help="Worker hosts.")
@@ -33,9 +31,10 @@ from k8sboot.versions import DEFAULT_VERSION
     help="Take the hosts from the running Vagrant machines here.",
 )
 @click.option("--force", is_flag=True, help="Overwrite an existing file.")
-@options.common
+@options.shared(vagrant=False, output=())
+@pass_app
 def command(
-    spec_path: Path,
+    app: App,
     name: str,
     control_planes: int,
     workers: int,
@@ -45,9 +44,9 @@ def command(
     ssh_user: str,
     from_vagrant: bool,
     force: bool,
-    **_: object,
 ) -> None:
     """Write a commented starter cluster file."""
+    spec_path = app.spec_path
     refuse_directory(spec_path)
     if spec_path.exists() and not force:
         raise UserError(f"{spec_path} exists; pass --force to overwrite it")

@@ -2,13 +2,11 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import click
 
 from k8sboot import pipeline, workflows
 from k8sboot.cli import options
-from k8sboot.cli.common import load, reporter
+from k8sboot.cli.common import App, pass_app
 from k8sboot.errors import UserError
 from k8sboot.nodes import removed
 from k8sboot.state import StateDir
@@ -34,50 +32,32 @@ def group() -> None:
     """Node maintenance: cordon, uncordon, drain, remove, add."""
 
 
-def _run(
-    workflow: pipeline.Workflow,
-    spec_path: Path,
-    vagrant: bool,
-    output: str,
-    verbose: int,
-    dry_run: bool = False,
-) -> None:
+def _run(app: App, workflow: pipeline.Workflow, dry_run: bool = False) -> None:
     # A dead machine must not keep maintenance of the others (or its own removal) from
     # running: with --vagrant, stopped machines are listed too.
-    cluster = load(spec_path, vagrant, allow_stopped=True).cluster
-    pipeline.run(workflow, cluster, reporter(output, verbose), dry_run=dry_run)
+    app.run(workflow, app.cluster(allow_stopped=True), dry_run=dry_run)
 
 
 @group.command("cordon")
 @node_name
-@options.spec_file
-@options.vagrant
-@options.output("text", "json")
-@options.common
-def cordon(
-    node: str, spec_path: Path, vagrant: bool, output: str, verbose: int, **_: object
-) -> None:
+@options.shared()
+@pass_app
+def cordon(app: App, node: str) -> None:
     """Mark NODE unschedulable: new pods go elsewhere; running pods stay."""
-    _run(workflows.node_cordon(node, True), spec_path, vagrant, output, verbose)
+    _run(app, workflows.node_cordon(node, True))
 
 
 @group.command("uncordon")
 @node_name
-@options.spec_file
-@options.vagrant
-@options.output("text", "json")
-@options.common
-def uncordon(
-    node: str, spec_path: Path, vagrant: bool, output: str, verbose: int, **_: object
-) -> None:
+@options.shared()
+@pass_app
+def uncordon(app: App, node: str) -> None:
     """Mark NODE schedulable again."""
-    _run(workflows.node_cordon(node, False), spec_path, vagrant, output, verbose)
+    _run(app, workflows.node_cordon(node, False))
 
 
 @group.command("drain")
 @node_name
-@options.spec_file
-@options.vagrant
 @timeout
 @emptydir
 @click.option(
@@ -89,19 +69,10 @@ def uncordon(
     "several budgets, or a budget status the eviction API refuses outright.",
 )
 @options.dry_run
-@options.output("text", "json")
-@options.common
+@options.shared()
+@pass_app
 def drain(
-    node: str,
-    spec_path: Path,
-    vagrant: bool,
-    timeout: float,
-    delete_emptydir_data: bool,
-    force: bool,
-    dry_run: bool,
-    output: str,
-    verbose: int,
-    **_: object,
+    app: App, node: str, timeout: float, delete_emptydir_data: bool, force: bool, dry_run: bool
 ) -> None:
     """Cordon NODE and evict its pods (DaemonSet pods stay), through kubectl on a control
     plane. First lists what would block the drain (PodDisruptionBudgets allowing no
@@ -110,13 +81,11 @@ def drain(
     data; nothing for several budgets, which the eviction API refuses). A drain that times
     out names the pods left and why."""
     options_ = DrainOptions(timeout, delete_emptydir_data, force)
-    _run(workflows.node_drain(node, options_), spec_path, vagrant, output, verbose, dry_run)
+    _run(app, workflows.node_drain(node, options_), dry_run)
 
 
 @group.command("remove")
 @node_name
-@options.spec_file
-@options.vagrant
 @click.option("-y", "--yes", is_flag=True, help="Do it: the node is wiped (kubeadm reset).")
 @click.option(
     "--force",
@@ -127,20 +96,16 @@ def drain(
 @timeout
 @emptydir
 @options.dry_run
-@options.output("text", "json")
-@options.common
+@options.shared()
+@pass_app
 def remove(
+    app: App,
     node: str,
-    spec_path: Path,
-    vagrant: bool,
     yes: bool,
     force: bool,
     timeout: float,
     delete_emptydir_data: bool,
     dry_run: bool,
-    output: str,
-    verbose: int,
-    **_: object,
 ) -> None:
     """Take NODE out of the cluster: drain it, remove its etcd member (control planes),
     kubeadm reset it with the CNI, iptables and IPVS leftovers (when it can be reached; a
@@ -153,28 +118,18 @@ def remove(
             "with kubeadm reset; pass --yes to confirm"
         )
     options_ = DrainOptions(timeout, delete_emptydir_data, force)
-    _run(workflows.node_remove(node, options_), spec_path, vagrant, output, verbose, dry_run)
+    _run(app, workflows.node_remove(node, options_), dry_run)
 
 
 @group.command("add")
 @node_name
-@options.spec_file
-@options.vagrant
 @options.wait_timeout
-@options.output("text", "json")
-@options.common
-def add(
-    node: str,
-    spec_path: Path,
-    vagrant: bool,
-    wait_timeout: float,
-    output: str,
-    verbose: int,
-    **_: object,
-) -> None:
+@options.shared()
+@pass_app
+def add(app: App, node: str, wait_timeout: float) -> None:
     """Join NODE, a host of the cluster file: `up`, also for a host taken out earlier with
     `node remove` (which `up` otherwise leaves out)."""
-    cluster = load(spec_path, vagrant, vagrant_up=True).cluster
+    cluster = app.cluster(vagrant_up=True)
     if cluster.host(node) is None:
         names = ", ".join(h.name for h in cluster.hosts)
         raise UserError(
@@ -182,6 +137,4 @@ def add(
         )
     assert cluster.state_dir is not None
     removed.forget(StateDir(cluster.state_dir), node)
-    pipeline.run(
-        workflows.up(only=node), cluster, reporter(output, verbose), wait_timeout=wait_timeout
-    )
+    app.run(workflows.up(only=node), cluster, wait_timeout=wait_timeout)

@@ -1,55 +1,88 @@
-"""Options shared by several commands, defined once."""
+"""Options the commands share, each declared once.
+
+-f, --vagrant, -o, -v and --debug stand after the command's name, where operators put
+them; they fill the App the root group made instead of becoming the command's
+arguments, so that a command takes the App and its own options only."""
 
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from pathlib import Path
-from typing import ClassVar
+from typing import Any, ClassVar
 
 import click
 
-spec_file = click.option(
-    "-f",
-    "--file",
-    "spec_path",
-    type=click.Path(path_type=Path),  # a directory is refused in one line by the loader
-    default="cluster.yaml",
-    show_default=True,
-    envvar="K8SBOOT_FILE",
-    show_envvar=True,
-    help="The cluster file.",
-)
-
-vagrant = click.option(
-    "--vagrant",
-    is_flag=True,
-    help="Take the hosts from the Vagrant machines here (the cluster file is then optional).",
-)
+from k8sboot.cli.common import App
 
 
-def output(*formats: str):
-    return click.option(
-        "-o",
-        "--output",
-        type=click.Choice(formats),
-        default=formats[0],
-        show_default=True,
-        help="Output format.",
-    )
+def filling(field: str, *declarations: str, **attributes: Any) -> Callable:
+    """An option whose value goes into the App, not into the command's arguments."""
+
+    def store(ctx: click.Context, _: click.Parameter, value: Any) -> None:
+        setattr(ctx.ensure_object(App), field, value)
+
+    return click.option(*declarations, expose_value=False, callback=store, **attributes)
 
 
-verbose = click.option("-v", "--verbose", count=True, help="Say more; repeat for more still.")
-debug = click.option(
-    "--debug",
-    is_flag=True,
-    envvar="K8SBOOT_DEBUG",
-    help="Show the traceback of an unexpected error.",
-)
+def shared(
+    *, spec_file: bool = True, vagrant: bool = True, output: tuple[str, ...] = ("text", "json")
+) -> Callable:
+    """The shared options a command takes; the first output format is the default."""
+    chosen = [
+        filling(
+            "debug",
+            "--debug",
+            is_flag=True,
+            envvar="K8SBOOT_DEBUG",
+            help="Show the traceback of an unexpected error.",
+        ),
+        filling("verbose", "-v", "--verbose", count=True, help="Say more; repeat for more still."),
+    ]
+    if output:
+        chosen.append(
+            filling(
+                "output",
+                "-o",
+                "--output",
+                type=click.Choice(output),
+                default=output[0],
+                show_default=True,
+                help="Output format.",
+            )
+        )
+    if vagrant:
+        chosen.append(
+            filling(
+                "vagrant",
+                "--vagrant",
+                is_flag=True,
+                help="Take the hosts from the Vagrant machines here (the cluster file is then "
+                "optional).",
+            )
+        )
+    if spec_file:
+        chosen.append(
+            filling(
+                "spec_path",
+                "-f",
+                "--file",
+                "spec_path",
+                type=click.Path(path_type=Path),  # a directory is refused in one line by the loader
+                default="cluster.yaml",
+                show_default=True,
+                envvar="K8SBOOT_FILE",
+                show_envvar=True,
+                help="The cluster file.",
+            )
+        )
 
+    def decorate(command: Callable) -> Callable:
+        for option in chosen:  # the first added shows last in --help
+            command = option(command)
+        return command
 
-def common(command):
-    """-v and --debug, on every command (the error boundary reads --debug itself)."""
-    return verbose(debug(command))
+    return decorate
 
 
 dry_run = click.option("--dry-run", is_flag=True, help="Show what would change; change nothing.")

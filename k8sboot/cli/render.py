@@ -6,14 +6,12 @@ from pathlib import Path, PurePosixPath
 import click
 
 from k8sboot.cli import options
-from k8sboot.cli.common import echo_json, load
+from k8sboot.cli.common import App, echo_json, pass_app
 from k8sboot.errors import UserError
 from k8sboot.render import host_files
 
 
 @click.command("render")
-@options.spec_file
-@options.vagrant
 @click.option(
     "--out",
     "out_dir",
@@ -22,17 +20,15 @@ from k8sboot.render import host_files
     show_default=True,
     help="Directory to write into: OUT/<host>/<path on the host>.",
 )
-@options.output("text", "json")
-@options.common
-def command(
-    spec_path: Path, vagrant: bool, out_dir: Path, output: str, verbose: int, **_: object
-) -> None:
+@options.shared()
+@pass_app
+def command(app: App, out_dir: Path) -> None:
     """Write every file k8sboot would put on each host, for inspection.
 
     Join tokens and certificate keys are created only right before a join, so the
     rendered join configurations carry placeholders in their place.
     """
-    cluster = load(spec_path, vagrant).cluster
+    cluster = app.cluster()
     planned = [
         (host.name, file, _inside(out_dir, host.name, file.path))
         for host in cluster.hosts
@@ -47,9 +43,9 @@ def command(
         except OSError as exc:
             raise UserError(f"--out: cannot write {target}: {exc.strerror}") from None
         written.append({"host": host_name, "path": str(file.path), "file": str(target)})
-        if verbose and output == "text":
+        if app.verbose and not app.json:
             click.echo(f"{host_name}: {file.path} -> {target}")
-    if output == "json":
+    if app.json:
         echo_json(written)
     else:
         click.echo(f"wrote {len(written)} files for {len(cluster.hosts)} hosts under {out_dir}/")

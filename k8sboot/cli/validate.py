@@ -1,30 +1,27 @@
 from __future__ import annotations
 
-from pathlib import Path
-
 import click
 
 from k8sboot.cli import options
-from k8sboot.cli.common import echo_json, read_spec
+from k8sboot.cli.common import App, echo_json, pass_app, read_spec
 from k8sboot.errors import EXIT_USAGE, SpecError
 from k8sboot.spec import check_local_files
 
 
 @click.command("validate")
-@options.spec_file
-@options.vagrant
-@options.output("text", "json")
-@options.common
+@options.shared()
+@pass_app
 @click.pass_context
-def command(ctx: click.Context, spec_path: Path, vagrant: bool, output: str, **_: object) -> None:
+def command(ctx: click.Context, app: App) -> None:
     """Check a cluster file and list every problem in it, one per line."""
+    spec_path = app.spec_path
     try:
-        loaded = read_spec(spec_path, vagrant)
+        loaded = read_spec(spec_path, app.vagrant)
         missing = check_local_files(loaded.cluster)
         if missing:
             raise SpecError([str(f) for f in missing])
     except SpecError as exc:
-        if output == "json":
+        if app.json:
             echo_json({"file": str(spec_path), "valid": False, "errors": exc.problems})
         else:
             for problem in exc.problems:
@@ -32,7 +29,7 @@ def command(ctx: click.Context, spec_path: Path, vagrant: bool, output: str, **_
         ctx.exit(EXIT_USAGE)
     cluster = loaded.cluster
     warnings = [str(w) for w in loaded.warnings]
-    if output == "json":
+    if app.json:
         echo_json({"file": str(spec_path), "valid": True, "errors": [], "warnings": warnings})
         return
     for warning in warnings:
