@@ -185,8 +185,10 @@ def restore(
     if rollback is None and backup is None:
         raise UserError("name the BACKUP to restore (`k8sboot etcd list`), or --rollback TAG")
     if not (yes or dry_run):
-        what = "undoes the restore" if rollback else "replaces the cluster's data"
-        raise UserError(f"restore {what}; pass --yes to confirm")
+        what = (
+            "a rollback undoes the restore" if rollback else "restore replaces the cluster's data"
+        )
+        raise UserError(f"{what}; pass --yes to confirm")
     cluster = _cluster(app)
     if rollback is not None:
         app.run(

@@ -39,6 +39,18 @@ def test_restore_without_yes_is_a_usage_error(run) -> None:
     assert result.exit_code == 2 and "--yes" in result.output
 
 
+def test_restore_names_a_backup_or_a_rollback_never_both(run) -> None:
+    for args, said in (
+        ((), "name the BACKUP to restore"),
+        (("latest", "--rollback", "0badcafe", "--yes"), "--rollback TAG takes no BACKUP"),
+        (("--rollback", "0badcafe", "--onto", "cp1", "--yes"), "takes no BACKUP and no --onto"),
+        (("--rollback", "0badcafe"), "a rollback undoes the restore; pass --yes"),
+    ):
+        result = run("etcd", "restore", *args)
+        assert result.exit_code == 2 and said in result.output, (args, result.output)
+        assert len(result.output.strip().splitlines()) == 1, result.output
+
+
 def test_keygen_writes_a_private_key_once(run, tmp_path: Path) -> None:
     result = run("etcd", "keygen", "keys/backup.key")
     assert result.exit_code == 0 and "key id" in result.output
