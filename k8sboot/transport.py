@@ -198,7 +198,10 @@ class Connection:
                         f"{self.target.port} refused ({exc}); check ssh.user and ssh.key"
                     ) from None
                 except (OSError, paramiko.SSHException, EOFError) as exc:
-                    if attempt == attempts:
+                    # A host that did not answer within the connect timeout is down or cut
+                    # off: asking again only multiplies the wait (a dead etcd member would
+                    # cost every command three timeouts). Refusals and resets are retried.
+                    if attempt == attempts or isinstance(exc, TimeoutError):
                         raise Unreachable(
                             f"{self.name}: cannot reach {self.target.address}:{self.target.port}"
                             f" over SSH: {exc or type(exc).__name__}"

@@ -65,3 +65,32 @@ def test_keys_it_cannot_parse_alone_are_left_to_paramiko(tmp_path: Path) -> None
     assert _private_key(encrypted) is None
     assert _private_key(garbage) is None
     assert _private_key(tmp_path / "missing") is None
+
+
+@pytest.mark.parametrize(
+    ("error", "tries"),
+    [(TimeoutError("timed out"), 1), (ConnectionRefusedError(111, "refused"), 3)],
+)
+def test_a_host_that_times_out_is_not_asked_again(
+    error: OSError, tries: int, tmp_path: Path, monkeypatch
+) -> None:
+    """A dead host (a lost etcd member) cost three connect timeouts and two pauses on every
+    command; a refused connection (sshd restarting) is still retried."""
+    from k8sboot import transport
+    from k8sboot.inventory import SSHTarget
+    from k8sboot.runlog import RunLog
+
+    calls = []
+
+    def connect(address, timeout):
+        calls.append(address)
+        raise error
+
+    monkeypatch.setattr(transport.socket, "create_connection", connect)
+    monkeypatch.setattr(transport.time, "sleep", lambda seconds: None)
+    keys = transport.HostKeys(tmp_path / "known_hosts", "accept-new")
+    target = SSHTarget("etcd1", "10.0.0.31", 22, "root", None)
+    connection = transport.Connection(target, keys, RunLog(None), connect_timeout=3)
+    with pytest.raises(transport.Unreachable, match=r"etcd1: cannot reach 10\.0\.0\.31:22"):
+        connection.open()
+    assert len(calls) == tries
