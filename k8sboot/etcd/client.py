@@ -84,10 +84,6 @@ class EndpointStatus:
     raft_term: int
     errors: tuple[str, ...]
 
-    @property
-    def is_leader(self) -> bool:
-        return self.member_id == self.leader_id
-
 
 @dataclass(frozen=True)
 class EndpointHealth:
@@ -214,19 +210,6 @@ class EtcdCtl:
             raise MachineError(
                 f"{self.connection.name}: defragmenting {endpoint} failed: "
                 f"{result.stderr.strip() or result.stdout.strip()}"
-            )
-
-    def snapshot_save(self, endpoint: str, path: str) -> None:
-        """etcd 3.4 takes exactly one endpoint for a snapshot."""
-        result = self.connection.run(
-            self._command(f"snapshot save {shlex.quote(path)}", [endpoint], timeout=3600),
-            check=False,
-            timeout=3700,
-        )
-        if not result.ok:
-            raise MachineError(
-                f"{self.connection.name}: snapshot from {endpoint} failed: "
-                f"{(result.stderr or result.stdout).strip()[-300:]}"
             )
 
     def snapshot_save_streaming(self, endpoint: str, path: str) -> str:

@@ -6,7 +6,6 @@ catalogue, maintenance, restores), which live beside it.
 
 from __future__ import annotations
 
-import shlex
 import time
 
 from k8sboot.errors import MachineError
@@ -196,10 +195,6 @@ def wait_healthy(
             raise MachineError(f"etcd not healthy after {timeout:.0f}s: {detail}")
         executor.progress(runner.name, f"waiting for etcd health: {', '.join(sick) or '...'}")
         time.sleep(2)
-
-
-def quoted(path: str) -> str:
-    return shlex.quote(path)
 
 
 # The etcd commands' handlers register when imported.

@@ -10,13 +10,11 @@ happens.
 from __future__ import annotations
 
 import contextlib
-import json
 import secrets
 import shlex
 import tempfile
 import time
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import asdict
 from typing import Any
 
 from k8sboot.errors import MachineError
@@ -554,7 +552,3 @@ def _fetch_sealed(
         "file_sha256": sink.file_sha.hexdigest(),
         "fetched": time.monotonic() - started,
     }
-
-
-def as_json(manifest: Manifest) -> str:
-    return json.dumps(asdict(manifest))

@@ -59,7 +59,6 @@ class HostObservation:
 
 @dataclass
 class ClusterObservation:
-    through: str | None = None  # the control plane asked
     error: str | None = None  # no control plane could be asked
     nodes: dict[str, NodeStatus] | None = None
     nodes_error: str | None = None
@@ -200,7 +199,6 @@ def observe_cluster(
         except Exception as error:
             problems.append(f"{host.name}: {error}")
             continue
-        seen.through = host.name
         break
     else:
         seen.error = "no control plane to ask: " + "; ".join(problems)

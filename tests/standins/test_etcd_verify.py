@@ -162,7 +162,7 @@ def backup(etcd: Etcd, host: LocalHost, catalogue: Path, keys: int = 5) -> Manif
     source = EtcdCtl(host, NO_TLS, [endpoint])  # type: ignore[arg-type]
     catalogue.mkdir(mode=0o700)
     file = catalogue / "lab-1.db"
-    source.snapshot_save(endpoint, str(file))
+    host.run(f"( {source.snapshot_save_streaming(endpoint, str(file))} ) >/dev/null")
     status = source.snapshot_status(str(file))
     data = file.read_bytes()
     checked = {"size": len(data), "sha256": hashlib.sha256(data).hexdigest()}
