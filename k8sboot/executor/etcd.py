@@ -21,6 +21,7 @@ from k8sboot.etcd.client import EtcdCtl, member_by_peer_url, peer_url
 from k8sboot.etcd.files import bootstrap_file, bootstrap_token
 from k8sboot.etcd.pki import CA, Issued, satisfies
 from k8sboot.executor.core import Executor, Outcome, handles, raise_first
+from k8sboot.kubeadm_node import ETCD_DATA_DIR, ETCD_PKI_DIR, KUBERNETES_DIR, PKI_DIR
 from k8sboot.render import RenderedFile
 from k8sboot.spec import Host
 from k8sboot.state import write_private
@@ -29,10 +30,10 @@ from k8sboot.transport import Connection
 
 HEALTH_TIMEOUT = 300.0
 START_TIMEOUT = 330.0
-KUBE_DIRS = "install -d -m 755 /etc/kubernetes /etc/kubernetes/pki /etc/kubernetes/pki/etcd"
+KUBE_DIRS = f"install -d -m 755 {KUBERNETES_DIR} {PKI_DIR} {ETCD_PKI_DIR}"
 ETCD_DIRS = (
     "install -d -m 755 /etc/etcd && install -d -m 750 -g etcd /etc/etcd/pki "
-    f"&& install -d -m 700 -o etcd -g etcd {topology.DATA_DIR}"
+    f"&& install -d -m 700 -o etcd -g etcd {ETCD_DATA_DIR}"
 )
 
 

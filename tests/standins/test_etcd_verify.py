@@ -139,7 +139,7 @@ def host(tmp_path: Path, monkeypatch):
     for script in ("systemd-run", "systemctl"):
         (bin_dir / script).chmod(0o755)
     # Short: etcdctl's path to the client socket must fit in 107 bytes.
-    monkeypatch.setattr(etcd_backup, "VERIFY_DIR", str(tmp_path / "v"))
+    monkeypatch.setattr(etcd_backup, "ETCD_VERIFY_DIR", str(tmp_path / "v"))
     seen: dict[str, object] = {}
 
     def started(unit: str) -> None:
