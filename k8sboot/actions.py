@@ -8,7 +8,7 @@ Each describes itself for `k8sboot plan`, and no description ever contains a sec
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import PurePosixPath
 
 from k8sboot.render import RenderedFile
@@ -63,7 +63,6 @@ class WriteFiles(OnHost):
 
     files: tuple[RenderedFile, ...]
     restart: str | None = None
-    diffs: tuple[str, ...] = field(default=(), compare=False)  # filled in for `plan`
 
     def describe(self) -> str:
         if not self.files:

@@ -13,6 +13,16 @@ from importlib import resources
 from typing import Any
 
 from k8sboot.errors import MachineError, NoApiAnswer
+from k8sboot.host_state import STAMPS_DIR
+from k8sboot.kubeadm_node import (
+    ADMIN_CONF,
+    ETCD_MEMBER_DIR,
+    KERNEL_MODULES,
+    KUBELET_CONF,
+    MANIFESTS_DIR,
+    SYSCTLS,
+)
+from k8sboot.timeouts import API_ANSWER_TIMEOUT
 from k8sboot.transport import CommandFailed, Connection, Transport
 from k8sboot.versions import (
     ETCD,
@@ -23,16 +33,8 @@ from k8sboot.versions import (
     etcd_manifest_version,
 )
 
-ADMIN_CONF = "/etc/kubernetes/admin.conf"
-KUBELET_CONF = "/etc/kubernetes/kubelet.conf"
 KUBE_PACKAGES = ("kubeadm", "kubelet", "kubectl")
 SERVICES = ("containerd", "kubelet", "etcd")
-SYSCTLS = (
-    "net.ipv4.ip_forward",
-    "net.bridge.bridge-nf-call-iptables",
-    "net.bridge.bridge-nf-call-ip6tables",
-)
-MODULES = ("overlay", "br_netfilter")
 
 
 @dataclass(frozen=True)
@@ -40,9 +42,9 @@ class ProbeRequest:
     files: tuple[str, ...] = ()
     packages: tuple[str, ...] = (*KUBE_PACKAGES, "containerd", "runc")
     services: tuple[str, ...] = SERVICES
-    sysctls: tuple[str, ...] = SYSCTLS
-    modules: tuple[str, ...] = MODULES
-    exists: tuple[str, ...] = (ADMIN_CONF, KUBELET_CONF, "/var/lib/etcd/member")
+    sysctls: tuple[str, ...] = tuple(SYSCTLS)
+    modules: tuple[str, ...] = KERNEL_MODULES
+    exists: tuple[str, ...] = (ADMIN_CONF, KUBELET_CONF, ETCD_MEMBER_DIR)
     busy: tuple[str, ...] = ("kubeadm", "apt-get", "apt", "dpkg", "unattended-upgr")
     links: tuple[str, ...] = (ETCD, ETCDCTL, ETCDUTL)
 
@@ -56,6 +58,8 @@ class ProbeRequest:
             "exists": list(self.exists),
             "busy": list(self.busy),
             "links": list(self.links),
+            "manifests_dir": MANIFESTS_DIR,
+            "stamps_dir": STAMPS_DIR,
         }
         body = resources.files("k8sboot.probes").joinpath("host.py").read_text()
         return f"ARGS = {json.dumps(args)}\n{body}".encode()
@@ -207,7 +211,7 @@ class NodeStatus:
 
 # admin.conf reaches the API through the cluster's endpoint; a request that never gets an
 # answer (a virtual IP moving between control planes) fails after 30 s instead of hanging.
-KUBECTL = "kubectl --kubeconfig /etc/kubernetes/admin.conf --request-timeout=30s"
+KUBECTL = f"kubectl --kubeconfig {ADMIN_CONF} --request-timeout=30s"
 
 
 def parse_nodes(document: dict[str, Any]) -> dict[str, NodeStatus]:
@@ -238,10 +242,6 @@ def parse_nodes(document: dict[str, Any]) -> dict[str, NodeStatus]:
 
 
 SEPARATOR = "--- k8sboot ---"
-# How long a run waits for the API's first answer. An API whose etcd has lost quorum
-# answers nothing until a request times out; seconds, not minutes, tell the operator so.
-# Not shorter: a virtual IP moving to another control plane takes a few seconds.
-API_ANSWER_TIMEOUT = 10
 # What kubectl says when the API server cannot answer (down, or its etcd is): the rest
 # (Unauthorized, a broken admin.conf) are faults of their own, reported as they are.
 NO_ANSWER = (

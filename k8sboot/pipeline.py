@@ -12,7 +12,6 @@ from dataclasses import dataclass, field
 from k8sboot.actions import Action, WriteFiles
 from k8sboot.errors import K8sbootError, MachineError, NoApiAnswer
 from k8sboot.etcd import topology
-from k8sboot.etcd.files import SNAPSHOT_DIR
 from k8sboot.etcd.files import probe_files as etcd_probe_files
 from k8sboot.executor import Executor
 from k8sboot.executor.core import Outcome, raise_first
@@ -24,6 +23,7 @@ from k8sboot.facts import (
     probe,
     probe_cluster,
 )
+from k8sboot.host_state import ETCD_SNAPSHOT_DIR
 from k8sboot.inventory import ssh_target
 from k8sboot.lock import ClusterLock
 from k8sboot.nodes import removed
@@ -80,7 +80,7 @@ def probe_request(cluster: Cluster) -> ProbeRequest:
     return ProbeRequest(
         files=tuple(files),
         packages=(*default.packages, "age"),  # scheduled snapshots are encrypted with it
-        exists=(*default.exists, SNAPSHOT_DIR),
+        exists=(*default.exists, ETCD_SNAPSHOT_DIR),
     )
 
 

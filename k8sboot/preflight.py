@@ -11,13 +11,14 @@ from dataclasses import dataclass
 from typing import Literal
 
 from k8sboot.facts import Facts, HostFacts
+from k8sboot.kubeadm_node import API_SERVER_PORT
 from k8sboot.spec import Cluster, Host
 
 Status = Literal["ok", "fail", "skip", "warn"]
 
 SUPPORTED_OS = {"debian": ("11", "12", "13"), "ubuntu": ("22.04", "24.04")}
 ARCHITECTURES = ("x86_64", "aarch64")
-CONTROL_PLANE_PORTS = (6443, 2379, 2380, 10250, 10257, 10259)
+CONTROL_PLANE_PORTS = (API_SERVER_PORT, 2379, 2380, 10250, 10257, 10259)
 WORKER_PORTS = (10250,)
 MAX_CLOCK_SKEW = 30.0  # seconds; certificates issued on one host must be valid on another
 

@@ -13,21 +13,21 @@ from pathlib import PurePosixPath
 
 import jinja2
 
+from k8sboot.host_state import CONFIG_DIR
+from k8sboot.kubeadm_node import ADMIN_CONF, API_SERVER_PORT, MANIFESTS_DIR, SUPER_ADMIN_CONF
 from k8sboot.resources import data_dir
 from k8sboot.spec import Cluster, Host
 from k8sboot.spec.model import DEFAULT_REGISTRY
 
 CRI_SOCKET = "unix:///run/containerd/containerd.sock"
-API_SERVER_PORT = 6443
-CONFIG_DIR = PurePosixPath("/etc/k8sboot")
-INIT_CONFIG = CONFIG_DIR / "kubeadm-init.yaml"
-JOIN_CONFIG = CONFIG_DIR / "kubeadm-join.yaml"
-UPLOAD_CERTS_CONFIG = CONFIG_DIR / "kubeadm-upload-certs.yaml"
-CNI_MANIFEST = CONFIG_DIR / "cni.yaml"
+INIT_CONFIG = PurePosixPath(CONFIG_DIR) / "kubeadm-init.yaml"
+JOIN_CONFIG = PurePosixPath(CONFIG_DIR) / "kubeadm-join.yaml"
+UPLOAD_CERTS_CONFIG = PurePosixPath(CONFIG_DIR) / "kubeadm-upload-certs.yaml"
+CNI_MANIFEST = PurePosixPath(CONFIG_DIR) / "cni.yaml"
 CONTAINERD_CONFIG = PurePosixPath("/etc/containerd/config.toml")
 CONTAINERD_HOSTS_DIR = PurePosixPath("/etc/containerd/certs.d")
 
-KUBE_VIP_MANIFEST = PurePosixPath("/etc/kubernetes/manifests/kube-vip.yaml")
+KUBE_VIP_MANIFEST = PurePosixPath(MANIFESTS_DIR) / "kube-vip.yaml"
 
 KUBE_VIP_VERSION = "v0.8.9"
 FLANNEL_VERSION = "v0.26.7"
@@ -229,7 +229,7 @@ def kube_vip_file(cluster: Cluster, interface: str, during_init: bool) -> Render
     """kube-vip's static pod for a control plane; on the first one, while kubeadm init
     runs, it must use super-admin.conf."""
     endpoint = cluster.control_plane_endpoint
-    kubeconfig = "/etc/kubernetes/super-admin.conf" if during_init else "/etc/kubernetes/admin.conf"
+    kubeconfig = SUPER_ADMIN_CONF if during_init else ADMIN_CONF
     content = render_template(
         "kube-vip/kube-vip.yaml.j2",
         version=KUBE_VIP_VERSION,

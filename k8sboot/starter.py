@@ -6,6 +6,7 @@ import ipaddress
 from dataclasses import dataclass, field
 
 from k8sboot.errors import UserError
+from k8sboot.kubeadm_node import API_SERVER_PORT
 from k8sboot.render import render_template
 
 
@@ -44,6 +45,7 @@ class Starter:
             hosts=self.hosts,
             endpoint_type=endpoint_type,
             endpoint_address=self.endpoint_address,
+            api_server_port=API_SERVER_PORT,
             ssh_user=self.ssh_user,
             ssh_key=self.ssh_key,
         )

@@ -467,14 +467,6 @@ class Connection:
             raise CommandFailed(result, self._log.path, f"read {path}")
         return result.output
 
-    def download(self, path: str, local: BinaryIO, timeout: float = 3600) -> int:
-        """Stream a remote file into `local`; returns the number of bytes."""
-        start = local.tell()
-        self.run(
-            f"cat {shlex.quote(path)}", stdout_to=local, timeout=timeout, shown=f"download {path}"
-        )
-        return local.tell() - start
-
 
 def _feed(source: BinaryIO | bytes, pipe: BinaryIO, failed: list[BaseException]) -> None:
     """Send `source` to the pipe and close it; an error reading `source` goes to `failed`

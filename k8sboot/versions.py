@@ -75,7 +75,6 @@ ETCD_BIN_DIR = PurePosixPath("/usr/local/bin")
 ETCDCTL = str(ETCD_BIN_DIR / "etcdctl")
 ETCDUTL = str(ETCD_BIN_DIR / "etcdutl")
 ETCD = str(ETCD_BIN_DIR / "etcd")
-STACKED_MANIFEST = "/etc/kubernetes/manifests/etcd.yaml"
 
 # etcdutl restores with --bump-revision and --mark-compacted from 3.5.10 on (etcd's
 # CHANGELOG-3.5.md); a Kubernetes-correct restore needs both.

@@ -33,10 +33,6 @@ class Certificate:
     expires: datetime | None  # None: missing
     external: bool  # externally managed: kubeadm cannot renew it
 
-    @property
-    def is_ca(self) -> bool:
-        return not self.authority
-
     def days_left(self, now: datetime) -> float | None:
         if self.expires is None:
             return None

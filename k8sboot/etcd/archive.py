@@ -197,9 +197,6 @@ class SnapshotSink:
         """sha256 of what landed on disk (the snapshot itself unless encrypted)."""
         return self.plain_sha if self._stored_sha is None else self._stored_sha
 
-    def tell(self) -> int:
-        return self.size
-
     def close(self) -> None:
         if self._sealer is not None:
             self._seal(bytes(self._buffer), final=True)

@@ -15,19 +15,13 @@ from typing import Any
 
 from k8sboot.errors import MachineError
 from k8sboot.etcd.tools import EtcdTools
+from k8sboot.kubeadm_node import ETCD_PKI_DIR
+from k8sboot.timeouts import ETCD_ANSWER_TIMEOUT, ETCD_DIAL_TIMEOUT
 from k8sboot.transport import Connection
 from k8sboot.versions import ETCDCTL, ETCDUTL
 
 CLIENT_PORT = 2379
 PEER_PORT = 2380
-
-# Seconds a member may take to answer a short question (members, status, health, alarms):
-# etcdctl's own defaults, 2 s to connect and 5 s to answer (etcdctl/ctlv3/ctl.go, v3.4
-# and v3.5). A live member answers in milliseconds; a dead one costs the whole wait, since
-# etcdctl's dial does not block (no grpc.WithBlock) and the request waits for a
-# connection. Every member is asked at once, so no answer at all costs this once.
-DIAL_TIMEOUT = 2
-ANSWER_TIMEOUT = 5
 
 
 @dataclass(frozen=True)
@@ -40,11 +34,11 @@ class EtcdTLS:
 
 
 NO_TLS = EtcdTLS("", "", "")
-# kubeadm's stacked etcd: certificates under /etc/kubernetes/pki/etcd.
+# kubeadm's stacked etcd.
 STACKED_TLS = EtcdTLS(
-    "/etc/kubernetes/pki/etcd/ca.crt",
-    "/etc/kubernetes/pki/etcd/healthcheck-client.crt",
-    "/etc/kubernetes/pki/etcd/healthcheck-client.key",
+    f"{ETCD_PKI_DIR}/ca.crt",
+    f"{ETCD_PKI_DIR}/healthcheck-client.crt",
+    f"{ETCD_PKI_DIR}/healthcheck-client.key",
 )
 
 
@@ -83,10 +77,6 @@ class EndpointStatus:
     raft_index: int
     raft_term: int
     errors: tuple[str, ...]
-
-    @property
-    def is_leader(self) -> bool:
-        return self.member_id == self.leader_id
 
 
 @dataclass(frozen=True)
@@ -139,7 +129,7 @@ class EtcdCtl:
         )
         return (
             f"ETCDCTL_API=3 {ETCDCTL} --endpoints={shlex.quote(chosen)} {tls}"
-            f"--dial-timeout={DIAL_TIMEOUT}s --command-timeout={timeout}s {args}"
+            f"--dial-timeout={ETCD_DIAL_TIMEOUT}s --command-timeout={timeout}s {args}"
         )
 
     def _json(
@@ -163,7 +153,7 @@ class EtcdCtl:
             raise MachineError(f"{self.connection.name}: etcdctl answered no JSON") from None
 
     def members(self) -> list[Member]:
-        document = self._json("member list -w json", timeout=ANSWER_TIMEOUT)
+        document = self._json("member list -w json", timeout=ETCD_ANSWER_TIMEOUT)
         return [_member(m) for m in document.get("members", [])]
 
     def remove_member(self, member: Member) -> None:
@@ -177,7 +167,9 @@ class EtcdCtl:
         with ThreadPoolExecutor(max_workers=len(chosen)) as pool:
             documents = list(
                 pool.map(
-                    lambda e: self._json("endpoint status -w json", [e], False, ANSWER_TIMEOUT),
+                    lambda e: self._json(
+                        "endpoint status -w json", [e], False, ETCD_ANSWER_TIMEOUT
+                    ),
                     chosen,
                 )
             )
@@ -185,7 +177,9 @@ class EtcdCtl:
 
     def health(self, endpoints: list[str]) -> list[EndpointHealth]:
         """etcdctl asks every endpoint at once (one client each)."""
-        document = self._json("endpoint health -w json", endpoints, False, ANSWER_TIMEOUT) or []
+        document = (
+            self._json("endpoint health -w json", endpoints, False, ETCD_ANSWER_TIMEOUT) or []
+        )
         return [
             EndpointHealth(
                 endpoint=e.get("endpoint", ""),
@@ -197,7 +191,7 @@ class EtcdCtl:
         ]
 
     def alarms(self) -> list[Alarm]:
-        document = self._json("alarm list -w json", timeout=ANSWER_TIMEOUT) or {}
+        document = self._json("alarm list -w json", timeout=ETCD_ANSWER_TIMEOUT) or {}
         return [
             Alarm(int(a.get("memberID", 0)), ALARMS.get(a.get("alarm", 0), str(a.get("alarm"))))
             for a in document.get("alarms", [])
@@ -214,19 +208,6 @@ class EtcdCtl:
             raise MachineError(
                 f"{self.connection.name}: defragmenting {endpoint} failed: "
                 f"{result.stderr.strip() or result.stdout.strip()}"
-            )
-
-    def snapshot_save(self, endpoint: str, path: str) -> None:
-        """etcd 3.4 takes exactly one endpoint for a snapshot."""
-        result = self.connection.run(
-            self._command(f"snapshot save {shlex.quote(path)}", [endpoint], timeout=3600),
-            check=False,
-            timeout=3700,
-        )
-        if not result.ok:
-            raise MachineError(
-                f"{self.connection.name}: snapshot from {endpoint} failed: "
-                f"{(result.stderr or result.stdout).strip()[-300:]}"
             )
 
     def snapshot_save_streaming(self, endpoint: str, path: str) -> str:

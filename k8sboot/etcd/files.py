@@ -7,6 +7,8 @@ from pathlib import PurePosixPath
 
 from k8sboot.etcd import topology
 from k8sboot.etcd.client import client_url, peer_url
+from k8sboot.host_state import ETCD_SNAPSHOT_DIR
+from k8sboot.kubeadm_node import ETCD_DATA_DIR
 from k8sboot.render import RenderedFile, render_template
 from k8sboot.spec import Cluster, Host
 from k8sboot.versions import ETCD, ETCDCTL, ETCDUTL
@@ -14,7 +16,6 @@ from k8sboot.versions import ETCD, ETCDCTL, ETCDUTL
 SNAPSHOT_SCRIPT = PurePosixPath("/usr/local/lib/k8sboot/etcd-snapshot")
 SNAPSHOT_SERVICE = PurePosixPath("/etc/systemd/system/k8sboot-etcd-snapshot.service")
 SNAPSHOT_TIMER = PurePosixPath("/etc/systemd/system/k8sboot-etcd-snapshot.timer")
-SNAPSHOT_DIR = "/var/lib/k8sboot/etcd-snapshots"
 TIMER_UNIT = "k8sboot-etcd-snapshot.timer"
 
 
@@ -28,7 +29,7 @@ def member_files(cluster: Cluster, host: Host) -> list[RenderedFile]:
         "etcd/etcd.env.j2",
         cluster_name=cluster.name,
         name=host.name,
-        data_dir=topology.DATA_DIR,
+        data_dir=ETCD_DATA_DIR,
         listen_client_urls=",".join(listen),
         client_url=client_url(host.ip),
         peer_url=peer_url(host.ip),
@@ -80,7 +81,7 @@ def snapshot_files(cluster: Cluster, host: Host, recipient: str | None) -> list[
         cacert=tls.cacert,
         cert=tls.cert,
         key=tls.key,
-        directory=SNAPSHOT_DIR,
+        directory=ETCD_SNAPSHOT_DIR,
         keep=cluster.backup.retention.last,
         etcdctl=ETCDCTL,
         etcdutl=ETCDUTL,

@@ -8,12 +8,12 @@ from collections.abc import Iterator
 from contextlib import contextmanager, suppress
 
 from k8sboot.errors import K8sbootError
-from k8sboot.etcd.client import ANSWER_TIMEOUT
 from k8sboot.health.session import session
 from k8sboot.pipeline import ask_api, gather
 from k8sboot.spec import Cluster
 from k8sboot.state import StateDir
 from k8sboot.steps.base import Context
+from k8sboot.timeouts import ETCD_ANSWER_TIMEOUT
 
 
 @contextmanager
@@ -25,5 +25,5 @@ def looking(cluster: Cluster, command: str) -> Iterator[Context]:
         # The API may be down: etcd is what is asked about, and the API answers no sooner
         # than etcd does.
         with suppress(K8sbootError):
-            ask_api(ctx, ANSWER_TIMEOUT)
+            ask_api(ctx, ETCD_ANSWER_TIMEOUT)
         yield ctx

@@ -15,6 +15,7 @@ from importlib import resources
 from k8sboot.actions import Action, OnHost
 from k8sboot.errors import MachineError, UserError
 from k8sboot.executor.core import Executor, Outcome, handles
+from k8sboot.kubeadm_node import ETCD_DATA_DIR, ETCD_MANIFEST
 from k8sboot.spec import Cluster, Host
 from k8sboot.steps.base import Context, Step
 from k8sboot.versions import (
@@ -22,7 +23,6 @@ from k8sboot.versions import (
     ETCD_BIN_DIR,
     ETCDCTL,
     ETCDUTL,
-    STACKED_MANIFEST,
     etcd_manifest_version,
     etcd_tarball_url,
     etcd_version_dir,
@@ -105,10 +105,10 @@ def install(executor: Executor, action: InstallEtcd) -> Outcome:
     connection = ctx.transport[action.host]
     version = action.version
     if version is None:
-        manifest = connection.read_file(STACKED_MANIFEST)
+        manifest = connection.read_file(ETCD_MANIFEST)
         version = etcd_manifest_version(manifest.decode() if manifest else None)
         if version is None:
-            raise MachineError(f"{action.host}: no etcd version in {STACKED_MANIFEST}")
+            raise MachineError(f"{action.host}: no etcd version in {ETCD_MANIFEST}")
     found = ctx.facts[action.host]
     arch = found.arch
     if arch is None:
@@ -120,6 +120,7 @@ def install(executor: Executor, action: InstallEtcd) -> Outcome:
         "bin_dir": str(ETCD_BIN_DIR),
         "binaries": ["etcd", "etcdctl", "etcdutl"] if action.server else ["etcdctl", "etcdutl"],
         "server": action.server,
+        "data_dir": ETCD_DATA_DIR,
     }
     body = resources.files("k8sboot.probes").joinpath("install_etcd.py").read_text()
     executor.progress(action.host, f"etcd {version} from {args['url']}")

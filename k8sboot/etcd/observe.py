@@ -21,6 +21,7 @@ from k8sboot.etcd.client import (
     member_by_peer_url,
 )
 from k8sboot.etcd.tools import EtcdTools, detect
+from k8sboot.kubeadm_node import ETCD_MANIFEST
 from k8sboot.spec import Host
 from k8sboot.steps.base import Context
 
@@ -191,7 +192,7 @@ def configured_quota(ctx: Context, host: Host | None) -> int:
     (external) on `host`, else etcd's default."""
     if host is None:
         return topology.DEFAULT_QUOTA
-    where = topology.EXTERNAL_ENV if topology.external(ctx.cluster) else topology.ETCD_MANIFEST
+    where = topology.EXTERNAL_ENV if topology.external(ctx.cluster) else ETCD_MANIFEST
     result = ctx.transport[host.name].run(
         f"grep -ho -e 'quota-backend-bytes=[0-9]*' -e 'QUOTA_BACKEND_BYTES=\"*[0-9]*' {where} "
         "2>/dev/null | tail -n 1",

@@ -10,18 +10,14 @@ import json
 from dataclasses import asdict, dataclass
 
 from k8sboot.errors import UnsafeError, UserError
+from k8sboot.host_state import ETCD_KEPT_DIR
 from k8sboot.state import StateDir, write_private
 
 FILE = "etcd-restore.json"
 
-# Where a restore keeps what it replaced on each host, outside every directory kubeadm
-# manages (kubeadm reset empties /var/lib/etcd and /etc/kubernetes): never deleted by
-# k8sboot.
-KEPT_DIR = "/var/lib/k8sboot/etcd-before-restore"
-
 
 def kept_dir(tag: str) -> str:
-    return f"{KEPT_DIR}/{tag}"
+    return f"{ETCD_KEPT_DIR}/{tag}"
 
 
 @dataclass
@@ -60,7 +56,7 @@ def read(state: StateDir) -> RestoreRecord | None:
     except (ValueError, TypeError) as error:
         raise UserError(
             f"{path}: unreadable record of a restore in progress ({error}); check the hosts' "
-            f"{KEPT_DIR} and fix or remove the file"
+            f"{ETCD_KEPT_DIR} and fix or remove the file"
         ) from None
 
 

@@ -14,12 +14,9 @@ from pathlib import PurePosixPath
 from k8sboot.etcd.client import STACKED_TLS, EtcdTLS, client_url, peer_url
 from k8sboot.etcd.pki import CertSpec
 from k8sboot.facts import Facts
+from k8sboot.kubeadm_node import ETCD_MEMBER_DIR, ETCD_PKI_DIR, PKI_DIR
 from k8sboot.spec import Cluster, Host
 
-DATA_DIR = "/var/lib/etcd"
-MANIFESTS = PurePosixPath("/etc/kubernetes/manifests")
-ETCD_MANIFEST = MANIFESTS / "etcd.yaml"
-APISERVER_MANIFEST = MANIFESTS / "kube-apiserver.yaml"
 DEFAULT_QUOTA = 2 * 1024**3  # etcd's default --quota-backend-bytes
 
 # External etcd, on the etcd hosts.
@@ -33,14 +30,11 @@ EXTERNAL_TLS = EtcdTLS(
     str(EXTERNAL_PKI / "etcdctl.key"),
 )
 # ... and what kubeadm's ClusterConfiguration names on the control planes (init.yaml.j2).
-KUBE_PKI = PurePosixPath("/etc/kubernetes/pki")
 APISERVER_CLIENT_TLS = EtcdTLS(
-    str(KUBE_PKI / "etcd/ca.crt"),
-    str(KUBE_PKI / "apiserver-etcd-client.crt"),
-    str(KUBE_PKI / "apiserver-etcd-client.key"),
+    f"{ETCD_PKI_DIR}/ca.crt",
+    f"{PKI_DIR}/apiserver-etcd-client.crt",
+    f"{PKI_DIR}/apiserver-etcd-client.key",
 )
-# Stacked etcd: kubeadm's server and peer certificates and its etcd CA.
-STACKED_PKI = PurePosixPath("/etc/kubernetes/pki/etcd")
 
 
 def external(cluster: Cluster) -> bool:
@@ -88,9 +82,7 @@ def lost_hosts(cluster: Cluster, facts: Facts, answers: bool | None = None) -> s
     names = dict.fromkeys(h.name for h in [*hosts, *cluster.control_planes])
     down = [name for name in names if name not in facts.hosts]
     seen = [facts.hosts[name] for name in names if name in facts.hosts]
-    if seen and not any(
-        f.initialised_control_plane or f.exists(f"{DATA_DIR}/member") for f in seen
-    ):
+    if seen and not any(f.initialised_control_plane or f.exists(ETCD_MEMBER_DIR) for f in seen):
         return None  # a cluster not set up yet has no etcd to lose
     if answers or not down:
         return None
@@ -167,8 +159,8 @@ def stacked_member_certs(host: Host) -> list[CertFile]:
     return [
         CertFile(
             kind,
-            str(STACKED_PKI / f"{kind}.crt"),
-            str(STACKED_PKI / f"{kind}.key"),
+            f"{ETCD_PKI_DIR}/{kind}.crt",
+            f"{ETCD_PKI_DIR}/{kind}.key",
             CertSpec(host.name, dns_names=dns, ip_addresses=ips, server=True),
         )
         for kind in ("server", "peer")

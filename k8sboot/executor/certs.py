@@ -12,14 +12,14 @@ from k8sboot.errors import MachineError
 from k8sboot.etcd.client import STACKED_TLS, EtcdCtl, client_url
 from k8sboot.executor.core import Executor, Outcome, handles
 from k8sboot.facts import ProbeRequest, probe_host
+from k8sboot.host_state import PAUSED_MANIFESTS_DIR
+from k8sboot.kubeadm_node import API_SERVER_PORT, MANIFESTS_DIR
 from k8sboot.nodes.observe import api_server, kubectl
 from k8sboot.transport import Connection
 
-MANIFESTS = "/etc/kubernetes/manifests"
-PAUSED = "/etc/k8sboot/paused-manifests"
 # Each static pod kubeadm makes, and the port it listens on while it runs.
 STATIC_PODS = {
-    "kube-apiserver": 6443,
+    "kube-apiserver": API_SERVER_PORT,
     "kube-controller-manager": 10257,
     "kube-scheduler": 10259,
     "etcd": 2379,
@@ -43,9 +43,9 @@ def renew(executor: Executor, action: RenewCertificates) -> Outcome:
     executor.progress(action.host, "kubeadm certs renew all")
     connection.run("kubeadm certs renew all", timeout=300)
     pods = _present(connection, list(STATIC_PODS))
-    files = " ".join(shlex.quote(f"{MANIFESTS}/{p}.yaml") for p in pods)
+    files = " ".join(shlex.quote(f"{MANIFESTS_DIR}/{p}.yaml") for p in pods)
     executor.progress(action.host, f"stop {', '.join(pods)}")
-    connection.run(f"mkdir -p {PAUSED} && mv -f {files} {PAUSED}/")
+    connection.run(f"mkdir -p {PAUSED_MANIFESTS_DIR} && mv -f {files} {PAUSED_MANIFESTS_DIR}/")
     try:
         _wait_ports(executor, connection, [STATIC_PODS[p] for p in pods])
     finally:
@@ -56,14 +56,14 @@ def renew(executor: Executor, action: RenewCertificates) -> Outcome:
 
 
 def _present(connection: Connection, pods: list[str]) -> list[str]:
-    listing = connection.run(f"ls {MANIFESTS}", check=False).stdout.split()
+    listing = connection.run(f"ls {MANIFESTS_DIR}", check=False).stdout.split()
     return [p for p in pods if f"{p}.yaml" in listing]
 
 
 def _restore_paused(connection: Connection) -> None:
     connection.run(
-        f"if [ -d {PAUSED} ]; then for f in {PAUSED}/*.yaml; do "
-        f'[ -e "$f" ] && mv -f "$f" {MANIFESTS}/; done; rmdir {PAUSED}; fi; true'
+        f"if [ -d {PAUSED_MANIFESTS_DIR} ]; then for f in {PAUSED_MANIFESTS_DIR}/*.yaml; do "
+        f'[ -e "$f" ] && mv -f "$f" {MANIFESTS_DIR}/; done; rmdir {PAUSED_MANIFESTS_DIR}; fi; true'
     )
 
 

@@ -11,12 +11,13 @@ import yaml
 from k8sboot.actions import ApplyManifest, FetchKubeconfig, WaitApiServer, WaitNodesReady
 from k8sboot.errors import MachineError
 from k8sboot.executor.core import Executor, Outcome, handles, read_required
-from k8sboot.facts import ADMIN_CONF, KUBECTL, parse_nodes
+from k8sboot.facts import KUBECTL, parse_nodes
+from k8sboot.host_state import STAMPS_DIR
+from k8sboot.kubeadm_node import ADMIN_CONF
 from k8sboot.state import write_private
 from k8sboot.steps.cluster import cni_stamp, digest
 from k8sboot.transport import CommandFailed
 
-STAMPS = "/var/lib/k8sboot/stamps"
 APPLY_TIMEOUT = 900
 APPLY_ATTEMPTS = 3
 
@@ -51,7 +52,7 @@ def apply(executor: Executor, action: ApplyManifest) -> Outcome:
             raise CommandFailed(result, executor.ctx.log.path)
         time.sleep(3)
     stamp = cni_stamp(action.file, action.operator)
-    connection.write_file(f"{STAMPS}/{action.stamp}", f"{stamp}\n".encode())
+    connection.write_file(f"{STAMPS_DIR}/{action.stamp}", f"{stamp}\n".encode())
     return Outcome((action.host,))
 
 

@@ -6,7 +6,6 @@ catalogue, maintenance, restores), which live beside it.
 
 from __future__ import annotations
 
-import shlex
 import time
 
 from k8sboot.errors import MachineError
@@ -22,6 +21,7 @@ from k8sboot.etcd.client import EtcdCtl, member_by_peer_url, peer_url
 from k8sboot.etcd.files import bootstrap_file, bootstrap_token
 from k8sboot.etcd.pki import CA, Issued, satisfies
 from k8sboot.executor.core import Executor, Outcome, handles, raise_first
+from k8sboot.kubeadm_node import ETCD_DATA_DIR, ETCD_PKI_DIR, KUBERNETES_DIR, PKI_DIR
 from k8sboot.render import RenderedFile
 from k8sboot.spec import Host
 from k8sboot.state import write_private
@@ -30,10 +30,10 @@ from k8sboot.transport import Connection
 
 HEALTH_TIMEOUT = 300.0
 START_TIMEOUT = 330.0
-KUBE_DIRS = "install -d -m 755 /etc/kubernetes /etc/kubernetes/pki /etc/kubernetes/pki/etcd"
+KUBE_DIRS = f"install -d -m 755 {KUBERNETES_DIR} {PKI_DIR} {ETCD_PKI_DIR}"
 ETCD_DIRS = (
     "install -d -m 755 /etc/etcd && install -d -m 750 -g etcd /etc/etcd/pki "
-    f"&& install -d -m 700 -o etcd -g etcd {topology.DATA_DIR}"
+    f"&& install -d -m 700 -o etcd -g etcd {ETCD_DATA_DIR}"
 )
 
 
@@ -196,10 +196,6 @@ def wait_healthy(
             raise MachineError(f"etcd not healthy after {timeout:.0f}s: {detail}")
         executor.progress(runner.name, f"waiting for etcd health: {', '.join(sick) or '...'}")
         time.sleep(2)
-
-
-def quoted(path: str) -> str:
-    return shlex.quote(path)
 
 
 # The etcd commands' handlers register when imported.

@@ -10,13 +10,11 @@ happens.
 from __future__ import annotations
 
 import contextlib
-import json
 import secrets
 import shlex
 import tempfile
 import time
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import asdict
 from typing import Any
 
 from k8sboot.errors import MachineError
@@ -47,12 +45,10 @@ from k8sboot.etcd.scheduled import (
 )
 from k8sboot.etcd.tools import EtcdTools, detect
 from k8sboot.executor.core import Executor, Outcome, handles
+from k8sboot.host_state import ETCD_BACKUP_DIR, ETCD_VERIFY_DIR
 from k8sboot.spec import Cluster
 from k8sboot.steps.etcd_backup import VerifyFailed, check_authentic, pulled_name
 from k8sboot.transport import Connection
-
-WORK_DIR = "/var/lib/k8sboot/etcd-backup"
-VERIFY_DIR = "/var/lib/k8sboot/etcd-verify"
 
 
 def backup_key(cluster: Cluster, store: Store | None = None) -> Key | None:
@@ -114,8 +110,8 @@ def take_snapshot(executor: Executor, action: SaveSnapshot) -> Manifest:
     key = backup_key(cluster, store)
     when = now()
     name = backup_name(cluster.name, when, names_taken(store))
-    remote = f"{WORK_DIR}/{name}.db"
-    connection.run(f"install -d -m 700 {WORK_DIR}", timeout=60)
+    remote = f"{ETCD_BACKUP_DIR}/{name}.db"
+    connection.run(f"install -d -m 700 {ETCD_BACKUP_DIR}", timeout=60)
     started = time.monotonic()
     # The manifest's membership and version, asked while the snapshot is taken.
     asked = ThreadPoolExecutor(max_workers=1)
@@ -345,7 +341,7 @@ def test_restore(executor: Executor, action: TestRestore) -> Outcome:
     connection = ctx.transport[action.host]
     tools = detect(connection)
     tag = secrets.token_hex(4)
-    work = f"{VERIFY_DIR}/{tag}"
+    work = f"{ETCD_VERIFY_DIR}/{tag}"
     unit = f"k8sboot-etcd-verify-{tag}"
     result: dict[str, Any] = {"time": now().isoformat(), "host": action.host}
     try:
@@ -554,7 +550,3 @@ def _fetch_sealed(
         "file_sha256": sink.file_sha.hexdigest(),
         "fetched": time.monotonic() - started,
     }
-
-
-def as_json(manifest: Manifest) -> str:
-    return json.dumps(asdict(manifest))

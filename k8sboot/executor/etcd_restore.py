@@ -37,21 +37,27 @@ from k8sboot.executor.core import Executor, Outcome, handles, raise_first, read_
 from k8sboot.executor.etcd import START_TIMEOUT, wait_healthy
 from k8sboot.executor.etcd_backup import upload_plain
 from k8sboot.facts import KUBECTL, parse_nodes
+from k8sboot.host_state import ETCD_RESTORE_STAGE_DIR
+from k8sboot.kubeadm_node import (
+    API_SERVER_PORT,
+    CA_CERT,
+    ETCD_DATA_DIR,
+    ETCD_PKI_DIR,
+    MANIFESTS_DIR,
+)
 from k8sboot.spec import Host
 from k8sboot.transport import Connection
 
-STAGE_DIR = "/var/lib/k8sboot/etcd-restore"
-MANIFESTS = str(topology.MANIFESTS)
 STOP_TIMEOUT = 180
 API_TIMEOUT = 300.0
 
 
 def _stage(tag: str) -> str:
-    return f"{STAGE_DIR}/{tag}"
+    return f"{ETCD_RESTORE_STAGE_DIR}/{tag}"
 
 
 def _scratch(tag: str) -> str:
-    return f"{topology.DATA_DIR}/k8sboot-restore-{tag}"
+    return f"{ETCD_DATA_DIR}/k8sboot-restore-{tag}"
 
 
 def _aside(tag: str) -> str:
@@ -184,8 +190,8 @@ def stop(executor: Executor, action: StopControlPlane) -> Outcome:
         def run(connection: Connection) -> None:
             executor.progress(connection.name, f"stop {what}: {name} aside")
             connection.run(
-                f"install -d -m 700 {aside} && "
-                f"if [ -e {MANIFESTS}/{name} ]; then mv {MANIFESTS}/{name} {aside}/{name}; fi",
+                f"install -d -m 700 {aside} && if [ -e {MANIFESTS_DIR}/{name} ]; "
+                f"then mv {MANIFESTS_DIR}/{name} {aside}/{name}; fi",
                 timeout=60,
             )
             _wait_port_closed(connection, port, what)
@@ -195,7 +201,8 @@ def stop(executor: Executor, action: StopControlPlane) -> Outcome:
     with _undoable(executor, action.tag):
         raise_first(
             ctx.transport.each(
-                action.apiservers, move_aside("kube-apiserver.yaml", 6443, "the API server")
+                action.apiservers,
+                move_aside("kube-apiserver.yaml", API_SERVER_PORT, "the API server"),
             )
         )
         if action.external:
@@ -214,7 +221,7 @@ def stop(executor: Executor, action: StopControlPlane) -> Outcome:
 @handles(SwapDataDirs)
 def swap(executor: Executor, action: SwapDataDirs) -> Outcome:
     ctx = executor.ctx
-    data = topology.DATA_DIR
+    data = ETCD_DATA_DIR
     kept = kept_dir(action.tag)
     scratch = _scratch(action.tag)
     owner = f"chown -R etcd:etcd {data}/member; " if action.external else ""
@@ -244,7 +251,7 @@ def swap(executor: Executor, action: SwapDataDirs) -> Outcome:
 @handles(RollBackData)
 def roll_back(executor: Executor, action: RollBackData) -> Outcome:
     ctx = executor.ctx
-    data = topology.DATA_DIR
+    data = ETCD_DATA_DIR
     kept = kept_dir(action.tag)
     # The data from before goes back; what was in its place (the restored data, and what
     # the cluster wrote since) is kept beside it. A host whose data never moved keeps it.
@@ -273,7 +280,7 @@ def roll_back(executor: Executor, action: RollBackData) -> Outcome:
 def reissue(executor: Executor, action: ReissueMemberCerts) -> Outcome:
     ctx = executor.ctx
     source = ctx.transport[action.ca_host]
-    pki = topology.STACKED_PKI
+    pki = ETCD_PKI_DIR
     ca = CA.from_pem(
         read_required(source, f"{pki}/ca.crt"), read_required(source, f"{pki}/ca.key", secret=True)
     )
@@ -291,7 +298,7 @@ def reissue(executor: Executor, action: ReissueMemberCerts) -> Outcome:
 def _move_back(aside: str, name: str):
     def run(connection: Connection) -> None:
         connection.run(
-            f"if [ -e {aside}/{name} ]; then mv {aside}/{name} {MANIFESTS}/{name}; fi",
+            f"if [ -e {aside}/{name} ]; then mv {aside}/{name} {MANIFESTS_DIR}/{name}; fi",
             timeout=60,
         )
 
@@ -428,7 +435,7 @@ def update_kubeadm_config(executor: Executor, action: UpdateKubeadmConfig) -> Ou
     info = _get(connection, "kube-public", "cluster-info")
     if info is not None:
         kubeconfig = yaml.safe_load(info["data"].get("kubeconfig", "")) or {}
-        ca = base64.b64encode(read_required(connection, "/etc/kubernetes/pki/ca.crt")).decode()
+        ca = base64.b64encode(read_required(connection, CA_CERT)).decode()
         server = f"https://{cluster.endpoint}"
         dirty = False
         for entry in kubeconfig.get("clusters", []):

@@ -8,6 +8,7 @@ import shlex
 from k8sboot.actions import Converge, RunCommands, WriteFiles
 from k8sboot.ansible import PlaybookFailed, run_playbook
 from k8sboot.executor.core import Executor, Outcome, handles, raise_first
+from k8sboot.host_state import STAMPS_DIR
 from k8sboot.steps.node_setup import OWNED_FILES, PLAYBOOK
 from k8sboot.transport import Connection
 
@@ -39,9 +40,6 @@ def run_commands(executor: Executor, action: RunCommands) -> Outcome:
 
     raise_first(executor.ctx.transport.each(by_host, run_all))
     return Outcome(tuple(by_host))
-
-
-STAMPS_DIR = "/var/lib/k8sboot/stamps"
 
 
 @handles(Converge)

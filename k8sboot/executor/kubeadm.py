@@ -9,6 +9,7 @@ from cryptography.hazmat.primitives import serialization
 
 from k8sboot.actions import KubeadmInit, KubeadmJoin
 from k8sboot.executor.core import Executor, Outcome, handles, raise_first, read_required
+from k8sboot.kubeadm_node import CA_CERT
 from k8sboot.render import (
     INIT_CONFIG,
     JOIN_CONFIG,
@@ -19,7 +20,6 @@ from k8sboot.render import (
 from k8sboot.steps.cluster import digest
 from k8sboot.transport import Connection
 
-CA_CERT = "/etc/kubernetes/pki/ca.crt"
 KUBEADM_TIMEOUT = 900
 # kubeadm init's phases up to kubelet-start (cmd/kubeadm/app/cmd/init.go, v1.30-v1.33).
 BEFORE_THE_API_ANSWERS = (

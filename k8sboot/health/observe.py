@@ -28,13 +28,12 @@ from k8sboot.etcd.client import (
     Member,
     client_url,
 )
-from k8sboot.facts import ADMIN_CONF, NodeStatus, probe_nodes
+from k8sboot.facts import NodeStatus, probe_nodes
+from k8sboot.kubeadm_node import ADMIN_CONF, CA_CERT, ETCD_MANIFEST
 from k8sboot.nodes.observe import api_server
 from k8sboot.spec import Cluster, Host
 from k8sboot.transport import Connection, HostKeyChanged, Transport
 
-CA_FILE = "/etc/kubernetes/pki/ca.crt"
-ETCD_MANIFEST = "/etc/kubernetes/manifests/etcd.yaml"
 SERVICES = ("containerd", "kubelet")
 
 T = TypeVar("T")
@@ -59,7 +58,6 @@ class HostObservation:
 
 @dataclass
 class ClusterObservation:
-    through: str | None = None  # the control plane asked
     error: str | None = None  # no control plane could be asked
     nodes: dict[str, NodeStatus] | None = None
     nodes_error: str | None = None
@@ -111,7 +109,7 @@ def probe_script(args: dict[str, Any]) -> bytes:
 
 
 def _probe_args(cluster: Cluster, host: Host) -> dict[str, Any]:
-    args: dict[str, Any] = {"services": [], "urls": {}, "cafile": CA_FILE}
+    args: dict[str, Any] = {"services": [], "urls": {}, "cafile": CA_CERT}
     if host.has("control-plane") or host.has("worker"):
         args["services"] = list(SERVICES)
         args["urls"]["endpoint"] = f"https://{cluster.endpoint}/readyz"
@@ -200,7 +198,6 @@ def observe_cluster(
         except Exception as error:
             problems.append(f"{host.name}: {error}")
             continue
-        seen.through = host.name
         break
     else:
         seen.error = "no control plane to ask: " + "; ".join(problems)

@@ -10,9 +10,8 @@ from k8sboot.inventory import ssh_target
 from k8sboot.runlog import RunLog
 from k8sboot.spec import Cluster
 from k8sboot.state import StateDir, run_id
+from k8sboot.timeouts import READ_ONLY_CONNECT_TIMEOUT
 from k8sboot.transport import HostKeys, Transport
-
-CONNECT_TIMEOUT = 5.0
 
 
 @contextmanager
@@ -24,7 +23,7 @@ def session(cluster: Cluster, command: str) -> Iterator[Transport]:
         [ssh_target(cluster, h) for h in cluster.hosts],
         HostKeys(state.known_hosts, cluster.ssh.host_key_policy),
         log,
-        min(float(cluster.ssh.connect_timeout), CONNECT_TIMEOUT),
+        min(float(cluster.ssh.connect_timeout), READ_ONLY_CONNECT_TIMEOUT),
     )
     try:
         yield transport

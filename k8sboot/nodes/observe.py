@@ -9,7 +9,7 @@ from typing import Any
 
 from k8sboot.errors import MachineError
 from k8sboot.facts import KUBECTL
-from k8sboot.render import API_SERVER_PORT
+from k8sboot.kubeadm_node import API_SERVER_PORT
 from k8sboot.transport import Connection
 
 

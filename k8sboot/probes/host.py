@@ -1,5 +1,6 @@
 # Runs ON a host (python3 -, stdlib only): prints one JSON document of what is there.
-# k8sboot prepends `ARGS = {...}` (files to hash, packages, services, sysctls, modules).
+# k8sboot prepends `ARGS = {...}` (files to hash, packages, services, sysctls, modules,
+# and where kubeadm's manifests and k8sboot's stamps are).
 # Read-only: it changes nothing.
 import glob
 import hashlib
@@ -11,6 +12,7 @@ import subprocess
 import time
 
 ARGS = globals().get("ARGS", {})
+MANIFESTS_DIR = ARGS["manifests_dir"]
 
 
 def read(path, default=None):
@@ -182,7 +184,7 @@ def links(paths):
 
 def etcd_image():
     """The image of kubeadm's etcd static pod, whose tag is the etcd version it runs."""
-    for line in (read("/etc/kubernetes/manifests/etcd.yaml") or "").splitlines():
+    for line in (read(os.path.join(MANIFESTS_DIR, "etcd.yaml")) or "").splitlines():
         key, _, value = line.strip().partition(":")
         if key == "image" and value.strip():
             return value.strip()
@@ -191,7 +193,7 @@ def etcd_image():
 
 def stamps():
     found = {}
-    for path in glob.glob("/var/lib/k8sboot/stamps/*"):
+    for path in glob.glob(os.path.join(ARGS["stamps_dir"], "*")):
         found[os.path.basename(path)] = (read(path) or "").strip()
     return found
 
@@ -215,7 +217,7 @@ facts = {
     "files": {path: sha256(path) for path in ARGS.get("files", [])},
     "mtimes": {path: mtime(path) for path in ARGS.get("files", [])},
     "exists": {path: os.path.exists(path) for path in ARGS.get("exists", [])},
-    "manifests": sorted(os.path.basename(p) for p in glob.glob("/etc/kubernetes/manifests/*")),
+    "manifests": sorted(os.path.basename(p) for p in glob.glob(MANIFESTS_DIR + "/*")),
     "packages": packages(ARGS.get("packages", [])),
     "services": services(ARGS.get("services", [])),
     "sysctls": sysctls(ARGS.get("sysctls", [])),

@@ -1,6 +1,7 @@
 # Runs ON a host (python3 -, stdlib only): installs one etcd release and links its binaries.
 # k8sboot prepends `ARGS = {...}`: url, sha256, dir (the version's own directory), bin_dir,
-# binaries (which to link), server (create the etcd user and data directory too).
+# binaries (which to link), server and data_dir (create the etcd user and its data
+# directory too).
 # Prints one JSON document: {"downloaded": bool, "linked": [...]}.
 import hashlib
 import json
@@ -60,7 +61,7 @@ def link(target, link_path):
     return True
 
 
-def etcd_user():
+def etcd_user(data_dir):
     if subprocess.run(["getent", "passwd", "etcd"], capture_output=True).returncode != 0:
         subprocess.run(
             [
@@ -68,7 +69,7 @@ def etcd_user():
                 "--system",
                 "--user-group",
                 "--home-dir",
-                "/var/lib/etcd",
+                data_dir,
                 "--no-create-home",
                 "--shell",
                 "/usr/sbin/nologin",
@@ -76,9 +77,9 @@ def etcd_user():
             ],
             check=True,
         )
-    os.makedirs("/var/lib/etcd", mode=0o700, exist_ok=True)
-    shutil.chown("/var/lib/etcd", "etcd", "etcd")
-    os.chmod("/var/lib/etcd", 0o700)
+    os.makedirs(data_dir, mode=0o700, exist_ok=True)
+    shutil.chown(data_dir, "etcd", "etcd")
+    os.chmod(data_dir, 0o700)
 
 
 directory = ARGS["dir"]
@@ -103,5 +104,5 @@ linked = [
     if link(os.path.join(directory, b), os.path.join(ARGS["bin_dir"], b))
 ]
 if ARGS.get("server"):
-    etcd_user()
+    etcd_user(ARGS["data_dir"])
 print(json.dumps({"downloaded": downloaded, "linked": linked}))

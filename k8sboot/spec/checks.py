@@ -6,10 +6,9 @@ import ipaddress
 from dataclasses import dataclass
 from typing import Literal
 
+from k8sboot.kubeadm_node import API_SERVER_PORT
 from k8sboot.spec.model import Cluster
 from k8sboot.versions import ETCD_CHECKSUMS
-
-API_SERVER_PORT = 6443
 
 
 @dataclass(frozen=True)

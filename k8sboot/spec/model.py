@@ -22,6 +22,7 @@ from pydantic import (
 from pydantic.alias_generators import to_camel
 from pydantic_core import PydanticCustomError
 
+from k8sboot.kubeadm_node import API_SERVER_PORT
 from k8sboot.versions import (
     CALICO_OPERATOR_SHA256,
     CALICO_OPERATOR_URL,
@@ -180,7 +181,7 @@ class Kubernetes(Section):
 class ControlPlaneEndpoint(Section):
     type: Literal["first-control-plane", "kube-vip", "load-balancer"] = "first-control-plane"
     address: Address | None = None
-    port: Port = 6443
+    port: Port = API_SERVER_PORT
     interface: Interface | None = None
 
 

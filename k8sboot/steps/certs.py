@@ -6,7 +6,7 @@ from __future__ import annotations
 from k8sboot.actions import Action, FetchKubeconfig
 from k8sboot.certs.actions import RenewCertificates
 from k8sboot.errors import MachineError
-from k8sboot.facts import ADMIN_CONF
+from k8sboot.kubeadm_node import ADMIN_CONF
 from k8sboot.steps.base import Context, Step
 
 

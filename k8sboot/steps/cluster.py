@@ -6,12 +6,13 @@ import hashlib
 from pathlib import PurePosixPath
 
 from k8sboot.actions import Action, ApplyManifest, Fetched, FetchKubeconfig, WaitNodesReady
-from k8sboot.facts import ADMIN_CONF
+from k8sboot.host_state import CONFIG_DIR
+from k8sboot.kubeadm_node import ADMIN_CONF
 from k8sboot.render import RenderedFile, cni_file
 from k8sboot.steps.base import Context, Step
 from k8sboot.steps.files import sha256
 
-CALICO_OPERATOR_FILE = PurePosixPath("/etc/k8sboot/tigera-operator.yaml")
+CALICO_OPERATOR_FILE = PurePosixPath(CONFIG_DIR) / "tigera-operator.yaml"
 CALICO_CRDS = ("installations.operator.tigera.io", "apiservers.operator.tigera.io")
 
 

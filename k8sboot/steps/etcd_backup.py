@@ -13,9 +13,10 @@ from k8sboot.etcd.archive import CorruptBackup, Key, check_file
 from k8sboot.etcd.authenticity import why_untrusted
 from k8sboot.etcd.catalogue import Manifest, Store, names_taken, now, open_store
 from k8sboot.etcd.client import Member
-from k8sboot.etcd.files import SNAPSHOT_DIR, TIMER_UNIT, snapshot_files
+from k8sboot.etcd.files import TIMER_UNIT, snapshot_files
 from k8sboot.etcd.observe import EtcdView, host_for, observe
 from k8sboot.etcd.scheduled import SEALED_SUFFIX, recipient, sealed_name
+from k8sboot.host_state import ETCD_SNAPSHOT_DIR
 from k8sboot.spec import Cluster, Host
 from k8sboot.steps.base import Context, Step
 from k8sboot.steps.etcd_external import RESET_TIMER, scheduled_leftovers
@@ -217,7 +218,7 @@ class EtcdSchedule(Step):
                     actions.append(
                         RunCommands(
                             ((host.name, RESET_TIMER),),
-                            f"remove the timer and the scheduled snapshots in {SNAPSHOT_DIR} "
+                            f"remove the timer and the scheduled snapshots in {ETCD_SNAPSHOT_DIR} "
                             "(`k8sboot etcd pull` first keeps them)",
                         )
                     )
@@ -275,7 +276,8 @@ class EtcdPull(Step):
             if host.name not in ctx.facts.hosts:
                 continue
             listing = ctx.transport[host.name].run(
-                f"ls -1 {SNAPSHOT_DIR}/*.db {SNAPSHOT_DIR}/*{SEALED_SUFFIX} 2>/dev/null || true",
+                f"ls -1 {ETCD_SNAPSHOT_DIR}/*.db {ETCD_SNAPSHOT_DIR}/*{SEALED_SUFFIX} "
+                "2>/dev/null || true",
                 shown="list snapshots",
             )
             files = [

@@ -15,7 +15,6 @@ from k8sboot.etcd.actions import (
     PrepareRestoreTarget,
 )
 from k8sboot.etcd.files import (
-    SNAPSHOT_DIR,
     SNAPSHOT_SCRIPT,
     SNAPSHOT_SERVICE,
     SNAPSHOT_TIMER,
@@ -26,12 +25,13 @@ from k8sboot.etcd.files import (
 )
 from k8sboot.etcd.pki import StoredCA, satisfies
 from k8sboot.facts import HostFacts
+from k8sboot.host_state import ETCD_SNAPSHOT_DIR
+from k8sboot.kubeadm_node import ETCD_MEMBER_DIR
 from k8sboot.spec import Host
 from k8sboot.state import StateDir
 from k8sboot.steps.base import Context, Step
 from k8sboot.steps.files import changed, sha256
 
-MEMBER_DIR = f"{topology.DATA_DIR}/member"
 SHARED = "apiserver-etcd-client"  # one certificate for every control plane, as kubeadm shares it
 
 
@@ -129,7 +129,7 @@ class EtcdMembers(Step):
         hosts = cluster.with_role("etcd")
         token = bootstrap_token(cluster)
         initial = topology.initial_cluster(hosts)
-        with_data = [h for h in hosts if ctx.host_facts(h).exists(MEMBER_DIR)]
+        with_data = [h for h in hosts if ctx.host_facts(h).exists(ETCD_MEMBER_DIR)]
         first_bootstrap = {h.name: bootstrap_file(h, initial, "new", token).content for h in hosts}
         bootstrapping = all(
             ctx.host_facts(h).file_hash(str(topology.EXTERNAL_BOOTSTRAP_ENV))
@@ -210,7 +210,7 @@ class EtcdMembers(Step):
 RESET_ETCD = " ; ".join(
     [
         "systemctl disable --now etcd 2>/dev/null",
-        f"rm -rf {MEMBER_DIR} {topology.EXTERNAL_PKI} {topology.EXTERNAL_ENV} "
+        f"rm -rf {ETCD_MEMBER_DIR} {topology.EXTERNAL_PKI} {topology.EXTERNAL_ENV} "
         f"{topology.EXTERNAL_BOOTSTRAP_ENV} {topology.EXTERNAL_UNIT}",
         "systemctl daemon-reload",
         "true",
@@ -221,7 +221,7 @@ RESET_TIMER = " ; ".join(
         f"systemctl disable --now {TIMER_UNIT} 2>/dev/null",
         f"systemctl stop {SNAPSHOT_SERVICE.name} 2>/dev/null",  # a snapshot being taken
         f"rm -f {SNAPSHOT_TIMER} {SNAPSHOT_SERVICE} {SNAPSHOT_SCRIPT}",
-        f"rm -rf {SNAPSHOT_DIR}",
+        f"rm -rf {ETCD_SNAPSHOT_DIR}",
         "systemctl daemon-reload",
         "true",
     ]
@@ -244,14 +244,14 @@ class ResetEtcd(Step):
             found = ctx.host_facts(host)
             if host.has("etcd") and (
                 found.active("etcd")
-                or found.exists(MEMBER_DIR)
+                or found.exists(ETCD_MEMBER_DIR)
                 or found.file_hash(str(topology.EXTERNAL_ENV))
                 or found.file_hash(str(topology.EXTERNAL_UNIT))
             ):
                 commands.append((host.name, RESET_ETCD))
             if scheduled_leftovers(found):
                 commands.append((host.name, RESET_TIMER))
-                title = f"etcd reset (and the scheduled snapshots in {SNAPSHOT_DIR})"
+                title = f"etcd reset (and the scheduled snapshots in {ETCD_SNAPSHOT_DIR})"
         return [RunCommands(tuple(commands), title)] if commands else []
 
 
@@ -260,5 +260,5 @@ def scheduled_leftovers(found: HostFacts) -> bool:
     return bool(
         found.file_hash(str(SNAPSHOT_TIMER))
         or found.file_hash(str(SNAPSHOT_SCRIPT))
-        or found.exists(SNAPSHOT_DIR)
+        or found.exists(ETCD_SNAPSHOT_DIR)
     )

@@ -37,6 +37,7 @@ from k8sboot.etcd.client import EndpointStatus, EtcdCtl, peer_url
 from k8sboot.etcd.pki import CertSpec, satisfies
 from k8sboot.etcd.restore_record import RestoreRecord
 from k8sboot.etcd.tools import BUMP_REVISION, EtcdTools, detect
+from k8sboot.kubeadm_node import APISERVER_MANIFEST, ETCD_MEMBER_DIR, ETCD_PKI_DIR
 from k8sboot.spec import Host
 from k8sboot.steps.base import Context, Step
 from k8sboot.steps.etcd_backup import SaveSnapshot, VerifyFailed, local_check
@@ -207,7 +208,7 @@ class EtcdRestore(Step):
                 continue
             found = ctx.host_facts(host)
             running = (
-                found.active("etcd") or found.exists(f"{topology.DATA_DIR}/member")
+                found.active("etcd") or found.exists(ETCD_MEMBER_DIR)
                 if topology.external(cluster)
                 else "etcd.yaml" in found.data["manifests"]
             )
@@ -266,7 +267,7 @@ class EtcdRestore(Step):
         actions: list[Action] = []
         for host in targets:
             connection = ctx.transport[host.name]
-            ca = connection.read_file(f"{topology.STACKED_PKI}/ca.crt")
+            ca = connection.read_file(f"{ETCD_PKI_DIR}/ca.crt")
             reasons = []
             # kubeadm's own names differ a little from k8sboot's: what matters is the CA
             # and the member's address.
@@ -305,7 +306,7 @@ def etcd_in_use(ctx: Context, host: Host) -> tuple[list[str], list[EndpointStatu
     """The endpoints the API server on `host` is configured with, and those that answer
     (asked from that host, with its etcd client certificate)."""
     connection = ctx.transport[host.name]
-    endpoints = etcd_servers(connection.read_file(str(topology.APISERVER_MANIFEST)))
+    endpoints = etcd_servers(connection.read_file(APISERVER_MANIFEST))
     if not endpoints or tools_of(ctx, host).etcdctl is None:
         return endpoints, []
     ctl = EtcdCtl(connection, topology.tls_on(ctx.cluster, host), endpoints)

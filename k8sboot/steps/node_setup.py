@@ -10,6 +10,7 @@ from typing import Any
 
 from k8sboot.actions import Action, Converge, RunCommands
 from k8sboot.facts import HostFacts
+from k8sboot.kubeadm_node import KERNEL_MODULES, SYSCTLS
 from k8sboot.resources import data_dir
 from k8sboot.spec import Cluster, Host
 from k8sboot.steps.base import Context, Step
@@ -17,11 +18,6 @@ from k8sboot.versions import KubeVersion
 
 PLAYBOOK = "node.yml"
 UPSTREAM_REPOSITORY = "https://pkgs.k8s.io/core:/stable:/v{minor}/deb/"
-DESIRED_SYSCTLS = {
-    "net.ipv4.ip_forward": "1",
-    "net.bridge.bridge-nf-call-iptables": "1",
-    "net.bridge.bridge-nf-call-ip6tables": "1",
-}
 # Files each role writes whole. Their hashes go into the role's stamp when it converges,
 # so that a file deleted or edited later is drift, even while the live setting it
 # persists (a sysctl, a loaded module) still holds and hides the loss until a reboot.
@@ -62,6 +58,8 @@ def role_vars(cluster: Cluster, host: Host, found: HostFacts) -> dict[str, dict[
             # (kubeadm joins through the endpoint; the API server reaches kubelets by
             # their InternalIP first): a host added later leaves every other host alone.
             "prepare_hosts_entries": [{"ip": host.ip, "name": host.name}],
+            "prepare_modules": list(KERNEL_MODULES),
+            "prepare_sysctls": dict(SYSCTLS),
         }
     }
     if host.has("control-plane") or host.has("worker"):
@@ -100,7 +98,7 @@ def drift(cluster: Cluster, host: Host, found: HostFacts, role: str, wanted: str
     if role == "prepare":
         if found.data["memory"]["swap_mib"] and not found.container:
             return "swap is on"
-        for name, value in DESIRED_SYSCTLS.items():
+        for name, value in SYSCTLS.items():
             current = found.sysctl(name)
             if current is not None and current != value:
                 return f"{name} is {current}"

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from k8sboot.actions import Action, RunCommands
 from k8sboot.facts import HostFacts
+from k8sboot.host_state import CONFIG_DIR, STAMPS_DIR
 from k8sboot.spec import Cluster
 from k8sboot.steps.base import Context, Step
 
@@ -12,8 +13,8 @@ from k8sboot.steps.base import Context, Step
 CLEANUP = " ; ".join(
     [
         "if command -v kubeadm >/dev/null; then kubeadm reset -f; fi",
-        "rm -rf /etc/cni/net.d/* /var/lib/cni /run/flannel /etc/k8sboot",
-        "rm -f /var/lib/k8sboot/stamps/cni",
+        f"rm -rf /etc/cni/net.d/* /var/lib/cni /run/flannel {CONFIG_DIR}",
+        f"rm -f {STAMPS_DIR}/cni",
         "for link in cni0 flannel.1 vxlan.calico kube-ipvs0 tunl0; do "
         "ip link delete $link 2>/dev/null || true; done",
         "for tool in iptables ip6tables; do if command -v $tool-save >/dev/null; then "
@@ -54,7 +55,7 @@ def cleanup(cluster: Cluster) -> str:
 
 PURGE = (
     "apt-get purge -y --allow-change-held-packages kubeadm kubelet kubectl "
-    "&& rm -f /var/lib/k8sboot/stamps/kube_packages /etc/apt/sources.list.d/kubernetes.sources"
+    f"&& rm -f {STAMPS_DIR}/kube_packages /etc/apt/sources.list.d/kubernetes.sources"
 )
 
 

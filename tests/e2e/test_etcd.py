@@ -23,7 +23,7 @@ from typing import Any
 import pytest
 import yaml
 
-from k8sboot.etcd.files import SNAPSHOT_DIR
+from k8sboot.host_state import ETCD_SNAPSHOT_DIR
 from tests.e2e.conftest import K8sboot, SharedHA, events, finished
 from tests.lab import etcd_release
 
@@ -384,9 +384,9 @@ def test_defrag_alarms_schedule_and_pull(etcd: Etcd) -> None:
     etcd.sudo("cp1", "systemctl is-active k8sboot-etcd-snapshot.timer")
     etcd.sudo("cp1", "systemctl start k8sboot-etcd-snapshot.service")
     # Encrypted on the host (age, to a recipient derived from the key): no plain snapshot.
-    kept = etcd.sudo("cp1", f"ls -A {SNAPSHOT_DIR}").stdout.split()
+    kept = etcd.sudo("cp1", f"ls -A {ETCD_SNAPSHOT_DIR}").stdout.split()
     assert kept and all(name.endswith((".db.age", ".db.status")) for name in kept), kept
-    plain = etcd.sudo("cp1", f"grep -rlaF /registry/ {SNAPSHOT_DIR}", check=False)
+    plain = etcd.sudo("cp1", f"grep -rlaF /registry/ {ETCD_SNAPSHOT_DIR}", check=False)
     assert plain.stdout.strip() == "", plain.stdout
     etcd.run("etcd", "pull")
     pulled = etcd.latest()
@@ -396,7 +396,7 @@ def test_defrag_alarms_schedule_and_pull(etcd: Etcd) -> None:
     etcd.run("etcd", "schedule")
     gone = etcd.sudo("cp1", "systemctl is-enabled k8sboot-etcd-snapshot.timer", check=False)
     assert not gone.ok
-    assert not etcd.sudo("cp1", f"test -e {SNAPSHOT_DIR}", check=False).ok
+    assert not etcd.sudo("cp1", f"test -e {ETCD_SNAPSHOT_DIR}", check=False).ok
 
 
 def test_restore_onto_a_new_machine(etcd: Etcd) -> None:

@@ -139,7 +139,7 @@ def host(tmp_path: Path, monkeypatch):
     for script in ("systemd-run", "systemctl"):
         (bin_dir / script).chmod(0o755)
     # Short: etcdctl's path to the client socket must fit in 107 bytes.
-    monkeypatch.setattr(etcd_backup, "VERIFY_DIR", str(tmp_path / "v"))
+    monkeypatch.setattr(etcd_backup, "ETCD_VERIFY_DIR", str(tmp_path / "v"))
     seen: dict[str, object] = {}
 
     def started(unit: str) -> None:
@@ -162,7 +162,7 @@ def backup(etcd: Etcd, host: LocalHost, catalogue: Path, keys: int = 5) -> Manif
     source = EtcdCtl(host, NO_TLS, [endpoint])  # type: ignore[arg-type]
     catalogue.mkdir(mode=0o700)
     file = catalogue / "lab-1.db"
-    source.snapshot_save(endpoint, str(file))
+    host.run(f"( {source.snapshot_save_streaming(endpoint, str(file))} ) >/dev/null")
     status = source.snapshot_status(str(file))
     data = file.read_bytes()
     checked = {"size": len(data), "sha256": hashlib.sha256(data).hexdigest()}

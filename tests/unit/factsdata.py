@@ -7,7 +7,8 @@ import zlib
 from pathlib import Path
 from typing import Any
 
-from k8sboot.facts import ADMIN_CONF, KUBELET_CONF, Facts, HostFacts, NodeStatus
+from k8sboot.facts import Facts, HostFacts, NodeStatus
+from k8sboot.kubeadm_node import ADMIN_CONF, KUBELET_CONF
 from k8sboot.render import containerd_files
 from k8sboot.runlog import RunLog
 from k8sboot.spec import Cluster

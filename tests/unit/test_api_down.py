@@ -25,6 +25,7 @@ from k8sboot.etcd.observe import EtcdView
 from k8sboot.etcd.report import health_document
 from k8sboot.etcd.tools import EtcdTools
 from k8sboot.facts import Facts
+from k8sboot.kubeadm_node import ETCD_MEMBER_DIR
 from k8sboot.render import cni_file
 from k8sboot.report import Reporter
 from k8sboot.steps import etcd_restore
@@ -182,7 +183,7 @@ def _as_up_left_them(base: dict, tmp_path: Path):
     ctx = _converged_external(cluster, tmp_path)
     for host in cluster.with_role("etcd"):
         data = ctx.facts.hosts[host.name].data
-        del data["exists"][f"{topology.DATA_DIR}/member"]
+        del data["exists"][ETCD_MEMBER_DIR]
         del data["files"][str(topology.EXTERNAL_BOOTSTRAP_ENV)]
         data["services"]["etcd"] = {"active": "inactive", "enabled": "disabled"}
     return cluster, ctx

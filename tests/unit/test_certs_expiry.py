@@ -50,7 +50,7 @@ def test_json_and_table_say_the_same() -> None:
         assert from_json[name].expires == from_table[name].expires, name
         if from_json[name].expires is not None:  # a missing row names no CA
             assert from_json[name].authority == from_table[name].authority, name
-    assert from_table["front-proxy-ca"].external and from_table["front-proxy-ca"].is_ca
+    assert from_table["front-proxy-ca"].external and from_table["front-proxy-ca"].authority == ""
     assert from_table["scheduler.conf"].expires is None
     assert from_json["apiserver"].expires == datetime(2026, 6, 11, tzinfo=UTC)
 

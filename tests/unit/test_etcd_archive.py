@@ -175,7 +175,7 @@ def test_sink_counts_what_it_was_given() -> None:
     out = io.BytesIO()
     sink = SnapshotSink(out)
     sink.write(b"abc")
-    assert sink.tell() == 3
+    assert sink.size == 3
 
 
 @pytest.mark.parametrize("sizes", [[1] * 40, [31, 1, 33], [5000], [10, 20, 30, 4000, 3]])

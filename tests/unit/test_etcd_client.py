@@ -80,7 +80,11 @@ def test_members_match_by_exact_peer_url_never_a_prefix() -> None:
 
 def test_status_knows_the_leader_and_sizes() -> None:
     status = parse_status(STATUS[0])
-    assert status.is_leader and status.db_size == 20480 and status.db_size_in_use == 16384
+    assert (
+        status.member_id == status.leader_id
+        and status.db_size == 20480
+        and status.db_size_in_use == 16384
+    )
     assert (status.version, status.revision, status.raft_index) == ("3.4.23", 2, 5)
 
 

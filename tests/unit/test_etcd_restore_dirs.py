@@ -11,7 +11,7 @@ from types import SimpleNamespace
 import pytest
 
 from k8sboot.errors import MachineError
-from k8sboot.etcd import restore_record, topology
+from k8sboot.etcd import restore_record
 from k8sboot.etcd.actions import RollBackData, SwapDataDirs
 from k8sboot.etcd.restore_record import RestoreRecord
 from k8sboot.executor import etcd_restore
@@ -55,8 +55,8 @@ class OneHost:
 @pytest.fixture
 def host(tmp_path: Path, monkeypatch):
     data, kept = tmp_path / "var-lib-etcd", tmp_path / "var-lib-k8sboot-before"
-    monkeypatch.setattr(topology, "DATA_DIR", str(data))
-    monkeypatch.setattr(restore_record, "KEPT_DIR", str(kept))
+    monkeypatch.setattr(etcd_restore, "ETCD_DATA_DIR", str(data))
+    monkeypatch.setattr(restore_record, "ETCD_KEPT_DIR", str(kept))
     (data / "member").mkdir(parents=True)
     (data / "member" / "db").write_text("before")
     staged = data / f"k8sboot-restore-{TAG}" / "member"

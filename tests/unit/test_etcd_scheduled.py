@@ -24,8 +24,9 @@ from k8sboot.errors import MachineError
 from k8sboot.etcd.actions import PullSnapshots
 from k8sboot.etcd.archive import Key, check_file, create_key_file
 from k8sboot.etcd.catalogue import LocalStore
-from k8sboot.etcd.files import SNAPSHOT_DIR, SNAPSHOT_SCRIPT, snapshot_files
+from k8sboot.etcd.files import SNAPSHOT_SCRIPT, snapshot_files
 from k8sboot.etcd.scheduled import _bech32, identity_of, recipient_of
+from k8sboot.host_state import ETCD_SNAPSHOT_DIR
 from k8sboot.pipeline import probe_request
 from k8sboot.steps.etcd_backup import EtcdPull, EtcdSchedule
 from k8sboot.steps.etcd_external import ResetEtcd
@@ -176,7 +177,7 @@ def _run_script(tmp_path: Path, fail_status: bool = False, before: bytes | None 
     directory = tmp_path / "snapshots"
     script = (
         rendered(cluster)
-        .replace(SNAPSHOT_DIR, str(directory))
+        .replace(ETCD_SNAPSHOT_DIR, str(directory))
         .replace(ETCDCTL, "etcdctl")
         .replace(ETCDUTL, "etcdutl")
     )
@@ -253,8 +254,8 @@ def _sealed_files(cluster, name: str, data: bytes, recipient: str | None = None)
     recipient = recipient or recipient_of(key_of(cluster))
     sealed = pyrage.encrypt(data, [pyrage.x25519.Recipient.from_str(recipient)])
     status = f"{json.dumps(STATUS)}\n{hashlib.sha256(data).hexdigest()}\n"
-    return {f"{SNAPSHOT_DIR}/{name}.db.age": sealed,
-            f"{SNAPSHOT_DIR}/{name}.db.status": status.encode()}  # fmt: skip
+    return {f"{ETCD_SNAPSHOT_DIR}/{name}.db.age": sealed,
+            f"{ETCD_SNAPSHOT_DIR}/{name}.db.status": status.encode()}  # fmt: skip
 
 
 def _pull(cluster, tmp_path: Path, monkeypatch, host: _Host):
@@ -306,7 +307,7 @@ def test_pull_reports_a_file_it_cannot_decrypt_and_catalogues_the_rest(
 def test_pull_refuses_a_snapshot_its_status_does_not_describe(tmp_path, monkeypatch) -> None:
     cluster = cluster_with(tmp_path)
     files = _sealed_files(cluster, "lab-cp1-20261207T000000Z", snapshot())
-    files[f"{SNAPSHOT_DIR}/lab-cp1-20261207T000000Z.db.status"] = (
+    files[f"{ETCD_SNAPSHOT_DIR}/lab-cp1-20261207T000000Z.db.status"] = (
         f"{json.dumps(STATUS)}\n{'0' * 64}\n".encode()
     )
     with pytest.raises(MachineError, match="sha256 differs"):
@@ -321,12 +322,12 @@ def test_pull_refuses_a_snapshot_its_status_does_not_describe(tmp_path, monkeypa
 
 class _Probe:
     def run(self, command: str, **_: object):
-        return SimpleNamespace(ok=True, stdout=f"{SNAPSHOT_DIR}/lab-cp1-1.db.age\n", stderr="")
+        return SimpleNamespace(ok=True, stdout=f"{ETCD_SNAPSHOT_DIR}/lab-cp1-1.db.age\n", stderr="")
 
 
 def _ctx(cluster, tmp_path: Path, **exists: bool):
     found = converged_host(cluster, "cp1")
-    found.data["exists"][SNAPSHOT_DIR] = exists.get("directory", False)
+    found.data["exists"][ETCD_SNAPSHOT_DIR] = exists.get("directory", False)
     if exists.get("timer"):
         found.data["files"]["/etc/systemd/system/k8sboot-etcd-snapshot.timer"] = "h"
     ctx = context(cluster, {"cp1": found}, tmp_path)
@@ -349,8 +350,8 @@ def test_removing_the_schedule_removes_the_host_snapshots(tmp_path: Path, timer:
     cluster = cluster_with(tmp_path, schedule=None)
     (action,) = EtcdSchedule().plan(_ctx(cluster, tmp_path, directory=True, timer=timer))
     assert isinstance(action, RunCommands)
-    assert f"rm -rf {SNAPSHOT_DIR}" in action.commands[0][1]
-    assert SNAPSHOT_DIR in action.describe()  # the plan says what goes
+    assert f"rm -rf {ETCD_SNAPSHOT_DIR}" in action.commands[0][1]
+    assert ETCD_SNAPSHOT_DIR in action.describe()  # the plan says what goes
 
 
 @pytest.mark.parametrize("timer", [True, False])
@@ -358,20 +359,20 @@ def test_reset_removes_the_host_snapshots(tmp_path: Path, timer: bool) -> None:
     cluster = cluster_with(tmp_path, schedule=None)
     (action,) = ResetEtcd().plan(_ctx(cluster, tmp_path, directory=True, timer=timer))
     assert isinstance(action, RunCommands)
-    assert f"rm -rf {SNAPSHOT_DIR}" in dict(action.commands)["cp1"]
-    assert SNAPSHOT_DIR in action.describe()
+    assert f"rm -rf {ETCD_SNAPSHOT_DIR}" in dict(action.commands)["cp1"]
+    assert ETCD_SNAPSHOT_DIR in action.describe()
 
 
 def test_hosts_are_probed_for_age_and_the_snapshot_directory(tmp_path: Path) -> None:
     request = probe_request(cluster_with(tmp_path))
-    assert "age" in request.packages and SNAPSHOT_DIR in request.exists
+    assert "age" in request.packages and ETCD_SNAPSHOT_DIR in request.exists
 
 
 def test_pull_lists_encrypted_snapshots(tmp_path: Path) -> None:
     cluster = cluster_with(tmp_path)
     pull, _prune = EtcdPull().plan(_ctx(cluster, tmp_path))
     assert isinstance(pull, PullSnapshots)
-    assert pull.files == (f"{SNAPSHOT_DIR}/lab-cp1-1.db.age",)
+    assert pull.files == (f"{ETCD_SNAPSHOT_DIR}/lab-cp1-1.db.age",)
 
 
 def test_a_pulled_snapshot_is_catalogued_authenticated(tmp_path: Path, monkeypatch) -> None:

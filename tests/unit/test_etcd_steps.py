@@ -35,6 +35,7 @@ from k8sboot.etcd.install import ControlPlaneEtcdTools, ExternalEtcdRelease, Ins
 from k8sboot.etcd.observe import EtcdView
 from k8sboot.etcd.restore_record import RestoreRecord
 from k8sboot.etcd.tools import EtcdTools
+from k8sboot.kubeadm_node import ETCD_MEMBER_DIR
 from k8sboot.state import write_private
 from k8sboot.steps import etcd_backup, etcd_maintenance, etcd_restore
 from k8sboot.steps.etcd_backup import EtcdBackup, VerifyFailed
@@ -185,7 +186,7 @@ def _converged_external(cluster, tmp_path: Path):
             data["files"][str(file.path)] = sha256(file.content)
         boot = bootstrap_file(host, initial, "new", bootstrap_token(cluster))
         data["files"][str(boot.path)] = sha256(boot.content)
-        data["exists"][f"{topology.DATA_DIR}/member"] = True
+        data["exists"][ETCD_MEMBER_DIR] = True
         data["services"]["etcd"] = {"active": "active", "enabled": "enabled"}
     return ctx
 
@@ -244,7 +245,7 @@ def test_an_interrupted_bootstrap_starts_the_rest(external, tmp_path: Path) -> N
     ctx = _converged_external(external, tmp_path)
     for name in ("e2", "e3"):  # only e1 got to start
         data = ctx.facts.hosts[name].data
-        data["exists"].pop(f"{topology.DATA_DIR}/member")
+        data["exists"].pop(ETCD_MEMBER_DIR)
         data["services"]["etcd"] = {"active": "inactive", "enabled": "disabled"}
     (start,) = EtcdMembers().plan(ctx)
     assert isinstance(start, BootstrapEtcd) and start.members == ("e2", "e3")

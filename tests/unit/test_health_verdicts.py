@@ -63,7 +63,6 @@ def _healthy() -> Observations:
     }
     members = _members()
     cluster = ClusterObservation(
-        through="cp1",
         nodes=nodes,
         members=members,
         etcd_health=[EndpointHealth(m.client_urls[0], True, "3ms", "") for m in members],

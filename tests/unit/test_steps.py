@@ -19,7 +19,7 @@ from k8sboot.actions import (
 )
 from k8sboot.errors import MachineError
 from k8sboot.etcd.install import InstallEtcd
-from k8sboot.facts import ADMIN_CONF, KUBELET_CONF
+from k8sboot.kubeadm_node import ADMIN_CONF, KUBELET_CONF
 from k8sboot.render import cni_file, kube_vip_file
 from k8sboot.steps.cluster import cni_stamp
 from k8sboot.steps.files import sha256

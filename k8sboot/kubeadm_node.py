@@ -1,0 +1,30 @@
+"""A kubeadm node as kubeadm lays it out: the paths kubeadm and the kubelet own, the API
+server's port, and the kernel settings kubeadm's preflight and pod networking need.
+
+Shared core: imports nothing of k8sboot. k8sboot's own files on hosts are in host_state.
+The Ansible role `prepare` gets SYSCTLS and KERNEL_MODULES from here (steps/node_setup.py),
+so they have one source.
+"""
+
+KUBERNETES_DIR = "/etc/kubernetes"
+MANIFESTS_DIR = f"{KUBERNETES_DIR}/manifests"
+ETCD_MANIFEST = f"{MANIFESTS_DIR}/etcd.yaml"
+APISERVER_MANIFEST = f"{MANIFESTS_DIR}/kube-apiserver.yaml"
+PKI_DIR = f"{KUBERNETES_DIR}/pki"
+CA_CERT = f"{PKI_DIR}/ca.crt"
+ETCD_PKI_DIR = f"{PKI_DIR}/etcd"  # stacked etcd's CA, server and peer certificates
+ADMIN_CONF = f"{KUBERNETES_DIR}/admin.conf"
+# Written by `kubeadm init` (1.29+), on the first control plane only.
+SUPER_ADMIN_CONF = f"{KUBERNETES_DIR}/super-admin.conf"
+KUBELET_CONF = f"{KUBERNETES_DIR}/kubelet.conf"
+ETCD_DATA_DIR = "/var/lib/etcd"
+ETCD_MEMBER_DIR = f"{ETCD_DATA_DIR}/member"
+
+API_SERVER_PORT = 6443
+
+KERNEL_MODULES = ("overlay", "br_netfilter")
+SYSCTLS = {
+    "net.ipv4.ip_forward": "1",
+    "net.bridge.bridge-nf-call-iptables": "1",
+    "net.bridge.bridge-nf-call-ip6tables": "1",
+}

@@ -1,0 +1,158 @@
+"""No import cycles among k8sboot's modules: the graph of module-level imports (read with
+ast, nothing imported) has no cycle beyond the known ones listed below."""
+
+from __future__ import annotations
+
+import ast
+from pathlib import Path
+
+PACKAGE = Path(__file__).resolve().parents[2] / "k8sboot"
+
+# Cycles k8sboot has today, each as the set of modules that import one another round.
+# Issue 17's restructure (etcd and nodes as feature packages that import the core, never
+# the other way round) removes them: delete an entry when its cycle goes. Any other cycle,
+# or one of these growing, fails.
+KNOWN_CYCLES = [
+    # executor/etcd.py registers the etcd commands' handlers by importing them at its end,
+    # and etcd_restore imports START_TIMEOUT and wait_healthy from it.
+    frozenset({"k8sboot.executor.etcd", "k8sboot.executor.etcd_restore"}),
+    # Importing the executor package registers every handler, etcd.install's among them;
+    # etcd.install imports executor.core, which runs the package first.
+    frozenset({"k8sboot.executor", "k8sboot.etcd.install"}),
+]
+
+
+def module_name(path: Path) -> str:
+    parts = path.relative_to(PACKAGE.parent).with_suffix("").parts
+    return ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
+
+
+def _runtime_statements(body: list[ast.stmt]) -> list[ast.stmt]:
+    """Module-level statements, including those in module-level if/try blocks, except
+    `if TYPE_CHECKING:` (not run)."""
+    found = []
+    for node in body:
+        if isinstance(node, ast.If):
+            if "TYPE_CHECKING" not in ast.unparse(node.test):
+                found += _runtime_statements(node.body + node.orelse)
+        elif isinstance(node, ast.Try):
+            found += _runtime_statements(
+                node.body
+                + node.orelse
+                + node.finalbody
+                + [s for h in node.handlers for s in h.body]
+            )
+        else:
+            found.append(node)
+    return found
+
+
+def import_graph() -> dict[str, set[str]]:
+    paths = {module_name(p): p for p in PACKAGE.rglob("*.py")}
+    graph: dict[str, set[str]] = {name: set() for name in paths}
+    for name, path in paths.items():
+        package = name if path.name == "__init__.py" else name.rpartition(".")[0]
+        for node in _runtime_statements(ast.parse(path.read_text()).body):
+            if isinstance(node, ast.Import):
+                targets = [alias.name for alias in node.names]
+            elif isinstance(node, ast.ImportFrom):
+                base = node.module or ""
+                if node.level:
+                    anchor = package.split(".")[: len(package.split(".")) - node.level + 1]
+                    base = ".".join([*anchor, *([base] if base else [])])
+                # `from a import b` imports the module a.b when there is one, else a's name b.
+                targets = [
+                    f"{base}.{alias.name}" if f"{base}.{alias.name}" in paths else base
+                    for alias in node.names
+                ]
+            else:
+                continue
+            for target in targets:
+                graph[name] |= {t for t in _with_packages(target) if t in paths}
+    for name in graph:  # a module's own packages are already loading when it runs
+        graph[name] = {t for t in graph[name] if t != name and not name.startswith(t + ".")}
+    return graph
+
+
+def _with_packages(module: str) -> list[str]:
+    """`module` and the packages Python imports before it (their __init__ runs first)."""
+    parts = module.split(".")
+    return [".".join(parts[:i]) for i in range(2, len(parts) + 1)]
+
+
+def cycles(graph: dict[str, set[str]]) -> list[frozenset[str]]:
+    """The strongly connected components of more than one module (Tarjan's algorithm)."""
+    index: dict[str, int] = {}
+    low: dict[str, int] = {}
+    stack: list[str] = []
+    on_stack: set[str] = set()
+    found: list[frozenset[str]] = []
+
+    def visit(node: str) -> None:
+        index[node] = low[node] = len(index)
+        stack.append(node)
+        on_stack.add(node)
+        for target in sorted(graph[node]):
+            if target not in index:
+                visit(target)
+                low[node] = min(low[node], low[target])
+            elif target in on_stack:
+                low[node] = min(low[node], index[target])
+        if low[node] == index[node]:
+            component = set()
+            while True:
+                member = stack.pop()
+                on_stack.discard(member)
+                component.add(member)
+                if member == node:
+                    break
+            if len(component) > 1:
+                found.append(frozenset(component))
+
+    for node in sorted(graph):
+        if node not in index:
+            visit(node)
+    return found
+
+
+def one_cycle(graph: dict[str, set[str]], members: frozenset[str]) -> list[str]:
+    """A shortest import loop through the first of `members`, for the failure message."""
+    start = min(members)
+    paths = {start: [start]}
+    queue = [start]
+    while queue:
+        node = queue.pop(0)
+        for target in sorted(graph[node] & members):
+            if target == start:
+                return [*paths[node], start]
+            if target not in paths:
+                paths[target] = [*paths[node], target]
+                queue.append(target)
+    raise AssertionError(f"no loop through {start}")
+
+
+def test_no_new_import_cycles() -> None:
+    graph = import_graph()
+    found = cycles(graph)
+    new = [c for c in found if c not in KNOWN_CYCLES]
+    assert not new, "new import cycles:\n" + "\n".join(
+        " -> ".join(one_cycle(graph, c)) + f"  ({len(c)} modules: {', '.join(sorted(c))})"
+        for c in new
+    )
+    gone = [sorted(c) for c in KNOWN_CYCLES if c not in found]
+    assert not gone, f"these cycles are gone: remove them from KNOWN_CYCLES: {gone}"
+
+
+def test_the_graph_sees_a_cycle() -> None:
+    graph = {"a": {"b"}, "b": {"c"}, "c": {"a"}, "d": {"a"}}
+    assert cycles(graph) == [frozenset("abc")]
+    assert one_cycle(graph, frozenset("abc")) == ["a", "b", "c", "a"]
+
+
+def test_the_graph_reads_relative_and_from_imports() -> None:
+    graph = import_graph()
+    assert "k8sboot.errors" in graph["k8sboot.facts"]
+    assert "k8sboot.etcd.client" in graph["k8sboot.etcd.topology"]
+    assert "k8sboot.executor.etcd_backup" in graph["k8sboot.executor.etcd"]  # at the bottom
+    assert "k8sboot.executor" in graph["k8sboot.etcd.install"]  # executor.core's package
+    assert "k8sboot.spec" not in graph["k8sboot.spec.model"]  # its own package
