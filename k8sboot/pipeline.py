@@ -40,7 +40,7 @@ from k8sboot.spec import Cluster
 from k8sboot.state import StateDir, run_id
 from k8sboot.steps.base import Context, Step
 from k8sboot.steps.node_setup import OWNED_FILES
-from k8sboot.transport import HostKeys, Transport, require_ssh_client
+from k8sboot.transport import HostKeys, ReadOnlyHosts, Transport, require_ssh_client
 
 BUSY_TIMEOUT = 600.0
 
@@ -128,7 +128,7 @@ def ask_api(ctx: Context, wait: int = API_ANSWER_TIMEOUT) -> None:
     that does not answer is observed state like any other: recorded with its reason, and
     the steps that need it say so; the others do their work."""
     if ctx.initialised:
-        view = probe_cluster(ctx.transport[ctx.api_host.name], wait)
+        view = probe_cluster(ctx.view[ctx.api_host.name], wait)
         ctx.nodes, ctx.init_finished, ctx.api = view.nodes, view.init_finished, view.api
 
 
@@ -159,7 +159,9 @@ def run(
         reporter.run_started(workflow.name, cluster.name, [h.name for h in cluster.hosts])
         with open_transport(cluster, state, log) as transport:
             facts = gather(cluster, transport, workflow.needs_all_hosts, reporter)
-            ctx = Context(cluster, state, transport, log, facts, wait_timeout=wait_timeout)
+            ctx = Context(
+                cluster, state, ReadOnlyHosts(transport), log, facts, wait_timeout=wait_timeout
+            )
             ctx.notes.extend(left_out)
             lost = topology.lost_hosts(cluster, facts)
             if lost:
@@ -172,7 +174,7 @@ def run(
                 )
             if workflow.preflight:
                 _preflight(ctx, reporter)
-            result = _steps(workflow, ctx, reporter, dry_run)
+            result = _steps(workflow, ctx, transport, reporter, dry_run)
         result.seconds = time.monotonic() - started
         for note in ctx.notes:
             reporter.note(note)
@@ -215,9 +217,11 @@ def _preflight(ctx: Context, reporter: Reporter) -> None:
     reporter.step_finished("preflight", time.monotonic() - started, [], 0)
 
 
-def _steps(workflow: Workflow, ctx: Context, reporter: Reporter, dry_run: bool) -> RunResult:
+def _steps(
+    workflow: Workflow, ctx: Context, transport: Transport, reporter: Reporter, dry_run: bool
+) -> RunResult:
     result = RunResult()
-    executor = Executor(ctx, reporter.progress)
+    executor = Executor(ctx, transport, reporter.progress)
     unplanned: list[NoApiAnswer] = []
     for step in workflow.steps:
         reporter.step_started(step.title)
@@ -285,7 +289,7 @@ def _details(ctx: Context, actions: list[Action]) -> dict[int, str]:
     for index, action in enumerate(actions):
         if not isinstance(action, WriteFiles):
             continue
-        connection = ctx.transport[action.host]
+        connection = ctx.view[action.host]
         diffs = []
         for file in action.files:
             if file.secret:

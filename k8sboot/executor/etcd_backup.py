@@ -67,7 +67,7 @@ def ctl_for(executor: Executor, host_name: str, endpoints: list[str]) -> EtcdCtl
     ctx = executor.ctx
     host = ctx.cluster.host(host_name)
     assert host is not None
-    connection = ctx.transport[host_name]
+    connection = executor.transport[host_name]
     return EtcdCtl(connection, topology.tls_on(ctx.cluster, host), endpoints, detect(connection))
 
 
@@ -342,7 +342,7 @@ def test_restore(executor: Executor, action: TestRestore) -> Outcome:
     store = store_at(ctx.cluster, action.location)
     manifest = store.read_manifest(action.backup)
     assert manifest is not None
-    connection = ctx.transport[action.host]
+    connection = executor.transport[action.host]
     tools = detect(connection)
     tag = secrets.token_hex(4)
     work = f"{VERIFY_DIR}/{tag}"

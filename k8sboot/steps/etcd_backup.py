@@ -225,7 +225,7 @@ class EtcdSchedule(Step):
             if sealed_to and found.package("age") is None:
                 actions.append(RunCommands(((host.name, INSTALL_AGE),), "install age (apt-get)"))
             stale = changed(ctx, host, snapshot_files(cluster, host, sealed_to))
-            enabled = ctx.transport[host.name].run(
+            enabled = ctx.view[host.name].ask(
                 f"systemctl is-enabled {TIMER_UNIT} && systemctl is-active {TIMER_UNIT}",
                 check=False,
                 shown=f"is {TIMER_UNIT} on",
@@ -249,7 +249,7 @@ class EtcdSchedule(Step):
 
 
 def _check_calendar(ctx: Context, host: Host, expression: str) -> None:
-    result = ctx.transport[host.name].run(
+    result = ctx.view[host.name].ask(
         f"systemd-analyze calendar {shlex.quote(expression)}",
         check=False,
         shown="systemd-analyze calendar",
@@ -274,7 +274,7 @@ class EtcdPull(Step):
         for host in ctx.cluster.control_planes:
             if host.name not in ctx.facts.hosts:
                 continue
-            listing = ctx.transport[host.name].run(
+            listing = ctx.view[host.name].ask(
                 f"ls -1 {SNAPSHOT_DIR}/*.db {SNAPSHOT_DIR}/*{SEALED_SUFFIX} 2>/dev/null || true",
                 shown="list snapshots",
             )

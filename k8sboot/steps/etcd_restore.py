@@ -46,7 +46,7 @@ APISERVER = "kube-apiserver.yaml"
 
 
 def tools_of(ctx: Context, host: Host) -> EtcdTools:
-    return detect(ctx.transport[host.name])
+    return detect(ctx.view[host.name])
 
 
 class EtcdRestore(Step):
@@ -265,7 +265,7 @@ class EtcdRestore(Step):
         """kubeadm's etcd server and peer certificates must name each target's address."""
         actions: list[Action] = []
         for host in targets:
-            connection = ctx.transport[host.name]
+            connection = ctx.view[host.name]
             ca = connection.read_file(f"{topology.STACKED_PKI}/ca.crt")
             reasons = []
             # kubeadm's own names differ a little from k8sboot's: what matters is the CA
@@ -304,7 +304,7 @@ def _check_recorded_hosts(ctx: Context, record: RestoreRecord) -> None:
 def etcd_in_use(ctx: Context, host: Host) -> tuple[list[str], list[EndpointStatus]]:
     """The endpoints the API server on `host` is configured with, and those that answer
     (asked from that host, with its etcd client certificate)."""
-    connection = ctx.transport[host.name]
+    connection = ctx.view[host.name]
     endpoints = etcd_servers(connection.read_file(str(topology.APISERVER_MANIFEST)))
     if not endpoints or tools_of(ctx, host).etcdctl is None:
         return endpoints, []
