@@ -21,7 +21,13 @@ from typing import Any
 
 from k8sboot.errors import MachineError
 from k8sboot.etcd import restore_record, topology
-from k8sboot.etcd.actions import PruneBackups, PullSnapshots, SaveSnapshot, TestRestore
+from k8sboot.etcd.actions import (
+    PruneBackups,
+    PullSnapshots,
+    RecordIntegrity,
+    SaveSnapshot,
+    TestRestore,
+)
 from k8sboot.etcd.archive import ALGORITHM, Key, PlainReader, SnapshotSink, load_key
 from k8sboot.etcd.authenticity import seal
 from k8sboot.etcd.catalogue import (
@@ -334,6 +340,19 @@ def served_revision(snapshot_revision: int) -> int:
     starts at revision 1 and only keys move it on (server/mvcc/kvstore.go NewStore and
     restore)."""
     return max(snapshot_revision, 1)
+
+
+@handles(RecordIntegrity)
+def record_integrity(executor: Executor, action: RecordIntegrity) -> Outcome:
+    store = store_at(executor.ctx.cluster, action.location)
+    manifest = store.read_manifest(action.backup)
+    assert manifest is not None
+    manifest.verification["integrity"] = f"FAILED: {action.failure}" if action.failure else "ok"
+    manifest.verification["checked"] = action.checked
+    store.write_manifest(manifest)
+    if action.failure:
+        raise VerifyFailed(action.failure)
+    return Outcome(())
 
 
 @handles(TestRestore)

@@ -8,7 +8,13 @@ import shlex
 from k8sboot.actions import Action, RunCommands, WriteFiles
 from k8sboot.errors import MachineError, UserError
 from k8sboot.etcd import topology
-from k8sboot.etcd.actions import PruneBackups, PullSnapshots, SaveSnapshot, TestRestore
+from k8sboot.etcd.actions import (
+    PruneBackups,
+    PullSnapshots,
+    RecordIntegrity,
+    SaveSnapshot,
+    TestRestore,
+)
 from k8sboot.etcd.archive import CorruptBackup, Key, check_file
 from k8sboot.etcd.authenticity import why_untrusted
 from k8sboot.etcd.catalogue import Manifest, Store, names_taken, now, open_store
@@ -170,21 +176,17 @@ class EtcdVerify(Step):
         self.manifest = manifest
 
     def plan(self, ctx: Context) -> list[Action]:
-        verification = self.manifest.verification
+        name, location = self.manifest.name, self.store.location
         try:
             local_check(self.store, self.manifest, ctx.cluster)
         except Unauthenticated:
             raise
-        except VerifyFailed as error:
-            verification["integrity"] = f"FAILED: {error}"
-            verification["checked"] = now().isoformat()
-            self.store.write_manifest(self.manifest)
-            raise
-        if verification.get("integrity") != "ok":  # a failure recorded before, now passed
-            verification["integrity"] = "ok"
-            verification["checked"] = now().isoformat()
-            self.store.write_manifest(self.manifest)
-        return [TestRestore(test_host(ctx).name, self.manifest.name, self.store.location)]
+        except VerifyFailed as error:  # recorded as FAILED, and the run fails
+            return [RecordIntegrity(location, name, now().isoformat(), str(error))]
+        actions: list[Action] = []
+        if self.manifest.verification.get("integrity") != "ok":  # failed before, passes now
+            actions.append(RecordIntegrity(location, name, now().isoformat()))
+        return [*actions, TestRestore(test_host(ctx).name, name, location)]
 
 
 # Debian's and Ubuntu's package of age (https://age-encryption.org), the tool hosts
