@@ -144,9 +144,6 @@ def run(
     if not dry_run:
         require_ssh_client()
     state = StateDir(cluster.state_dir).ensure()
-    left_out: list[str] = []
-    if workflow.leaves_out_removed:
-        cluster, left_out = removed.exclude(cluster, state, forget=not dry_run)
     log = RunLog(state.logs / f"{run_id()}-{workflow.name}.log", reporter.mask)
     started = time.monotonic()
     lock = None if dry_run else ClusterLock(state.lock, workflow.name)
@@ -154,6 +151,10 @@ def run(
     try:
         if lock:
             lock.acquire()
+        left_out: list[str] = []
+        if workflow.leaves_out_removed:
+            # Under the lock: forgetting records is a change of the state directory.
+            cluster, left_out = removed.exclude(cluster, state, forget=not dry_run)
         for guard in workflow.guards:
             guard(state)
         reporter.run_started(workflow.name, cluster.name, [h.name for h in cluster.hosts])
