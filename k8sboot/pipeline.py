@@ -177,8 +177,7 @@ def run(
                 _preflight(ctx, reporter)
             result = _steps(workflow, ctx, transport, reporter, dry_run)
         result.seconds = time.monotonic() - started
-        for note in ctx.notes:
-            reporter.note(note)
+        _tell(ctx.notes, reporter, dry_run)
         reporter.run_finished(
             True,
             {
@@ -192,14 +191,20 @@ def run(
     except BaseException:
         # What was done before the failure (where data was kept, what was recorded) is
         # told on failure too.
-        for note in ctx.notes if ctx is not None else ():
-            reporter.note(note)
+        _tell(ctx.notes if ctx is not None else [], reporter, dry_run)
         reporter.close()
         raise
     finally:
         log.close()
         if lock:
             lock.release()
+
+
+def _tell(notes: list[str], reporter: Reporter, dry_run: bool) -> None:
+    """The notes of the run. On a dry run every one comes from planning (nothing was
+    carried out): each is told as what a run would do, never as done."""
+    for note in notes:
+        reporter.note(note, planned=dry_run)
 
 
 def _preflight(ctx: Context, reporter: Reporter) -> None:

@@ -62,7 +62,7 @@ class Recorder(Reporter):
     def step_failed(self, title, error, seconds) -> None:  # type: ignore[override]
         self.failed[title] = str(error)
 
-    def note(self, text: str) -> None:
+    def note(self, text: str, planned: bool = False) -> None:
         self.notes.append(text)
 
 
