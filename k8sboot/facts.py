@@ -23,7 +23,7 @@ from k8sboot.kubeadm_node import (
     SYSCTLS,
 )
 from k8sboot.timeouts import API_ANSWER_TIMEOUT
-from k8sboot.transport import CommandFailed, Connection, Transport
+from k8sboot.transport import Askable, CommandFailed, Connection, Transport
 from k8sboot.versions import (
     ETCD,
     ETCD_ARCHES,
@@ -288,19 +288,19 @@ class ClusterView:
     api: ApiAnswer = ApiAnswer()
 
 
-def _no_answer(connection: Connection, reason: str) -> ClusterView:
+def _no_answer(connection: Askable, reason: str) -> ClusterView:
     # Whether init finished is unknown: taken as finished, because an init planned over a
     # cluster whose API is merely down would reset the control plane and its data.
     return ClusterView({}, True, ApiAnswer(connection.name, False, reason))
 
 
-def probe_cluster(connection: Connection, wait: int = API_ANSWER_TIMEOUT) -> ClusterView:
+def probe_cluster(connection: Askable, wait: int = API_ANSWER_TIMEOUT) -> ClusterView:
     """The Nodes, and whether kubeadm init got as far as joins need, in one round trip.
     An API that does not answer within `wait` seconds is part of the view, not an error."""
     shown = "kubectl get nodes, configmap cluster-info"
     timeout = f" --request-timeout={wait}s"  # the last one counts
     try:
-        result = connection.run(
+        result = connection.ask(
             f"{KUBECTL} get nodes -o json{timeout} && echo '{SEPARATOR}' && "
             f"{KUBECTL} -n kube-public get configmap cluster-info -o name --ignore-not-found"
             f"{timeout}",

@@ -40,7 +40,7 @@ from k8sboot.spec import Cluster
 from k8sboot.state import StateDir, run_id
 from k8sboot.steps.base import Context, Step
 from k8sboot.steps.node_setup import OWNED_FILES
-from k8sboot.transport import HostKeys, Transport, require_ssh_client
+from k8sboot.transport import HostKeys, ReadOnlyHosts, Transport, require_ssh_client
 
 BUSY_TIMEOUT = 600.0
 
@@ -128,7 +128,7 @@ def ask_api(ctx: Context, wait: int = API_ANSWER_TIMEOUT) -> None:
     that does not answer is observed state like any other: recorded with its reason, and
     the steps that need it say so; the others do their work."""
     if ctx.initialised:
-        view = probe_cluster(ctx.transport[ctx.api_host.name], wait)
+        view = probe_cluster(ctx.view[ctx.api_host.name], wait)
         ctx.nodes, ctx.init_finished, ctx.api = view.nodes, view.init_finished, view.api
 
 
@@ -144,9 +144,6 @@ def run(
     if not dry_run:
         require_ssh_client()
     state = StateDir(cluster.state_dir).ensure()
-    left_out: list[str] = []
-    if workflow.leaves_out_removed:
-        cluster, left_out = removed.exclude(cluster, state, forget=not dry_run)
     log = RunLog(state.logs / f"{run_id()}-{workflow.name}.log", reporter.mask)
     started = time.monotonic()
     lock = None if dry_run else ClusterLock(state.lock, workflow.name)
@@ -154,12 +151,18 @@ def run(
     try:
         if lock:
             lock.acquire()
+        left_out: list[str] = []
+        if workflow.leaves_out_removed:
+            # Under the lock: forgetting records is a change of the state directory.
+            cluster, left_out = removed.exclude(cluster, state, forget=not dry_run)
         for guard in workflow.guards:
             guard(state)
         reporter.run_started(workflow.name, cluster.name, [h.name for h in cluster.hosts])
         with open_transport(cluster, state, log) as transport:
             facts = gather(cluster, transport, workflow.needs_all_hosts, reporter)
-            ctx = Context(cluster, state, transport, log, facts, wait_timeout=wait_timeout)
+            ctx = Context(
+                cluster, state, ReadOnlyHosts(transport), log, facts, wait_timeout=wait_timeout
+            )
             ctx.notes.extend(left_out)
             lost = topology.lost_hosts(cluster, facts)
             if lost:
@@ -172,10 +175,9 @@ def run(
                 )
             if workflow.preflight:
                 _preflight(ctx, reporter)
-            result = _steps(workflow, ctx, reporter, dry_run)
+            result = _steps(workflow, ctx, transport, reporter, dry_run)
         result.seconds = time.monotonic() - started
-        for note in ctx.notes:
-            reporter.note(note)
+        _tell(ctx.notes, reporter, dry_run)
         reporter.run_finished(
             True,
             {
@@ -189,14 +191,20 @@ def run(
     except BaseException:
         # What was done before the failure (where data was kept, what was recorded) is
         # told on failure too.
-        for note in ctx.notes if ctx is not None else ():
-            reporter.note(note)
+        _tell(ctx.notes if ctx is not None else [], reporter, dry_run)
         reporter.close()
         raise
     finally:
         log.close()
         if lock:
             lock.release()
+
+
+def _tell(notes: list[str], reporter: Reporter, dry_run: bool) -> None:
+    """The notes of the run. On a dry run every one comes from planning (nothing was
+    carried out): each is told as what a run would do, never as done."""
+    for note in notes:
+        reporter.note(note, planned=dry_run)
 
 
 def _preflight(ctx: Context, reporter: Reporter) -> None:
@@ -215,9 +223,11 @@ def _preflight(ctx: Context, reporter: Reporter) -> None:
     reporter.step_finished("preflight", time.monotonic() - started, [], 0)
 
 
-def _steps(workflow: Workflow, ctx: Context, reporter: Reporter, dry_run: bool) -> RunResult:
+def _steps(
+    workflow: Workflow, ctx: Context, transport: Transport, reporter: Reporter, dry_run: bool
+) -> RunResult:
     result = RunResult()
-    executor = Executor(ctx, reporter.progress)
+    executor = Executor(ctx, transport, reporter.progress)
     unplanned: list[NoApiAnswer] = []
     for step in workflow.steps:
         reporter.step_started(step.title)
@@ -285,7 +295,7 @@ def _details(ctx: Context, actions: list[Action]) -> dict[int, str]:
     for index, action in enumerate(actions):
         if not isinstance(action, WriteFiles):
             continue
-        connection = ctx.transport[action.host]
+        connection = ctx.view[action.host]
         diffs = []
         for file in action.files:
             if file.secret:

@@ -45,7 +45,9 @@ class Reporter:
         self, step: str, action: Action, seconds: float, hosts: Sequence[str]
     ) -> None: ...
     def checks(self, checks: Sequence[Check]) -> None: ...
-    def note(self, text: str) -> None: ...
+    # `planned`: from a plan that was not carried out (a dry run): said as what a run
+    # would do, never as done.
+    def note(self, text: str, planned: bool = False) -> None: ...
 
     def step_finished(self, title: str, seconds: float, hosts: Sequence[str], planned: int) -> None:
         if hosts or planned:
@@ -148,8 +150,9 @@ class TextReporter(Reporter):
             line = escape(f"{where}{name}: {self.mask(detail)}")
             self.console.print(f"  {MARK[status]} {line}")
 
-    def note(self, text: str) -> None:
-        self.console.print(f"  note: {self.mask(text)}")
+    def note(self, text: str, planned: bool = False) -> None:
+        said = "note (if applied)" if planned else "note"
+        self.console.print(f"  {said}: {self.mask(text)}")
 
     def run_finished(self, ok: bool, summary: dict[str, Any]) -> None:
         self._stop_live()
@@ -252,8 +255,8 @@ class JsonReporter(Reporter):
                 "check", host=check.host, check=check.name, status=check.status, detail=check.detail
             )
 
-    def note(self, text: str) -> None:
-        self._emit("note", message=text)
+    def note(self, text: str, planned: bool = False) -> None:
+        self._emit("note", message=text, **({"planned": True} if planned else {}))
 
     def run_finished(self, ok: bool, summary: dict[str, Any]) -> None:
         self._emit(

@@ -296,6 +296,12 @@ class Connection:
             raise CommandFailed(result, self._log.path, shown)
         return result
 
+    def ask(self, command: str, **options) -> CommandResult:
+        """Run a command that only looks (changes nothing on the host): the one kind of
+        command a ReadOnlyHost runs, so that code which plans can share it with code which
+        acts."""
+        return self.run(command, **options)
+
     def _session(
         self, wrapped: str, stdin: bytes | None, timeout: float, label: str
     ) -> tuple[int, bytes, bytes]:
@@ -548,3 +554,59 @@ class Transport:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+
+class ReadOnlyHost:
+    """What planning may do on a host: read files and ask questions (commands its caller
+    marks as changing nothing, with `ask`). It has no `run`, `write_file` or `download`:
+    only the executor, which holds the Transport, changes a machine."""
+
+    def __init__(self, connection: Connection):
+        self._connection = connection
+
+    @property
+    def name(self) -> str:
+        return self._connection.name
+
+    def ask(
+        self,
+        command: str,
+        *,
+        stdin: bytes | None = None,
+        timeout: float = 600,
+        check: bool = True,
+        secret_output: bool = False,
+        shown: str | None = None,
+        quiet: bool = False,
+    ) -> CommandResult:
+        return self._connection.ask(
+            command,
+            stdin=stdin,
+            timeout=timeout,
+            check=check,
+            secret_output=secret_output,
+            shown=shown,
+            quiet=quiet,
+        )
+
+    def read_file(self, path: str, secret: bool = False) -> bytes | None:
+        return self._connection.read_file(path, secret=secret)
+
+
+# What a question (a command that only looks) can be asked through: either.
+Askable = Connection | ReadOnlyHost
+
+
+class ReadOnlyHosts:
+    """The read-only view of a Transport that steps plan with."""
+
+    def __init__(self, transport: Transport):
+        self._transport = transport
+
+    def __getitem__(self, name: str) -> ReadOnlyHost:
+        return ReadOnlyHost(self._transport[name])
+
+    def each(
+        self, names: Iterable[str], work: Callable[[ReadOnlyHost], T]
+    ) -> dict[str, T | BaseException]:
+        return self._transport.each(names, lambda c: work(ReadOnlyHost(c)))

@@ -151,6 +151,26 @@ class TestRestore(OnHost):
 
 
 @dataclass(frozen=True)
+class RecordIntegrity(Action):
+    """Record in a backup's manifest how the check of its stored file went (what `etcd
+    list` shows); a failed check then fails the run with its reason."""
+
+    location: str  # of the catalogue (or directory) that holds it
+    backup: str
+    checked: str  # when (ISO 8601)
+    failure: str = ""  # why the check failed; empty when it passed
+
+    @property
+    def hosts(self) -> tuple[str, ...]:
+        return ()
+
+    def describe(self) -> str:
+        if self.failure:
+            return f"record that {self.backup} failed its check: {self.failure}"
+        return f"record that {self.backup} passes its check again"
+
+
+@dataclass(frozen=True)
 class PullSnapshots(OnHost):
     files: tuple[str, ...]
 

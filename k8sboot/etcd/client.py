@@ -17,7 +17,7 @@ from k8sboot.errors import MachineError
 from k8sboot.etcd.tools import EtcdTools
 from k8sboot.kubeadm_node import ETCD_PKI_DIR
 from k8sboot.timeouts import ETCD_ANSWER_TIMEOUT, ETCD_DIAL_TIMEOUT
-from k8sboot.transport import Connection
+from k8sboot.transport import Askable
 from k8sboot.versions import ETCDCTL, ETCDUTL
 
 CLIENT_PORT = 2379
@@ -106,11 +106,13 @@ ALARMS = {1: "NOSPACE", 2: "CORRUPT"}
 
 class EtcdCtl:
     """etcdctl (API v3) run as root on `connection`'s host, against `endpoints`. With
-    `tools` known, snapshot files are read and restored with etcdutl where it exists."""
+    `tools` known, snapshot files are read and restored with etcdutl where it exists.
+    Questions are asked (`ask`), changes run: on a ReadOnlyHost (planning) only the
+    questions work."""
 
     def __init__(
         self,
-        connection: Connection,
+        connection: Askable,
         tls: EtcdTLS,
         endpoints: list[str],
         tools: EtcdTools | None = None,
@@ -138,10 +140,11 @@ class EtcdCtl:
         endpoints: list[str] | None = None,
         check: bool = True,
         timeout: int = 30,
+        *,
+        asks: bool = False,  # the command only looks: it may run while planning
     ) -> Any:
-        result = self.connection.run(
-            self._command(args, endpoints, timeout), check=False, timeout=timeout + 90
-        )
+        send = self.connection.ask if asks else self.connection.run  # type: ignore[union-attr]
+        result = send(self._command(args, endpoints, timeout), check=False, timeout=timeout + 90)
         if check and not result.ok:
             tail = " ".join((result.stderr or result.stdout).strip().splitlines()[-2:])
             raise MachineError(
@@ -153,7 +156,7 @@ class EtcdCtl:
             raise MachineError(f"{self.connection.name}: etcdctl answered no JSON") from None
 
     def members(self) -> list[Member]:
-        document = self._json("member list -w json", timeout=ETCD_ANSWER_TIMEOUT)
+        document = self._json("member list -w json", timeout=ETCD_ANSWER_TIMEOUT, asks=True)
         return [_member(m) for m in document.get("members", [])]
 
     def remove_member(self, member: Member) -> None:
@@ -168,7 +171,7 @@ class EtcdCtl:
             documents = list(
                 pool.map(
                     lambda e: self._json(
-                        "endpoint status -w json", [e], False, ETCD_ANSWER_TIMEOUT
+                        "endpoint status -w json", [e], False, ETCD_ANSWER_TIMEOUT, asks=True
                     ),
                     chosen,
                 )
@@ -178,7 +181,8 @@ class EtcdCtl:
     def health(self, endpoints: list[str]) -> list[EndpointHealth]:
         """etcdctl asks every endpoint at once (one client each)."""
         document = (
-            self._json("endpoint health -w json", endpoints, False, ETCD_ANSWER_TIMEOUT) or []
+            self._json("endpoint health -w json", endpoints, False, ETCD_ANSWER_TIMEOUT, asks=True)
+            or []
         )
         return [
             EndpointHealth(
@@ -191,7 +195,7 @@ class EtcdCtl:
         ]
 
     def alarms(self) -> list[Alarm]:
-        document = self._json("alarm list -w json", timeout=ETCD_ANSWER_TIMEOUT) or {}
+        document = self._json("alarm list -w json", timeout=ETCD_ANSWER_TIMEOUT, asks=True) or {}
         return [
             Alarm(int(a.get("memberID", 0)), ALARMS.get(a.get("alarm", 0), str(a.get("alarm"))))
             for a in document.get("alarms", [])
@@ -227,7 +231,7 @@ class EtcdCtl:
     def snapshot_status(self, path: str) -> SnapshotStatus:
         tool = self.tools.offline if self.tools else ETCDCTL
         prefix = f"ETCDCTL_API=3 {ETCDCTL}" if tool == ETCDCTL else ETCDUTL
-        result = self.connection.run(
+        result = self.connection.ask(
             f"{prefix} snapshot status {shlex.quote(path)} -w json", check=False, timeout=1800
         )
         if not result.ok:
@@ -280,14 +284,19 @@ class EtcdCtl:
         # --count-only).
         at = f" --rev={revision}" if revision else ""
         document = self._json(
-            f"get '' --prefix --keys-only --limit=1{at} -w json", [endpoint] if endpoint else None
+            f"get '' --prefix --keys-only --limit=1{at} -w json",
+            [endpoint] if endpoint else None,
+            asks=True,
         )
         return int((document or {}).get("count", 0))
 
     def hash_kv(self, endpoint: str, revision: int) -> int:
         """The hash of the key space up to `revision` on one member."""
         document = (
-            self._json(f"endpoint hashkv --rev={revision} -w json", [endpoint], timeout=600) or []
+            self._json(
+                f"endpoint hashkv --rev={revision} -w json", [endpoint], timeout=600, asks=True
+            )
+            or []
         )
         return int(document[0]["HashKV"]["hash"])
 

@@ -14,6 +14,7 @@ from k8sboot.spec import Cluster
 from k8sboot.state import StateDir
 from k8sboot.steps.base import Context
 from k8sboot.timeouts import ETCD_ANSWER_TIMEOUT
+from k8sboot.transport import ReadOnlyHosts
 
 
 @contextmanager
@@ -21,7 +22,8 @@ def looking(cluster: Cluster, command: str) -> Iterator[Context]:
     assert cluster.state_dir is not None
     with session(cluster, command) as transport:
         facts = gather(cluster, transport, needs_all=False)
-        ctx = Context(cluster, StateDir(cluster.state_dir), transport, transport.log, facts)
+        view = ReadOnlyHosts(transport)
+        ctx = Context(cluster, StateDir(cluster.state_dir), view, transport.log, facts)
         # The API may be down: etcd is what is asked about, and the API answers no sooner
         # than etcd does.
         with suppress(K8sbootError):

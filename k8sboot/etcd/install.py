@@ -102,7 +102,7 @@ def _sha256(cluster: Cluster, version: str, arch: str) -> str:
 def install(executor: Executor, action: InstallEtcd) -> Outcome:
     ctx = executor.ctx
     cluster = ctx.cluster
-    connection = ctx.transport[action.host]
+    connection = executor.transport[action.host]
     version = action.version
     if version is None:
         manifest = connection.read_file(ETCD_MANIFEST)

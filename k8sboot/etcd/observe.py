@@ -99,7 +99,7 @@ def reachable(ctx: Context, hosts: list[Host]) -> list[Host]:
 
 
 def ctl_on(ctx: Context, host: Host, endpoints: list[str], tools: EtcdTools | None) -> EtcdCtl:
-    return EtcdCtl(ctx.transport[host.name], topology.tls_on(ctx.cluster, host), endpoints, tools)
+    return EtcdCtl(ctx.view[host.name], topology.tls_on(ctx.cluster, host), endpoints, tools)
 
 
 def observe(ctx: Context, statuses: bool = True) -> EtcdView:
@@ -114,7 +114,7 @@ def observe(ctx: Context, statuses: bool = True) -> EtcdView:
     if not candidates:
         view.errors.append("no etcd member or control plane can be reached over SSH")
         return view
-    found = ctx.transport.each([h.name for h in candidates], detect)
+    found = ctx.view.each([h.name for h in candidates], detect)
     ctls: dict[str, tuple[Host, EtcdCtl]] = {}
     attempts: list[str] = []
     for host in candidates:
@@ -193,7 +193,7 @@ def configured_quota(ctx: Context, host: Host | None) -> int:
     if host is None:
         return topology.DEFAULT_QUOTA
     where = topology.EXTERNAL_ENV if topology.external(ctx.cluster) else ETCD_MANIFEST
-    result = ctx.transport[host.name].run(
+    result = ctx.view[host.name].ask(
         f"grep -ho -e 'quota-backend-bytes=[0-9]*' -e 'QUOTA_BACKEND_BYTES=\"*[0-9]*' {where} "
         "2>/dev/null | tail -n 1",
         check=False,

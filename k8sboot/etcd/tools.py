@@ -11,7 +11,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
-from k8sboot.transport import Connection
+from k8sboot.transport import Askable
 from k8sboot.versions import ETCD, ETCDCTL, ETCDUTL
 
 # What etcd and Kubernetes recommend for a restore: move the revision far past anything
@@ -68,6 +68,6 @@ def parse(output: str) -> EtcdTools:
     return EtcdTools(_version(parts[0]), _version(parts[1]), count >= 2, etcd)
 
 
-def detect(connection: Connection) -> EtcdTools:
-    result = connection.run(_DETECT, check=False, timeout=60, shown="which etcd tools")
+def detect(connection: Askable) -> EtcdTools:
+    result = connection.ask(_DETECT, check=False, timeout=60, shown="which etcd tools")
     return parse(result.stdout)

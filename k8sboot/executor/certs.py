@@ -34,7 +34,7 @@ def renew(executor: Executor, action: RenewCertificates) -> Outcome:
     ctx = executor.ctx
     host = ctx.cluster.host(action.host)
     assert host is not None
-    connection = ctx.transport[action.host]
+    connection = executor.transport[action.host]
     _restore_paused(connection)  # an earlier run interrupted while they were out
     etcd = EtcdCtl(connection, STACKED_TLS, [client_url(host.ip)])
     stacked = _present(connection, ["etcd"]) == ["etcd"]

@@ -24,7 +24,7 @@ APPLY_ATTEMPTS = 3
 
 @handles(ApplyManifest)
 def apply(executor: Executor, action: ApplyManifest) -> Outcome:
-    connection = executor.ctx.transport[action.host]
+    connection = executor.transport[action.host]
     if action.operator:
         operator = action.operator
         executor.progress(action.host, f"fetch {operator.url}")
@@ -70,7 +70,7 @@ def fetch_checked(url: str, sha256: str) -> bytes:
 
 @handles(WaitNodesReady)
 def wait_ready(executor: Executor, action: WaitNodesReady) -> Outcome:
-    connection = executor.ctx.transport[action.host]
+    connection = executor.transport[action.host]
     deadline = time.monotonic() + action.timeout
     said = None
     while True:
@@ -102,7 +102,7 @@ def wait_ready(executor: Executor, action: WaitNodesReady) -> Outcome:
 
 @handles(WaitApiServer)
 def wait_api_server(executor: Executor, action: WaitApiServer) -> Outcome:
-    connection = executor.ctx.transport[action.host]
+    connection = executor.transport[action.host]
     deadline = time.monotonic() + action.timeout
     # admin.conf names the endpoint as its server: this goes through the virtual IP.
     command = f"{KUBECTL} get --raw /readyz --request-timeout=5s"
@@ -127,7 +127,7 @@ def wait_api_server(executor: Executor, action: WaitApiServer) -> Outcome:
 @handles(FetchKubeconfig)
 def fetch_kubeconfig(executor: Executor, action: FetchKubeconfig) -> Outcome:
     ctx = executor.ctx
-    raw = read_required(ctx.transport[action.host], ADMIN_CONF, secret=True)  # a client key
+    raw = read_required(executor.transport[action.host], ADMIN_CONF, secret=True)  # a client key
     config = yaml.safe_load(raw)
     for cluster in config.get("clusters", []):
         cluster["cluster"]["server"] = f"https://{action.server}"

@@ -16,7 +16,7 @@ from typing import TypeVar
 from k8sboot.actions import Action
 from k8sboot.errors import MachineError
 from k8sboot.steps.base import Context
-from k8sboot.transport import Connection
+from k8sboot.transport import Connection, Transport
 
 Progress = Callable[[str, str], None]  # (host, what is happening)
 A = TypeVar("A", bound=Action)
@@ -43,8 +43,11 @@ def handles(action_type: type[A]) -> Callable[[Handler], Handler]:
 
 
 class Executor:
-    def __init__(self, ctx: Context, progress: Progress | None = None):
+    """Carries out actions with the transport that writes, which steps never get."""
+
+    def __init__(self, ctx: Context, transport: Transport, progress: Progress | None = None):
         self.ctx = ctx
+        self.transport = transport
         self.progress = progress or (lambda host, message: None)
 
     def execute(self, action: Action) -> Outcome:

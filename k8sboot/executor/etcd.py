@@ -41,7 +41,7 @@ ETCD_DIRS = (
 def issue_certs(executor: Executor, action: IssueEtcdCerts) -> Outcome:
     ctx = executor.ctx
     host = _host(executor, action.host)
-    connection = ctx.transport[host.name]
+    connection = executor.transport[host.name]
     ca = ca_store(ctx.state).load_or_create(f"k8sboot-{ctx.cluster.name}-etcd-ca")
     connection.run(ETCD_DIRS if host.has("etcd") else KUBE_DIRS, timeout=60)
     if host.has("etcd") and host.has("control-plane"):
@@ -83,7 +83,7 @@ def _shared(executor: Executor, ca: CA, cert: topology.CertFile) -> Issued:
         for host in ctx.cluster.control_planes:
             if host.name not in ctx.facts.hosts:
                 continue
-            connection = ctx.transport[host.name]
+            connection = executor.transport[host.name]
             if connection.read_file(cert.cert) == record.read_bytes():
                 key = connection.read_file(cert.key, secret=True)
                 if key:
@@ -105,7 +105,6 @@ def _write(connection: Connection, files: tuple[RenderedFile, ...]) -> None:
 @handles(BootstrapEtcd)
 def bootstrap(executor: Executor, action: BootstrapEtcd) -> Outcome:
     """Every member starts at once: each waits for a quorum before it reports ready."""
-    ctx = executor.ctx
     files = dict(action.files)
 
     def start(connection: Connection) -> None:
@@ -118,7 +117,7 @@ def bootstrap(executor: Executor, action: BootstrapEtcd) -> Outcome:
             timeout=START_TIMEOUT,
         )
 
-    raise_first(ctx.transport.each(action.members, start))
+    raise_first(executor.transport.each(action.members, start))
     wait_healthy(executor)
     return Outcome(action.members)
 
@@ -129,14 +128,14 @@ def add_member(executor: Executor, action: AddEtcdMember) -> Outcome:
     host = _host(executor, action.host)
     via = _host(executor, action.via)
     ctl = EtcdCtl(
-        ctx.transport[via.name], topology.tls_on(ctx.cluster, via), [topology.endpoint(via)]
+        executor.transport[via.name], topology.tls_on(ctx.cluster, via), [topology.endpoint(via)]
     )
     members = ctl.members()
     if member_by_peer_url(members, host.ip) is None:  # not added by an earlier, cut-off run
         executor.progress(via.name, f"etcdctl member add {host.name}")
         members = ctl.member_add(host.name, peer_url(host.ip))
     initial = ",".join(f"{m.name or host.name}={m.peer_urls[0]}" for m in members if m.peer_urls)
-    connection = ctx.transport[host.name]
+    connection = executor.transport[host.name]
     connection.run(ETCD_DIRS, timeout=60)
     token = bootstrap_token(ctx.cluster)
     _write(connection, (*action.files, bootstrap_file(host, initial, "existing", token)))
@@ -151,7 +150,7 @@ def add_member(executor: Executor, action: AddEtcdMember) -> Outcome:
 
 @handles(ConfigureEtcd)
 def configure(executor: Executor, action: ConfigureEtcd) -> Outcome:
-    connection = executor.ctx.transport[action.host]
+    connection = executor.transport[action.host]
     connection.run(ETCD_DIRS, timeout=60)
     _write(connection, action.files)
     verb = "restart" if action.restart else "start"
@@ -166,7 +165,7 @@ def configure(executor: Executor, action: ConfigureEtcd) -> Outcome:
 
 @handles(PrepareRestoreTarget)
 def prepare_restore_target(executor: Executor, action: PrepareRestoreTarget) -> Outcome:
-    connection = executor.ctx.transport[action.host]
+    connection = executor.transport[action.host]
     connection.run(ETCD_DIRS, timeout=60)
     _write(connection, action.files)
     # Known to systemd, so that the restore can start it; not enabled, so that a reboot
@@ -184,7 +183,7 @@ def wait_healthy(
     hosts = hosts or topology.members(ctx.cluster)
     runner = next(h for h in topology.tool_hosts(ctx.cluster) if h.name in ctx.facts.hosts)
     endpoints = [topology.endpoint(h) for h in hosts]
-    ctl = EtcdCtl(ctx.transport[runner.name], topology.tls_on(ctx.cluster, runner), endpoints)
+    ctl = EtcdCtl(executor.transport[runner.name], topology.tls_on(ctx.cluster, runner), endpoints)
     deadline = time.monotonic() + timeout
     while True:
         health = ctl.health(endpoints)  # a member still starting: ask again

@@ -19,7 +19,13 @@ from typing import Any
 
 from k8sboot.errors import MachineError
 from k8sboot.etcd import restore_record, topology
-from k8sboot.etcd.actions import PruneBackups, PullSnapshots, SaveSnapshot, TestRestore
+from k8sboot.etcd.actions import (
+    PruneBackups,
+    PullSnapshots,
+    RecordIntegrity,
+    SaveSnapshot,
+    TestRestore,
+)
 from k8sboot.etcd.archive import ALGORITHM, Key, PlainReader, SnapshotSink, load_key
 from k8sboot.etcd.authenticity import seal
 from k8sboot.etcd.catalogue import (
@@ -63,7 +69,7 @@ def ctl_for(executor: Executor, host_name: str, endpoints: list[str]) -> EtcdCtl
     ctx = executor.ctx
     host = ctx.cluster.host(host_name)
     assert host is not None
-    connection = ctx.transport[host_name]
+    connection = executor.transport[host_name]
     return EtcdCtl(connection, topology.tls_on(ctx.cluster, host), endpoints, detect(connection))
 
 
@@ -332,13 +338,26 @@ def served_revision(snapshot_revision: int) -> int:
     return max(snapshot_revision, 1)
 
 
+@handles(RecordIntegrity)
+def record_integrity(executor: Executor, action: RecordIntegrity) -> Outcome:
+    store = store_at(executor.ctx.cluster, action.location)
+    manifest = store.read_manifest(action.backup)
+    assert manifest is not None
+    manifest.verification["integrity"] = f"FAILED: {action.failure}" if action.failure else "ok"
+    manifest.verification["checked"] = action.checked
+    store.write_manifest(manifest)
+    if action.failure:
+        raise VerifyFailed(action.failure)
+    return Outcome(())
+
+
 @handles(TestRestore)
 def test_restore(executor: Executor, action: TestRestore) -> Outcome:
     ctx = executor.ctx
     store = store_at(ctx.cluster, action.location)
     manifest = store.read_manifest(action.backup)
     assert manifest is not None
-    connection = ctx.transport[action.host]
+    connection = executor.transport[action.host]
     tools = detect(connection)
     tag = secrets.token_hex(4)
     work = f"{ETCD_VERIFY_DIR}/{tag}"

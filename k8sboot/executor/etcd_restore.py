@@ -99,10 +99,10 @@ def stage(executor: Executor, action: StageRestore) -> Outcome:
         finally:
             connection.run(f"rm -f {snapshot}", check=False, timeout=60)
 
-    results = ctx.transport.each(by_host, one)
+    results = executor.transport.each(by_host, one)
     if any(isinstance(r, BaseException) for r in results.values()):
         # Nothing was stopped: leave nothing of the attempt behind either.
-        ctx.transport.each(
+        executor.transport.each(
             by_host,
             lambda c: c.run(f"rm -rf {_scratch(action.tag)}", check=False, timeout=600),
         )
@@ -183,7 +183,6 @@ def _wait_port_closed(connection: Connection, port: int, what: str) -> None:
 
 @handles(StopControlPlane)
 def stop(executor: Executor, action: StopControlPlane) -> Outcome:
-    ctx = executor.ctx
     aside = _aside(action.tag)
 
     def move_aside(name: str, port: int, what: str):
@@ -200,7 +199,7 @@ def stop(executor: Executor, action: StopControlPlane) -> Outcome:
 
     with _undoable(executor, action.tag):
         raise_first(
-            ctx.transport.each(
+            executor.transport.each(
                 action.apiservers,
                 move_aside("kube-apiserver.yaml", API_SERVER_PORT, "the API server"),
             )
@@ -211,16 +210,15 @@ def stop(executor: Executor, action: StopControlPlane) -> Outcome:
                 executor.progress(connection.name, "systemctl stop etcd")
                 connection.run("systemctl stop etcd", timeout=STOP_TIMEOUT)
 
-            raise_first(ctx.transport.each(action.etcd, stop_service))
+            raise_first(executor.transport.each(action.etcd, stop_service))
         else:
-            raise_first(ctx.transport.each(action.etcd, move_aside("etcd.yaml", 2380, "etcd")))
+            raise_first(executor.transport.each(action.etcd, move_aside("etcd.yaml", 2380, "etcd")))
     _phase(executor, action.tag, "stopped")
     return Outcome(action.hosts)
 
 
 @handles(SwapDataDirs)
 def swap(executor: Executor, action: SwapDataDirs) -> Outcome:
-    ctx = executor.ctx
     data = ETCD_DATA_DIR
     kept = kept_dir(action.tag)
     scratch = _scratch(action.tag)
@@ -243,14 +241,13 @@ def swap(executor: Executor, action: SwapDataDirs) -> Outcome:
         connection.run(script, timeout=600, shown=f"swap {data}/member")
 
     with _undoable(executor, action.tag):
-        raise_first(ctx.transport.each(action.targets, one))
+        raise_first(executor.transport.each(action.targets, one))
     _phase(executor, action.tag, "swapped")
     return Outcome(action.targets)
 
 
 @handles(RollBackData)
 def roll_back(executor: Executor, action: RollBackData) -> Outcome:
-    ctx = executor.ctx
     data = ETCD_DATA_DIR
     kept = kept_dir(action.tag)
     # The data from before goes back; what was in its place (the restored data, and what
@@ -271,7 +268,7 @@ def roll_back(executor: Executor, action: RollBackData) -> Outcome:
         connection.run(script, timeout=600, shown=f"roll back {data}/member")
 
     with _undoable(executor, action.tag):
-        raise_first(ctx.transport.each(action.targets, one))
+        raise_first(executor.transport.each(action.targets, one))
     _phase(executor, action.tag, "rolled back data")
     return Outcome(action.targets)
 
@@ -279,14 +276,14 @@ def roll_back(executor: Executor, action: RollBackData) -> Outcome:
 @handles(ReissueMemberCerts)
 def reissue(executor: Executor, action: ReissueMemberCerts) -> Outcome:
     ctx = executor.ctx
-    source = ctx.transport[action.ca_host]
+    source = executor.transport[action.ca_host]
     pki = ETCD_PKI_DIR
     ca = CA.from_pem(
         read_required(source, f"{pki}/ca.crt"), read_required(source, f"{pki}/ca.key", secret=True)
     )
     host = ctx.cluster.host(action.host)
     assert host is not None
-    connection = ctx.transport[action.host]
+    connection = executor.transport[action.host]
     for cert in topology.stacked_member_certs(host):
         executor.progress(action.host, f"re-issue {cert.cert}")
         issued = ca.issue(cert.spec)
@@ -307,7 +304,6 @@ def _move_back(aside: str, name: str):
 
 @handles(StartRestoredEtcd)
 def start_etcd(executor: Executor, action: StartRestoredEtcd) -> Outcome:
-    ctx = executor.ctx
 
     def start_service(connection: Connection) -> None:
         executor.progress(connection.name, "systemctl start etcd")
@@ -315,12 +311,12 @@ def start_etcd(executor: Executor, action: StartRestoredEtcd) -> Outcome:
 
     with _undoable(executor, action.tag):
         if action.external:
-            raise_first(ctx.transport.each(action.etcd, start_service))
+            raise_first(executor.transport.each(action.etcd, start_service))
         else:
             for name in action.etcd:
                 executor.progress(name, "start etcd: etcd.yaml back")
             raise_first(
-                ctx.transport.each(action.etcd, _move_back(_aside(action.tag), "etcd.yaml"))
+                executor.transport.each(action.etcd, _move_back(_aside(action.tag), "etcd.yaml"))
             )
         wait_healthy(executor, _hosts(executor, action.etcd))
     _phase(executor, action.tag, "etcd started")
@@ -329,7 +325,6 @@ def start_etcd(executor: Executor, action: StartRestoredEtcd) -> Outcome:
 
 @handles(StartApiServers)
 def start_apiservers(executor: Executor, action: StartApiServers) -> Outcome:
-    ctx = executor.ctx
     aside = _aside(action.tag)
     manifest = f"{aside}/kube-apiserver.yaml"
     original = f"{manifest}.before-restore"
@@ -348,12 +343,14 @@ def start_apiservers(executor: Executor, action: StartApiServers) -> Outcome:
 
     with _undoable(executor, action.tag):
         if action.original:
-            raise_first(ctx.transport.each(action.apiservers, as_before))
+            raise_first(executor.transport.each(action.apiservers, as_before))
         elif action.etcd_servers:
-            raise_first(ctx.transport.each(action.apiservers, point))
+            raise_first(executor.transport.each(action.apiservers, point))
         for name in action.apiservers:
             executor.progress(name, "start the API server: kube-apiserver.yaml back")
-        raise_first(ctx.transport.each(action.apiservers, _move_back(aside, "kube-apiserver.yaml")))
+        raise_first(
+            executor.transport.each(action.apiservers, _move_back(aside, "kube-apiserver.yaml"))
+        )
         wait_api(executor, action.apiservers[0])
     _phase(executor, action.tag, "API started")
     return Outcome(action.apiservers)
@@ -364,7 +361,7 @@ def confirm(executor: Executor, action: ConfirmRestore) -> Outcome:
     ctx = executor.ctx
     reachable = [h for h in action.staged_on if h in ctx.facts.hosts]
     raise_first(
-        ctx.transport.each(
+        executor.transport.each(
             reachable,
             lambda c: c.run(
                 f"rm -rf {_stage(action.tag)} && rm -f {kept_dir(action.tag)}/swapped",
@@ -386,7 +383,7 @@ def confirm(executor: Executor, action: ConfirmRestore) -> Outcome:
 
 def wait_api(executor: Executor, host: str, timeout: float = API_TIMEOUT) -> dict:
     """Until the API answers through admin.conf (the endpoint); the Nodes it lists."""
-    connection = executor.ctx.transport[host]
+    connection = executor.transport[host]
     deadline = time.monotonic() + timeout
     while True:
         result = connection.run(
@@ -415,7 +412,7 @@ def update_kubeadm_config(executor: Executor, action: UpdateKubeadmConfig) -> Ou
     joins and upgrades."""
     ctx = executor.ctx
     cluster = ctx.cluster
-    connection = ctx.transport[action.host]
+    connection = executor.transport[action.host]
     changed = []
     config = _get(connection, "kube-system", "kubeadm-config")
     if config is not None:
@@ -498,7 +495,7 @@ def check(executor: Executor, action: CheckRestored) -> Outcome:
     ]
     for name in fresh:
         executor.progress(name, "restart the kubelet: its Node is not in the snapshot")
-        ctx.transport[name].run("systemctl restart kubelet", timeout=120)
+        executor.transport[name].run("systemctl restart kubelet", timeout=120)
     deadline = time.monotonic() + API_TIMEOUT
     while fresh and not set(fresh) <= set(nodes):
         if time.monotonic() > deadline:
@@ -516,7 +513,7 @@ def check(executor: Executor, action: CheckRestored) -> Outcome:
         nodes = wait_api(executor, action.host)
     endpoints = [topology.endpoint(h) for h in topology.members(cluster)]
     runner = next(h for h in topology.tool_hosts(cluster) if h.name in ctx.facts.hosts)
-    ctl = EtcdCtl(ctx.transport[runner.name], topology.tls_on(cluster, runner), endpoints)
+    ctl = EtcdCtl(executor.transport[runner.name], topology.tls_on(cluster, runner), endpoints)
     revisions = [s.revision for s in ctl.status(endpoints)]
     stale = sorted(set(nodes) - {h.name for h in cluster.kube_nodes})
     ctx.notes.append(

@@ -17,7 +17,7 @@ COMMAND_TIMEOUT = 900
 
 @handles(WriteFiles)
 def write_files(executor: Executor, action: WriteFiles) -> Outcome:
-    connection = executor.ctx.transport[action.host]
+    connection = executor.transport[action.host]
     for file in action.files:
         executor.progress(action.host, f"write {file.path}")
         connection.write_file(str(file.path), file.content.encode(), file.mode)
@@ -38,7 +38,7 @@ def run_commands(executor: Executor, action: RunCommands) -> Outcome:
             executor.progress(connection.name, command)
             connection.run(command, timeout=COMMAND_TIMEOUT)
 
-    raise_first(executor.ctx.transport.each(by_host, run_all))
+    raise_first(executor.transport.each(by_host, run_all))
     return Outcome(tuple(by_host))
 
 
@@ -87,4 +87,4 @@ def _record_stamps(
             )
         connection.run(" && ".join(commands), shown="record the converged roles' stamps")
 
-    raise_first(executor.ctx.transport.each(sorted(hosts), record))
+    raise_first(executor.transport.each(sorted(hosts), record))

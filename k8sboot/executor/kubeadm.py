@@ -35,7 +35,7 @@ BEFORE_THE_API_ANSWERS = (
 @handles(KubeadmInit)
 def init(executor: Executor, action: KubeadmInit) -> Outcome:
     ctx = executor.ctx
-    connection = ctx.transport[action.host]
+    connection = executor.transport[action.host]
     if action.reset_first:
         executor.progress(action.host, "kubeadm reset -f (an earlier init stopped half-way)")
         connection.run("kubeadm reset -f", timeout=KUBEADM_TIMEOUT)
@@ -60,7 +60,7 @@ def init(executor: Executor, action: KubeadmInit) -> Outcome:
 @handles(KubeadmJoin)
 def join(executor: Executor, action: KubeadmJoin) -> Outcome:
     ctx = executor.ctx
-    api = ctx.transport[ctx.api_host.name]
+    api = executor.transport[ctx.api_host.name]
     ca_hash = ca_cert_hash(read_required(api, CA_CERT))
     if action.control_plane:
         for host in action.joining:  # one at a time: etcd membership changes singly
@@ -71,7 +71,7 @@ def join(executor: Executor, action: KubeadmJoin) -> Outcome:
         with _Token(executor, api, "k8sboot: join workers") as token:
             secrets = JoinSecrets(token, ca_hash)
             raise_first(
-                ctx.transport.each(
+                executor.transport.each(
                     action.joining, lambda c: _join_one(executor, c.name, secrets, action)
                 )
             )
@@ -80,7 +80,7 @@ def join(executor: Executor, action: KubeadmJoin) -> Outcome:
 
 def _join_one(executor: Executor, host: str, secrets: JoinSecrets, action: KubeadmJoin) -> None:
     ctx = executor.ctx
-    connection = ctx.transport[host]
+    connection = executor.transport[host]
     if host in action.reset_first:
         executor.progress(host, "kubeadm reset -f (an earlier join stopped half-way)")
         connection.run("kubeadm reset -f", timeout=KUBEADM_TIMEOUT)

@@ -21,7 +21,7 @@ SETTLE = 30  # seconds for the member list and health to show the change
 def cordon(executor: Executor, action: Cordon) -> Outcome:
     verb = "cordon" if action.unschedulable else "uncordon"
     executor.progress(action.host, f"kubectl {verb} {action.node}")
-    executor.ctx.transport[action.host].run(
+    executor.transport[action.host].run(
         f"{observe.kubectl(action.server)} {verb} {shlex.quote(action.node)}", timeout=120
     )
     return Outcome((action.node,))
@@ -29,7 +29,7 @@ def cordon(executor: Executor, action: Cordon) -> Outcome:
 
 @handles(Drain)
 def drain(executor: Executor, action: Drain) -> Outcome:
-    connection = executor.ctx.transport[action.host]
+    connection = executor.transport[action.host]
     flags = [f"--ignore-daemonsets --timeout={action.timeout:.0f}s"]
     if action.delete_emptydir_data:
         flags.append("--delete-emptydir-data")
@@ -71,7 +71,7 @@ def remove_member(executor: Executor, action: RemoveEtcdMember) -> Outcome:
     ctx = executor.ctx
     via = ctx.cluster.host(action.host)
     assert via is not None
-    etcd = EtcdCtl(ctx.transport[action.host], STACKED_TLS, [client_url(via.ip)])
+    etcd = EtcdCtl(executor.transport[action.host], STACKED_TLS, [client_url(via.ip)])
     member = Member(action.member_id, action.node, action.peer_urls, (), False)
     executor.progress(action.host, f"etcd member remove {member.hex_id} ({action.node})")
     deadline = time.monotonic() + MEMBER_CHANGE_RETRY
@@ -117,7 +117,7 @@ def _check_members(executor: Executor, etcd: EtcdCtl, action: RemoveEtcdMember) 
 @handles(DeleteNode)
 def delete_node(executor: Executor, action: DeleteNode) -> Outcome:
     executor.progress(action.host, f"kubectl delete node {action.node}")
-    executor.ctx.transport[action.host].run(
+    executor.transport[action.host].run(
         f"{observe.kubectl(action.server)} delete node {shlex.quote(action.node)} "
         "--ignore-not-found",
         timeout=120,

@@ -10,7 +10,7 @@ from typing import Any
 from k8sboot.errors import MachineError
 from k8sboot.facts import KUBECTL
 from k8sboot.kubeadm_node import API_SERVER_PORT
-from k8sboot.transport import Connection
+from k8sboot.transport import Askable
 
 
 def api_server(ip: str) -> str:
@@ -27,8 +27,8 @@ def kubectl(server: str | None = None) -> str:
     return KUBECTL + (f" --server {shlex.quote(server)}" if server else "")
 
 
-def _items(connection: Connection, args: str, server: str | None) -> list[dict[str, Any]]:
-    result = connection.run(
+def _items(connection: Askable, args: str, server: str | None) -> list[dict[str, Any]]:
+    result = connection.ask(
         f"{kubectl(server)} {args} -o json", timeout=120, shown=f"kubectl {args}"
     )
     try:
@@ -37,10 +37,10 @@ def _items(connection: Connection, args: str, server: str | None) -> list[dict[s
         raise MachineError(f"{connection.name}: `kubectl {args}` answered no JSON") from None
 
 
-def pods_on(connection: Connection, node: str, server: str | None = None) -> list[dict[str, Any]]:
+def pods_on(connection: Askable, node: str, server: str | None = None) -> list[dict[str, Any]]:
     selector = shlex.quote(f"spec.nodeName={node}")
     return _items(connection, f"get pods --all-namespaces --field-selector {selector}", server)
 
 
-def budgets(connection: Connection, server: str | None = None) -> list[dict[str, Any]]:
+def budgets(connection: Askable, server: str | None = None) -> list[dict[str, Any]]:
     return _items(connection, "get poddisruptionbudgets --all-namespaces", server)

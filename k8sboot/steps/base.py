@@ -10,16 +10,18 @@ from k8sboot.facts import ApiAnswer, Facts, HostFacts, NodeStatus
 from k8sboot.runlog import RunLog
 from k8sboot.spec import Cluster, Host
 from k8sboot.state import StateDir
-from k8sboot.transport import Transport
+from k8sboot.transport import ReadOnlyHosts
 
 
 @dataclass
 class Context:
-    """Desired state (the spec), observed state (facts) and the means to act."""
+    """Desired state (the spec), observed state (facts) and a read-only view of the hosts
+    to look further with. Planning cannot change a machine: only the executor holds the
+    transport that writes."""
 
     cluster: Cluster
     state: StateDir
-    transport: Transport
+    view: ReadOnlyHosts
     log: RunLog
     facts: Facts
     nodes: dict[str, NodeStatus] = field(default_factory=dict)  # registered in the API

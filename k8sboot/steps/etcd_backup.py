@@ -8,7 +8,13 @@ import shlex
 from k8sboot.actions import Action, RunCommands, WriteFiles
 from k8sboot.errors import MachineError, UserError
 from k8sboot.etcd import topology
-from k8sboot.etcd.actions import PruneBackups, PullSnapshots, SaveSnapshot, TestRestore
+from k8sboot.etcd.actions import (
+    PruneBackups,
+    PullSnapshots,
+    RecordIntegrity,
+    SaveSnapshot,
+    TestRestore,
+)
 from k8sboot.etcd.archive import CorruptBackup, Key, check_file
 from k8sboot.etcd.authenticity import why_untrusted
 from k8sboot.etcd.catalogue import Manifest, Store, names_taken, now, open_store
@@ -171,21 +177,17 @@ class EtcdVerify(Step):
         self.manifest = manifest
 
     def plan(self, ctx: Context) -> list[Action]:
-        verification = self.manifest.verification
+        name, location = self.manifest.name, self.store.location
         try:
             local_check(self.store, self.manifest, ctx.cluster)
         except Unauthenticated:
             raise
-        except VerifyFailed as error:
-            verification["integrity"] = f"FAILED: {error}"
-            verification["checked"] = now().isoformat()
-            self.store.write_manifest(self.manifest)
-            raise
-        if verification.get("integrity") != "ok":  # a failure recorded before, now passed
-            verification["integrity"] = "ok"
-            verification["checked"] = now().isoformat()
-            self.store.write_manifest(self.manifest)
-        return [TestRestore(test_host(ctx).name, self.manifest.name, self.store.location)]
+        except VerifyFailed as error:  # recorded as FAILED, and the run fails
+            return [RecordIntegrity(location, name, now().isoformat(), str(error))]
+        actions: list[Action] = []
+        if self.manifest.verification.get("integrity") != "ok":  # failed before, passes now
+            actions.append(RecordIntegrity(location, name, now().isoformat()))
+        return [*actions, TestRestore(test_host(ctx).name, name, location)]
 
 
 # Debian's and Ubuntu's package of age (https://age-encryption.org), the tool hosts
@@ -226,7 +228,7 @@ class EtcdSchedule(Step):
             if sealed_to and found.package("age") is None:
                 actions.append(RunCommands(((host.name, INSTALL_AGE),), "install age (apt-get)"))
             stale = changed(ctx, host, snapshot_files(cluster, host, sealed_to))
-            enabled = ctx.transport[host.name].run(
+            enabled = ctx.view[host.name].ask(
                 f"systemctl is-enabled {TIMER_UNIT} && systemctl is-active {TIMER_UNIT}",
                 check=False,
                 shown=f"is {TIMER_UNIT} on",
@@ -250,7 +252,7 @@ class EtcdSchedule(Step):
 
 
 def _check_calendar(ctx: Context, host: Host, expression: str) -> None:
-    result = ctx.transport[host.name].run(
+    result = ctx.view[host.name].ask(
         f"systemd-analyze calendar {shlex.quote(expression)}",
         check=False,
         shown="systemd-analyze calendar",
@@ -275,7 +277,7 @@ class EtcdPull(Step):
         for host in ctx.cluster.control_planes:
             if host.name not in ctx.facts.hosts:
                 continue
-            listing = ctx.transport[host.name].run(
+            listing = ctx.view[host.name].ask(
                 f"ls -1 {ETCD_SNAPSHOT_DIR}/*.db {ETCD_SNAPSHOT_DIR}/*{SEALED_SUFFIX} "
                 "2>/dev/null || true",
                 shown="list snapshots",

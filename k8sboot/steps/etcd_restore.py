@@ -47,7 +47,7 @@ APISERVER = "kube-apiserver.yaml"
 
 
 def tools_of(ctx: Context, host: Host) -> EtcdTools:
-    return detect(ctx.transport[host.name])
+    return detect(ctx.view[host.name])
 
 
 class EtcdRestore(Step):
@@ -266,7 +266,7 @@ class EtcdRestore(Step):
         """kubeadm's etcd server and peer certificates must name each target's address."""
         actions: list[Action] = []
         for host in targets:
-            connection = ctx.transport[host.name]
+            connection = ctx.view[host.name]
             ca = connection.read_file(f"{ETCD_PKI_DIR}/ca.crt")
             reasons = []
             # kubeadm's own names differ a little from k8sboot's: what matters is the CA
@@ -305,7 +305,7 @@ def _check_recorded_hosts(ctx: Context, record: RestoreRecord) -> None:
 def etcd_in_use(ctx: Context, host: Host) -> tuple[list[str], list[EndpointStatus]]:
     """The endpoints the API server on `host` is configured with, and those that answer
     (asked from that host, with its etcd client certificate)."""
-    connection = ctx.transport[host.name]
+    connection = ctx.view[host.name]
     endpoints = etcd_servers(connection.read_file(APISERVER_MANIFEST))
     if not endpoints or tools_of(ctx, host).etcdctl is None:
         return endpoints, []

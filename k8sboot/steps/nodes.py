@@ -145,7 +145,7 @@ class DrainNode(Step):
         kubelet_gone = not node.ready or (self.for_removal and not target.reachable)
         api = api_host(ctx, exclude=self.name if self.for_removal else None)
         server = observe.api_server(api.ip)
-        connection = ctx.transport[api.name]
+        connection = ctx.view[api.name]
         pods = observe.pods_on(connection, self.name, server)
         found = blockers(
             pods, observe.budgets(connection, server), self.name, self.options.delete_emptydir_data
@@ -191,14 +191,14 @@ def refusal(node: str, found: list[Blocker], for_removal: bool) -> str:
 def etcd_through(ctx: Context, exclude: str) -> tuple[Host, EtcdCtl, list[Member]]:
     """An etcd client on a control plane other than `exclude` whose own member answers."""
     asked = {
-        h.name: (h, EtcdCtl(ctx.transport[h.name], STACKED_TLS, [client_url(h.ip)]))
+        h.name: (h, EtcdCtl(ctx.view[h.name], STACKED_TLS, [client_url(h.ip)]))
         for h in ctx.cluster.control_planes
         if h.name != exclude
         and h.name in ctx.facts.hosts
         and ctx.facts[h.name].initialised_control_plane
     }
     # All asked at once: members that do not answer cost one wait, not one each.
-    answers = ctx.transport.each(asked, lambda c: asked[c.name][1].members())
+    answers = ctx.view.each(asked, lambda c: asked[c.name][1].members())
     problems = []
     for name, answer in answers.items():
         if isinstance(answer, MachineError):

@@ -98,6 +98,8 @@ class LocalHost:
             self.started(unit[1])
         return result
 
+    ask = run  # a question runs as any command here
+
 
 def listeners(pid: int) -> tuple[list[str], list[str]]:
     """The TCP addresses (hex, as /proc shows them) and unix socket paths process `pid`
@@ -196,9 +198,9 @@ def test_the_throwaway_etcd_listens_only_in_a_private_directory(
     catalogue = tmp_path / "backups"
     made = backup(etcd, local, catalogue)
     cluster = spec_from_text(CLUSTER, tmp_path / "cluster.yaml").cluster
-    ctx = SimpleNamespace(cluster=cluster, transport={"cp1": local}, notes=[])
+    ctx = SimpleNamespace(cluster=cluster, notes=[])
 
-    Executor(ctx).execute(actions.TestRestore("cp1", made.name, str(catalogue)))  # type: ignore[arg-type]
+    Executor(ctx, {"cp1": local}).execute(actions.TestRestore("cp1", made.name, str(catalogue)))  # type: ignore[arg-type]
 
     # While it ran: no TCP port at all, and unix sockets only in a directory of root's
     # alone (others can neither enter it nor so reach the sockets inside).
@@ -229,9 +231,9 @@ def test_a_snapshot_of_an_empty_etcd_verifies(host, tmp_path: Path) -> None:
         made = backup(empty, local, catalogue, keys=0)
     assert (made.revision, made.keys) == (0, 0)
     cluster = spec_from_text(CLUSTER, tmp_path / "cluster.yaml").cluster
-    ctx = SimpleNamespace(cluster=cluster, transport={"cp1": local}, notes=[])
+    ctx = SimpleNamespace(cluster=cluster, notes=[])
 
-    Executor(ctx).execute(actions.TestRestore("cp1", made.name, str(catalogue)))  # type: ignore[arg-type]
+    Executor(ctx, {"cp1": local}).execute(actions.TestRestore("cp1", made.name, str(catalogue)))  # type: ignore[arg-type]
 
     test = LocalStore(catalogue).read_manifest(made.name).verification["test_restore"]
     assert test["ok"] is True, test
@@ -247,7 +249,7 @@ def test_an_etcd_with_no_keys_is_never_kept_as_a_backup(
     local, _ = host
     monkeypatch.setattr(topology, "tls_on", lambda cluster, host: NO_TLS)
     cluster = spec_from_text(CLUSTER, tmp_path / "cluster.yaml").cluster
-    ctx = SimpleNamespace(cluster=cluster, transport={"cp1": local}, notes=[], nodes={})
+    ctx = SimpleNamespace(cluster=cluster, notes=[], nodes={})
     (tmp_path / "empty").mkdir()
     with etcd_server(tmp_path / "empty", "empty") as empty:
         save = actions.SaveSnapshot("cp1", empty.endpoints[0], "empty", "asked", origin)
@@ -255,9 +257,9 @@ def test_an_etcd_with_no_keys_is_never_kept_as_a_backup(
             with pytest.raises(
                 etcd_backup.EmptyKeyspace, match=r"holds no keys.*nothing was saved"
             ):
-                Executor(ctx).execute(save)  # type: ignore[arg-type]
+                Executor(ctx, {"cp1": local}).execute(save)  # type: ignore[arg-type]
         else:
-            Executor(ctx).execute(save)  # type: ignore[arg-type]
+            Executor(ctx, {"cp1": local}).execute(save)  # type: ignore[arg-type]
             assert ctx.notes == [
                 f"no pre-restore snapshot: etcd member empty ({empty.endpoints[0]}) holds no "
                 "keys, nothing to keep"

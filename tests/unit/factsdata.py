@@ -107,7 +107,7 @@ def context(
     return Context(
         cluster,
         state,
-        transport=None,
+        view=None,  # type: ignore[arg-type]
         log=RunLog(None),  # type: ignore[arg-type]
         facts=Facts(hosts=hosts),
         nodes=nodes or {},

@@ -32,7 +32,7 @@ from k8sboot.steps import etcd_restore
 from k8sboot.steps.cluster import WaitReady
 from k8sboot.steps.etcd_external import EtcdMembers
 from k8sboot.steps.files import sha256
-from k8sboot.transport import CommandResult, Unreachable
+from k8sboot.transport import CommandResult, ReadOnlyHosts, Unreachable
 from k8sboot.workflows import etcd_restore as restore_workflow
 from k8sboot.workflows import node_cordon, up
 
@@ -63,7 +63,7 @@ class Recorder(Reporter):
     def step_failed(self, title, error, seconds) -> None:  # type: ignore[override]
         self.failed[title] = str(error)
 
-    def note(self, text: str) -> None:
+    def note(self, text: str, planned: bool = False) -> None:
         self.notes.append(text)
 
 
@@ -103,12 +103,13 @@ def _run(monkeypatch, workflow, cluster, facts: Facts) -> Recorder:
 def test_the_api_probe_says_why_the_api_does_not_answer(base: dict, tmp_path: Path) -> None:
     cluster, facts = _replaced(base, tmp_path)
     ctx = context(cluster, facts.hosts, tmp_path)
-    ctx.transport = _failing_api(["cp1"])
+    transport = _failing_api(["cp1"])
+    ctx.view = ReadOnlyHosts(transport)
     pipeline.ask_api(ctx)
     assert not ctx.api.answers and ctx.api.host == "cp1"
     assert "no etcd endpoint answered" in ctx.api.reason
     assert ctx.initialised, "an API that does not answer is no uninitialised control plane"
-    (asked,) = ctx.transport["cp1"].ran
+    (asked,) = transport["cp1"].ran
     assert asked.count("--request-timeout=10s") == 2  # seconds, not kubectl's 30 s
 
 
@@ -227,7 +228,7 @@ def test_steps_that_need_the_nodes_say_the_api_does_not_answer(base: dict, tmp_p
     hosts = {h.name: converged_host(cluster, h.name) for h in cluster.hosts}
     hosts["w2"] = fresh("w2", "10.0.0.22")  # still to join
     ctx = context(cluster, hosts, tmp_path, ready("cp1", "w1"))
-    ctx.transport = _failing_api(["cp1"])
+    ctx.view = ReadOnlyHosts(_failing_api(["cp1"]))
     pipeline.ask_api(ctx)
     line = f"the API on cp1 does not answer ({NO_ETCD}): if etcd is lost, restore it"
     with pytest.raises(MachineError, match=r"^cannot act on w1 \(nothing was changed\): ") as no:

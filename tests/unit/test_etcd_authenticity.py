@@ -123,6 +123,8 @@ class Member:
             out = "1765000000"
         return SimpleNamespace(stdout=out, ok=True, stderr="")
 
+    ask = run  # a question runs as any command here
+
 
 @pytest.fixture
 def lab(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):

@@ -23,6 +23,7 @@ from k8sboot.etcd.catalogue import (
     prune,
     state,
 )
+from k8sboot.executor import Executor
 from k8sboot.spec.model import Retention
 from k8sboot.steps.etcd_backup import EtcdVerify, VerifyFailed
 
@@ -234,8 +235,15 @@ def test_a_backup_that_failed_verify_is_listed_as_failed_and_never_latest(
     stored(store, older)
     newer.verification["test_restore"] = {"ok": True}  # an earlier verify passed
     stored(store, newer, b"y" * newer.file["size"])  # the right size, other bytes
+    cluster = SimpleNamespace(
+        backup=SimpleNamespace(encryption_key_file=None, directory=store.directory)
+    )
+    ctx = SimpleNamespace(cluster=cluster)
+    (record,) = EtcdVerify(store, newer).plan(ctx)  # type: ignore[arg-type]
+    assert "test_restore" in store.read_manifest("b0001").verification  # type: ignore[union-attr]
+    assert "integrity" not in store.read_manifest("b0001").verification, "planning records nothing"  # type: ignore[union-attr]
     with pytest.raises(VerifyFailed, match="sha256"):
-        EtcdVerify(store, newer).plan(SimpleNamespace(cluster=NO_KEY))  # type: ignore[arg-type]
+        Executor(ctx, {}).execute(record)  # type: ignore[arg-type]
     recorded = store.read_manifest("b0001")
     assert recorded is not None
     assert state(recorded, store).startswith("FAILED: backup b0001 is corrupt: the sha256")

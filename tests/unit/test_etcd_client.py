@@ -54,6 +54,8 @@ class FakeConnection:
         key = next(k for k in self.answers if k in command)
         return CommandResult("cp1", command, 0, json.dumps(self.answers[key]).encode(), "", 0.1)
 
+    ask = run  # a question runs as any command here
+
 
 def test_members_are_parsed_and_removed_by_hex_id() -> None:
     connection = FakeConnection({"member list": MEMBERS, "member remove": {}})

@@ -34,6 +34,8 @@ class LocalShell:
             raise MachineError(f"{self.name}: {result.stderr.strip()}")
         return result
 
+    ask = run  # a question runs as any command here
+
 
 class OneHost:
     def __init__(self) -> None:
@@ -66,8 +68,8 @@ def host(tmp_path: Path, monkeypatch):
     restore_record.write(
         state, RestoreRecord(TAG, "lab-1", "/backups", ["cp1"], ["cp1"], False, "", "stopped")
     )
-    ctx = SimpleNamespace(transport=OneHost(), state=state, notes=[])
-    executor = SimpleNamespace(ctx=ctx, progress=lambda *_: None)
+    ctx = SimpleNamespace(state=state, notes=[])
+    executor = SimpleNamespace(ctx=ctx, transport=OneHost(), progress=lambda *_: None)
     return executor, data, kept / TAG
 
 

@@ -30,6 +30,7 @@ from k8sboot.host_state import ETCD_SNAPSHOT_DIR
 from k8sboot.pipeline import probe_request
 from k8sboot.steps.etcd_backup import EtcdPull, EtcdSchedule
 from k8sboot.steps.etcd_external import ResetEtcd
+from k8sboot.transport import ReadOnlyHosts
 from k8sboot.versions import ETCDCTL, ETCDUTL
 
 from .conftest import load_data
@@ -249,6 +250,8 @@ class _Host:
             raise MachineError(f"cp1: {command} failed")
         return SimpleNamespace(ok=False, stdout="", stderr="No such file")
 
+    ask = run  # a question runs as any command here
+
 
 def _sealed_files(cluster, name: str, data: bytes, recipient: str | None = None) -> dict:
     recipient = recipient or recipient_of(key_of(cluster))
@@ -324,6 +327,8 @@ class _Probe:
     def run(self, command: str, **_: object):
         return SimpleNamespace(ok=True, stdout=f"{ETCD_SNAPSHOT_DIR}/lab-cp1-1.db.age\n", stderr="")
 
+    ask = run  # a question runs as any command here
+
 
 def _ctx(cluster, tmp_path: Path, **exists: bool):
     found = converged_host(cluster, "cp1")
@@ -331,7 +336,7 @@ def _ctx(cluster, tmp_path: Path, **exists: bool):
     if exists.get("timer"):
         found.data["files"]["/etc/systemd/system/k8sboot-etcd-snapshot.timer"] = "h"
     ctx = context(cluster, {"cp1": found}, tmp_path)
-    ctx.transport = {"cp1": _Probe()}  # type: ignore[assignment]
+    ctx.view = ReadOnlyHosts({"cp1": _Probe()})  # type: ignore[arg-type]
     return ctx
 
 

@@ -75,6 +75,8 @@ class _Answer:
         out = f"{json.dumps(nodes)}\n{SEPARATOR}\n{self.cluster_info}" if not self.exit_code else ""
         return CommandResult("cp1", command, self.exit_code, out.encode(), self.stderr, 0.1)
 
+    ask = run  # a question runs as any command here
+
 
 def test_cluster_view_tells_a_finished_init_by_cluster_info() -> None:
     """kubeadm creates kube-public/cluster-info in init's bootstrap-token phase

@@ -13,7 +13,7 @@ from k8sboot.facts import NodeStatus
 from k8sboot.nodes import removed
 from k8sboot.nodes.actions import Cordon, DeleteNode, Drain, RecordRemoval, RemoveEtcdMember
 from k8sboot.steps.nodes import DrainOptions
-from k8sboot.transport import CommandResult, Transport, Unreachable
+from k8sboot.transport import CommandResult, ReadOnlyHosts, Transport, Unreachable
 from k8sboot.workflows import node_cordon, node_drain, node_remove
 
 from .conftest import load_data
@@ -40,6 +40,8 @@ class FakeConnection:
                 text = answer if isinstance(answer, str) else json.dumps(answer)
                 return CommandResult(self.name, command, 0, text.encode(), "", 0.0)
         raise AssertionError(f"unexpected command on {self.name}: {command}")
+
+    ask = run  # a question runs as any command here
 
 
 class FakeTransport(dict):
@@ -86,7 +88,9 @@ def _ctx(cluster, tmp_path: Path, answers: dict[str, object], dead: tuple[str, .
     ctx = context(cluster, hosts, tmp_path, nodes)
     for name in dead:
         ctx.facts.errors[name] = Unreachable(f"{name}: cannot reach it over SSH: No route to host")
-    ctx.transport = FakeTransport({h.name: FakeConnection(h.name, answers) for h in cluster.hosts})
+    transport = FakeTransport({h.name: FakeConnection(h.name, answers) for h in cluster.hosts})
+    ctx.view = ReadOnlyHosts(transport)
+    ctx.connections = transport  # type: ignore[attr-defined]  # to see what was asked
     return ctx
 
 
@@ -205,7 +209,7 @@ def test_a_dead_control_plane_is_removed_without_ssh_to_it(cluster, tmp_path: Pa
     assert plans["remove cp3's etcd member"][0].member_id == 3
     assert plans["kubeadm reset on cp3"] == []
     assert any("kubeadm reset did not run there" in n for n in ctx.notes)
-    assert ctx.transport["cp3"].ran == []
+    assert ctx.connections["cp3"].ran == []
 
 
 def test_a_removed_worker_is_converged_on_a_second_run(cluster, tmp_path: Path) -> None:

@@ -23,6 +23,7 @@ from k8sboot.kubeadm_node import ADMIN_CONF, KUBELET_CONF
 from k8sboot.render import cni_file, kube_vip_file
 from k8sboot.steps.cluster import cni_stamp
 from k8sboot.steps.files import sha256
+from k8sboot.transport import ReadOnlyHosts
 from k8sboot.workflows import reset, up
 
 from .conftest import load_data
@@ -294,7 +295,8 @@ def test_stamps_are_recorded_where_every_task_succeeded(
     hosts = {h.name: fresh(h.name, h.ip) for h in cluster.hosts}
     ctx = context(cluster, hosts, tmp_path)
     roots = {h.name: tmp_path / "hosts" / h.name for h in cluster.hosts}
-    ctx.transport = StampTransport({n: LocalRoot(n, root) for n, root in roots.items()})
+    transport = StampTransport({n: LocalRoot(n, root) for n, root in roots.items()})
+    ctx.view = ReadOnlyHosts(transport)
     sysctl_file = "/etc/sysctl.d/99-k8sboot.conf"
     for root in roots.values():  # what the prepare role wrote
         (root / "etc/sysctl.d").mkdir(parents=True)
@@ -310,13 +312,13 @@ def test_stamps_are_recorded_where_every_task_succeeded(
     monkeypatch.setattr(executor_files, "run_playbook", run_playbook)
     if failed:
         with pytest.raises(PlaybookFailed):
-            Executor(ctx).execute(converge)
+            Executor(ctx, transport).execute(converge)
     else:
-        Executor(ctx).execute(converge)
+        Executor(ctx, transport).execute(converge)
 
     assert all("k8sboot_stamps" not in values for values in given.values())
     for host in cluster.hosts:
-        stamps = ctx.transport[host.name].stamps()
+        stamps = transport[host.name].stamps()
         if host.name in failed:
             assert stamps == {}
             continue

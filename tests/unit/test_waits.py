@@ -37,13 +37,16 @@ class PollCounter:
         answer = _nodes(ready=self.asked > self.polls)
         return CommandResult("cp1", command, 0, answer.encode(), "", 0.0)
 
+    ask = run  # a question runs as any command here
+
 
 def test_waiting_for_ready_logs_changes_only(base: dict, tmp_path: Path, monkeypatch) -> None:
     monkeypatch.setattr("k8sboot.executor.cluster.time.sleep", lambda _: None)
     ctx = context(load_data(base).cluster, {}, tmp_path)
     ctx.log = RunLog(tmp_path / "run.log")
-    ctx.transport = {"cp1": (poller := PollCounter(polls=50))}  # type: ignore[assignment]
-    Executor(ctx).execute(WaitNodesReady("cp1", ("w1",), timeout=600))
+    transport = {"cp1": (poller := PollCounter(polls=50))}
+    executor = Executor(ctx, transport)  # type: ignore[arg-type]
+    executor.execute(WaitNodesReady("cp1", ("w1",), timeout=600))
     ctx.log.close()
     assert poller.asked == 51
     lines = [line.split(" ", 1)[1] for line in (tmp_path / "run.log").read_text().splitlines()]
