@@ -33,6 +33,7 @@ from k8sboot.versions import ETCDCTL, ETCDUTL
 
 from .conftest import load_data
 from .factsdata import context, converged_host
+from .fakes import scripted
 
 KEY = Key(bytes(range(32)))
 # Recorded once: a change here would strand every snapshot sealed before it.
@@ -319,18 +320,18 @@ def test_pull_refuses_a_snapshot_its_status_does_not_describe(tmp_path, monkeypa
 # -- the schedule's steps ------------------------------------------------------------------
 
 
-class _Probe:
-    def run(self, command: str, **_: object):
-        return SimpleNamespace(ok=True, stdout=f"{SNAPSHOT_DIR}/lab-cp1-1.db.age\n", stderr="")
-
-
 def _ctx(cluster, tmp_path: Path, **exists: bool):
     found = converged_host(cluster, "cp1")
     found.data["exists"][SNAPSHOT_DIR] = exists.get("directory", False)
     if exists.get("timer"):
         found.data["files"]["/etc/systemd/system/k8sboot-etcd-snapshot.timer"] = "h"
     ctx = context(cluster, {"cp1": found}, tmp_path)
-    ctx.transport = {"cp1": _Probe()}  # type: ignore[assignment]
+    answers = {
+        "systemd-analyze calendar": "Normalized form: *-*-* *:00:00\n",
+        "systemctl is-enabled": "enabled\nactive\n",
+        "ls -1 ": f"{SNAPSHOT_DIR}/lab-cp1-1.db.age\n",
+    }
+    ctx.transport = scripted(["cp1"], answers)  # type: ignore[assignment]
     return ctx
 
 

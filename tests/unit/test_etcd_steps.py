@@ -47,6 +47,7 @@ from k8sboot.steps.node_setup import NodeSetup
 from .builders import STORE, manifest
 from .conftest import load_data
 from .factsdata import EXTERNAL_HOSTS, context, converged_external, converged_host, fresh
+from .fakes import FakeConnection
 
 
 @pytest.fixture
@@ -405,25 +406,19 @@ def test_restore_needs_a_control_plane_to_restore_into(restoring) -> None:
         EtcdRestore(STORE, backup).plan(ctx)
 
 
-class _Host:
-    name = "cp1"
-
-    def __init__(self, fails: str | None = None) -> None:
-        self.fails = fails
-
-    def run(self, command: str, **_: object) -> None:
-        if self.fails and command.startswith(self.fails):
-            raise MachineError(f"cp1: {command} failed")
-
-
-def _backing_up(base: dict, tmp_path: Path, monkeypatch, host: _Host):
-    """An executor whose snapshot arrives whole in the catalogue, and then fails a check."""
+def _backing_up(base: dict, tmp_path: Path, monkeypatch, fails: str):
+    """An executor whose snapshot arrives whole in the catalogue, and then fails a check:
+    the copy's (`check`), or reading the time of the file on the host (`stat`)."""
     from types import SimpleNamespace
 
     from k8sboot.etcd.client import SnapshotStatus
     from k8sboot.executor import etcd_backup as executing
 
     cluster = load_data({**base, "name": "lab", "backup": {"directory": str(tmp_path)}}).cluster
+    host = FakeConnection(
+        "cp1",
+        {"install -d ": "", "rm -f ": "", "stat -c ": MachineError("cp1: stat -c %Y failed")},
+    )
     ctl = SimpleNamespace(
         connection=host,
         members=lambda: [],
@@ -436,7 +431,7 @@ def _backing_up(base: dict, tmp_path: Path, monkeypatch, host: _Host):
     def fetched(executor, ctl, remote, store, file_name, *_):
         with store.writer(file_name) as out:
             out.write(b"every Secret of the cluster")
-        if host.fails == "check":
+        if fails == "check":
             raise VerifyFailed(f"cp1: the downloaded snapshot differs from {remote}")
         return {"status": SnapshotStatus(1, 2, 3, 4), "size": 27, "sha256": "ab" * 32,
                 "stored": 27, "file_sha256": "ab" * 32, "fetched": 1.0}  # fmt: skip
@@ -452,7 +447,7 @@ def test_a_snapshot_failing_a_check_leaves_no_file_behind(
 ) -> None:
     from k8sboot.etcd.actions import PullSnapshots
 
-    executing, executor = _backing_up(base, tmp_path, monkeypatch, _Host(fails))
+    executing, executor = _backing_up(base, tmp_path, monkeypatch, fails)
     if fails == "check":  # `etcd backup`: the copy disagrees with the host's file
         with pytest.raises(VerifyFailed, match="differs"):
             executing.take_snapshot(executor, SaveSnapshot("cp1", "https://x:2379", "cp1", "-"))

@@ -12,6 +12,7 @@ from k8sboot.transport import CommandResult
 
 from .conftest import load_data
 from .factsdata import context
+from .fakes import FakeTransport
 
 
 def _nodes(ready: bool) -> str:
@@ -42,7 +43,7 @@ def test_waiting_for_ready_logs_changes_only(base: dict, tmp_path: Path, monkeyp
     monkeypatch.setattr("k8sboot.executor.cluster.time.sleep", lambda _: None)
     ctx = context(load_data(base).cluster, {}, tmp_path)
     ctx.log = RunLog(tmp_path / "run.log")
-    ctx.transport = {"cp1": (poller := PollCounter(polls=50))}  # type: ignore[assignment]
+    ctx.transport = FakeTransport(cp1=(poller := PollCounter(polls=50)))  # type: ignore[assignment]
     Executor(ctx).execute(WaitNodesReady("cp1", ("w1",), timeout=600))
     ctx.log.close()
     assert poller.asked == 51
