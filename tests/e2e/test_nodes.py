@@ -181,6 +181,10 @@ def test_removing_a_control_plane_takes_etcd_from_three_to_two(cluster: K8sboot)
 
 
 def test_two_to_one_is_refused(cluster: K8sboot) -> None:
+    assert etcd_members(cluster.lab) == ["cp1", "cp2"], (
+        "precondition: etcd has two members, cp3 removed by "
+        "test_removing_a_control_plane_takes_etcd_from_three_to_two (run the module in order)"
+    )
     done = cluster.run("node", "remove", "cp2", "--yes", check=False)
     assert done.returncode == 3, done.stderr
     assert "would leave etcd without quorum" in done.stderr

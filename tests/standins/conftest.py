@@ -88,7 +88,9 @@ class HostCluster:
         ).stdout.split()
         return out[out.index("--token") + 1], out[out.index("--discovery-token-ca-cert-hash") + 1]
 
-    def join_worker(self, name: str, ip: str, port: int) -> Node:
+    def join_worker(self, name: str, ip: str, port: int, ignored: tuple[str, ...] = ()) -> Node:
+        """A worker joined; `ignored` are more preflight errors to pass over (kubeadm checks
+        the kubelet's usual port, which the second worker's kubelet holds)."""
         node = self.add(name, ip, port)
         token, ca_hash = self.token_and_hash()
         cfg = node.write(
@@ -98,7 +100,8 @@ class HostCluster:
             "join",
             "--config",
             str(cfg),
-            "--ignore-preflight-errors=FileContent--proc-sys-net-ipv4-ip_forward",
+            "--ignore-preflight-errors="
+            + ",".join(["FileContent--proc-sys-net-ipv4-ip_forward", *ignored]),
             check=True,
         )
         return node

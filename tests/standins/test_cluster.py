@@ -344,22 +344,27 @@ def test_certs_check_expiration_json(cluster):
 
 
 def test_reset_worker_then_delete_node(cluster, cni):
-    w2 = cluster.nodes["w2"]
-    out = w2.kubeadm("reset", "-f", check=True).stdout
+    # A worker of its own: the other tests of the module need w1 and w2, in any order.
+    w3 = cluster.join_worker("w3", "127.0.1.4", 10251, ignored=("Port-10250",))
+    cluster.wait(
+        "w3's CNI configuration",
+        lambda: (w3.root / "etc/cni/net.d/10-flannel.conflist").exists(),
+    )
+    out = w3.kubeadm("reset", "-f", check=True).stdout
     assert "[reset] Stopping the kubelet service" in out
-    assert not (w2.root / "etc/kubernetes/kubelet.conf").exists()
-    assert not (w2.root / "var/lib/kubelet/config.yaml").exists()
+    assert not (w3.root / "etc/kubernetes/kubelet.conf").exists()
+    assert not (w3.root / "var/lib/kubelet/config.yaml").exists()
     # CNI configuration is left behind, like upstream.
-    assert (w2.root / "etc/cni/net.d/10-flannel.conflist").exists()
-    assert 'node "w2" deleted' in cluster.kubectl("delete", "node", "w2").stdout
-    assert "w2" not in cluster.kubectl("get", "nodes").stdout
+    assert (w3.root / "etc/cni/net.d/10-flannel.conflist").exists()
+    assert 'node "w3" deleted' in cluster.kubectl("delete", "node", "w3").stdout
+    assert "w3" not in cluster.kubectl("get", "nodes").stdout
     # Pods of the deleted node are garbage-collected (PodGC).
     cluster.wait(
-        "w2's pods to go",
+        "w3's pods to go",
         lambda: (
             not json.loads(
                 cluster.kubectl(
-                    "get", "pods", "-A", "--field-selector", "spec.nodeName=w2", "-o", "json"
+                    "get", "pods", "-A", "--field-selector", "spec.nodeName=w3", "-o", "json"
                 ).stdout
             )["items"]
         ),

@@ -7,18 +7,32 @@ import zlib
 from pathlib import Path
 from typing import Any
 
+from k8sboot.etcd import topology
+from k8sboot.etcd.files import bootstrap_file, bootstrap_token, member_files
 from k8sboot.facts import Facts, HostFacts, NodeStatus
-from k8sboot.kubeadm_node import ADMIN_CONF, KUBELET_CONF
+from k8sboot.kubeadm_node import ADMIN_CONF, ETCD_MEMBER_DIR, KUBELET_CONF
 from k8sboot.render import containerd_files
 from k8sboot.runlog import RunLog
 from k8sboot.spec import Cluster
-from k8sboot.state import StateDir
+from k8sboot.state import StateDir, write_private
 from k8sboot.steps.base import Context
+from k8sboot.steps.etcd_external import ca_store, issued_record
 from k8sboot.steps.files import sha256
 from k8sboot.steps.node_setup import fingerprint, role_vars
+from k8sboot.transport import ReadOnlyHosts, Unreachable
 from k8sboot.versions import ETCD, ETCDCTL, ETCDUTL
 
+from .fakes import scripted
+
 STACKED_ETCD = "3.5.21"  # what kubeadm 1.33.1 runs
+# A cluster file's hosts with external etcd.
+EXTERNAL_HOSTS = [
+    {"name": "cp1", "address": "10.0.0.11", "roles": ["control-plane"]},
+    {"name": "w1", "address": "10.0.0.21", "roles": ["worker"]},
+    {"name": "e1", "address": "10.0.0.31", "roles": ["etcd"]},
+    {"name": "e2", "address": "10.0.0.32", "roles": ["etcd"]},
+    {"name": "e3", "address": "10.0.0.33", "roles": ["etcd"]},
+]
 
 
 def _mac(name: str) -> str:
@@ -103,11 +117,13 @@ def context(
     tmp: Path,
     nodes: dict[str, NodeStatus] | None = None,
 ) -> Context:
+    """Planning with these facts. Any command a step runs fails the test, naming it,
+    unless the test gives ctx.view hosts with the answers."""
     state = StateDir(tmp / "state").ensure()
     return Context(
         cluster,
         state,
-        view=None,  # type: ignore[arg-type]
+        view=ReadOnlyHosts(scripted(h.name for h in cluster.hosts)),  # type: ignore[arg-type]
         log=RunLog(None),  # type: ignore[arg-type]
         facts=Facts(hosts=hosts),
         nodes=nodes or {},
@@ -116,3 +132,60 @@ def context(
 
 def ready(*names: str) -> dict[str, NodeStatus]:
     return {n: NodeStatus(n, True, "KubeletReady", "v1.33.1", None, False) for n in names}
+
+
+def converged_external(cluster: Cluster, tmp_path: Path) -> Context:
+    """Every certificate issued and in place, every member running with its files."""
+    hosts = {h.name: converged_host(cluster, h.name) for h in cluster.hosts}
+    ctx = context(cluster, hosts, tmp_path)
+    ca = ca_store(ctx.state).load_or_create("test-ca")
+    shared = None
+    for host in topology.tool_hosts(cluster):
+        data = hosts[host.name].data
+        data["files"][topology.ca_path_on(host)] = sha256(ca.cert_pem.decode())
+        for cert in topology.external_certs(cluster, host):
+            if cert.name == "apiserver-etcd-client":
+                shared = shared or ca.issue(cert.spec)
+                issued = shared
+            else:
+                issued = ca.issue(cert.spec)
+            write_private(issued_record(ctx.state, host.name, cert.name), issued.cert_pem)
+            data["files"][cert.cert] = sha256(issued.cert_pem.decode())
+            data["files"][cert.key] = "key-hash"
+    initial = topology.initial_cluster(cluster.with_role("etcd"))
+    for host in cluster.with_role("etcd"):
+        data = hosts[host.name].data
+        for file in member_files(cluster, host):
+            data["files"][str(file.path)] = sha256(file.content)
+        boot = bootstrap_file(host, initial, "new", bootstrap_token(cluster))
+        data["files"][str(boot.path)] = sha256(boot.content)
+        data["exists"][ETCD_MEMBER_DIR] = True
+        data["services"]["etcd"] = {"active": "active", "enabled": "enabled"}
+    return ctx
+
+
+def running_context(
+    cluster: Cluster, tmp_path: Path, answers: dict[str, object], dead: tuple[str, ...] = ()
+) -> Context:
+    """A cluster `up` converged, its nodes registered; every host answers `answers`, and
+    the `dead` ones cannot be reached (nor are Ready)."""
+    hosts = {h.name: converged_host(cluster, h.name) for h in cluster.hosts if h.name not in dead}
+    nodes = {
+        h.name: NodeStatus(
+            h.name,
+            h.name not in dead,
+            "KubeletReady",
+            "v1.33.1",
+            h.ip,
+            False,
+            {"node-role.kubernetes.io/control-plane": ""} if h.has("control-plane") else {},
+        )
+        for h in cluster.hosts
+    }
+    ctx = context(cluster, hosts, tmp_path, nodes)
+    for name in dead:
+        ctx.facts.errors[name] = Unreachable(f"{name}: cannot reach it over SSH: No route to host")
+    hosts = scripted((h.name for h in cluster.hosts), answers)
+    ctx.view = ReadOnlyHosts(hosts)  # type: ignore[arg-type]
+    ctx.connections = hosts  # type: ignore[attr-defined]  # to see what was asked
+    return ctx

@@ -36,11 +36,10 @@ from k8sboot.transport import CommandResult, ReadOnlyHosts, Unreachable
 from k8sboot.workflows import etcd_restore as restore_workflow
 from k8sboot.workflows import node_cordon, up
 
+from .builders import STORE, manifest
 from .conftest import load_data
-from .factsdata import context, converged_host, fresh, ready
-from .test_etcd_catalogue import manifest
-from .test_etcd_steps import EXTERNAL_HOSTS, STORE, _converged_external
-from .test_node_steps import FakeConnection, FakeTransport
+from .factsdata import EXTERNAL_HOSTS, context, converged_external, converged_host, fresh, ready
+from .fakes import FakeTransport, scripted
 
 # What kubectl says when the API server's etcd has no member left (the lab's API server).
 NO_ETCD = (
@@ -69,7 +68,7 @@ class Recorder(Reporter):
 
 def _failing_api(names: list[str]) -> FakeTransport:
     down = CommandResult("cp1", "kubectl get nodes", 1, b"", NO_ETCD, 0.1)
-    return FakeTransport({n: FakeConnection(n, {"get nodes": down}) for n in names})
+    return scripted(names, {"get nodes": down})
 
 
 def _replaced(base: dict, tmp_path: Path):
@@ -78,7 +77,7 @@ def _replaced(base: dict, tmp_path: Path):
     base = copy.deepcopy(base)
     base["hosts"] = copy.deepcopy(EXTERNAL_HOSTS)
     base["etcd"] = {"topology": "external"}
-    old = _converged_external(load_data(base).cluster, tmp_path)  # its CA and certificates
+    old = converged_external(load_data(base).cluster, tmp_path)  # its CA and certificates
     base["hosts"] = [h for h in base["hosts"] if "etcd" not in h["roles"]] + NEW_HOSTS
     cluster = load_data(base, tmp_path / "cluster.yaml").cluster
     cluster.state_dir = tmp_path / "state"
@@ -181,7 +180,7 @@ def test_up_names_the_lost_hosts_the_cluster_file_still_lists(
 def _as_up_left_them(base: dict, tmp_path: Path):
     """e4..e6 with their certificates and configuration, etcd stopped, no data."""
     cluster, _ = _replaced(base, tmp_path)
-    ctx = _converged_external(cluster, tmp_path)
+    ctx = converged_external(cluster, tmp_path)
     for host in cluster.with_role("etcd"):
         data = ctx.facts.hosts[host.name].data
         del data["exists"][ETCD_MEMBER_DIR]

@@ -25,8 +25,8 @@ from k8sboot.nodes.pods import (
 from k8sboot.steps.nodes import DrainOptions
 from k8sboot.workflows import node_drain
 
+from .factsdata import running_context
 from .hacluster import ha_cluster
-from .test_node_steps import _ctx
 
 WEB = {"matchLabels": {"app": "web"}}
 MIRROR = "kubernetes.io/config.mirror"
@@ -244,7 +244,7 @@ def test_the_messages_say_what_force_does() -> None:
 def test_several_budgets_refuse_a_forced_drain_and_say_why(base: dict, tmp_path: Path) -> None:
     both = [pdb("a", WEB, 5), pdb("b", {}, 5)]
     answers = {"get pods": {"items": [web("web-1")]}, "get poddisruptionbudgets": {"items": both}}
-    ctx = _ctx(ha_cluster(base), tmp_path, answers)
+    ctx = running_context(ha_cluster(base), tmp_path, answers)
     with pytest.raises(UnsafeError, match=r"several PodDisruptionBudgets.*does not help"):
         node_drain("w1", DrainOptions(force=True, delete_emptydir_data=True)).steps[0].plan(ctx)
 

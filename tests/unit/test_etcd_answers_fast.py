@@ -14,10 +14,11 @@ from pathlib import Path
 from k8sboot.etcd.observe import observe
 from k8sboot.health.observe import Reach, observe_cluster, run_parallel
 from k8sboot.spec import Cluster
-from k8sboot.transport import CommandResult, ReadOnlyHosts, Transport
+from k8sboot.transport import CommandResult, ReadOnlyHosts
 
 from .conftest import load_data
 from .factsdata import context, converged_host
+from .fakes import FakeTransport
 
 # What an etcdctl that never gets an answer takes here (its whole wait, made short).
 WAIT = 1.0
@@ -49,14 +50,13 @@ class SilentEtcd:
     ask = run  # a question runs as any command here
 
 
-class SilentTransport(Transport):
-    def __init__(self, names: list[str]):
-        self._connections = {n: SilentEtcd(n) for n in names}  # type: ignore[misc]
+def _silent(names: list[str]) -> FakeTransport:
+    return FakeTransport({n: SilentEtcd(n) for n in names})
 
 
-def _slow_commands(transport: SilentTransport) -> list[str]:
+def _slow_commands(transport: FakeTransport) -> list[str]:
     """The etcdctl commands asked with longer waits than etcdctl's own defaults."""
-    commands = [c for conn in transport._connections.values() for c in conn.etcdctl]
+    commands = [c for conn in transport.values() for c in conn.etcdctl]
     assert commands
     return [c for c in commands if "--dial-timeout=2s --command-timeout=5s " not in c]
 
@@ -75,8 +75,8 @@ def test_etcd_health_with_no_member_answering_waits_once(base: dict, tmp_path: P
     ctx = context(
         cluster, {h.name: converged_host(cluster, h.name) for h in cluster.hosts}, tmp_path
     )
-    transport = SilentTransport([h.name for h in cluster.hosts])
-    ctx.view = ReadOnlyHosts(transport)
+    transport = _silent([h.name for h in cluster.hosts])
+    ctx.view = ReadOnlyHosts(transport)  # type: ignore[arg-type]
     started = time.monotonic()
     view = observe(ctx)
     took = time.monotonic() - started
@@ -91,7 +91,7 @@ def test_etcd_health_with_no_member_answering_waits_once(base: dict, tmp_path: P
 
 def test_health_with_no_member_answering_waits_once(base: dict) -> None:
     cluster = _five_control_planes(base)
-    transport = SilentTransport([h.name for h in cluster.hosts])
+    transport = _silent([h.name for h in cluster.hosts])
     started = time.monotonic()
     seen = observe_cluster(cluster, Reach(transport), run_parallel)
     took = time.monotonic() - started

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import os
 import time
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -15,7 +15,6 @@ from k8sboot.etcd.archive import create_key_file
 from k8sboot.etcd.catalogue import (
     LocalStore,
     Manifest,
-    MemberRecord,
     backup_name,
     find,
     keep,
@@ -27,31 +26,9 @@ from k8sboot.executor import Executor
 from k8sboot.spec.model import Retention
 from k8sboot.steps.etcd_backup import EtcdVerify, VerifyFailed
 
-START = datetime(2025, 3, 3, 0, 30, tzinfo=UTC)  # a Monday
+from .builders import START, manifest, stored
+
 NO_KEY = SimpleNamespace(backup=SimpleNamespace(encryption_key_file=None))  # a cluster
-
-
-def manifest(name: str, when: datetime, cluster: str = "lab") -> Manifest:
-    return Manifest(
-        name=name,
-        cluster=cluster,
-        created=when.isoformat(),
-        origin="backup",
-        kubernetes_version="1.33.1",
-        etcd_version="3.4.23",
-        source={"host": "cp2", "member": "cp2", "endpoint": "https://10.0.0.12:2379"},
-        members=[MemberRecord("6d26a04f504b92d5", "cp1", ["https://10.0.0.11:2380"])],
-        revision=100,
-        hash=123,
-        total_keys=200,
-        total_size=4096,
-        keys=90,
-        hash_kv=456,
-        snapshot={"size": 4128, "sha256": "ab" * 32},
-        file={"name": f"{name}.db", "size": 4128, "sha256": "ab" * 32},
-        encryption=None,
-        nodes=["cp1"],
-    )
 
 
 def every(hours: int, step: timedelta = timedelta(hours=1)) -> list[Manifest]:
@@ -219,12 +196,6 @@ def test_a_link_out_of_the_catalogue_is_neither_read_nor_followed(tmp_path: Path
     assert "link out of the catalogue" in problems[0]
     assert untouched(tmp_path) and (store.directory / "lab-1.db").is_symlink()
     assert (store.directory / "lab-1.json").exists()  # still listed: MISSING is not the truth
-
-
-def stored(store: LocalStore, item: Manifest, data: bytes | None = None) -> Manifest:
-    store.write_manifest(item)
-    (store.directory / item.file["name"]).write_bytes(data or b"x" * item.file["size"])
-    return item
 
 
 def test_a_backup_that_failed_verify_is_listed_as_failed_and_never_latest(

@@ -12,8 +12,8 @@ from click.testing import CliRunner
 from k8sboot.cli.app import cli
 from k8sboot.etcd.catalogue import LocalStore
 
+from .builders import START, manifest
 from .conftest import BASE
-from .test_etcd_catalogue import START, manifest
 
 
 @pytest.fixture

@@ -2,10 +2,9 @@
 
 from __future__ import annotations
 
-import json
-
 from k8sboot.etcd.client import EtcdCtl, Member, find_member, parse_status
-from k8sboot.transport import CommandResult
+
+from .fakes import FakeConnection
 
 MEMBERS = {
     "header": {"cluster_id": 15118495548433857066, "member_id": 13668033151171901709},
@@ -42,23 +41,8 @@ STATUS = [
 ]
 
 
-class FakeConnection:
-    name = "cp1"
-
-    def __init__(self, answers: dict[str, object]):
-        self.answers = answers
-        self.commands: list[str] = []
-
-    def run(self, command: str, **_: object) -> CommandResult:
-        self.commands.append(command)
-        key = next(k for k in self.answers if k in command)
-        return CommandResult("cp1", command, 0, json.dumps(self.answers[key]).encode(), "", 0.1)
-
-    ask = run  # a question runs as any command here
-
-
 def test_members_are_parsed_and_removed_by_hex_id() -> None:
-    connection = FakeConnection({"member list": MEMBERS, "member remove": {}})
+    connection = FakeConnection("cp1", {"member list": MEMBERS, "member remove": {}})
     ctl = EtcdCtl(connection, EtcdCtlTLS, ["https://10.0.0.11:2379"])  # type: ignore[arg-type]
     members = ctl.members()
     assert [(m.name, m.hex_id, m.learner) for m in members] == [
@@ -67,8 +51,8 @@ def test_members_are_parsed_and_removed_by_hex_id() -> None:
         ("", "63", False),
     ]
     ctl.remove_member(members[1])
-    assert "member remove 4d2 " in connection.commands[-1]
-    assert "--cacert=/ca --cert=/c --key=/k" in connection.commands[-1]
+    assert "member remove 4d2 " in connection.ran[-1]
+    assert "--cacert=/ca --cert=/c --key=/k" in connection.ran[-1]
 
 
 def test_members_match_by_exact_peer_url_never_a_prefix() -> None:

@@ -16,42 +16,10 @@ from k8sboot.etcd.actions import RollBackData, SwapDataDirs
 from k8sboot.etcd.restore_record import RestoreRecord
 from k8sboot.executor import etcd_restore
 from k8sboot.state import StateDir
-from k8sboot.transport import CommandResult
+
+from .fakes import FakeTransport, LocalShell
 
 TAG = "0badcafe"
-
-
-class LocalShell:
-    """One host whose commands run in a local shell (the paths are the test's)."""
-
-    name = "cp1"
-
-    def run(self, command: str, check: bool = True, **_: object) -> CommandResult:
-        done = subprocess.run(["sh", "-c", command], capture_output=True, timeout=60)
-        result = CommandResult(self.name, command, done.returncode, done.stdout,
-                               done.stderr.decode(), 0.0)  # fmt: skip
-        if check and done.returncode:
-            raise MachineError(f"{self.name}: {result.stderr.strip()}")
-        return result
-
-    ask = run  # a question runs as any command here
-
-
-class OneHost:
-    def __init__(self) -> None:
-        self.shell = LocalShell()
-
-    def __getitem__(self, name: str) -> LocalShell:
-        return self.shell
-
-    def each(self, names, work):
-        results = {}
-        for name in names:
-            try:
-                results[name] = work(self.shell)
-            except Exception as error:
-                results[name] = error
-        return results
 
 
 @pytest.fixture
@@ -69,7 +37,9 @@ def host(tmp_path: Path, monkeypatch):
         state, RestoreRecord(TAG, "lab-1", "/backups", ["cp1"], ["cp1"], False, "", "stopped")
     )
     ctx = SimpleNamespace(state=state, notes=[])
-    executor = SimpleNamespace(ctx=ctx, transport=OneHost(), progress=lambda *_: None)
+    executor = SimpleNamespace(
+        ctx=ctx, transport=FakeTransport(cp1=LocalShell("cp1")), progress=lambda *_: None
+    )
     return executor, data, kept / TAG
 
 

@@ -16,8 +16,8 @@ from k8sboot.etcd.archive import Key, SnapshotSink, check_file
 from k8sboot.etcd.catalogue import keep, open_store, prune, state
 from k8sboot.spec.model import Retention
 
+from .builders import START, manifest
 from .conftest import BASE, load_data
-from .test_etcd_catalogue import START, manifest
 
 boto3 = pytest.importorskip("boto3")
 moto_server = pytest.importorskip("moto.server")

@@ -35,6 +35,7 @@ from k8sboot.versions import ETCDCTL, ETCDUTL
 
 from .conftest import load_data
 from .factsdata import context, converged_host
+from .fakes import scripted
 
 KEY = Key(bytes(range(32)))
 # Recorded once: a change here would strand every snapshot sealed before it.
@@ -323,20 +324,18 @@ def test_pull_refuses_a_snapshot_its_status_does_not_describe(tmp_path, monkeypa
 # -- the schedule's steps ------------------------------------------------------------------
 
 
-class _Probe:
-    def run(self, command: str, **_: object):
-        return SimpleNamespace(ok=True, stdout=f"{ETCD_SNAPSHOT_DIR}/lab-cp1-1.db.age\n", stderr="")
-
-    ask = run  # a question runs as any command here
-
-
 def _ctx(cluster, tmp_path: Path, **exists: bool):
     found = converged_host(cluster, "cp1")
     found.data["exists"][ETCD_SNAPSHOT_DIR] = exists.get("directory", False)
     if exists.get("timer"):
         found.data["files"]["/etc/systemd/system/k8sboot-etcd-snapshot.timer"] = "h"
     ctx = context(cluster, {"cp1": found}, tmp_path)
-    ctx.view = ReadOnlyHosts({"cp1": _Probe()})  # type: ignore[arg-type]
+    answers = {
+        "systemd-analyze calendar": "Normalized form: *-*-* *:00:00\n",
+        "systemctl is-enabled": "enabled\nactive\n",
+        "ls -1 ": f"{ETCD_SNAPSHOT_DIR}/lab-cp1-1.db.age\n",
+    }
+    ctx.view = ReadOnlyHosts(scripted(["cp1"], answers))  # type: ignore[arg-type]
     return ctx
 
 

@@ -28,40 +28,27 @@ from k8sboot.etcd.actions import (
     SwapDataDirs,
     UpdateKubeadmConfig,
 )
-from k8sboot.etcd.catalogue import LocalStore
 from k8sboot.etcd.client import EndpointHealth, EndpointStatus, Member, peer_url
-from k8sboot.etcd.files import bootstrap_file, bootstrap_token, member_files
 from k8sboot.etcd.install import ControlPlaneEtcdTools, ExternalEtcdRelease, InstallEtcd
 from k8sboot.etcd.observe import EtcdView
 from k8sboot.etcd.restore_record import RestoreRecord
 from k8sboot.etcd.tools import EtcdTools
 from k8sboot.kubeadm_node import ETCD_MEMBER_DIR
-from k8sboot.state import write_private
 from k8sboot.steps import etcd_backup, etcd_maintenance, etcd_restore
 from k8sboot.steps.etcd_backup import EtcdBackup, VerifyFailed
 from k8sboot.steps.etcd_external import (
     EtcdCertificates,
     EtcdMembers,
     ResetEtcd,
-    ca_store,
-    issued_record,
 )
 from k8sboot.steps.etcd_maintenance import EtcdDefrag
 from k8sboot.steps.etcd_restore import EtcdRestore, EtcdRollback
-from k8sboot.steps.files import sha256
 from k8sboot.steps.node_setup import NodeSetup
 
+from .builders import STORE, manifest
 from .conftest import load_data
-from .factsdata import context, converged_host, fresh
-from .test_etcd_catalogue import manifest
-
-EXTERNAL_HOSTS = [
-    {"name": "cp1", "address": "10.0.0.11", "roles": ["control-plane"]},
-    {"name": "w1", "address": "10.0.0.21", "roles": ["worker"]},
-    {"name": "e1", "address": "10.0.0.31", "roles": ["etcd"]},
-    {"name": "e2", "address": "10.0.0.32", "roles": ["etcd"]},
-    {"name": "e3", "address": "10.0.0.33", "roles": ["etcd"]},
-]
+from .factsdata import EXTERNAL_HOSTS, context, converged_external, converged_host, fresh
+from .fakes import FakeConnection
 
 
 @pytest.fixture
@@ -161,38 +148,8 @@ def test_a_fresh_external_cluster_gets_certificates_then_starts_together(
     assert 'ETCD_INITIAL_CLUSTER_STATE="new"' in boot
 
 
-def _converged_external(cluster, tmp_path: Path):
-    """Every certificate issued and in place, every member running with its files."""
-    hosts = {h.name: converged_host(cluster, h.name) for h in cluster.hosts}
-    ctx = context(cluster, hosts, tmp_path)
-    ca = ca_store(ctx.state).load_or_create("test-ca")
-    shared = None
-    for host in topology.tool_hosts(cluster):
-        data = hosts[host.name].data
-        data["files"][topology.ca_path_on(host)] = sha256(ca.cert_pem.decode())
-        for cert in topology.external_certs(cluster, host):
-            if cert.name == "apiserver-etcd-client":
-                shared = shared or ca.issue(cert.spec)
-                issued = shared
-            else:
-                issued = ca.issue(cert.spec)
-            write_private(issued_record(ctx.state, host.name, cert.name), issued.cert_pem)
-            data["files"][cert.cert] = sha256(issued.cert_pem.decode())
-            data["files"][cert.key] = "key-hash"
-    initial = topology.initial_cluster(cluster.with_role("etcd"))
-    for host in cluster.with_role("etcd"):
-        data = hosts[host.name].data
-        for file in member_files(cluster, host):
-            data["files"][str(file.path)] = sha256(file.content)
-        boot = bootstrap_file(host, initial, "new", bootstrap_token(cluster))
-        data["files"][str(boot.path)] = sha256(boot.content)
-        data["exists"][ETCD_MEMBER_DIR] = True
-        data["services"]["etcd"] = {"active": "active", "enabled": "enabled"}
-    return ctx
-
-
 def test_a_converged_external_cluster_plans_nothing(external, tmp_path: Path) -> None:
-    ctx = _converged_external(external, tmp_path)
+    ctx = converged_external(external, tmp_path)
     assert EtcdCertificates().plan(ctx) == []
     assert EtcdMembers().plan(ctx) == []
 
@@ -200,7 +157,7 @@ def test_a_converged_external_cluster_plans_nothing(external, tmp_path: Path) ->
 def test_a_failed_member_is_started_alone(external, tmp_path: Path) -> None:
     """One member of a running cluster failed: it is started, and no other member is
     restarted (all three at once would stop the cluster)."""
-    ctx = _converged_external(external, tmp_path)
+    ctx = converged_external(external, tmp_path)
     ctx.facts.hosts["e3"].data["services"]["etcd"] = {"active": "failed", "enabled": "enabled"}
     (start,) = EtcdMembers().plan(ctx)
     assert isinstance(start, BootstrapEtcd) and start.members == ("e3",)
@@ -210,7 +167,7 @@ def test_a_failed_member_is_started_alone(external, tmp_path: Path) -> None:
 
 
 def test_a_disabled_member_is_enabled_and_plan_says_why(external, tmp_path: Path) -> None:
-    ctx = _converged_external(external, tmp_path)
+    ctx = converged_external(external, tmp_path)
     ctx.facts.hosts["e3"].data["services"]["etcd"] = {"active": "active", "enabled": "disabled"}
     (start,) = EtcdMembers().plan(ctx)
     assert isinstance(start, ConfigureEtcd)
@@ -219,7 +176,7 @@ def test_a_disabled_member_is_enabled_and_plan_says_why(external, tmp_path: Path
 
 
 def test_changed_names_reissue_and_restart_one_member(external, tmp_path: Path) -> None:
-    ctx = _converged_external(external, tmp_path)
+    ctx = converged_external(external, tmp_path)
     ctx.facts.hosts["e2"].data["services"]["etcd"] = {"active": "active", "enabled": "enabled"}
     ctx.cluster.host("e2").node_ip = "10.0.0.42"  # a new address: new names, new env
     (action,) = EtcdCertificates().plan(ctx)
@@ -232,7 +189,7 @@ def test_changed_names_reissue_and_restart_one_member(external, tmp_path: Path) 
 def test_a_new_etcd_host_joins_the_running_cluster(base: dict, tmp_path: Path) -> None:
     base["hosts"] = copy.deepcopy(EXTERNAL_HOSTS)
     base["etcd"] = {"topology": "external"}
-    ctx = _converged_external(load_data(base).cluster, tmp_path)
+    ctx = converged_external(load_data(base).cluster, tmp_path)
     base["hosts"].append({"name": "e4", "address": "10.0.0.34", "roles": ["etcd"]})
     ctx.cluster = load_data(base).cluster
     ctx.facts.hosts["e4"] = fresh("e4", "10.0.0.34")
@@ -242,7 +199,7 @@ def test_a_new_etcd_host_joins_the_running_cluster(base: dict, tmp_path: Path) -
 
 
 def test_an_interrupted_bootstrap_starts_the_rest(external, tmp_path: Path) -> None:
-    ctx = _converged_external(external, tmp_path)
+    ctx = converged_external(external, tmp_path)
     for name in ("e2", "e3"):  # only e1 got to start
         data = ctx.facts.hosts[name].data
         data["exists"].pop(ETCD_MEMBER_DIR)
@@ -253,7 +210,7 @@ def test_an_interrupted_bootstrap_starts_the_rest(external, tmp_path: Path) -> N
 
 
 def test_reset_removes_external_etcd_and_timers(external, tmp_path: Path) -> None:
-    ctx = _converged_external(external, tmp_path)
+    ctx = converged_external(external, tmp_path)
     ctx.facts.hosts["cp1"].data["files"]["/etc/systemd/system/k8sboot-etcd-snapshot.timer"] = "h"
     (action,) = ResetEtcd().plan(ctx)
     assert isinstance(action, RunCommands)
@@ -366,9 +323,6 @@ def in_use(cluster, leader: int = 1, answering: tuple[int, ...] = (1, 2, 3)):
     return [topology.endpoint(h) for h in topology.members(cluster)], list(found.statuses.values())
 
 
-STORE = LocalStore(Path("/nonexistent/backups"))
-
-
 def etcd_restore_time():
     from datetime import UTC, datetime
 
@@ -453,25 +407,19 @@ def test_restore_needs_a_control_plane_to_restore_into(restoring) -> None:
         EtcdRestore(STORE, backup).plan(ctx)
 
 
-class _Host:
-    name = "cp1"
-
-    def __init__(self, fails: str | None = None) -> None:
-        self.fails = fails
-
-    def run(self, command: str, **_: object) -> None:
-        if self.fails and command.startswith(self.fails):
-            raise MachineError(f"cp1: {command} failed")
-
-
-def _backing_up(base: dict, tmp_path: Path, monkeypatch, host: _Host):
-    """An executor whose snapshot arrives whole in the catalogue, and then fails a check."""
+def _backing_up(base: dict, tmp_path: Path, monkeypatch, fails: str):
+    """An executor whose snapshot arrives whole in the catalogue, and then fails a check:
+    the copy's (`check`), or reading the time of the file on the host (`stat`)."""
     from types import SimpleNamespace
 
     from k8sboot.etcd.client import SnapshotStatus
     from k8sboot.executor import etcd_backup as executing
 
     cluster = load_data({**base, "name": "lab", "backup": {"directory": str(tmp_path)}}).cluster
+    host = FakeConnection(
+        "cp1",
+        {"install -d ": "", "rm -f ": "", "stat -c ": MachineError("cp1: stat -c %Y failed")},
+    )
     ctl = SimpleNamespace(
         connection=host,
         members=lambda: [],
@@ -484,7 +432,7 @@ def _backing_up(base: dict, tmp_path: Path, monkeypatch, host: _Host):
     def fetched(executor, ctl, remote, store, file_name, *_):
         with store.writer(file_name) as out:
             out.write(b"every Secret of the cluster")
-        if host.fails == "check":
+        if fails == "check":
             raise VerifyFailed(f"cp1: the downloaded snapshot differs from {remote}")
         return {"status": SnapshotStatus(1, 2, 3, 4), "size": 27, "sha256": "ab" * 32,
                 "stored": 27, "file_sha256": "ab" * 32, "fetched": 1.0}  # fmt: skip
@@ -500,7 +448,7 @@ def test_a_snapshot_failing_a_check_leaves_no_file_behind(
 ) -> None:
     from k8sboot.etcd.actions import PullSnapshots
 
-    executing, executor = _backing_up(base, tmp_path, monkeypatch, _Host(fails))
+    executing, executor = _backing_up(base, tmp_path, monkeypatch, fails)
     if fails == "check":  # `etcd backup`: the copy disagrees with the host's file
         with pytest.raises(VerifyFailed, match="differs"):
             executing.take_snapshot(executor, SaveSnapshot("cp1", "https://x:2379", "cp1", "-"))

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import pytest
@@ -13,43 +12,12 @@ from k8sboot.facts import NodeStatus
 from k8sboot.nodes import removed
 from k8sboot.nodes.actions import Cordon, DeleteNode, Drain, RecordRemoval, RemoveEtcdMember
 from k8sboot.steps.nodes import DrainOptions
-from k8sboot.transport import CommandResult, ReadOnlyHosts, Transport, Unreachable
 from k8sboot.workflows import node_cordon, node_drain, node_remove
 
 from .conftest import load_data
-from .factsdata import context, converged_host
+from .factsdata import running_context
 from .hacluster import CONTROL_PLANES as CPS
 from .hacluster import ha_cluster
-
-
-class FakeConnection:
-    """Answers commands by the first key found in them (a CommandResult as it is, for a
-    command that fails); records what ran."""
-
-    def __init__(self, name: str, answers: dict[str, object]):
-        self.name = name
-        self.answers = answers
-        self.ran: list[str] = []
-
-    def run(self, command: str, **_: object) -> CommandResult:
-        self.ran.append(command)
-        for key, answer in self.answers.items():
-            if key in command:
-                if isinstance(answer, CommandResult):
-                    return answer
-                text = answer if isinstance(answer, str) else json.dumps(answer)
-                return CommandResult(self.name, command, 0, text.encode(), "", 0.0)
-        raise AssertionError(f"unexpected command on {self.name}: {command}")
-
-    ask = run  # a question runs as any command here
-
-
-class FakeTransport(dict):
-    each = Transport.each  # the real fan-out, over these connections
-
-    @property
-    def _connections(self) -> dict:
-        return self
 
 
 def _members(healthy: set[str]) -> dict[str, object]:
@@ -69,29 +37,6 @@ def _members(healthy: set[str]) -> dict[str, object]:
 @pytest.fixture
 def cluster(base: dict):
     return ha_cluster(base)
-
-
-def _ctx(cluster, tmp_path: Path, answers: dict[str, object], dead: tuple[str, ...] = ()):
-    hosts = {h.name: converged_host(cluster, h.name) for h in cluster.hosts if h.name not in dead}
-    nodes = {
-        h.name: NodeStatus(
-            h.name,
-            h.name not in dead,
-            "KubeletReady",
-            "v1.33.1",
-            h.ip,
-            False,
-            {"node-role.kubernetes.io/control-plane": ""} if h.has("control-plane") else {},
-        )
-        for h in cluster.hosts
-    }
-    ctx = context(cluster, hosts, tmp_path, nodes)
-    for name in dead:
-        ctx.facts.errors[name] = Unreachable(f"{name}: cannot reach it over SSH: No route to host")
-    transport = FakeTransport({h.name: FakeConnection(h.name, answers) for h in cluster.hosts})
-    ctx.view = ReadOnlyHosts(transport)
-    ctx.connections = transport  # type: ignore[attr-defined]  # to see what was asked
-    return ctx
 
 
 def _plans(workflow, ctx) -> dict[str, list]:
@@ -116,13 +61,13 @@ BUDGET = {
 
 
 def test_unknown_node_names_the_known_ones(cluster, tmp_path: Path) -> None:
-    ctx = _ctx(cluster, tmp_path, {})
+    ctx = running_context(cluster, tmp_path, {})
     with pytest.raises(UserError, match=r"no node named 'w9'.*known nodes: cp1, cp2, cp3, w1"):
         node_cordon("w9", True).steps[0].plan(ctx)
 
 
 def test_cordon_is_converged_when_already_cordoned(cluster, tmp_path: Path) -> None:
-    ctx = _ctx(cluster, tmp_path, {})
+    ctx = running_context(cluster, tmp_path, {})
     assert node_cordon("w1", True).steps[0].plan(ctx) == [
         Cordon("cp1", "w1", True, "https://10.0.0.11:6443")
     ]
@@ -131,7 +76,7 @@ def test_cordon_is_converged_when_already_cordoned(cluster, tmp_path: Path) -> N
 
 def test_drain_refused_by_a_budget_unless_forced(cluster, tmp_path: Path) -> None:
     answers = {"get pods": {"items": [POD]}, "get poddisruptionbudgets": {"items": [BUDGET]}}
-    ctx = _ctx(cluster, tmp_path, answers)
+    ctx = running_context(cluster, tmp_path, answers)
     with pytest.raises(UnsafeError, match=r"drain of w1 refused.*PodDisruptionBudget default/web"):
         node_drain("w1", DrainOptions()).steps[0].plan(ctx)
     (drain,) = node_drain("w1", DrainOptions(timeout=60, force=True)).steps[0].plan(ctx)
@@ -140,7 +85,7 @@ def test_drain_refused_by_a_budget_unless_forced(cluster, tmp_path: Path) -> Non
 
 
 def test_a_drained_node_plans_nothing(cluster, tmp_path: Path) -> None:
-    ctx = _ctx(
+    ctx = running_context(
         cluster, tmp_path, {"get pods": {"items": []}, "get poddisruptionbudgets": {"items": []}}
     )
     ctx.nodes["w1"] = NodeStatus("w1", True, "", "v1.33.1", None, True)
@@ -153,7 +98,7 @@ def test_removing_a_control_plane_of_three(cluster, tmp_path: Path) -> None:
         "get pods": {"items": []},
         "get poddisruptionbudgets": {"items": []},
     }
-    ctx = _ctx(cluster, tmp_path, answers)
+    ctx = running_context(cluster, tmp_path, answers)
     plans = _plans(node_remove("cp3", DrainOptions()), ctx)
     assert plans["check that cp3 can go"] == []
     (drain,) = plans["drain cp3"]
@@ -173,7 +118,7 @@ def test_removing_a_control_plane_of_three(cluster, tmp_path: Path) -> None:
 def test_removal_without_an_api_fails_and_records_nothing(cluster, tmp_path: Path) -> None:
     """Whether w1 is registered is unknown when no control plane answers: the removal
     must fail (exit 1) instead of recording w1 as removed."""
-    ctx = _ctx(cluster, tmp_path, {}, dead=tuple(CPS))
+    ctx = running_context(cluster, tmp_path, {}, dead=tuple(CPS))
     ctx.nodes = {}
     for step in node_remove("w1", DrainOptions()).steps:
         with pytest.raises(MachineError, match=r"cannot act on w1: no control plane answered"):
@@ -185,14 +130,14 @@ def test_two_to_one_is_refused_with_exit_3(base: dict, tmp_path: Path) -> None:
     cluster = ha_cluster(base, control_planes=2)
     answers = _members({"cp1", "cp2"})
     answers["member list"]["members"] = answers["member list"]["members"][:2]  # type: ignore[index]
-    ctx = _ctx(cluster, tmp_path, answers)
+    ctx = running_context(cluster, tmp_path, answers)
     with pytest.raises(UnsafeError, match="without quorum") as refused:
         node_remove("cp2", DrainOptions()).steps[0].plan(ctx)
     assert refused.value.exit_code == 3
 
 
 def test_the_last_control_plane_is_refused(base: dict, tmp_path: Path) -> None:
-    ctx = _ctx(load_data(base).cluster, tmp_path, {})
+    ctx = running_context(load_data(base).cluster, tmp_path, {})
     with pytest.raises(UnsafeError, match="cp1 is the last control plane"):
         node_remove("cp1", DrainOptions()).steps[0].plan(ctx)
 
@@ -203,7 +148,7 @@ def test_a_dead_control_plane_is_removed_without_ssh_to_it(cluster, tmp_path: Pa
         "get pods": {"items": []},
         "get poddisruptionbudgets": {"items": []},
     }
-    ctx = _ctx(cluster, tmp_path, answers, dead=("cp3",))
+    ctx = running_context(cluster, tmp_path, answers, dead=("cp3",))
     plans = _plans(node_remove("cp3", DrainOptions()), ctx)
     assert plans["drain cp3"][0].skip_wait_for_delete  # its kubelet will never confirm
     assert plans["remove cp3's etcd member"][0].member_id == 3
@@ -213,7 +158,7 @@ def test_a_dead_control_plane_is_removed_without_ssh_to_it(cluster, tmp_path: Pa
 
 
 def test_a_removed_worker_is_converged_on_a_second_run(cluster, tmp_path: Path) -> None:
-    ctx = _ctx(cluster, tmp_path, {})
+    ctx = running_context(cluster, tmp_path, {})
     del ctx.nodes["w1"]
     found = ctx.facts.hosts["w1"].data
     found["exists"], found["manifests"], found["stamps"] = {}, [], {}
@@ -233,7 +178,7 @@ def test_a_pod_under_two_budgets_blocks_a_forced_drain_but_not_a_forced_removal(
         "get pods": {"items": [POD]},
         "get poddisruptionbudgets": {"items": [BUDGET, other]},
     }
-    ctx = _ctx(cluster, tmp_path, answers)
+    ctx = running_context(cluster, tmp_path, answers)
     with pytest.raises(UnsafeError, match="--force does not help"):
         node_drain("w1", DrainOptions(force=True)).steps[0].plan(ctx)
     drain = _plans(node_remove("w1", DrainOptions(force=True)), ctx)["drain w1"]

@@ -26,10 +26,10 @@ from k8sboot.steps import etcd_backup, etcd_restore
 from k8sboot.steps.nodes import DrainOptions
 from k8sboot.transport import CommandResult, ReadOnlyHosts, Transport
 
+from .builders import START, manifest, stored
 from .factsdata import context, converged_host
 from .hacluster import CONTROL_PLANES as IPS
 from .hacluster import ha_cluster
-from .test_etcd_catalogue import START, manifest, stored
 
 ETCD = "3.5.16"
 CONTROL_PLANES = tuple(IPS)

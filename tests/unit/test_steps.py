@@ -1,7 +1,6 @@
 from __future__ import annotations
 
 import hashlib
-import subprocess
 from pathlib import Path, PurePosixPath
 
 import pytest
@@ -28,6 +27,7 @@ from k8sboot.workflows import reset, up
 
 from .conftest import load_data
 from .factsdata import context, converged_host, fresh, ready
+from .fakes import FakeTransport, LocalShell
 from .hacluster import ha_cluster
 
 
@@ -259,28 +259,12 @@ def test_reset_without_kube_vip_touches_no_address(cluster, tmp_path: Path) -> N
         assert all("ip addr del" not in command for _, command in action.commands)
 
 
-class LocalRoot:
-    """A connection whose commands run in a local shell, with the host's / under `root`."""
-
-    def __init__(self, name: str, root: Path):
-        self.name = name
-        self.root = root
-
-    def run(self, command: str, **_: object) -> None:
-        for top in ("/var/lib/k8sboot", "/etc/"):
-            command = command.replace(top, f"{self.root}{top}")
-        subprocess.run(["sh", "-c", command], check=True)
-
-    def stamps(self) -> dict[str, str]:
-        found = self.root / "var/lib/k8sboot/stamps"
-        if not found.exists():
-            return {}
-        return {p.name: p.read_text().strip().replace(str(self.root), "") for p in found.iterdir()}
-
-
-class StampTransport(dict):
-    def each(self, names, work):
-        return {name: work(self[name]) for name in names}
+def stamps_under(root: Path) -> dict[str, str]:
+    """The stamps a host whose / is `root` holds."""
+    found = root / "var/lib/k8sboot/stamps"
+    if not found.exists():
+        return {}
+    return {p.name: p.read_text().strip().replace(str(root), "") for p in found.iterdir()}
 
 
 @pytest.mark.parametrize("failed", [set(), {"w1"}])
@@ -295,8 +279,8 @@ def test_stamps_are_recorded_where_every_task_succeeded(
     hosts = {h.name: fresh(h.name, h.ip) for h in cluster.hosts}
     ctx = context(cluster, hosts, tmp_path)
     roots = {h.name: tmp_path / "hosts" / h.name for h in cluster.hosts}
-    transport = StampTransport({n: LocalRoot(n, root) for n, root in roots.items()})
-    ctx.view = ReadOnlyHosts(transport)
+    transport = FakeTransport({n: LocalShell(n, root) for n, root in roots.items()})
+    ctx.view = ReadOnlyHosts(transport)  # type: ignore[arg-type]
     sysctl_file = "/etc/sysctl.d/99-k8sboot.conf"
     for root in roots.values():  # what the prepare role wrote
         (root / "etc/sysctl.d").mkdir(parents=True)
@@ -318,7 +302,7 @@ def test_stamps_are_recorded_where_every_task_succeeded(
 
     assert all("k8sboot_stamps" not in values for values in given.values())
     for host in cluster.hosts:
-        stamps = transport[host.name].stamps()
+        stamps = stamps_under(roots[host.name])
         if host.name in failed:
             assert stamps == {}
             continue

@@ -12,6 +12,7 @@ from k8sboot.transport import CommandResult
 
 from .conftest import load_data
 from .factsdata import context
+from .fakes import FakeTransport
 
 
 def _nodes(ready: bool) -> str:
@@ -44,9 +45,8 @@ def test_waiting_for_ready_logs_changes_only(base: dict, tmp_path: Path, monkeyp
     monkeypatch.setattr("k8sboot.executor.cluster.time.sleep", lambda _: None)
     ctx = context(load_data(base).cluster, {}, tmp_path)
     ctx.log = RunLog(tmp_path / "run.log")
-    transport = {"cp1": (poller := PollCounter(polls=50))}
-    executor = Executor(ctx, transport)  # type: ignore[arg-type]
-    executor.execute(WaitNodesReady("cp1", ("w1",), timeout=600))
+    transport = FakeTransport(cp1=(poller := PollCounter(polls=50)))
+    Executor(ctx, transport).execute(WaitNodesReady("cp1", ("w1",), timeout=600))  # type: ignore[arg-type]
     ctx.log.close()
     assert poller.asked == 51
     lines = [line.split(" ", 1)[1] for line in (tmp_path / "run.log").read_text().splitlines()]
