@@ -12,6 +12,8 @@ import secrets
 from datetime import UTC, datetime
 from pathlib import Path
 
+from k8sboot.errors import UserError
+
 
 class StateDir:
     def __init__(self, root: Path):
@@ -67,6 +69,21 @@ def write_private(path: Path, data: bytes) -> None:
     except BaseException:
         tmp.unlink(missing_ok=True)
         raise
+    fsync_dir(path.parent)
+
+
+def create_secret_file(path: Path, text: str) -> None:
+    """A new file holding a secret: 0600 from the first byte, durable, and never written
+    over an existing one (that may be the only copy of a key)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    except FileExistsError:
+        raise UserError(f"{path} exists; k8sboot never overwrites a key") from None
+    with os.fdopen(fd, "w") as handle:
+        handle.write(text)
+        handle.flush()
+        os.fsync(handle.fileno())
     fsync_dir(path.parent)
 
 

@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import base64
 import hashlib
-import os
 import secrets
 import stat
 from collections.abc import Iterator
@@ -35,7 +34,7 @@ from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 
 from k8sboot.errors import UserError
-from k8sboot.state import fsync_dir
+from k8sboot.state import create_secret_file
 
 MAGIC = b"K8SBETCD"
 VERSION = 1
@@ -75,16 +74,7 @@ class Key:
 def create_key_file(path: Path) -> Key:
     """Write a new random key, base64 on one line, mode 0600; never overwrite one."""
     key = Key(secrets.token_bytes(KEY_BYTES))
-    path.parent.mkdir(parents=True, exist_ok=True)
-    try:
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    except FileExistsError:
-        raise UserError(f"{path} exists; k8sboot never overwrites a key") from None
-    with os.fdopen(fd, "w") as handle:
-        handle.write(base64.b64encode(key.material).decode() + "\n")
-        handle.flush()
-        os.fsync(handle.fileno())
-    fsync_dir(path.parent)
+    create_secret_file(path, base64.b64encode(key.material).decode() + "\n")
     return key
 
 

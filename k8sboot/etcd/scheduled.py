@@ -16,7 +16,6 @@ what the operator decrypts.
 from __future__ import annotations
 
 import json
-import os
 from pathlib import Path
 from typing import BinaryIO
 
@@ -24,11 +23,10 @@ import pyrage
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 
-from k8sboot.errors import UserError
 from k8sboot.etcd.archive import Key, load_key
 from k8sboot.etcd.client import SnapshotStatus, parse_snapshot_status
 from k8sboot.spec import Cluster
-from k8sboot.state import fsync_dir
+from k8sboot.state import create_secret_file
 
 IDENTITY_INFO = b"k8sboot etcd scheduled snapshots age identity v1"
 SEALED_SUFFIX = ".db.age"
@@ -90,19 +88,11 @@ def recipient(cluster: Cluster) -> str | None:
 
 def write_identity_file(key: Key, path: Path) -> None:
     """The identity in `path` (0600, never overwriting), for `age -d -i PATH`."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    try:
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    except FileExistsError:
-        raise UserError(f"{path} exists; k8sboot never overwrites a key") from None
-    with os.fdopen(fd, "w") as handle:
-        handle.write(
-            "# age identity of the scheduled etcd snapshots (k8sboot etcd age-identity)\n"
-            f"# recipient: {recipient_of(key)}\n{identity_of(key)}\n"
-        )
-        handle.flush()
-        os.fsync(handle.fileno())
-    fsync_dir(path.parent)
+    create_secret_file(
+        path,
+        "# age identity of the scheduled etcd snapshots (k8sboot etcd age-identity)\n"
+        f"# recipient: {recipient_of(key)}\n{identity_of(key)}\n",
+    )
 
 
 # -- pulling ------------------------------------------------------------------------------
