@@ -159,6 +159,10 @@ def _parsed_key(path: str, modified_ns: int) -> paramiko.PKey:
     return paramiko.PKey.from_path(path)
 
 
+# Commands at once on one connection: below OpenSSH's default MaxSessions (10).
+MAX_CHANNELS = 8
+
+
 class Connection:
     """One SSH connection to one host. Commands run as root: directly, or through
     `sudo -n` for other users."""
@@ -171,6 +175,7 @@ class Connection:
         self._connect_timeout = connect_timeout
         self._client: paramiko.SSHClient | None = None
         self._lock = threading.Lock()
+        self._channels = threading.BoundedSemaphore(MAX_CHANNELS)
 
     # -- connecting -----------------------------------------------------------------------
 
@@ -307,18 +312,22 @@ class Connection:
     ) -> tuple[int, bytes, bytes]:
         """A command on a channel of the open Paramiko connection."""
         assert self._client is not None
-        try:
-            channel = self._client.get_transport().open_session(timeout=self._connect_timeout)
-        except (paramiko.SSHException, OSError, EOFError) as exc:
-            self.close()
-            raise MachineError(f"{self.name}: SSH session failed: {exc}") from None
-        with channel:
-            channel.exec_command(wrapped)
-            if stdin:
-                channel.sendall(stdin)
-            channel.shutdown_write()
-            out, err = self._collect(channel, timeout, label)
-            return channel.recv_exit_status(), out, err
+        # sshd refuses a channel beyond its MaxSessions (10 by default), and a refused
+        # channel closes this connection under every command running on it: questions
+        # asked all at once wait for a free channel instead.
+        with self._channels:
+            try:
+                channel = self._client.get_transport().open_session(timeout=self._connect_timeout)
+            except (paramiko.SSHException, OSError, EOFError) as exc:
+                self.close()
+                raise MachineError(f"{self.name}: SSH session failed: {exc}") from None
+            with channel:
+                channel.exec_command(wrapped)
+                if stdin:
+                    channel.sendall(stdin)
+                channel.shutdown_write()
+                out, err = self._collect(channel, timeout, label)
+                return channel.recv_exit_status(), out, err
 
     def _bulk(
         self,

@@ -100,7 +100,8 @@ def _outcome(call: Callable[[], T]) -> T | Exception:
 
 
 def _error(value: Any) -> str | None:
-    return str(value) if isinstance(value, Exception) else None
+    # Some exceptions say nothing (an EOFError from a dropped SSH channel): still an error.
+    return (str(value) or type(value).__name__) if isinstance(value, Exception) else None
 
 
 def probe_script(args: dict[str, Any]) -> bytes:

@@ -31,6 +31,7 @@ def _health(k8sboot: K8sboot) -> tuple[int, dict[str, Any], float]:
     started = time.monotonic()
     done = k8sboot.run("health", "-o", "json", check=False)
     assert done.returncode in (0, 1), done.stderr
+    assert done.stdout, f"health printed no verdicts: {done.stderr}"
     return done.returncode, json.loads(done.stdout), time.monotonic() - started
 
 

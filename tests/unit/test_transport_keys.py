@@ -94,3 +94,72 @@ def test_a_host_that_times_out_is_not_asked_again(
     with pytest.raises(transport.Unreachable, match=r"etcd1: cannot reach 10\.0\.0\.31:22"):
         connection.open()
     assert len(calls) == tries
+
+
+def test_commands_at_once_on_one_connection_stay_below_sshds_max_sessions(
+    tmp_path: Path, monkeypatch
+) -> None:
+    """`health` asked eleven questions of one control plane at once after etcd status went
+    one member at a time; sshd (MaxSessions 10) refused the eleventh channel, and the
+    refusal closed the connection under the ten others."""
+    import threading
+    import time as clock
+
+    from k8sboot import transport
+    from k8sboot.inventory import SSHTarget
+    from k8sboot.runlog import RunLog
+
+    lock, open_now, most = threading.Lock(), [0], [0]
+
+    class Channel:
+        def __enter__(self):
+            with lock:
+                open_now[0] += 1
+                most[0] = max(most[0], open_now[0])
+                if open_now[0] > 10:
+                    raise EOFError()  # what sshd's refusal looks like to paramiko
+            return self
+
+        def __exit__(self, *exc):
+            with lock:
+                open_now[0] -= 1
+
+        def exec_command(self, command):
+            clock.sleep(0.05)
+
+        def sendall(self, data):
+            pass
+
+        def shutdown_write(self):
+            pass
+
+        def recv_exit_status(self):
+            return 0
+
+    class Client:
+        def get_transport(self):
+            return type("T", (), {"open_session": lambda self, timeout: Channel()})()
+
+    keys = transport.HostKeys(tmp_path / "known_hosts", "accept-new")
+    connection = transport.Connection(
+        SSHTarget("cp1", "10.0.0.11", 22, "root", None), keys, RunLog(None)
+    )
+    connection._client = Client()  # type: ignore[assignment]
+    monkeypatch.setattr(connection, "_collect", lambda channel, timeout, label: (b"", b""))
+    threads = [
+        threading.Thread(target=connection._session, args=("true", None, 10, "true"))
+        for _ in range(20)
+    ]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert 1 < most[0] <= transport.MAX_CHANNELS < 10
+
+
+def test_an_exception_that_says_nothing_is_still_an_error() -> None:
+    from k8sboot.health.observe import _error
+
+    assert _error(EOFError()) == "EOFError"
+    assert _error(ValueError("bad")) == "bad"
+    assert _error({"nodes": 3}) is None
