@@ -12,6 +12,7 @@ never deleted), starts etcd, then the API servers, and checks that the objects a
 from __future__ import annotations
 
 import secrets
+from concurrent.futures import ThreadPoolExecutor
 
 import yaml
 
@@ -84,7 +85,9 @@ class EtcdRestore(Step):
         apiservers = [h for h in cluster.control_planes if h.name in ctx.facts.hosts]
         self._check_reachable(ctx, targets)
         self._check_hosts(ctx, targets, apiservers)
-        tools = [tools_of(ctx, h) for h in targets]
+        # One round trip per target, all at once rather than one after another.
+        with ThreadPoolExecutor(max_workers=len(targets) or 1) as pool:
+            tools = list(pool.map(lambda h: tools_of(ctx, h), targets))
         missing = [h.name for h, t in zip(targets, tools, strict=True) if t.etcdctl is None]
         if missing:
             raise MachineError(f"no etcdctl on {', '.join(missing)}: run `k8sboot up` first")
