@@ -30,8 +30,8 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from k8sboot.health.observe import observe
-from k8sboot.health.session import session
 from k8sboot.health.verdicts import healthy, judge
+from k8sboot.session import read_only
 from k8sboot.spec import load_spec
 from k8sboot.transport import _parsed_key
 from tests.e2e.labspec import write_lab_spec
@@ -60,7 +60,7 @@ def timed_checks(spec: Path, parallel: bool) -> tuple[float, float]:
     cluster = load_spec(spec).cluster
     _parsed_key.cache_clear()  # a fresh command parses the SSH keys again
     started, busy = time.monotonic(), busy_seconds()
-    with session(cluster, "health-bench") as transport:
+    with read_only(cluster, "health-bench") as transport:
         seen = observe(cluster, transport, parallel=parallel)
     verdicts = judge(cluster, seen)
     seconds, busy = time.monotonic() - started, busy_seconds() - busy

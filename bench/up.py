@@ -32,11 +32,11 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 import ansible_runner
 import yaml
 
+from k8sboot.cluster.node_setup import role_vars
 from k8sboot.facts import HostFacts
 from k8sboot.inventory import host_vars
 from k8sboot.resources import data_dir
 from k8sboot.spec import load_spec
-from k8sboot.steps.node_setup import role_vars
 from tests.e2e.labspec import write_lab_spec
 from tests.lab import debs
 from tests.lab.lab import Lab

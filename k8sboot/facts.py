@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import time
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from importlib import resources
 from typing import Any
@@ -38,6 +39,16 @@ SERVICES = ("containerd", "kubelet", "etcd")
 
 
 @dataclass(frozen=True)
+class Wanted:
+    """What a step needs probed beyond every probe's defaults: the pipeline probes the
+    union of its workflow's steps once."""
+
+    files: tuple[str, ...] = ()
+    packages: tuple[str, ...] = ()
+    exists: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
 class ProbeRequest:
     files: tuple[str, ...] = ()
     packages: tuple[str, ...] = (*KUBE_PACKAGES, "containerd", "runc")
@@ -64,6 +75,22 @@ class ProbeRequest:
         body = resources.files("k8sboot.probes").joinpath("host.py").read_text()
         return f"ARGS = {json.dumps(args)}\n{body}".encode()
 
+    @classmethod
+    def for_(cls, wanted: Iterable[Wanted]) -> ProbeRequest:
+        base = cls()
+        wanted = list(wanted)
+
+        def union(defaults: tuple[str, ...], field_name: str) -> tuple[str, ...]:
+            return tuple(
+                dict.fromkeys([*defaults, *(p for w in wanted for p in getattr(w, field_name))])
+            )
+
+        return cls(
+            files=union(base.files, "files"),
+            packages=union(base.packages, "packages"),
+            exists=union(base.exists, "exists"),
+        )
+
 
 @dataclass(frozen=True)
 class Package:
@@ -83,10 +110,54 @@ class HostFacts:
         return self.data.get("container")
 
     def file_hash(self, path: str) -> str | None:
-        return self.data["files"].get(path)
+        """The file's sha256 (None when it is missing). A path nobody asked to probe is
+        a step that forgot to declare it (Step.wants), not a missing file."""
+        return self._asked("files", path)
 
     def exists(self, path: str) -> bool:
-        return bool(self.data["exists"].get(path))
+        return bool(self._asked("exists", path))
+
+    def _asked(self, kind: str, path: str) -> Any:
+        found = self.data[kind]
+        if path not in found:
+            raise KeyError(f"{path} was not probed ({kind}): declare it in the step's wants()")
+        return found[path]
+
+    @property
+    def manifests(self) -> list[str]:
+        """The static pod manifests kubeadm left in /etc/kubernetes/manifests."""
+        return list(self.data["manifests"])
+
+    @property
+    def swap_mib(self) -> int:
+        return int(self.data["memory"]["swap_mib"])
+
+    @property
+    def ports(self) -> list[int]:
+        """The TCP ports something listens on."""
+        return list(self.data["ports"])
+
+    @property
+    def machine(self) -> str:
+        """The machine's architecture as `uname -m` names it."""
+        return str(self.data.get("arch", ""))
+
+    @property
+    def modules(self) -> dict[str, bool]:
+        """Whether each kernel module k8sboot needs is loaded."""
+        return dict(self.data["modules"])
+
+    @property
+    def identity(self) -> dict[str, list[str]]:
+        """What must differ between the hosts of a cluster, as kubeadm's preflight checks
+        it: host name, MAC addresses, product_uuid, machine-id (the last two when known)."""
+        data = self.data
+        return {
+            "hostnames": [data["hostname"]],
+            "MAC addresses": list(data["macs"].values()),
+            "product_uuid": [data["product_uuid"]] if data["product_uuid"] else [],
+            "machine-id": [data["machine_id"]] if data["machine_id"] else [],
+        }
 
     def package(self, name: str) -> Package | None:
         found = self.data["packages"].get(name)
@@ -125,7 +196,7 @@ class HostFacts:
 
     @property
     def arch(self) -> str | None:
-        return ETCD_ARCHES.get(self.data.get("arch", ""))
+        return ETCD_ARCHES.get(self.machine)
 
     def sysctl(self, name: str) -> str | None:
         return self.data["sysctls"].get(name)
@@ -158,7 +229,7 @@ class HostFacts:
 
     @property
     def initialised_control_plane(self) -> bool:
-        return self.exists(ADMIN_CONF) and "kube-apiserver.yaml" in self.data["manifests"]
+        return self.exists(ADMIN_CONF) and "kube-apiserver.yaml" in self.manifests
 
 
 @dataclass

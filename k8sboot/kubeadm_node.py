@@ -2,7 +2,7 @@
 server's port, and the kernel settings kubeadm's preflight and pod networking need.
 
 Shared core: imports nothing of k8sboot. k8sboot's own files on hosts are in host_state.
-The Ansible role `prepare` gets SYSCTLS and KERNEL_MODULES from here (steps/node_setup.py),
+The Ansible role `prepare` gets SYSCTLS and KERNEL_MODULES from here (cluster/node_setup.py),
 so they have one source.
 """
 

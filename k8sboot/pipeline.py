@@ -10,39 +10,18 @@ from concurrent.futures import ThreadPoolExecutor, as_completed
 from dataclasses import dataclass, field
 
 from k8sboot.actions import Action, WriteFiles
-from k8sboot.errors import K8sbootError, MachineError, NoApiAnswer
-from k8sboot.etcd import topology
-from k8sboot.etcd.files import probe_files as etcd_probe_files
-from k8sboot.executor import Executor
-from k8sboot.executor.core import Outcome, raise_first
-from k8sboot.facts import (
-    ADMIN_CONF,
-    API_ANSWER_TIMEOUT,
-    Facts,
-    ProbeRequest,
-    probe,
-    probe_cluster,
-)
-from k8sboot.host_state import ETCD_SNAPSHOT_DIR
-from k8sboot.inventory import ssh_target
+from k8sboot.errors import MachineError, NoApiAnswer
+from k8sboot.executor import Executor, Outcome, raise_first
+from k8sboot.facts import ProbeRequest
 from k8sboot.lock import ClusterLock
-from k8sboot.nodes import removed
 from k8sboot.preflight import run_checks
-from k8sboot.render import (
-    CNI_MANIFEST,
-    CONTAINERD_CONFIG,
-    CONTAINERD_HOSTS_DIR,
-    KUBE_VIP_MANIFEST,
-)
 from k8sboot.report import Reporter
 from k8sboot.runlog import RunLog
+from k8sboot.session import ExplainUnreachable, ask_api, gather, open_transport
 from k8sboot.spec import Cluster
 from k8sboot.state import StateDir, run_id
-from k8sboot.steps.base import Context, Step
-from k8sboot.steps.node_setup import OWNED_FILES
-from k8sboot.transport import HostKeys, ReadOnlyHosts, Transport, require_ssh_client
-
-BUSY_TIMEOUT = 600.0
+from k8sboot.step import Context, Step
+from k8sboot.transport import ReadOnlyHosts, Transport, require_ssh_client
 
 
 @dataclass
@@ -51,9 +30,13 @@ class Workflow:
     steps: list[Step]
     preflight: bool = True
     needs_all_hosts: bool = True  # refuse to run when a host cannot be reached
-    leaves_out_removed: bool = False  # hosts taken out by `node remove` stay out (up)
+    # Hosts taken out by `node remove` stay out (up): given the cluster, the state dir and
+    # whether records may be forgotten (not on a dry run), the cluster without them and
+    # what to tell about it.
+    leaves_out: Callable[[Cluster, StateDir, bool], tuple[Cluster, list[str]]] | None = None
     # Checks of the operator's state dir before anything is probed (a restore in progress).
     guards: tuple[Callable[[StateDir], None], ...] = ()
+    explain_unreachable: ExplainUnreachable | None = None
 
 
 @dataclass
@@ -61,75 +44,6 @@ class RunResult:
     pending: int = 0  # actions planned (dry run) or carried out
     changed: dict[str, list[str]] = field(default_factory=dict)
     seconds: float = 0.0
-
-
-def probe_request(cluster: Cluster) -> ProbeRequest:
-    files = [
-        str(CONTAINERD_CONFIG),
-        *(
-            str(CONTAINERD_HOSTS_DIR / r / "hosts.toml")
-            for r in cluster.container_runtime.registry_mirrors
-        ),
-        str(KUBE_VIP_MANIFEST),
-        str(CNI_MANIFEST),
-        ADMIN_CONF,
-        *etcd_probe_files(cluster),
-        *(path for owned in OWNED_FILES.values() for path in owned),
-    ]
-    default = ProbeRequest()
-    return ProbeRequest(
-        files=tuple(files),
-        packages=(*default.packages, "age"),  # scheduled snapshots are encrypted with it
-        exists=(*default.exists, ETCD_SNAPSHOT_DIR),
-    )
-
-
-def open_transport(cluster: Cluster, state: StateDir, log: RunLog) -> Transport:
-    return Transport(
-        [ssh_target(cluster, h) for h in cluster.hosts],
-        HostKeys(state.known_hosts, cluster.ssh.host_key_policy),
-        log,
-        cluster.ssh.connect_timeout,
-    )
-
-
-def gather(
-    cluster: Cluster, transport: Transport, needs_all: bool, reporter: Reporter | None = None
-) -> Facts:
-    request = probe_request(cluster)
-    facts = probe(transport, [h.name for h in cluster.hosts], request)
-    deadline = time.monotonic() + BUSY_TIMEOUT
-    # A killed run can leave kubeadm or apt working on a host; acting beside it would
-    # race it. Wait for it to finish, then look again.
-    while busy := {n: f.busy for n, f in facts.hosts.items() if f.busy}:
-        if time.monotonic() > deadline:
-            detail = "; ".join(f"{n}: {', '.join(p)}" for n, p in busy.items())
-            raise MachineError(f"still running after {BUSY_TIMEOUT:.0f}s: {detail}")
-        for name, processes in busy.items():
-            if reporter:
-                reporter.progress(name, f"waiting for {', '.join(processes)} to finish")
-        time.sleep(2)
-        again = probe(transport, list(busy), request)
-        facts.hosts.update(again.hosts)
-        facts.errors.update(again.errors)
-    if facts.errors and needs_all:
-        first = next(iter(facts.errors.values()))
-        lost = topology.lost_hosts(cluster, facts)
-        if len(facts.errors) == 1 and isinstance(first, K8sbootError) and not lost:
-            raise first
-        raise MachineError(
-            "; ".join(str(e) for e in facts.errors.values()) + (f" ({lost})" if lost else "")
-        )
-    return facts
-
-
-def ask_api(ctx: Context, wait: int = API_ANSWER_TIMEOUT) -> None:
-    """The Nodes and whether init finished, once a control plane was initialised. An API
-    that does not answer is observed state like any other: recorded with its reason, and
-    the steps that need it say so; the others do their work."""
-    if ctx.initialised:
-        view = probe_cluster(ctx.view[ctx.api_host.name], wait)
-        ctx.nodes, ctx.init_finished, ctx.api = view.nodes, view.init_finished, view.api
 
 
 def run(
@@ -152,21 +66,22 @@ def run(
         if lock:
             lock.acquire()
         left_out: list[str] = []
-        if workflow.leaves_out_removed:
+        if workflow.leaves_out:
             # Under the lock: forgetting records is a change of the state directory.
-            cluster, left_out = removed.exclude(cluster, state, forget=not dry_run)
+            cluster, left_out = workflow.leaves_out(cluster, state, not dry_run)
         for guard in workflow.guards:
             guard(state)
         reporter.run_started(workflow.name, cluster.name, [h.name for h in cluster.hosts])
         with open_transport(cluster, state, log) as transport:
-            facts = gather(cluster, transport, workflow.needs_all_hosts, reporter)
+            request = ProbeRequest.for_(step.wants(cluster) for step in workflow.steps)
+            explain = workflow.explain_unreachable
+            facts = gather(cluster, transport, request, workflow.needs_all_hosts, reporter, explain)
             ctx = Context(
                 cluster, state, ReadOnlyHosts(transport), log, facts, wait_timeout=wait_timeout
             )
             ctx.notes.extend(left_out)
-            lost = topology.lost_hosts(cluster, facts)
-            if lost:
-                reporter.note(lost)
+            if explain and (hint := explain(cluster, facts)):
+                reporter.note(hint)
             ask_api(ctx)
             if not ctx.api.answers:
                 reporter.note(

@@ -115,7 +115,7 @@ def _host_checks(cluster: Cluster, host: Host, found: HostFacts) -> list[Check]:
 
 
 def _swap(found: HostFacts) -> Check:
-    swap = found.data["memory"]["swap_mib"]
+    swap = found.swap_mib
     if not swap:
         return Check(found.name, "swap", "ok", "off")
     if found.container:
@@ -130,7 +130,7 @@ def _swap(found: HostFacts) -> Check:
 
 
 def _modules(found: HostFacts) -> Check:
-    modules = found.data["modules"]
+    modules = found.modules
     missing = [m for m, present in modules.items() if not present]
     if not found.container:
         detail = "loaded" if not missing else f"k8sboot loads {', '.join(missing)}"
@@ -164,7 +164,7 @@ def _ports(host: Host, found: HostFacts) -> Check:
     if found.kubeadm_configured:
         return Check(found.name, "ports", "skip", "kubeadm already runs here")
     wanted = CONTROL_PLANE_PORTS if host.has("control-plane") else WORKER_PORTS
-    busy = sorted(set(wanted) & set(found.data["ports"]))
+    busy = sorted(set(wanted) & set(found.ports))
     if busy:
         return Check(
             found.name,
@@ -178,15 +178,8 @@ def _ports(host: Host, found: HostFacts) -> Check:
 def _cross_host_checks(cluster: Cluster, facts: Facts) -> list[Check]:
     checks = []
     hosts = [facts[h.name] for h in cluster.hosts]
-    for label, values in (
-        ("hostnames", {f.name: [f.data["hostname"]] for f in hosts}),
-        ("MAC addresses", {f.name: list(f.data["macs"].values()) for f in hosts}),
-        (
-            "product_uuid",
-            {f.name: [f.data["product_uuid"]] for f in hosts if f.data["product_uuid"]},
-        ),
-        ("machine-id", {f.name: [f.data["machine_id"]] for f in hosts if f.data["machine_id"]}),
-    ):
+    for label in ("hostnames", "MAC addresses", "product_uuid", "machine-id"):
+        values = {f.name: f.identity[label] for f in hosts if f.identity[label]}
         owners: dict[str, list[str]] = defaultdict(list)
         for host, items in values.items():
             for item in items:

@@ -91,24 +91,6 @@ def render_template(template: str, /, **context: object) -> str:
     return environment().get_template(template).render(**context)
 
 
-def host_files(
-    cluster: Cluster, host: Host, secrets: JoinSecrets | None = None
-) -> list[RenderedFile]:
-    """Every file k8sboot writes to `host`, in the order they are needed."""
-    if not (host.has("control-plane") or host.has("worker")):
-        if cluster.etcd.topology != "external":
-            return []
-        from k8sboot.etcd.files import member_files  # it renders through this module
-
-        # External etcd hosts run the distribution's etcd service with k8sboot's settings
-        # (their certificates are issued at `up`, never rendered).
-        return member_files(cluster, host)
-    files = [*containerd_files(cluster), kubeadm_file(cluster, host, secrets)]
-    if host is cluster.first_control_plane and cluster.networking.cni != "none":
-        files.append(cni_file(cluster))
-    return files
-
-
 def containerd_files(cluster: Cluster) -> list[RenderedFile]:
     files = [
         RenderedFile(

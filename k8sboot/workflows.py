@@ -2,34 +2,40 @@
 
 from __future__ import annotations
 
+from typing import Any
+
+from k8sboot.certs.renew import RenewAll
+from k8sboot.cluster.cni import Cni, WaitReady
+from k8sboot.cluster.containerd import ContainerdConfig
+from k8sboot.cluster.kube_vip import KubeVip
+from k8sboot.cluster.kubeadm import InitControlPlane, JoinControlPlanes, JoinWorkers
+from k8sboot.cluster.kubeconfig import Kubeconfig
+from k8sboot.cluster.node_setup import NodeSetup, Services
+from k8sboot.cluster.reset import ResetNodes
+from k8sboot.etcd import topology
+from k8sboot.etcd.backup import EtcdBackup
 from k8sboot.etcd.catalogue import Manifest, Store
+from k8sboot.etcd.external import EtcdCertificates, EtcdMembers, ResetEtcd
 from k8sboot.etcd.install import ControlPlaneEtcdTools, ExternalEtcdRelease
+from k8sboot.etcd.maintenance import EtcdDefrag, EtcdDisarm
+from k8sboot.etcd.restore import EtcdRestore, EtcdRollback
 from k8sboot.etcd.restore_record import refuse_during_restore
+from k8sboot.etcd.scheduled import EtcdPull, EtcdSchedule
+from k8sboot.etcd.verify import EtcdVerify
+from k8sboot.nodes import removed
+from k8sboot.nodes.drain import CordonNode, DrainNode, DrainOptions
+from k8sboot.nodes.remove import CheckRemoval, DeleteNodeObject, RemoveFromEtcd, ResetRemovedHost
 from k8sboot.pipeline import Workflow
-from k8sboot.steps.certs import RenewAll
-from k8sboot.steps.cluster import Cni, Kubeconfig, WaitReady
-from k8sboot.steps.etcd_backup import EtcdBackup, EtcdPull, EtcdSchedule, EtcdVerify
-from k8sboot.steps.etcd_external import EtcdCertificates, EtcdMembers, ResetEtcd
-from k8sboot.steps.etcd_maintenance import EtcdDefrag, EtcdDisarm
-from k8sboot.steps.etcd_restore import EtcdRestore, EtcdRollback
-from k8sboot.steps.files import ContainerdConfig, KubeVip
-from k8sboot.steps.kubeadm import InitControlPlane, JoinControlPlanes, JoinWorkers
-from k8sboot.steps.node_setup import NodeSetup, Services
-from k8sboot.steps.nodes import (
-    CheckRemoval,
-    CordonNode,
-    DeleteNodeObject,
-    DrainNode,
-    DrainOptions,
-    RemoveFromEtcd,
-    ResetRemovedHost,
-)
-from k8sboot.steps.reset import ResetNodes
+
+
+def _workflow(name: str, steps: list, **options: Any) -> Workflow:
+    """Every workflow says, when hosts cannot be reached, which of them etcd needs."""
+    return Workflow(name, steps, explain_unreachable=topology.lost_hosts, **options)
 
 
 def up(only: str | None = None) -> Workflow:
     """Everything, or (`node add`) the setup of one host and what joining it needs."""
-    return Workflow(
+    return _workflow(
         "up" if only is None else "node-add",
         [
             NodeSetup(only),
@@ -47,13 +53,13 @@ def up(only: str | None = None) -> Workflow:
             WaitReady(),
             Kubeconfig(),
         ],
-        leaves_out_removed=True,
+        leaves_out=removed.exclude,
         guards=(refuse_during_restore,),
     )
 
 
 def reset(purge_packages: bool) -> Workflow:
-    return Workflow(
+    return _workflow(
         "reset",
         [ResetNodes(purge_packages), ResetEtcd()],
         preflight=False,
@@ -63,7 +69,7 @@ def reset(purge_packages: bool) -> Workflow:
 
 def _maintenance(name: str, steps: list) -> Workflow:
     # Maintenance acts through one control plane and on one node: other hosts may be down.
-    return Workflow(name, steps, preflight=False, needs_all_hosts=False)
+    return _workflow(name, steps, preflight=False, needs_all_hosts=False)
 
 
 def node_cordon(node: str, unschedulable: bool) -> Workflow:
@@ -76,7 +82,7 @@ def node_drain(node: str, options: DrainOptions) -> Workflow:
 
 
 def node_remove(node: str, options: DrainOptions) -> Workflow:
-    return Workflow(
+    return _workflow(
         "node-remove",
         [
             CheckRemoval(node),
@@ -92,14 +98,18 @@ def node_remove(node: str, options: DrainOptions) -> Workflow:
 
 
 def certs_renew() -> Workflow:
-    return Workflow(
-        "certs-renew", [RenewAll()], preflight=False, needs_all_hosts=False, leaves_out_removed=True
+    return _workflow(
+        "certs-renew",
+        [RenewAll()],
+        preflight=False,
+        needs_all_hosts=False,
+        leaves_out=removed.exclude,
     )
 
 
 def _etcd(name: str, steps: list) -> Workflow:
     # etcd commands act through the members that answer: one may be down.
-    return Workflow(name, steps, preflight=False, needs_all_hosts=False)
+    return _workflow(name, steps, preflight=False, needs_all_hosts=False)
 
 
 def etcd_backup(member: str | None) -> Workflow:

@@ -12,9 +12,9 @@ from k8sboot.cli import options
 from k8sboot.cli.common import App, echo_json, pass_app
 from k8sboot.cli.health import load_present, warn_days
 from k8sboot.errors import EXIT_FAILURE
-from k8sboot.health.session import session
 from k8sboot.health.table import print_table
 from k8sboot.health.verdicts import Verdict
+from k8sboot.session import read_only
 
 
 @click.group("certs")
@@ -33,7 +33,7 @@ def check(ctx: click.Context, app: App, warn_days: float) -> None:
     --warn-days."""
     cluster, _, _ = load_present(app)
     names = [h.name for h in cluster.control_planes]
-    with session(cluster, "certs-check") as transport:
+    with read_only(cluster, "certs-check") as transport:
         answers = transport.each(names, check_expiration)
     now = datetime.now(UTC)
     rows: list[tuple[Certificate, str, str]] = []

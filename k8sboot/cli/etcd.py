@@ -15,9 +15,10 @@ from k8sboot.errors import EXIT_FAILURE, UserError
 from k8sboot.etcd import report, scheduled
 from k8sboot.etcd.archive import create_key_file
 from k8sboot.etcd.catalogue import BAD_STATES, Store, locate, open_store
-from k8sboot.etcd.inspect import looking
 from k8sboot.etcd.observe import observe
+from k8sboot.session import looking
 from k8sboot.spec import Cluster
+from k8sboot.timeouts import ETCD_ANSWER_TIMEOUT
 
 backup_argument = click.argument("backup", metavar="BACKUP")
 
@@ -71,7 +72,7 @@ def list_(ctx: click.Context, app: App, check: bool) -> None:
     test-restored (by `etcd verify`), or FAILED (its last `etcd verify`), MISSING, CORRUPT
     (exit 1, as for a manifest that cannot be read), UNAUTHENTICATED (exit 1: with
     backup.encryptionKeyFile set, a manifest its key does not authenticate). No SSH."""
-    from k8sboot.executor.etcd_backup import backup_key  # the key is read when used
+    from k8sboot.etcd.backup import backup_key
 
     cluster = _cluster(app)
     store = open_store(cluster)
@@ -80,7 +81,7 @@ def list_(ctx: click.Context, app: App, check: bool) -> None:
     rows = report.catalogue_rows(store, manifests, key)
     bad = [r for r in rows if r["state"].startswith(BAD_STATES)]
     if check:
-        from k8sboot.steps.etcd_backup import Unauthenticated, VerifyFailed, local_check
+        from k8sboot.etcd.checks import Unauthenticated, VerifyFailed, local_check
 
         for row, manifest in zip(rows, manifests, strict=True):
             if row in bad:
@@ -217,7 +218,7 @@ def health(ctx: click.Context, app: App) -> None:
     """Members, leader, DB size against the quota, raft index, alarms, versions. Changes
     nothing, takes no lock. Exit 0 healthy, 1 unhealthy."""
     cluster = _cluster(app)
-    with looking(cluster, "etcd-health") as context:
+    with looking(cluster, "etcd-health", api_wait=ETCD_ANSWER_TIMEOUT) as context:
         view = observe(context)
         document = report.health_document(context, view)
     if app.json:
@@ -243,7 +244,7 @@ def members(ctx: click.Context, app: App) -> None:
     (by exact peer URL) and the control planes' Node objects: flags stale and missing
     members. Exit 1 when any is flagged or etcd does not answer."""
     cluster = _cluster(app)
-    with looking(cluster, "etcd-members") as context:
+    with looking(cluster, "etcd-members", api_wait=ETCD_ANSWER_TIMEOUT) as context:
         document = report.members_document(context, observe(context, statuses=False))
     if app.json:
         echo_json(document)
@@ -285,7 +286,7 @@ def alarms(ctx: click.Context, app: App, disarm: bool) -> None:
     if disarm:
         app.run(workflows.etcd_disarm(), cluster)
         return
-    with looking(cluster, "etcd-alarms") as context:
+    with looking(cluster, "etcd-alarms", api_wait=ETCD_ANSWER_TIMEOUT) as context:
         view = observe(context)
         raised = [{"member": f"{a.member_id:x}", "alarm": a.alarm} for a in view.alarms]
         problems = [] if view.answers else view.problems()

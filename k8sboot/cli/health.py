@@ -9,10 +9,10 @@ from k8sboot.cli import options
 from k8sboot.cli.common import App, echo_json, pass_app
 from k8sboot.errors import EXIT_FAILURE
 from k8sboot.health.observe import observe
-from k8sboot.health.session import session
 from k8sboot.health.table import document, print_table
 from k8sboot.health.verdicts import healthy, judge
 from k8sboot.nodes import removed
+from k8sboot.session import read_only
 from k8sboot.spec import Cluster
 from k8sboot.state import StateDir
 
@@ -48,7 +48,7 @@ def command(ctx: click.Context, app: App, warn_days: float) -> None:
     against its quota, alarms; Node conditions and kubelet version skew; certificate
     expiry; clock skew. Changes nothing, takes no lock. Exit 0 healthy, 1 unhealthy."""
     cluster, left_out, gone = load_present(app)
-    with session(cluster, "health") as transport:
+    with read_only(cluster, "health") as transport:
         seen = observe(cluster, transport)
     verdicts = judge(cluster, seen, warn_days, gone)
     if app.json:

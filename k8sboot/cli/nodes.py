@@ -9,8 +9,8 @@ from k8sboot.cli import options
 from k8sboot.cli.common import App, pass_app
 from k8sboot.errors import UserError
 from k8sboot.nodes import removed
+from k8sboot.nodes.drain import DrainOptions
 from k8sboot.state import StateDir
-from k8sboot.steps.nodes import DrainOptions
 
 node_name = click.argument("node")
 timeout = click.option(

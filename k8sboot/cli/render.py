@@ -8,7 +8,15 @@ import click
 from k8sboot.cli import options
 from k8sboot.cli.common import App, echo_json, pass_app
 from k8sboot.errors import UserError
-from k8sboot.render import host_files
+from k8sboot.etcd.files import member_files
+from k8sboot.render import (
+    JoinSecrets,
+    RenderedFile,
+    cni_file,
+    containerd_files,
+    kubeadm_file,
+)
+from k8sboot.spec import Cluster, Host
 
 
 @click.command("render")
@@ -32,7 +40,7 @@ def command(app: App, out_dir: Path) -> None:
     planned = [
         (host.name, file, _inside(out_dir, host.name, file.path))
         for host in cluster.hosts
-        for file in host_files(cluster, host)
+        for file in files_for(cluster, host)
     ]
     written = []
     for host_name, file, target in planned:
@@ -58,3 +66,19 @@ def _inside(out_dir: Path, host_name: str, path: PurePosixPath) -> Path:
     if not target.resolve().is_relative_to(out_dir.resolve()):
         raise UserError(f"--out: {host_name}'s {path} would be written outside {out_dir}; refused")
     return target
+
+
+def files_for(
+    cluster: Cluster, host: Host, secrets: JoinSecrets | None = None
+) -> list[RenderedFile]:
+    """Every file k8sboot writes to `host`, in the order they are needed."""
+    if not (host.has("control-plane") or host.has("worker")):
+        if cluster.etcd.topology != "external":
+            return []
+        # External etcd hosts run the distribution's etcd service with k8sboot's settings
+        # (their certificates are issued at `up`, never rendered).
+        return member_files(cluster, host)
+    files = [*containerd_files(cluster), kubeadm_file(cluster, host, secrets)]
+    if host is cluster.first_control_plane and cluster.networking.cni != "none":
+        files.append(cni_file(cluster))
+    return files

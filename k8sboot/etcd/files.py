@@ -7,6 +7,7 @@ from pathlib import PurePosixPath
 
 from k8sboot.etcd import topology
 from k8sboot.etcd.client import client_url, peer_url
+from k8sboot.facts import Wanted
 from k8sboot.host_state import ETCD_SNAPSHOT_DIR
 from k8sboot.kubeadm_node import ETCD_DATA_DIR
 from k8sboot.render import RenderedFile, render_template
@@ -96,6 +97,12 @@ def snapshot_files(cluster: Cluster, host: Host, recipient: str | None) -> list[
         RenderedFile(SNAPSHOT_SERVICE, service),
         RenderedFile(SNAPSHOT_TIMER, timer),
     ]
+
+
+def wanted(cluster: Cluster) -> Wanted:
+    """What the etcd steps plan from: the files k8sboot writes for etcd, whether
+    scheduled snapshots left a directory, and whether age (which seals them) is installed."""
+    return Wanted(files=tuple(probe_files(cluster)), packages=("age",), exists=(ETCD_SNAPSHOT_DIR,))
 
 
 def probe_files(cluster: Cluster) -> list[str]:

@@ -14,10 +14,10 @@ from importlib import resources
 
 from k8sboot.actions import Action, OnHost
 from k8sboot.errors import MachineError, UserError
-from k8sboot.executor.core import Executor, Outcome, handles
+from k8sboot.executor import Executor, Outcome, handles
 from k8sboot.kubeadm_node import ETCD_DATA_DIR, ETCD_MANIFEST
 from k8sboot.spec import Cluster, Host
-from k8sboot.steps.base import Context, Step
+from k8sboot.step import Context, Step
 from k8sboot.versions import (
     ETCD,
     ETCD_BIN_DIR,
@@ -112,7 +112,7 @@ def install(executor: Executor, action: InstallEtcd) -> Outcome:
     found = ctx.facts[action.host]
     arch = found.arch
     if arch is None:
-        raise MachineError(f"{action.host}: etcd has no release for {found.data.get('arch')}")
+        raise MachineError(f"{action.host}: etcd has no release for {found.machine}")
     args = {
         "url": etcd_tarball_url(cluster.etcd.download.url, version, arch),
         "sha256": _sha256(cluster, version, arch),

@@ -23,7 +23,7 @@ from k8sboot.etcd.client import (
 from k8sboot.etcd.tools import EtcdTools, detect
 from k8sboot.kubeadm_node import ETCD_MANIFEST
 from k8sboot.spec import Host
-from k8sboot.steps.base import Context
+from k8sboot.step import Context
 
 States = tuple[list[EndpointStatus], list[EndpointHealth]]
 

@@ -13,7 +13,7 @@ from k8sboot.etcd.archive import Key
 from k8sboot.etcd.catalogue import BAD_STATES, Manifest, Store, age, state
 from k8sboot.etcd.client import Member, peer_url
 from k8sboot.etcd.observe import EtcdView, host_for
-from k8sboot.steps.base import Context
+from k8sboot.step import Context
 
 
 def size(n: int | None) -> str:

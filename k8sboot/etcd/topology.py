@@ -75,7 +75,7 @@ def lost_hosts(cluster: Cluster, facts: Facts, answers: bool | None = None) -> s
         found = facts.hosts.get(host.name)
         if found is None:
             return False
-        return found.active("etcd") if external(cluster) else "etcd.yaml" in found.data["manifests"]
+        return found.active("etcd") if external(cluster) else "etcd.yaml" in found.manifests
 
     if answers is None:
         answers = sum(map(running, hosts)) > len(hosts) // 2

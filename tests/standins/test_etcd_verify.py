@@ -1,4 +1,4 @@
-"""`etcd verify`'s test restore (k8sboot/executor/etcd_backup.py) run for real on this
+"""`etcd verify`'s test restore (k8sboot/etcd/verify.py) run for real on this
 machine: a backup of a real etcd (Debian's 3.4, the `etcd` fixture) restored by etcdctl
 into a throw-away etcd started through systemd-run (tests/standins/fake_systemd_run.py),
 and read back with etcdctl. The lab runs the same with etcd 3.5 (tests/e2e/test_etcd.py).
@@ -26,10 +26,14 @@ from typing import BinaryIO
 
 import pytest
 
-from k8sboot.etcd import actions, topology
+from k8sboot.etcd import backup as etcd_backup
+from k8sboot.etcd import topology
+from k8sboot.etcd import verify as etcd_verify
+from k8sboot.etcd.backup import SaveSnapshot
 from k8sboot.etcd.catalogue import LocalStore, Manifest, now
 from k8sboot.etcd.client import NO_TLS, EtcdCtl
-from k8sboot.executor import Executor, etcd_backup
+from k8sboot.etcd.verify import TestRestore
+from k8sboot.executor import Executor
 from k8sboot.spec import spec_from_text
 from k8sboot.transport import CommandFailed, CommandResult
 from k8sboot.versions import ETCD_BIN_DIR
@@ -141,7 +145,7 @@ def host(tmp_path: Path, monkeypatch):
     for script in ("systemd-run", "systemctl"):
         (bin_dir / script).chmod(0o755)
     # Short: etcdctl's path to the client socket must fit in 107 bytes.
-    monkeypatch.setattr(etcd_backup, "ETCD_VERIFY_DIR", str(tmp_path / "v"))
+    monkeypatch.setattr(etcd_verify, "ETCD_VERIFY_DIR", str(tmp_path / "v"))
     seen: dict[str, object] = {}
 
     def started(unit: str) -> None:
@@ -200,7 +204,7 @@ def test_the_throwaway_etcd_listens_only_in_a_private_directory(
     cluster = spec_from_text(CLUSTER, tmp_path / "cluster.yaml").cluster
     ctx = SimpleNamespace(cluster=cluster, notes=[])
 
-    Executor(ctx, {"cp1": local}).execute(actions.TestRestore("cp1", made.name, str(catalogue)))  # type: ignore[arg-type]
+    Executor(ctx, {"cp1": local}).execute(TestRestore("cp1", made.name, str(catalogue)))  # type: ignore[arg-type]
 
     # While it ran: no TCP port at all, and unix sockets only in a directory of root's
     # alone (others can neither enter it nor so reach the sockets inside).
@@ -233,7 +237,7 @@ def test_a_snapshot_of_an_empty_etcd_verifies(host, tmp_path: Path) -> None:
     cluster = spec_from_text(CLUSTER, tmp_path / "cluster.yaml").cluster
     ctx = SimpleNamespace(cluster=cluster, notes=[])
 
-    Executor(ctx, {"cp1": local}).execute(actions.TestRestore("cp1", made.name, str(catalogue)))  # type: ignore[arg-type]
+    Executor(ctx, {"cp1": local}).execute(TestRestore("cp1", made.name, str(catalogue)))  # type: ignore[arg-type]
 
     test = LocalStore(catalogue).read_manifest(made.name).verification["test_restore"]
     assert test["ok"] is True, test
@@ -252,7 +256,7 @@ def test_an_etcd_with_no_keys_is_never_kept_as_a_backup(
     ctx = SimpleNamespace(cluster=cluster, notes=[], nodes={})
     (tmp_path / "empty").mkdir()
     with etcd_server(tmp_path / "empty", "empty") as empty:
-        save = actions.SaveSnapshot("cp1", empty.endpoints[0], "empty", "asked", origin)
+        save = SaveSnapshot("cp1", empty.endpoints[0], "empty", "asked", origin)
         if origin == "backup":
             with pytest.raises(
                 etcd_backup.EmptyKeyspace, match=r"holds no keys.*nothing was saved"

@@ -7,18 +7,17 @@ import zlib
 from pathlib import Path
 from typing import Any
 
+from k8sboot.cluster.node_setup import fingerprint, role_vars
 from k8sboot.etcd import topology
+from k8sboot.etcd.external import ca_store, issued_record
 from k8sboot.etcd.files import bootstrap_file, bootstrap_token, member_files
-from k8sboot.facts import Facts, HostFacts, NodeStatus
+from k8sboot.facts import Facts, HostFacts, NodeStatus, ProbeRequest
 from k8sboot.kubeadm_node import ADMIN_CONF, ETCD_MEMBER_DIR, KUBELET_CONF
 from k8sboot.render import containerd_files
 from k8sboot.runlog import RunLog
 from k8sboot.spec import Cluster
 from k8sboot.state import StateDir, write_private
-from k8sboot.steps.base import Context
-from k8sboot.steps.etcd_external import ca_store, issued_record
-from k8sboot.steps.files import sha256
-from k8sboot.steps.node_setup import fingerprint, role_vars
+from k8sboot.step import Context, sha256
 from k8sboot.transport import ReadOnlyHosts, Unreachable
 from k8sboot.versions import ETCD, ETCDCTL, ETCDUTL
 
@@ -38,6 +37,16 @@ EXTERNAL_HOSTS = [
 def _mac(name: str) -> str:
     low = zlib.crc32(name.encode()) & 0xFFFF
     return f"02:00:00:00:{low >> 8:02x}:{low & 0xFF:02x}"
+
+
+class AskedAboutEverything(HostFacts):
+    """Facts from a probe asked about every path a step may read: one the test did not
+    make exist is missing, as the probe would answer. (The pipeline's own probes are
+    asked only what the workflow's steps declare; test_planning_reads_only holds steps
+    to that with `answered`.)"""
+
+    def _asked(self, kind: str, path: str) -> Any:
+        return self.data[kind].get(path)
 
 
 def fresh(name: str, ip: str, **changes: Any) -> HostFacts:
@@ -70,7 +79,7 @@ def fresh(name: str, ip: str, **changes: Any) -> HostFacts:
     }
     for key, value in changes.items():
         data[key] = value
-    return HostFacts(name, data)
+    return AskedAboutEverything(name, data)
 
 
 def converged_host(cluster: Cluster, name: str) -> HostFacts:
@@ -108,7 +117,7 @@ def converged_host(cluster: Cluster, name: str) -> HostFacts:
         data["exists"][ADMIN_CONF] = True
         data["manifests"] = ["etcd.yaml", "kube-apiserver.yaml"]
         data["files"][ADMIN_CONF] = "admin-hash"
-    return HostFacts(name, data)
+    return AskedAboutEverything(name, data)
 
 
 def context(
@@ -128,6 +137,14 @@ def context(
         facts=Facts(hosts=hosts),
         nodes=nodes or {},
     )
+
+
+def answered(found: HostFacts, request: ProbeRequest) -> HostFacts:
+    """What a probe for exactly `request` answers: the paths it asks about, no others."""
+    data = copy.deepcopy(found.data)
+    data["files"] = {p: found.data["files"].get(p) for p in request.files}
+    data["exists"] = {p: found.data["exists"].get(p, False) for p in request.exists}
+    return HostFacts(found.name, data, found.skew)
 
 
 def ready(*names: str) -> dict[str, NodeStatus]:

@@ -10,28 +10,23 @@ from pathlib import Path
 
 import pytest
 
-from k8sboot import pipeline
-from k8sboot.actions import KubeadmInit, KubeadmJoin
+from k8sboot import pipeline, session
+from k8sboot.cluster.cni import WaitReady
+from k8sboot.cluster.kubeadm import KubeadmInit, KubeadmJoin
 from k8sboot.errors import MachineError
+from k8sboot.etcd import restore as etcd_restore
 from k8sboot.etcd import topology
-from k8sboot.etcd.actions import (
-    BootstrapEtcd,
-    IssueEtcdCerts,
-    SaveSnapshot,
-    StageRestore,
-    StartApiServers,
-)
+from k8sboot.etcd.backup import SaveSnapshot
+from k8sboot.etcd.external import BootstrapEtcd, EtcdMembers, IssueEtcdCerts
 from k8sboot.etcd.observe import EtcdView
 from k8sboot.etcd.report import health_document
+from k8sboot.etcd.restore import StageRestore, StartApiServers
 from k8sboot.etcd.tools import EtcdTools
-from k8sboot.facts import Facts
+from k8sboot.facts import Facts, ProbeRequest
 from k8sboot.kubeadm_node import ETCD_MEMBER_DIR
 from k8sboot.render import cni_file
 from k8sboot.report import Reporter
-from k8sboot.steps import etcd_restore
-from k8sboot.steps.cluster import WaitReady
-from k8sboot.steps.etcd_external import EtcdMembers
-from k8sboot.steps.files import sha256
+from k8sboot.step import sha256
 from k8sboot.transport import CommandResult, ReadOnlyHosts, Unreachable
 from k8sboot.workflows import etcd_restore as restore_workflow
 from k8sboot.workflows import node_cordon, up
@@ -104,7 +99,7 @@ def test_the_api_probe_says_why_the_api_does_not_answer(base: dict, tmp_path: Pa
     ctx = context(cluster, facts.hosts, tmp_path)
     transport = _failing_api(["cp1"])
     ctx.view = ReadOnlyHosts(transport)
-    pipeline.ask_api(ctx)
+    session.ask_api(ctx)
     assert not ctx.api.answers and ctx.api.host == "cp1"
     assert "no etcd endpoint answered" in ctx.api.reason
     assert ctx.initialised, "an API that does not answer is no uninitialised control plane"
@@ -156,9 +151,9 @@ def test_up_names_the_lost_hosts_the_cluster_file_still_lists(
         hosts={n: f for n, f in found.items() if n not in lost},
         errors={n: Unreachable(f"{n}: cannot reach it over SSH: No route to host") for n in lost},
     )
-    monkeypatch.setattr(pipeline, "probe", lambda *a: facts)
+    monkeypatch.setattr(session, "probe", lambda *a: facts)
     with pytest.raises(MachineError) as refused:
-        pipeline.gather(cluster, None, needs_all=True)  # type: ignore[arg-type]
+        session.gather(cluster, None, ProbeRequest(), True, explain=topology.lost_hosts)  # type: ignore[arg-type]
     assert str(refused.value).endswith(
         "(etcd has no quorum and e1, e2, e3 cannot be reached: if they are lost, list the "
         "replacements in the cluster file instead (README: Restoring after losing etcd))"
@@ -167,9 +162,9 @@ def test_up_names_the_lost_hosts_the_cluster_file_still_lists(
         hosts={n: fresh(n, cluster.host(n).ip) for n in found if n not in lost},
         errors=facts.errors,
     )
-    monkeypatch.setattr(pipeline, "probe", lambda *a: first_up)
+    monkeypatch.setattr(session, "probe", lambda *a: first_up)
     with pytest.raises(MachineError) as unreachable:  # no etcd ran yet: none was lost
-        pipeline.gather(cluster, None, needs_all=True)  # type: ignore[arg-type]
+        session.gather(cluster, None, ProbeRequest(), True, explain=topology.lost_hosts)  # type: ignore[arg-type]
     assert "quorum" not in str(unreachable.value)
     ctx = context(cluster, facts.hosts, tmp_path)
     ctx.facts = facts
@@ -228,7 +223,7 @@ def test_steps_that_need_the_nodes_say_the_api_does_not_answer(base: dict, tmp_p
     hosts["w2"] = fresh("w2", "10.0.0.22")  # still to join
     ctx = context(cluster, hosts, tmp_path, ready("cp1", "w1"))
     ctx.view = ReadOnlyHosts(_failing_api(["cp1"]))
-    pipeline.ask_api(ctx)
+    session.ask_api(ctx)
     line = f"the API on cp1 does not answer ({NO_ETCD}): if etcd is lost, restore it"
     with pytest.raises(MachineError, match=r"^cannot act on w1 \(nothing was changed\): ") as no:
         node_cordon("w1", True).steps[0].plan(ctx)

@@ -198,7 +198,7 @@ def test_render_refuses_a_path_that_climbs_out(
     run, spec: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     climbing = RenderedFile(PurePosixPath("/etc/../../../escaped.toml"), "x")
-    monkeypatch.setattr(render_command, "host_files", lambda cluster, host: [climbing])
+    monkeypatch.setattr(render_command, "files_for", lambda cluster, host: [climbing])
     result = run("render", "--out", "out/deeper")
     _one_line_refusal(result, "would be written outside out/deeper")
     assert not (tmp_path / "escaped.toml").exists()

@@ -13,6 +13,7 @@ from typing import Any
 import pytest
 
 from k8sboot.errors import UnsafeError
+from k8sboot.nodes.drain import DrainOptions
 from k8sboot.nodes.pods import (
     OVERRIDE,
     Blocker,
@@ -22,7 +23,6 @@ from k8sboot.nodes.pods import (
     selector_matches,
     why_left,
 )
-from k8sboot.steps.nodes import DrainOptions
 from k8sboot.workflows import node_drain
 
 from .factsdata import running_context

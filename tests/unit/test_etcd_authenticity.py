@@ -23,12 +23,15 @@ from Crypto.Hash import HMAC, SHA256
 from Crypto.Protocol.KDF import HKDF
 
 from k8sboot.cli.app import cli
-from k8sboot.etcd.actions import PullSnapshots, SaveSnapshot
+from k8sboot.etcd import backup as etcd_backup
+from k8sboot.etcd import checks, scheduled
 from k8sboot.etcd.archive import create_key_file
+from k8sboot.etcd.backup import SaveSnapshot
 from k8sboot.etcd.catalogue import LocalStore, Manifest, state
+from k8sboot.etcd.checks import VerifyFailed, local_check
 from k8sboot.etcd.client import SnapshotStatus
-from k8sboot.executor import etcd_backup as executing
-from k8sboot.steps.etcd_backup import EtcdVerify, VerifyFailed, local_check
+from k8sboot.etcd.scheduled import PullSnapshots
+from k8sboot.etcd.verify import EtcdVerify
 
 from .conftest import BASE, load_data
 
@@ -144,15 +147,16 @@ def lab(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
         hash_kv=lambda *_: 7,
         snapshot_status=lambda remote: SnapshotStatus(1234, 99, 200, len(member.snapshot)),
     )
-    monkeypatch.setattr(executing, "ctl_for", lambda *_: ctl)
+    monkeypatch.setattr(etcd_backup, "ctl_for", lambda *_: ctl)
+    monkeypatch.setattr(scheduled, "ctl_for", lambda *_: ctl)
     ctx = SimpleNamespace(cluster=cluster, nodes=set(ODD_NODES), notes=[])
     executor = SimpleNamespace(ctx=ctx, progress=lambda *_: None)
 
     def backup(how: str = "backup") -> Manifest:
         if how == "pull":
-            executing.pull(executor, PullSnapshots("cp1", (f"/snap/lab-{len(ctx.notes)}.db",)))
+            scheduled.pull(executor, PullSnapshots("cp1", (f"/snap/lab-{len(ctx.notes)}.db",)))
             return sorted(store.manifests(), key=lambda m: m.origin)[-1]
-        return executing.take_snapshot(
+        return etcd_backup.take_snapshot(
             executor, SaveSnapshot("cp1", "https://10.0.0.11:2379", "cp1", "-", "backup")
         )
 
@@ -184,7 +188,7 @@ def refused(lab, manifest: Manifest, said: str) -> str:
     with pytest.raises(VerifyFailed, match=said):
         EtcdVerify(lab.store, manifest).plan(SimpleNamespace(cluster=lab.cluster))  # type: ignore[arg-type]
     assert read(lab, manifest.name)["verification"] == before
-    listed = state(manifest, lab.store, executing.backup_key(lab.cluster))
+    listed = state(manifest, lab.store, etcd_backup.backup_key(lab.cluster))
     plaintext = manifest.encryption is None
     assert listed.startswith("plaintext: not authenticated" if plaintext else "UNAUTHENTICATED")
     return message
@@ -233,7 +237,7 @@ def test_a_plaintext_snapshot_put_in_place_of_a_backup_is_refused(
     said = "fails authentication" if keep_encryption_record else "is a plaintext backup"
     refused(lab, manifest, said)
     with pytest.raises(VerifyFailed, match=said):  # restore's staging checks again
-        executing.upload_plain(lab.executor, lab.member, lab.store, manifest, "/x/snapshot.db")
+        checks.upload_plain(lab.executor, lab.member, lab.store, manifest, "/x/snapshot.db")
     assert lab.member.uploaded == []
 
 

@@ -22,9 +22,10 @@ from k8sboot.etcd.catalogue import (
     prune,
     state,
 )
+from k8sboot.etcd.checks import VerifyFailed
+from k8sboot.etcd.verify import EtcdVerify
 from k8sboot.executor import Executor
 from k8sboot.spec.model import Retention
-from k8sboot.steps.etcd_backup import EtcdVerify, VerifyFailed
 
 from .builders import START, manifest, stored
 

@@ -11,10 +11,10 @@ from types import SimpleNamespace
 import pytest
 
 from k8sboot.errors import MachineError
+from k8sboot.etcd import restore as etcd_restore
 from k8sboot.etcd import restore_record
-from k8sboot.etcd.actions import RollBackData, SwapDataDirs
+from k8sboot.etcd.restore import RollBackData, SwapDataDirs
 from k8sboot.etcd.restore_record import RestoreRecord
-from k8sboot.executor import etcd_restore
 from k8sboot.state import StateDir
 
 from .fakes import FakeTransport, LocalShell

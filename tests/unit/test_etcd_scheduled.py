@@ -19,17 +19,23 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey
 from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 
+from k8sboot import workflows
 from k8sboot.actions import RunCommands, WriteFiles
 from k8sboot.errors import MachineError
-from k8sboot.etcd.actions import PullSnapshots
 from k8sboot.etcd.archive import Key, check_file, create_key_file
 from k8sboot.etcd.catalogue import LocalStore
+from k8sboot.etcd.external import ResetEtcd
 from k8sboot.etcd.files import SNAPSHOT_SCRIPT, snapshot_files
-from k8sboot.etcd.scheduled import _bech32, identity_of, recipient_of
+from k8sboot.etcd.scheduled import (
+    EtcdPull,
+    EtcdSchedule,
+    PullSnapshots,
+    _bech32,
+    identity_of,
+    recipient_of,
+)
+from k8sboot.facts import ProbeRequest
 from k8sboot.host_state import ETCD_SNAPSHOT_DIR
-from k8sboot.pipeline import probe_request
-from k8sboot.steps.etcd_backup import EtcdPull, EtcdSchedule
-from k8sboot.steps.etcd_external import ResetEtcd
 from k8sboot.transport import ReadOnlyHosts
 from k8sboot.versions import ETCDCTL, ETCDUTL
 
@@ -263,7 +269,7 @@ def _sealed_files(cluster, name: str, data: bytes, recipient: str | None = None)
 
 
 def _pull(cluster, tmp_path: Path, monkeypatch, host: _Host):
-    from k8sboot.executor import etcd_backup as executing
+    from k8sboot.etcd import scheduled as executing
 
     monkeypatch.setattr(executing, "ctl_for", lambda *_: SimpleNamespace(connection=host))
     ctx = SimpleNamespace(cluster=cluster, nodes=set(), notes=[])
@@ -368,7 +374,8 @@ def test_reset_removes_the_host_snapshots(tmp_path: Path, timer: bool) -> None:
 
 
 def test_hosts_are_probed_for_age_and_the_snapshot_directory(tmp_path: Path) -> None:
-    request = probe_request(cluster_with(tmp_path))
+    cluster = cluster_with(tmp_path)
+    request = ProbeRequest.for_(step.wants(cluster) for step in workflows.etcd_schedule().steps)
     assert "age" in request.packages and ETCD_SNAPSHOT_DIR in request.exists
 
 

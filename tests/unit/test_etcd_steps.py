@@ -8,19 +8,34 @@ from pathlib import Path
 import pytest
 
 from k8sboot.actions import RunCommands
+from k8sboot.cluster.node_setup import NodeSetup
 from k8sboot.errors import MachineError, SpecError, UnsafeError, UserError
+from k8sboot.etcd import backup as etcd_backup
+from k8sboot.etcd import maintenance as etcd_maintenance
+from k8sboot.etcd import restore as etcd_restore
 from k8sboot.etcd import restore_record, topology
-from k8sboot.etcd.actions import (
+from k8sboot.etcd.backup import EtcdBackup, SaveSnapshot
+from k8sboot.etcd.checks import VerifyFailed
+from k8sboot.etcd.client import EndpointHealth, EndpointStatus, Member, peer_url
+from k8sboot.etcd.external import (
     AddEtcdMember,
     BootstrapEtcd,
-    CheckRestored,
     ConfigureEtcd,
-    ConfirmRestore,
-    Defragment,
+    EtcdCertificates,
+    EtcdMembers,
     IssueEtcdCerts,
+    ResetEtcd,
+)
+from k8sboot.etcd.install import ControlPlaneEtcdTools, ExternalEtcdRelease, InstallEtcd
+from k8sboot.etcd.maintenance import Defragment, EtcdDefrag
+from k8sboot.etcd.observe import EtcdView
+from k8sboot.etcd.restore import (
+    CheckRestored,
+    ConfirmRestore,
+    EtcdRestore,
+    EtcdRollback,
     RecordRestore,
     RollBackData,
-    SaveSnapshot,
     StageRestore,
     StartApiServers,
     StartRestoredEtcd,
@@ -28,22 +43,9 @@ from k8sboot.etcd.actions import (
     SwapDataDirs,
     UpdateKubeadmConfig,
 )
-from k8sboot.etcd.client import EndpointHealth, EndpointStatus, Member, peer_url
-from k8sboot.etcd.install import ControlPlaneEtcdTools, ExternalEtcdRelease, InstallEtcd
-from k8sboot.etcd.observe import EtcdView
 from k8sboot.etcd.restore_record import RestoreRecord
 from k8sboot.etcd.tools import EtcdTools
 from k8sboot.kubeadm_node import ETCD_MEMBER_DIR
-from k8sboot.steps import etcd_backup, etcd_maintenance, etcd_restore
-from k8sboot.steps.etcd_backup import EtcdBackup, VerifyFailed
-from k8sboot.steps.etcd_external import (
-    EtcdCertificates,
-    EtcdMembers,
-    ResetEtcd,
-)
-from k8sboot.steps.etcd_maintenance import EtcdDefrag
-from k8sboot.steps.etcd_restore import EtcdRestore, EtcdRollback
-from k8sboot.steps.node_setup import NodeSetup
 
 from .builders import STORE, manifest
 from .conftest import load_data
@@ -412,8 +414,8 @@ def _backing_up(base: dict, tmp_path: Path, monkeypatch, fails: str):
     the copy's (`check`), or reading the time of the file on the host (`stat`)."""
     from types import SimpleNamespace
 
+    from k8sboot.etcd import backup, scheduled
     from k8sboot.etcd.client import SnapshotStatus
-    from k8sboot.executor import etcd_backup as executing
 
     cluster = load_data({**base, "name": "lab", "backup": {"directory": str(tmp_path)}}).cluster
     host = FakeConnection(
@@ -427,7 +429,8 @@ def _backing_up(base: dict, tmp_path: Path, monkeypatch, fails: str):
         snapshot_save_streaming=lambda endpoint, remote: f"save {remote}",
         count_keys=lambda endpoint: 42,
     )
-    monkeypatch.setattr(executing, "ctl_for", lambda *_: ctl)
+    for module in (backup, scheduled):
+        monkeypatch.setattr(module, "ctl_for", lambda *_: ctl)
 
     def fetched(executor, ctl, remote, store, file_name, *_):
         with store.writer(file_name) as out:
@@ -437,8 +440,10 @@ def _backing_up(base: dict, tmp_path: Path, monkeypatch, fails: str):
         return {"status": SnapshotStatus(1, 2, 3, 4), "size": 27, "sha256": "ab" * 32,
                 "stored": 27, "file_sha256": "ab" * 32, "fetched": 1.0}  # fmt: skip
 
-    monkeypatch.setattr(executing, "_check_and_fetch", fetched)
+    for module in (backup, scheduled):
+        monkeypatch.setattr(module, "check_and_fetch", fetched)
     ctx = SimpleNamespace(cluster=cluster, nodes=set(), notes=[])
+    executing = SimpleNamespace(take_snapshot=backup.take_snapshot, pull=scheduled.pull)
     return executing, SimpleNamespace(ctx=ctx, progress=lambda *_: None)
 
 
@@ -446,7 +451,7 @@ def _backing_up(base: dict, tmp_path: Path, monkeypatch, fails: str):
 def test_a_snapshot_failing_a_check_leaves_no_file_behind(
     base: dict, tmp_path: Path, monkeypatch, fails: str
 ) -> None:
-    from k8sboot.etcd.actions import PullSnapshots
+    from k8sboot.etcd.scheduled import PullSnapshots
 
     executing, executor = _backing_up(base, tmp_path, monkeypatch, fails)
     if fails == "check":  # `etcd backup`: the copy disagrees with the host's file
@@ -547,7 +552,7 @@ def test_a_restore_in_progress_is_rolled_back_by_its_tag(restoring) -> None:
 
 def test_up_reset_and_node_remove_refuse_while_a_restore_is_recorded(restoring) -> None:
     from k8sboot import workflows
-    from k8sboot.steps.nodes import DrainOptions
+    from k8sboot.nodes.drain import DrainOptions
 
     ctx, backup = restoring
     guarded = [workflows.up(), workflows.up("w1"), workflows.reset(False),

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from k8sboot.steps.nodes import DrainOptions
+from k8sboot.nodes.drain import DrainOptions
 from k8sboot.workflows import node_drain
 
 from .conftest import load_data

@@ -12,8 +12,8 @@ from pathlib import Path
 
 import pytest
 
+from k8sboot.cluster.cni import fetch_checked
 from k8sboot.errors import MachineError
-from k8sboot.executor.cluster import fetch_checked
 
 
 class _Quiet(SimpleHTTPRequestHandler):

@@ -1,5 +1,5 @@
-"""No import cycles among k8sboot's modules: the graph of module-level imports (read with
-ast, nothing imported) has no cycle beyond the known ones listed below."""
+"""k8sboot's import graph (read with ast, nothing imported): no cycles, and the shared core
+never imports a feature (DESIGN.md: features import the core, never the other way round)."""
 
 from __future__ import annotations
 
@@ -7,19 +7,6 @@ import ast
 from pathlib import Path
 
 PACKAGE = Path(__file__).resolve().parents[2] / "k8sboot"
-
-# Cycles k8sboot has today, each as the set of modules that import one another round.
-# Issue 17's restructure (etcd and nodes as feature packages that import the core, never
-# the other way round) removes them: delete an entry when its cycle goes. Any other cycle,
-# or one of these growing, fails.
-KNOWN_CYCLES = [
-    # executor/etcd.py registers the etcd commands' handlers by importing them at its end,
-    # and etcd_restore imports START_TIMEOUT and wait_healthy from it.
-    frozenset({"k8sboot.executor.etcd", "k8sboot.executor.etcd_restore"}),
-    # Importing the executor package registers every handler, etcd.install's among them;
-    # etcd.install imports executor.core, which runs the package first.
-    frozenset({"k8sboot.executor", "k8sboot.etcd.install"}),
-]
 
 
 def module_name(path: Path) -> str:
@@ -131,16 +118,46 @@ def one_cycle(graph: dict[str, set[str]], members: frozenset[str]) -> list[str]:
     raise AssertionError(f"no loop through {start}")
 
 
-def test_no_new_import_cycles() -> None:
+def test_no_import_cycles() -> None:
     graph = import_graph()
     found = cycles(graph)
-    new = [c for c in found if c not in KNOWN_CYCLES]
-    assert not new, "new import cycles:\n" + "\n".join(
+    assert not found, "import cycles:\n" + "\n".join(
         " -> ".join(one_cycle(graph, c)) + f"  ({len(c)} modules: {', '.join(sorted(c))})"
-        for c in new
+        for c in found
     )
-    gone = [sorted(c) for c in KNOWN_CYCLES if c not in found]
-    assert not gone, f"these cycles are gone: remove them from KNOWN_CYCLES: {gone}"
+
+
+# The feature packages: each holds its steps, action records and handlers. The CLI and
+# workflows.py compose features; everything else is the core they share.
+FEATURES = ("k8sboot.cluster", "k8sboot.etcd", "k8sboot.nodes", "k8sboot.certs", "k8sboot.health")
+COMPOSERS = ("k8sboot.cli", "k8sboot.workflows")
+
+
+def _within(module: str, packages: tuple[str, ...]) -> bool:
+    return any(module == p or module.startswith(p + ".") for p in packages)
+
+
+def imports_anywhere(path: Path) -> set[str]:
+    """Every k8sboot module `path` imports, at module level or inside a function."""
+    found = set()
+    for node in ast.walk(ast.parse(path.read_text())):
+        if isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+            found |= {node.module, *(f"{node.module}.{a.name}" for a in node.names)}
+        elif isinstance(node, ast.Import):
+            found |= {a.name for a in node.names}
+    return {m for m in found if m.startswith("k8sboot")}
+
+
+def test_the_core_never_imports_a_feature() -> None:
+    wrong = {}
+    for path in PACKAGE.rglob("*.py"):
+        name = module_name(path)
+        if _within(name, FEATURES + COMPOSERS):
+            continue
+        features = sorted(m for m in imports_anywhere(path) if _within(m, FEATURES))
+        if features:
+            wrong[name] = features
+    assert not wrong, f"core modules that import a feature: {wrong}"
 
 
 def test_the_graph_sees_a_cycle() -> None:
@@ -153,6 +170,6 @@ def test_the_graph_reads_relative_and_from_imports() -> None:
     graph = import_graph()
     assert "k8sboot.errors" in graph["k8sboot.facts"]
     assert "k8sboot.etcd.client" in graph["k8sboot.etcd.topology"]
-    assert "k8sboot.executor.etcd_backup" in graph["k8sboot.executor.etcd"]  # at the bottom
-    assert "k8sboot.executor" in graph["k8sboot.etcd.install"]  # executor.core's package
+    assert "k8sboot.etcd.checks" in graph["k8sboot.etcd.verify"]
+    assert "k8sboot.executor" in graph["k8sboot.etcd.install"]
     assert "k8sboot.spec" not in graph["k8sboot.spec.model"]  # its own package

@@ -131,7 +131,7 @@ def test_secrets_are_masked_in_log_and_events(tmp_path: Path) -> None:
 
 
 def test_verbose_text_output_says_what_each_action_did_and_why() -> None:
-    from k8sboot.actions import Converge
+    from k8sboot.cluster.node_setup import Converge
 
     stream = io.StringIO()
     converge = Converge((("w1", ("prepare",)),), (("w1", "prepare", "swap is on"),))

@@ -10,8 +10,8 @@ from k8sboot.actions import RunCommands
 from k8sboot.errors import MachineError, UnsafeError, UserError
 from k8sboot.facts import NodeStatus
 from k8sboot.nodes import removed
-from k8sboot.nodes.actions import Cordon, DeleteNode, Drain, RecordRemoval, RemoveEtcdMember
-from k8sboot.steps.nodes import DrainOptions
+from k8sboot.nodes.drain import Cordon, Drain, DrainOptions
+from k8sboot.nodes.remove import DeleteNode, RecordRemoval, RemoveEtcdMember
 from k8sboot.workflows import node_cordon, node_drain, node_remove
 
 from .conftest import load_data

@@ -7,10 +7,10 @@ import threading
 import pytest
 
 from k8sboot.actions import WriteFiles
+from k8sboot.cluster.containerd import ContainerdConfig
 from k8sboot.errors import MachineError
-from k8sboot.executor.core import Outcome
+from k8sboot.executor import Outcome
 from k8sboot.pipeline import _execute
-from k8sboot.steps.files import ContainerdConfig
 
 ACTIONS = [WriteFiles(f"w{i}", (), restart="containerd") for i in range(4)]
 

@@ -17,7 +17,7 @@ from k8sboot.nodes import removed
 from k8sboot.pipeline import Workflow
 from k8sboot.report import TextReporter
 from k8sboot.state import StateDir
-from k8sboot.steps.base import Context, Step
+from k8sboot.step import Context, Step
 from k8sboot.workflows import up
 
 from .conftest import load_data

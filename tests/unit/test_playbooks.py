@@ -7,8 +7,8 @@ from pathlib import Path
 
 import yaml
 
+from k8sboot.cluster.node_setup import fingerprint
 from k8sboot.resources import data_dir
-from k8sboot.steps.node_setup import fingerprint
 
 ROOT = Path(__file__).resolve().parents[2]
 

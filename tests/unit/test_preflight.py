@@ -6,7 +6,7 @@ from k8sboot.facts import Facts, HostFacts
 from k8sboot.preflight import run_checks
 
 from .conftest import load_data
-from .factsdata import fresh
+from .factsdata import AskedAboutEverything, fresh
 
 
 @pytest.fixture
@@ -84,7 +84,7 @@ def test_duplicates_and_clock_skew_across_hosts(cluster) -> None:
     checks = _checks(cluster, w1=clone, cp1=original)
     assert checks[("", "unique MAC addresses")].status == "fail"
     assert checks[("", "unique product_uuid")].status == "fail"
-    skewed = HostFacts("w1", fresh("w1", "10.0.0.21").data, skew=120.0)
+    skewed = AskedAboutEverything("w1", fresh("w1", "10.0.0.21").data, skew=120.0)
     assert _checks(cluster, w1=skewed)[("", "clock skew")].status == "fail"
 
 

@@ -9,10 +9,10 @@ from pathlib import Path
 import pytest
 import yaml
 
+from k8sboot.cli.render import files_for
 from k8sboot.render import (
     PLACEHOLDER_TOKEN,
     JoinSecrets,
-    host_files,
     kubeadm_file,
     upload_certs_file,
 )
@@ -32,7 +32,7 @@ def _rendered(path: Path) -> dict[str, str]:
     return {
         f"{host.name}{file.path}": file.content
         for host in cluster.hosts
-        for file in host_files(cluster, host)
+        for file in files_for(cluster, host)
     }
 
 
@@ -92,7 +92,7 @@ def test_every_key_exists_upstream(minor: int, base: dict) -> None:
 def test_examples_keys_exist_upstream(example: Path) -> None:
     cluster = load_spec(example).cluster
     for host in cluster.hosts:
-        for file in host_files(cluster, host):
+        for file in files_for(cluster, host):
             if file.path.name.startswith("kubeadm-"):
                 for document in _kube_documents(file.content):
                     assert unknown_keys(document, cluster.release.minor) == []
@@ -124,7 +124,7 @@ def test_extra_args_form_follows_the_api_version(base: dict) -> None:
 
 def test_cgroup_drivers_agree(base: dict) -> None:
     cluster = load_data(base).cluster
-    files = {str(f.path): f.content for f in host_files(cluster, cluster.hosts[0])}
+    files = {str(f.path): f.content for f in files_for(cluster, cluster.hosts[0])}
     containerd = tomllib.loads(files["/etc/containerd/config.toml"])
     cri = containerd["plugins"]["io.containerd.grpc.v1.cri"]
     assert cri["containerd"]["runtimes"]["runc"]["options"]["SystemdCgroup"] is True
@@ -140,7 +140,7 @@ def test_cgroup_drivers_agree(base: dict) -> None:
 def test_registry_mirrors(base: dict) -> None:
     base["containerRuntime"] = {"registryMirrors": {"docker.io": ["https://m1", "http://m2"]}}
     cluster = load_data(base).cluster
-    files = {str(f.path): f.content for f in host_files(cluster, cluster.hosts[1])}
+    files = {str(f.path): f.content for f in files_for(cluster, cluster.hosts[1])}
     hosts = tomllib.loads(files["/etc/containerd/certs.d/docker.io/hosts.toml"])
     assert hosts["server"] == "https://registry-1.docker.io"
     assert list(hosts["host"]) == ["https://m1", "http://m2"]
@@ -152,7 +152,7 @@ def test_registry_mirrors_by_containerd_host_names(base: dict) -> None:
     registries = ["_default", "reg.internal:5000", "10.0.0.5:5000", "[fd00::5]:5000"]
     base["containerRuntime"] = {"registryMirrors": {r: ["https://m1"] for r in registries}}
     cluster = load_data(base).cluster
-    files = {str(f.path): f.content for f in host_files(cluster, cluster.hosts[1])}
+    files = {str(f.path): f.content for f in files_for(cluster, cluster.hosts[1])}
     hosts = tomllib.loads(files["/etc/containerd/certs.d/_default/hosts.toml"])
     assert hosts == {"host": {"https://m1": {"capabilities": ["pull", "resolve"]}}}
     for registry in registries[1:]:  # containerd's other names for a registry: host[:port]
@@ -206,7 +206,7 @@ def test_real_secrets_make_a_private_file(base: dict) -> None:
 def test_flannel_manifest(base: dict) -> None:
     base["networking"] = {"podSubnet": "10.50.0.0/16"}
     cluster = load_data(base).cluster
-    cni = next(f for f in host_files(cluster, cluster.hosts[0]) if f.path.name == "cni.yaml")
+    cni = next(f for f in files_for(cluster, cluster.hosts[0]) if f.path.name == "cni.yaml")
     documents = _kube_documents(cni.content)
     assert all(d["apiVersion"] and d["kind"] and d["metadata"]["name"] for d in documents)
     config = next(d for d in documents if d["kind"] == "ConfigMap")
@@ -220,7 +220,7 @@ def test_flannel_manifest(base: dict) -> None:
 def test_no_cni_means_no_manifest(base: dict) -> None:
     base["networking"] = {"cni": "none"}
     cluster = load_data(base).cluster
-    assert all(f.path.name != "cni.yaml" for f in host_files(cluster, cluster.hosts[0]))
+    assert all(f.path.name != "cni.yaml" for f in files_for(cluster, cluster.hosts[0]))
 
 
 def test_templates_hold_no_logic_beyond_loops_and_conditionals() -> None:

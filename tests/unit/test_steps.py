@@ -5,23 +5,17 @@ from pathlib import Path, PurePosixPath
 
 import pytest
 
-from k8sboot.actions import (
-    ApplyManifest,
-    Converge,
-    Fetched,
-    FetchKubeconfig,
-    KubeadmInit,
-    KubeadmJoin,
-    WaitApiServer,
-    WaitNodesReady,
-    WriteFiles,
-)
+from k8sboot.actions import Fetched, WriteFiles
+from k8sboot.cluster.cni import ApplyManifest, WaitNodesReady, cni_stamp
+from k8sboot.cluster.kube_vip import WaitApiServer
+from k8sboot.cluster.kubeadm import KubeadmInit, KubeadmJoin
+from k8sboot.cluster.kubeconfig import FetchKubeconfig
+from k8sboot.cluster.node_setup import Converge
 from k8sboot.errors import MachineError
 from k8sboot.etcd.install import InstallEtcd
 from k8sboot.kubeadm_node import ADMIN_CONF, KUBELET_CONF
 from k8sboot.render import cni_file, kube_vip_file
-from k8sboot.steps.cluster import cni_stamp
-from k8sboot.steps.files import sha256
+from k8sboot.step import sha256
 from k8sboot.transport import ReadOnlyHosts
 from k8sboot.workflows import reset, up
 
@@ -272,9 +266,9 @@ def test_stamps_are_recorded_where_every_task_succeeded(
     cluster, tmp_path: Path, monkeypatch, failed: set[str]
 ) -> None:
     from k8sboot.ansible import PlaybookFailed
+    from k8sboot.cluster import node_setup
+    from k8sboot.cluster.node_setup import drift, fingerprint, role_vars
     from k8sboot.executor import Executor
-    from k8sboot.executor import files as executor_files
-    from k8sboot.steps.node_setup import drift, fingerprint, role_vars
 
     hosts = {h.name: fresh(h.name, h.ip) for h in cluster.hosts}
     ctx = context(cluster, hosts, tmp_path)
@@ -293,7 +287,7 @@ def test_stamps_are_recorded_where_every_task_succeeded(
         if failed:
             raise PlaybookFailed("Ansible node.yml failed: w1: task 'x': boom", failed)
 
-    monkeypatch.setattr(executor_files, "run_playbook", run_playbook)
+    monkeypatch.setattr(node_setup, "run_playbook", run_playbook)
     if failed:
         with pytest.raises(PlaybookFailed):
             Executor(ctx, transport).execute(converge)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from k8sboot.actions import WaitNodesReady
+from k8sboot.cluster.cni import WaitNodesReady
 from k8sboot.executor import Executor
 from k8sboot.runlog import RunLog
 from k8sboot.transport import CommandResult
@@ -42,7 +42,7 @@ class PollCounter:
 
 
 def test_waiting_for_ready_logs_changes_only(base: dict, tmp_path: Path, monkeypatch) -> None:
-    monkeypatch.setattr("k8sboot.executor.cluster.time.sleep", lambda _: None)
+    monkeypatch.setattr("k8sboot.cluster.cni.time.sleep", lambda _: None)
     ctx = context(load_data(base).cluster, {}, tmp_path)
     ctx.log = RunLog(tmp_path / "run.log")
     transport = FakeTransport(cp1=(poller := PollCounter(polls=50)))

@@ -1,23 +1,33 @@
-"""OS preparation, containerd and the Kubernetes packages: Ansible roles, run only on
-the hosts (and only the roles) whose probe shows drift."""
+"""Node setup: the Ansible roles each host needs (OS, containerd, kube packages),
+planned from probed drift, and the services k8sboot manages."""
 
 from __future__ import annotations
 
 import hashlib
 import json
+import shlex
+from dataclasses import dataclass
 from functools import cache
 from typing import Any
 
-from k8sboot.actions import Action, Converge, RunCommands
-from k8sboot.facts import HostFacts
+from k8sboot.actions import Action, RunCommands
+from k8sboot.ansible import PlaybookFailed, run_playbook
+from k8sboot.executor import Executor, Outcome, handles, raise_first
+from k8sboot.facts import HostFacts, Wanted
+from k8sboot.host_state import STAMPS_DIR
 from k8sboot.kubeadm_node import KERNEL_MODULES, SYSCTLS
 from k8sboot.resources import data_dir
 from k8sboot.spec import Cluster, Host
-from k8sboot.steps.base import Context, Step
+from k8sboot.step import Context, Step
+from k8sboot.transport import Connection
 from k8sboot.versions import KubeVersion
 
 PLAYBOOK = "node.yml"
+
+
 UPSTREAM_REPOSITORY = "https://pkgs.k8s.io/core:/stable:/v{minor}/deb/"
+
+
 # Files each role writes whole. Their hashes go into the role's stamp when it converges,
 # so that a file deleted or edited later is drift, even while the live setting it
 # persists (a sysctl, a loaded module) still holds and hides the loss until a reboot.
@@ -96,7 +106,7 @@ def drift(cluster: Cluster, host: Host, found: HostFacts, role: str, wanted: str
         if now != written:
             return f"{path} was {'deleted' if now is None else 'edited'} since k8sboot wrote it"
     if role == "prepare":
-        if found.data["memory"]["swap_mib"] and not found.container:
+        if found.swap_mib and not found.container:
             return "swap is on"
         for name, value in SYSCTLS.items():
             current = found.sysctl(name)
@@ -125,6 +135,9 @@ def scoped(hosts: list[Host], only: str | None) -> list[Host]:
 class NodeSetup(Step):
     title = "node setup (Ansible)"
 
+    def wants(self, cluster: Cluster) -> Wanted:
+        return Wanted(files=tuple(path for owned in OWNED_FILES.values() for path in owned))
+
     def __init__(self, only: str | None = None):
         self.only = only
 
@@ -147,7 +160,7 @@ class NodeSetup(Step):
                 merged: dict[str, Any] = {"k8sboot_converge": drifted, "k8sboot_stamps": stamps}
                 for role in drifted:
                     merged |= wanted[role]
-                merged["prepare_swap"] = bool(found.data["memory"]["swap_mib"])
+                merged["prepare_swap"] = bool(found.swap_mib)
                 host_vars.append((host.name, json.dumps(merged, sort_keys=True)))
         if not roles:
             return []
@@ -200,3 +213,73 @@ class Services(Step):
                     )
                 )
         return actions
+
+
+@dataclass(frozen=True)
+class Converge(Action):
+    """Run Ansible roles: each host gets only the roles its probe found drifted."""
+
+    roles: tuple[tuple[str, tuple[str, ...]], ...]  # (host, roles)
+    reasons: tuple[tuple[str, str, str], ...] = ()  # (host, role, why it must run)
+    host_vars: tuple[tuple[str, str], ...] = ()  # (host, JSON of its variables; no secrets)
+
+    @property
+    def hosts(self) -> tuple[str, ...]:
+        return tuple(host for host, _ in self.roles)
+
+    def describe(self) -> str:
+        why = {(host, role): reason for host, role, reason in self.reasons}
+        parts = [
+            f"{host}: "
+            + ", ".join(f"{r} ({why[host, r]})" if (host, r) in why else r for r in roles)
+            for host, roles in self.roles
+        ]
+        return "Ansible roles " + "; ".join(parts)
+
+
+@handles(Converge)
+def converge(executor: Executor, action: Converge) -> Outcome:
+    per_host = {host: json.loads(values) for host, values in action.host_vars}
+    stamps = {host: values.pop("k8sboot_stamps") for host, values in per_host.items()}
+
+    def on_event(event: dict) -> None:
+        data = event.get("event_data", {})
+        if event.get("event") == "runner_on_start" and data.get("host"):
+            executor.progress(data["host"], data.get("task", ""))
+
+    ctx = executor.ctx
+    try:
+        run_playbook(ctx.cluster, ctx.state, PLAYBOOK, per_host, {}, on_event)
+    except PlaybookFailed as failed:
+        _record_stamps(executor, per_host, stamps, set(per_host) - failed.hosts)
+        raise
+    _record_stamps(executor, per_host, stamps, set(per_host))
+    return Outcome(action.hosts)
+
+
+def _record_stamps(
+    executor: Executor,
+    per_host: dict[str, dict],
+    stamps: dict[str, dict[str, str]],
+    hosts: set[str],
+) -> None:
+    """The fingerprint of each role a host converged, once every task of the run succeeded
+    there, followed by the hashes of the files the role owns (as they are now): the probe
+    compares both with what it finds to see drift. One command per host, over k8sboot's
+    own connections (Ansible took a task round trip per role and host)."""
+
+    def record(connection: Connection) -> None:
+        commands = [f"mkdir -p {STAMPS_DIR}"]
+        for role in per_host[connection.name]["k8sboot_converge"]:
+            stamp = f"{STAMPS_DIR}/{role}"
+            files = " ".join(shlex.quote(f) for f in OWNED_FILES[role])
+            # A file the role did not write here (no repository file with local packages)
+            # is left out of the stamp, and so is not watched.
+            hashes = f"sha256sum -- {files} 2>/dev/null; " if files else ""
+            commands.append(
+                f"{{ echo {shlex.quote(stamps[connection.name][role])}; {hashes}true; }}"
+                f" > {stamp}.tmp && mv {stamp}.tmp {stamp}"
+            )
+        connection.run(" && ".join(commands), shown="record the converged roles' stamps")
+
+    raise_first(executor.transport.each(sorted(hosts), record))

@@ -6,7 +6,7 @@ from k8sboot.actions import Action, RunCommands
 from k8sboot.facts import HostFacts
 from k8sboot.host_state import CONFIG_DIR, STAMPS_DIR
 from k8sboot.spec import Cluster
-from k8sboot.steps.base import Context, Step
+from k8sboot.step import Context, Step
 
 # kubeadm reset leaves CNI configuration, CNI interfaces, iptables rules and IPVS tables
 # behind; a later init on the same machine trips over them.
@@ -35,7 +35,7 @@ def leftovers(cluster: Cluster, found: HostFacts) -> bool:
     vip = virtual_ip(cluster)
     return bool(
         found.kubeadm_configured
-        or found.data["manifests"]
+        or found.manifests
         or found.stamp("cni")
         or (vip and found.interface_of(vip))
     )

@@ -1,24 +1,108 @@
-"""The running cluster: applying manifests, waiting for Ready nodes, the kubeconfig."""
+"""The CNI manifest applied through the API, and the wait for every Node to be Ready."""
 
 from __future__ import annotations
 
 import json
 import time
 import urllib.request
+from dataclasses import dataclass
+from pathlib import PurePosixPath
 
-import yaml
-
-from k8sboot.actions import ApplyManifest, FetchKubeconfig, WaitApiServer, WaitNodesReady
+from k8sboot.actions import Action, Fetched, OnHost
+from k8sboot.cluster.kubeconfig import digest
 from k8sboot.errors import MachineError
-from k8sboot.executor.core import Executor, Outcome, handles, read_required
-from k8sboot.facts import KUBECTL, parse_nodes
-from k8sboot.host_state import STAMPS_DIR
-from k8sboot.kubeadm_node import ADMIN_CONF
-from k8sboot.state import write_private
-from k8sboot.steps.cluster import cni_stamp, digest
+from k8sboot.executor import Executor, Outcome, handles
+from k8sboot.facts import KUBECTL, Wanted, parse_nodes
+from k8sboot.host_state import CONFIG_DIR, STAMPS_DIR
+from k8sboot.render import CNI_MANIFEST, RenderedFile, cni_file
+from k8sboot.spec import Cluster
+from k8sboot.step import Context, Step, sha256
 from k8sboot.transport import CommandFailed
 
+CALICO_OPERATOR_FILE = PurePosixPath(CONFIG_DIR) / "tigera-operator.yaml"
+
+
+CALICO_CRDS = ("installations.operator.tigera.io", "apiservers.operator.tigera.io")
+
+
+def cni_stamp(file: RenderedFile, operator: Fetched | None) -> str:
+    """What the CNI stamp records: the manifest applied, and the operator's release."""
+    return sha256(file.content + (f"\n{operator.sha256}" if operator else ""))
+
+
+class Cni(Step):
+    title = "CNI"
+
+    def wants(self, cluster: Cluster) -> Wanted:
+        return Wanted(files=(str(CNI_MANIFEST),))
+
+    def plan(self, ctx: Context) -> list[Action]:
+        cni = ctx.cluster.networking.cni
+        if cni == "none":
+            return []
+        file = cni_file(ctx.cluster)
+        operator, crds = None, ()
+        if cni == "calico":
+            release = ctx.cluster.networking.calico_operator
+            operator = Fetched(release.url, release.sha256, CALICO_OPERATOR_FILE)
+            crds = CALICO_CRDS
+        host = ctx.api_host
+        if ctx.host_facts(host).stamp("cni") == cni_stamp(file, operator):
+            return []
+        if not ctx.api.answers:
+            raise ctx.api.needed(f"applying the CNI ({cni})")
+        return [ApplyManifest(host.name, file, cni, "cni", operator, crds)]
+
+
+class WaitReady(Step):
+    title = "nodes Ready"
+
+    def plan(self, ctx: Context) -> list[Action]:
+        if not ctx.api.answers:
+            raise ctx.api.needed("checking that the nodes are Ready")
+        names = [h.name for h in ctx.cluster.kube_nodes]
+        pending = [n for n in names if n not in ctx.nodes or not ctx.nodes[n].ready]
+        if not pending:
+            return []
+        return [WaitNodesReady(ctx.api_host.name, tuple(names), ctx.wait_timeout)]
+
+
+@dataclass(frozen=True)
+class ApplyManifest(OnHost):
+    file: RenderedFile
+    what: str
+    stamp: str  # recorded on the host once applied, so that a re-run can skip it
+    # An operator's release manifest applied first (server-side: its CRDs are too large
+    # for the annotation client-side apply keeps), and the CRDs to wait for.
+    operator: Fetched | None = None
+    crds: tuple[str, ...] = ()
+
+    def describe(self) -> str:
+        first = (
+            f"kubectl apply --server-side {self.operator.url} (sha256 checked), "
+            if self.operator
+            else ""
+        )
+        return f"{first}kubectl apply {self.what} ({self.file.path})"
+
+
+@dataclass(frozen=True)
+class WaitNodesReady(Action):
+    host: str  # the control plane to ask
+    nodes: tuple[str, ...]
+    timeout: float
+
+    @property
+    def hosts(self) -> tuple[str, ...]:
+        return (self.host,)  # it only reads, through this control plane
+
+    def describe(self) -> str:
+        return f"wait up to {self.timeout:.0f}s for nodes Ready: {', '.join(self.nodes)}"
+
+
 APPLY_TIMEOUT = 900
+
+
 APPLY_ATTEMPTS = 3
 
 
@@ -98,40 +182,3 @@ def wait_ready(executor: Executor, action: WaitNodesReady) -> Outcome:
             raise MachineError(f"nodes not Ready after {action.timeout:.0f}s: {detail}")
         executor.progress(action.host, f"waiting for {', '.join(waiting)}")
         time.sleep(2)
-
-
-@handles(WaitApiServer)
-def wait_api_server(executor: Executor, action: WaitApiServer) -> Outcome:
-    connection = executor.transport[action.host]
-    deadline = time.monotonic() + action.timeout
-    # admin.conf names the endpoint as its server: this goes through the virtual IP.
-    command = f"{KUBECTL} get --raw /readyz --request-timeout=5s"
-    said = None
-    while True:
-        result = connection.run(command, check=False, timeout=30, quiet=True)
-        state = "ready" if result.ok else f"exit {result.exit_code}: {result.stderr.strip()[-200:]}"
-        if state != said:
-            executor.ctx.log.write(action.host, f"https://{action.endpoint}/readyz: {state}")
-            said = state
-        if result.ok:
-            return Outcome(())
-        if time.monotonic() > deadline:
-            raise MachineError(
-                f"the API servers do not answer through https://{action.endpoint} after "
-                f"{action.timeout:.0f}s: {result.stderr.strip()[-200:]}"
-            )
-        executor.progress(action.host, f"waiting for https://{action.endpoint}/readyz")
-        time.sleep(1)
-
-
-@handles(FetchKubeconfig)
-def fetch_kubeconfig(executor: Executor, action: FetchKubeconfig) -> Outcome:
-    ctx = executor.ctx
-    raw = read_required(executor.transport[action.host], ADMIN_CONF, secret=True)  # a client key
-    config = yaml.safe_load(raw)
-    for cluster in config.get("clusters", []):
-        cluster["cluster"]["server"] = f"https://{action.server}"
-    path = ctx.state.kubeconfig
-    write_private(path, yaml.safe_dump(config).encode())
-    path.with_name("kubeconfig.source").write_text(digest(raw) + "\n")
-    return Outcome((), f"kubeconfig written to {path}")

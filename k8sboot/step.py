@@ -1,12 +1,15 @@
-"""What every step shares: the context it plans in, and the Step interface."""
+"""Planning: the Context steps see (observed state, a read-only view of the hosts)
+and the Step every feature's steps derive from."""
 
 from __future__ import annotations
 
+import hashlib
 from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
 
 from k8sboot.actions import Action
-from k8sboot.facts import ApiAnswer, Facts, HostFacts, NodeStatus
+from k8sboot.facts import ApiAnswer, Facts, HostFacts, NodeStatus, Wanted
+from k8sboot.render import RenderedFile
 from k8sboot.runlog import RunLog
 from k8sboot.spec import Cluster, Host
 from k8sboot.state import StateDir
@@ -65,7 +68,21 @@ class Step(ABC):
     # the same time.
     hosts_apart: bool = False
 
+    def wants(self, cluster: Cluster) -> Wanted:
+        """What this step reads from the probes beyond their defaults (files, packages,
+        paths that must exist): the pipeline probes its workflow's union once."""
+        return Wanted()
+
     @abstractmethod
     def plan(self, ctx: Context) -> list[Action]:
         """The actions that would bring this step's part of the cluster to the desired
         state; an empty plan means converged."""
+
+
+def sha256(content: str) -> str:
+    return hashlib.sha256(content.encode()).hexdigest()
+
+
+def changed(ctx: Context, host: Host, files: list[RenderedFile]) -> tuple[RenderedFile, ...]:
+    found = ctx.host_facts(host)
+    return tuple(f for f in files if found.file_hash(str(f.path)) != sha256(f.content))

@@ -1,21 +1,57 @@
-"""Certificate renewal, one control plane at a time: kubeadm renews the files, and the
-static pods that read them are restarted by moving their manifests out and back (the
-kubelet stops and starts them), then found healthy before the next control plane."""
+"""`certs renew`: kubeadm's certificates renewed on each control plane in turn, its
+static pods restarted one at a time."""
 
 from __future__ import annotations
 
 import shlex
 import time
+from dataclasses import dataclass
 
-from k8sboot.certs.actions import RenewCertificates
+from k8sboot.actions import Action, OnHost
+from k8sboot.cluster.kubeconfig import FetchKubeconfig
 from k8sboot.errors import MachineError
 from k8sboot.etcd.client import STACKED_TLS, EtcdCtl, client_url
-from k8sboot.executor.core import Executor, Outcome, handles
+from k8sboot.executor import Executor, Outcome, handles
 from k8sboot.facts import ProbeRequest, probe_host
 from k8sboot.host_state import PAUSED_MANIFESTS_DIR
-from k8sboot.kubeadm_node import API_SERVER_PORT, MANIFESTS_DIR
+from k8sboot.kubeadm_node import ADMIN_CONF, API_SERVER_PORT, MANIFESTS_DIR
 from k8sboot.nodes.observe import api_server, kubectl
+from k8sboot.step import Context, Step
 from k8sboot.transport import Connection
+
+
+class RenewAll(Step):
+    title = "renew certificates"
+
+    def plan(self, ctx: Context) -> list[Action]:
+        renewing, unreachable = [], []
+        for host in ctx.cluster.control_planes:
+            if host.name not in ctx.facts.hosts:
+                unreachable.append(host.name)
+            elif ctx.facts[host.name].exists(ADMIN_CONF):
+                renewing.append(host.name)
+        if not renewing:
+            raise MachineError("no reachable, initialised control plane to renew certificates on")
+        for name in unreachable:
+            ctx.notes.append(
+                f"warning: {name} could not be reached: its certificates were not renewed; "
+                "run `k8sboot certs renew` again once it is back"
+            )
+        actions: list[Action] = [RenewCertificates(name) for name in renewing]
+        return [*actions, FetchKubeconfig(renewing[0], ctx.cluster.endpoint)]
+
+
+@dataclass(frozen=True)
+class RenewCertificates(OnHost):
+    """`kubeadm certs renew all` on one control plane, then its static pods restarted and
+    its API server and etcd member found healthy before anything else happens."""
+
+    def describe(self) -> str:
+        return (
+            "kubeadm certs renew all; restart the API server, controller-manager, scheduler "
+            "and etcd (their manifests moved out and back); wait until healthy"
+        )
+
 
 # Each static pod kubeadm makes, and the port it listens on while it runs.
 STATIC_PODS = {
@@ -24,8 +60,14 @@ STATIC_PODS = {
     "kube-scheduler": 10259,
     "etcd": 2379,
 }
+
+
 STOP_TIMEOUT = 120
+
+
 START_TIMEOUT = 300
+
+
 PORTS_ONLY = ProbeRequest(packages=(), services=(), sysctls=(), modules=(), exists=(), busy=())
 
 
@@ -81,7 +123,7 @@ def _require_healthy_etcd(etcd: EtcdCtl, host: str) -> None:
 def _wait_ports(executor: Executor, connection: Connection, ports: list[int]) -> None:
     deadline = time.monotonic() + STOP_TIMEOUT
     while True:
-        listening = set(probe_host(connection, PORTS_ONLY).data["ports"]) & set(ports)
+        listening = set(probe_host(connection, PORTS_ONLY).ports) & set(ports)
         if not listening:
             return
         if time.monotonic() > deadline:

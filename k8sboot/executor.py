@@ -9,16 +9,19 @@ again once the operation they were for has run.
 
 from __future__ import annotations
 
+import shlex
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TypeVar
 
-from k8sboot.actions import Action
+from k8sboot.actions import Action, RunCommands, WriteFiles
 from k8sboot.errors import MachineError
-from k8sboot.steps.base import Context
+from k8sboot.step import Context
 from k8sboot.transport import Connection, Transport
 
 Progress = Callable[[str, str], None]  # (host, what is happening)
+
+
 A = TypeVar("A", bound=Action)
 
 
@@ -29,6 +32,8 @@ class Outcome:
 
 
 Handler = Callable[["Executor", A], Outcome]
+
+
 _HANDLERS: dict[type[Action], Handler] = {}
 
 
@@ -71,3 +76,33 @@ def raise_first(results: dict[str, object]) -> None:
         raise next(iter(failures.values()))
     if failures:
         raise MachineError("; ".join(f"{e}" for e in failures.values()))
+
+
+COMMAND_TIMEOUT = 900
+
+
+@handles(WriteFiles)
+def write_files(executor: Executor, action: WriteFiles) -> Outcome:
+    connection = executor.transport[action.host]
+    for file in action.files:
+        executor.progress(action.host, f"write {file.path}")
+        connection.write_file(str(file.path), file.content.encode(), file.mode)
+    if action.restart:
+        executor.progress(action.host, f"restart {action.restart}")
+        connection.run(f"systemctl restart {shlex.quote(action.restart)}", timeout=180)
+    return Outcome((action.host,))
+
+
+@handles(RunCommands)
+def run_commands(executor: Executor, action: RunCommands) -> Outcome:
+    by_host: dict[str, list[str]] = {}
+    for host, command in action.commands:
+        by_host.setdefault(host, []).append(command)
+
+    def run_all(connection: Connection) -> None:
+        for command in by_host[connection.name]:
+            executor.progress(connection.name, command)
+            connection.run(command, timeout=COMMAND_TIMEOUT)
+
+    raise_first(executor.transport.each(by_host, run_all))
+    return Outcome(tuple(by_host))

@@ -1,30 +1,28 @@
-"""Node maintenance steps: cordon, drain (with a pre-check of what would block it), and
-the removal of a node: safety checks, drain, etcd member, kubeadm reset, Node object."""
+"""`node cordon` and `node drain`: the node resolved from the cluster file and the
+API, its pods checked against kubectl's drain filters and PodDisruptionBudgets, evicted."""
 
 from __future__ import annotations
 
+import shlex
 from dataclasses import dataclass
 
-from k8sboot.actions import Action, RunCommands
+from k8sboot.actions import Action, OnHost
 from k8sboot.errors import MachineError, UnsafeError, UserError
-from k8sboot.etcd.client import STACKED_TLS, EtcdCtl, Member, client_url, find_member
+from k8sboot.executor import Executor, Outcome, handles
 from k8sboot.facts import NodeStatus
-from k8sboot.nodes import observe, removed
-from k8sboot.nodes.actions import Cordon, DeleteNode, Drain, RecordRemoval, RemoveEtcdMember
+from k8sboot.nodes import observe
 from k8sboot.nodes.pods import (
     OVERRIDE,
     Blocker,
     blockers,
     evictable,
     overridable,
+    why_left,
 )
-from k8sboot.nodes.quorum import removal_refusal
 from k8sboot.spec import Host
-from k8sboot.steps.base import Context, Step
-from k8sboot.steps.reset import cleanup, leftovers
+from k8sboot.step import Context, Step
 
 CONTROL_PLANE_LABEL = "node-role.kubernetes.io/control-plane"
-STOP_KUBELET = "if systemctl cat kubelet.service >/dev/null 2>&1; then systemctl stop kubelet; fi"
 
 
 @dataclass(frozen=True)
@@ -188,136 +186,86 @@ def refusal(node: str, found: list[Blocker], for_removal: bool) -> str:
     return f"{what} of {node} refused: a drain would be blocked by {grouped(found)} ({hints})"
 
 
-def etcd_through(ctx: Context, exclude: str) -> tuple[Host, EtcdCtl, list[Member]]:
-    """An etcd client on a control plane other than `exclude` whose own member answers."""
-    asked = {
-        h.name: (h, EtcdCtl(ctx.view[h.name], STACKED_TLS, [client_url(h.ip)]))
-        for h in ctx.cluster.control_planes
-        if h.name != exclude
-        and h.name in ctx.facts.hosts
-        and ctx.facts[h.name].initialised_control_plane
-    }
-    # All asked at once: members that do not answer cost one wait, not one each.
-    answers = ctx.view.each(asked, lambda c: asked[c.name][1].members())
-    problems = []
-    for name, answer in answers.items():
-        if isinstance(answer, MachineError):
-            problems.append(str(answer))
-        elif isinstance(answer, BaseException):
-            raise answer
-        else:
-            host, etcd = asked[name]
-            return host, etcd, answer
-    detail = f": {'; '.join(problems)}" if problems else ""
-    raise MachineError(f"no healthy etcd member besides {exclude} to ask{detail}")
+@dataclass(frozen=True)
+class Cordon(OnHost):
+    node: str
+    unschedulable: bool  # False: uncordon
+    server: str | None = None
+
+    def describe(self) -> str:
+        return f"kubectl {'cordon' if self.unschedulable else 'uncordon'} {self.node}"
 
 
-def healthy_members(etcd: EtcdCtl, members: list[Member]) -> set[int]:
-    by_url = {m.client_urls[0]: m.id for m in members if m.client_urls}
-    if not by_url:
-        return set()
-    return {
-        by_url[h.endpoint] for h in etcd.health(list(by_url)) if h.healthy and h.endpoint in by_url
-    }
+@dataclass(frozen=True)
+class Drain(OnHost):
+    node: str
+    timeout: float
+    delete_emptydir_data: bool = False
+    force: bool = False  # kubectl's --force: also delete pods without a controller
+    server: str | None = None  # talk to this API server rather than the endpoint
+    keep_going: bool = False  # a failure is a warning (node remove --force)
+    skip_wait_for_delete: bool = False  # its kubelet is gone: do not wait for it
+
+    def describe(self) -> str:
+        extra = "".join(
+            [
+                ", delete emptyDir data" if self.delete_emptydir_data else "",
+                ", delete pods without a controller (--force)" if self.force else "",
+                ", not waiting for its kubelet" if self.skip_wait_for_delete else "",
+            ]
+        )
+        return (
+            f"kubectl drain {self.node} (DaemonSet pods stay{extra}; timeout {self.timeout:.0f}s)"
+        )
 
 
-def _stacked_member(ctx: Context, target: Target) -> bool:
-    return target.control_plane and ctx.cluster.etcd.topology == "stacked"
+DRAIN_GRACE = 120  # seconds beyond kubectl's own --timeout before the SSH command gives up
 
 
-class CheckRemoval(Step):
-    """Refuse to remove the last control plane, or an etcd member whose removal would
-    leave etcd without quorum."""
-
-    def __init__(self, name: str):
-        self.name = name
-        self.title = f"check that {name} can go"
-
-    def plan(self, ctx: Context) -> list[Action]:
-        target = resolve(ctx, self.name)
-        if not target.control_plane:
-            return []
-        others = [
-            n.name
-            for n in ctx.nodes.values()
-            if n.name != self.name and CONTROL_PLANE_LABEL in n.labels
-        ]
-        if not others:
-            raise UnsafeError(
-                f"{self.name} is the last control plane; removing it would destroy the cluster "
-                "(`k8sboot reset` does that on purpose)"
-            )
-        if _stacked_member(ctx, target):
-            _, etcd, members = etcd_through(ctx, self.name)
-            member = find_member(members, self.name, target.ip or "")
-            reason = removal_refusal(self.name, members, healthy_members(etcd, members), member)
-            if reason:
-                raise UnsafeError(reason)
-        return []
+@handles(Cordon)
+def cordon(executor: Executor, action: Cordon) -> Outcome:
+    verb = "cordon" if action.unschedulable else "uncordon"
+    executor.progress(action.host, f"kubectl {verb} {action.node}")
+    executor.transport[action.host].run(
+        f"{observe.kubectl(action.server)} {verb} {shlex.quote(action.node)}", timeout=120
+    )
+    return Outcome((action.node,))
 
 
-class RemoveFromEtcd(Step):
-    def __init__(self, name: str):
-        self.name = name
-        self.title = f"remove {name}'s etcd member"
-
-    def plan(self, ctx: Context) -> list[Action]:
-        target = resolve(ctx, self.name)
-        if not _stacked_member(ctx, target):
-            return []
-        via, etcd, members = etcd_through(ctx, self.name)
-        member = find_member(members, self.name, target.ip or "")
-        if member is None:
-            return []  # not (or no longer) a member
-        reason = removal_refusal(self.name, members, healthy_members(etcd, members), member)
-        if reason:
-            raise UnsafeError(reason)
-        return [RemoveEtcdMember(via.name, self.name, member.id, member.peer_urls)]
-
-
-class ResetRemovedHost(Step):
-    """kubeadm reset and its leftovers on the node itself, when it can be reached."""
-
-    def __init__(self, name: str):
-        self.name = name
-        self.title = f"kubeadm reset on {name}"
-
-    def plan(self, ctx: Context) -> list[Action]:
-        target = resolve(ctx, self.name)
-        if not target.reachable:
-            ctx.notes.append(
-                f"warning: {self.name} could not be reached ({target.unreachable_reason}), so "
-                "kubeadm reset did not run there; if it comes back, its kubelet registers it "
-                f"again: run `k8sboot node remove {self.name} --yes` again then to wipe it"
-            )
-            return []
-        found = ctx.host_facts(target.host)  # type: ignore[arg-type]
-        if not leftovers(ctx.cluster, found) and not found.active("kubelet"):
-            return []
-        return [
-            RunCommands(
-                ((self.name, cleanup(ctx.cluster)), (self.name, STOP_KUBELET)),
-                "kubeadm reset, CNI/iptables/IPVS cleanup, kubelet stopped",
-            )
-        ]
-
-
-class DeleteNodeObject(Step):
-    def __init__(self, name: str):
-        self.name = name
-        self.title = f"delete Node {name}"
-
-    def plan(self, ctx: Context) -> list[Action]:
-        target = resolve(ctx, self.name)
-        actions: list[Action] = []
-        if target.node is not None:
-            api = api_host(ctx, exclude=self.name)
-            actions.append(DeleteNode(api.name, self.name, observe.api_server(api.ip)))
-        if target.host is not None:
-            if self.name not in removed.load(ctx.state):
-                actions.append(RecordRemoval(self.name, target.host.address))
-            ctx.notes.append(
-                f"{self.name} is out of the cluster: drop it from the cluster file's hosts "
-                "(with --vagrant: destroy its machine); until then `k8sboot up` leaves it out"
-            )
-        return actions
+@handles(Drain)
+def drain(executor: Executor, action: Drain) -> Outcome:
+    connection = executor.transport[action.host]
+    flags = [f"--ignore-daemonsets --timeout={action.timeout:.0f}s"]
+    if action.delete_emptydir_data:
+        flags.append("--delete-emptydir-data")
+    if action.force:
+        flags.append("--force")
+    if action.skip_wait_for_delete:
+        flags.append("--skip-wait-for-delete-timeout=1")
+    command = f"{observe.kubectl(action.server)} drain {shlex.quote(action.node)} {' '.join(flags)}"
+    executor.progress(action.host, f"kubectl drain {action.node} (up to {action.timeout:.0f}s)")
+    result = connection.run(
+        command,
+        timeout=action.timeout + DRAIN_GRACE,
+        check=False,
+        shown=f"kubectl drain {action.node}",
+    )
+    if result.ok:
+        return Outcome((action.node,))
+    left = why_left(
+        observe.pods_on(connection, action.node, action.server),
+        observe.budgets(connection, action.server),
+        action.node,
+    )
+    output = f"{result.stdout}\n{result.stderr}"
+    timed_out = "global timeout reached" in output or "timed out" in output
+    last = (result.stderr or result.stdout).strip().splitlines()[-1:] or ["no output"]
+    message = (
+        f"drain of {action.node} did not finish"
+        + (f" within {action.timeout:.0f}s" if timed_out else "")
+        + (f"; pods left: {'; '.join(left)}" if left else f": {last[0]}")
+    )
+    if action.keep_going:
+        executor.ctx.notes.append(f"warning: {message}; removing it anyway (--force)")
+        return Outcome((action.node,))
+    raise MachineError(message)
