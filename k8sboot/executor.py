@@ -16,6 +16,7 @@ from typing import TypeVar
 
 from k8sboot.actions import Action, RunCommands, WriteFiles
 from k8sboot.errors import MachineError
+from k8sboot.facts import NodeStatus
 from k8sboot.step import Context
 from k8sboot.transport import Connection, Transport
 
@@ -27,8 +28,13 @@ A = TypeVar("A", bound=Action)
 
 @dataclass(frozen=True)
 class Outcome:
-    changed: tuple[str, ...]  # hosts where something changed
+    """What an action did, for the pipeline to merge: the hosts where something changed,
+    what to tell the user (as done: a dry run never executes), and the Nodes it saw last."""
+
+    changed: tuple[str, ...]
     detail: str = ""
+    notes: tuple[str, ...] = ()
+    nodes: dict[str, NodeStatus] | None = None
 
 
 Handler = Callable[["Executor", A], Outcome]

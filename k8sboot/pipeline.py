@@ -118,7 +118,7 @@ def run(
 def _tell(notes: list[str], reporter: Reporter, dry_run: bool) -> None:
     """The notes of the run. On a dry run every one comes from planning (nothing was
     carried out): each is told as what a run would do, never as done."""
-    for note in notes:
+    for note in dict.fromkeys(notes):  # a warning seen by planning and by a handler once
         reporter.note(note, planned=dry_run)
 
 
@@ -164,6 +164,9 @@ def _steps(
         try:
             for action, outcome, seconds in _execute(executor, actions, step.hosts_apart):
                 changed.extend(outcome.changed)
+                ctx.notes.extend(outcome.notes)
+                if outcome.nodes is not None:
+                    ctx.nodes = outcome.nodes
                 reporter.action_finished(step.title, action, seconds, outcome.changed)
         except BaseException as error:
             reporter.step_failed(step.title, error, time.monotonic() - started)

@@ -174,9 +174,8 @@ def wait_ready(executor: Executor, action: WaitNodesReady) -> Outcome:
         if state != said:
             executor.ctx.log.write(action.host, f"nodes Ready? {state or 'all Ready'}")
             said = state
-        executor.ctx.nodes = nodes
         if not waiting:
-            return Outcome(())
+            return Outcome((), nodes=nodes)
         if time.monotonic() > deadline:
             detail = "; ".join(f"{name}: {why}" for name, why in waiting.items())
             raise MachineError(f"nodes not Ready after {action.timeout:.0f}s: {detail}")

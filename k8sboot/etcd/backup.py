@@ -161,19 +161,19 @@ def save(executor: Executor, action: SaveSnapshot) -> Outcome:
     except EmptyKeyspace:
         if action.origin != PRE_RESTORE:
             raise
-        executor.ctx.notes.append(
+        nothing = (
             f"no pre-restore snapshot: etcd member {action.member} ({action.endpoint}) holds "
             "no keys, nothing to keep"
         )
-        return Outcome(())
+        return Outcome((), notes=(nothing,))
     size = manifest.snapshot["size"] / 2**20
     encrypted = f", encrypted ({ALGORITHM})" if manifest.encryption else ""
-    executor.ctx.notes.append(
+    saved = (
         f"backup {manifest.name}: {size:.1f} MiB, revision {manifest.revision}, "
         f"{manifest.keys if manifest.keys is not None else '?'} keys, from {action.member}"
         f"{encrypted}, in {open_store(executor.ctx.cluster).location}"
     )
-    return Outcome(())
+    return Outcome((), notes=(saved,))
 
 
 def take_snapshot(executor: Executor, action: SaveSnapshot) -> Manifest:
@@ -341,9 +341,6 @@ def prune_backups(executor: Executor, action: PruneBackups) -> Outcome:
     pending = restore_record.read(ctx.state)
     held = [pending.pre_restore] if pending and pending.pre_restore else []
     gone, problems = prune(store, ctx.cluster.name, ctx.cluster.backup.retention, held)
-    if gone:
-        ctx.notes.append(f"retention removed {len(gone)} backup(s): {', '.join(gone)}")
-    for line in [*problems, *store.unreadable.values()]:
-        if f"warning: {line}" not in ctx.notes:
-            ctx.notes.append(f"warning: {line}")
-    return Outcome(())
+    removed = [f"retention removed {len(gone)} backup(s): {', '.join(gone)}"] if gone else []
+    warnings = [f"warning: {line}" for line in [*problems, *store.unreadable.values()]]
+    return Outcome((), notes=(*removed, *warnings))

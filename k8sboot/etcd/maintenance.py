@@ -94,15 +94,14 @@ def defragment(executor: Executor, action: Defragment) -> Outcome:
     executor.progress(action.host, f"defragment {action.member}")
     ctl.defragment(action.endpoint)
     after = ctl.status([action.endpoint])
+    notes: tuple[str, ...] = ()
     if before and after:
-        ctx.notes.append(
-            f"{action.member}: {before[0].db_size / 2**20:.1f} MiB -> "
-            f"{after[0].db_size / 2**20:.1f} MiB"
-        )
+        size = f"{before[0].db_size / 2**20:.1f} MiB -> {after[0].db_size / 2**20:.1f} MiB"
+        notes = (f"{action.member}: {size}",)
     if action.pause:
         executor.progress(action.host, f"pause {action.pause:.0f}s before the next member")
         time.sleep(action.pause)
-    return Outcome((action.host,))
+    return Outcome((action.host,), notes=notes)
 
 
 @handles(DisarmAlarms)

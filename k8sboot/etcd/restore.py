@@ -662,11 +662,11 @@ def record(executor: Executor, action: RecordRestore) -> Outcome:
             pre_restore=taken[-1][1] if taken else None,
         ),
     )
-    ctx.notes.append(
+    kept = (
         f"restore tag {action.tag}: the data etcd had before is kept in "
         f"{kept_dir(action.tag)} on {', '.join(action.targets)} (k8sboot never deletes it)"
     )
-    return Outcome(())
+    return Outcome((), notes=(kept,))
 
 
 def _phase(executor: Executor, tag: str, phase: str) -> None:
@@ -902,12 +902,12 @@ def confirm(executor: Executor, action: ConfirmRestore) -> Outcome:
     if current is not None and current.tag == action.tag:
         restore_record.clear(ctx.state)
     what = "rolled back" if action.rolled_back else "restored"
-    ctx.notes.append(
+    done = (
         f"{what} (tag {action.tag}); {kept_dir(action.tag)} on the etcd hosts keeps "
         + ("the restored data as member.restored" if action.rolled_back else "the data from before")
         + ": remove it once you no longer need it"
     )
-    return Outcome(reachable)
+    return Outcome(reachable, notes=(done,))
 
 
 def wait_api(executor: Executor, host: str, timeout: float = API_TIMEOUT) -> dict:
@@ -979,8 +979,8 @@ def update_kubeadm_config(executor: Executor, action: UpdateKubeadmConfig) -> Ou
             _replace(connection, info)
             changed.append("kube-public/cluster-info (CA and endpoint)")
     if changed:
-        ctx.notes.append("updated kubeadm's stored configuration: " + "; ".join(changed))
-        return Outcome((action.host,))
+        updated = "updated kubeadm's stored configuration: " + "; ".join(changed)
+        return Outcome((action.host,), notes=(updated,))
     return Outcome(())
 
 
@@ -1045,14 +1045,14 @@ def check(executor: Executor, action: CheckRestored) -> Outcome:
     ctl = EtcdCtl(executor.transport[runner.name], topology.tls_on(cluster, runner), endpoints)
     revisions = [s.revision for s in ctl.status(endpoints)]
     stale = sorted(set(nodes) - {h.name for h in cluster.kube_nodes})
-    ctx.notes.append(
+    notes = [
         f"restored {manifest.name} (revision {manifest.revision}); etcd is at revision "
         f"{max(revisions) if revisions else '?'}; Nodes: {', '.join(sorted(nodes))}"
         + (f"; re-registered: {', '.join(fresh)}" if fresh else "")
-    )
+    ]
     if stale:
-        ctx.notes.append(
+        notes.append(
             f"Nodes not in the cluster file (from the snapshot): {', '.join(stale)}; "
             "remove them once you are sure they are gone (`kubectl delete node`)"
         )
-    return Outcome(())
+    return Outcome((), notes=tuple(notes))

@@ -337,11 +337,10 @@ def pull(executor: Executor, action: PullSnapshots) -> Outcome:
             refused.append(str(error))
             continue
         names.append(name)
-    if names:
-        ctx.notes.append(f"pulled from {action.host}: {', '.join(names)}")
-    if refused:
-        raise MachineError("not pulled: " + "; ".join(refused))
-    return Outcome(())
+    pulled = f"pulled from {action.host}: {', '.join(names)}"
+    if refused:  # what was pulled is in the catalogue: say so with the failure
+        raise MachineError((f"{pulled}; " if names else "") + "not pulled: " + "; ".join(refused))
+    return Outcome((), notes=(pulled,) if names else ())
 
 
 def _fetch_sealed(

@@ -189,12 +189,12 @@ def test_restore(executor: Executor, action: TestRestore) -> Outcome:
         )
         manifest.verification["test_restore"] = result
         store.write_manifest(manifest)
-    ctx.notes.append(
+    verified = (
         f"backup {manifest.name} verified: restored and served by a throw-away etcd on "
         f"{action.host}: revision {result['revision']}, {result['keys']} keys, KV hash "
         f"{result['hash_kv']} as recorded"
     )
-    return Outcome(())
+    return Outcome((), notes=(verified,))
 
 
 def _etcd_binary(connection: Connection, tools: EtcdTools, work: str) -> str:

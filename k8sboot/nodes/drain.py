@@ -266,6 +266,6 @@ def drain(executor: Executor, action: Drain) -> Outcome:
         + (f"; pods left: {'; '.join(left)}" if left else f": {last[0]}")
     )
     if action.keep_going:
-        executor.ctx.notes.append(f"warning: {message}; removing it anyway (--force)")
-        return Outcome((action.node,))
+        anyway = f"warning: {message}; removing it anyway (--force)"
+        return Outcome((action.node,), notes=(anyway,))
     raise MachineError(message)

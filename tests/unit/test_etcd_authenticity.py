@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import base64
 import hashlib
+import itertools
 import json
 import os
 import shutil
@@ -152,9 +153,11 @@ def lab(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
     ctx = SimpleNamespace(cluster=cluster, nodes=set(ODD_NODES), notes=[])
     executor = SimpleNamespace(ctx=ctx, progress=lambda *_: None)
 
+    pulls = itertools.count()
+
     def backup(how: str = "backup") -> Manifest:
         if how == "pull":
-            scheduled.pull(executor, PullSnapshots("cp1", (f"/snap/lab-{len(ctx.notes)}.db",)))
+            scheduled.pull(executor, PullSnapshots("cp1", (f"/snap/lab-{next(pulls)}.db",)))
             return sorted(store.manifests(), key=lambda m: m.origin)[-1]
         return etcd_backup.take_snapshot(
             executor, SaveSnapshot("cp1", "https://10.0.0.11:2379", "cp1", "-", "backup")

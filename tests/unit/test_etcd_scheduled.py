@@ -275,14 +275,14 @@ def _pull(cluster, tmp_path: Path, monkeypatch, host: _Host):
     ctx = SimpleNamespace(cluster=cluster, nodes=set(), notes=[])
     executor = SimpleNamespace(ctx=ctx, progress=lambda *_: None)
     remotes = tuple(sorted(p for p in host.files if p.endswith(".db.age")))
-    executing.pull(executor, PullSnapshots("cp1", remotes))
-    return ctx, LocalStore(Path(cluster.backup.directory))
+    outcome = executing.pull(executor, PullSnapshots("cp1", remotes))
+    return outcome, LocalStore(Path(cluster.backup.directory))
 
 
 def test_pull_decrypts_and_catalogues(tmp_path: Path, monkeypatch) -> None:
     cluster = cluster_with(tmp_path)
     host = _Host(_sealed_files(cluster, "lab-cp1-20261207T000000Z", snapshot()))
-    ctx, store = _pull(cluster, tmp_path, monkeypatch, host)
+    outcome, store = _pull(cluster, tmp_path, monkeypatch, host)
     (manifest,) = store.manifests()
     assert manifest.name == "lab-cp1-20261207T000000Z"
     assert manifest.revision == 41 and manifest.total_keys == 57
@@ -292,7 +292,7 @@ def test_pull_decrypts_and_catalogues(tmp_path: Path, monkeypatch) -> None:
     assert stored.name.endswith(".db.enc") and b"/registry/" not in stored.read_bytes()
     found = check_file(stored, key_of(cluster), encrypted=True)
     assert found.trailer_ok and found.sha256 == manifest.snapshot["sha256"]
-    assert "pulled from cp1: lab-cp1-20261207T000000Z" in ctx.notes
+    assert outcome.notes == ("pulled from cp1: lab-cp1-20261207T000000Z",)
 
 
 def test_pull_reports_a_file_it_cannot_decrypt_and_catalogues_the_rest(

@@ -5,13 +5,15 @@ from __future__ import annotations
 
 import io
 from contextlib import nullcontext
+from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
 
 from k8sboot import pipeline
-from k8sboot.actions import Action
-from k8sboot.facts import Facts
+from k8sboot.actions import Action, OnHost
+from k8sboot.executor import Executor, Outcome, handles
+from k8sboot.facts import Facts, NodeStatus
 from k8sboot.lock import ClusterLock, Locked
 from k8sboot.nodes import removed
 from k8sboot.pipeline import Workflow
@@ -48,6 +50,53 @@ def test_a_dry_run_tells_its_notes_as_not_done(cluster, dry_run: bool) -> None:
     pipeline.run(workflow, cluster, TextReporter(stream=told), dry_run=dry_run)
     said = "note (if applied)" if dry_run else "note"
     assert f"  {said}: w1 drained despite its budget (--force)" in told.getvalue().splitlines()
+
+
+@dataclass(frozen=True)
+class Tell(OnHost):
+    def describe(self) -> str:
+        return f"tell on {self.host}"
+
+
+@handles(Tell)
+def _tell(executor: Executor, action: Tell) -> Outcome:
+    nodes = {"w1": NodeStatus("w1", True, "KubeletReady", "v1.33.1", None, False)}
+    return Outcome((action.host,), notes=(f"told by {action.host}",), nodes=nodes)
+
+
+class Telling(Step):
+    title = "telling"
+
+    def plan(self, ctx: Context) -> list[Action]:
+        return [Tell("cp1")]
+
+
+class AfterTelling(Step):
+    title = "after telling"
+
+    def __init__(self) -> None:
+        self.seen: list[set[str]] = []
+
+    def plan(self, ctx: Context) -> list[Action]:
+        self.seen.append(set(ctx.nodes))
+        return []
+
+
+@pytest.mark.parametrize("dry_run", [True, False])
+def test_what_an_action_did_is_merged_by_the_pipeline_and_never_told_on_a_dry_run(
+    cluster, dry_run: bool
+) -> None:
+    told = io.StringIO()
+    after = AfterTelling()
+    workflow = Workflow("telling", [Telling(), after], preflight=False, needs_all_hosts=False)
+    pipeline.run(workflow, cluster, TextReporter(stream=told), dry_run=dry_run)
+    lines = told.getvalue().splitlines()
+    if dry_run:  # nothing was carried out: nothing it would have said is told
+        assert not any("told by cp1" in line for line in lines)
+        assert after.seen == [set()]
+    else:
+        assert "  note: told by cp1" in lines
+        assert after.seen == [{"w1"}]  # the Nodes the action saw, for the steps after it
 
 
 def test_a_run_refused_by_the_lock_forgets_no_removed_host(cluster) -> None:
