@@ -13,7 +13,7 @@ import click
 from k8sboot import pipeline
 from k8sboot.report import JsonReporter, TextReporter
 from k8sboot.spec import Cluster, LoadedSpec, load_spec
-from k8sboot.vagrant import read_environment, run_vagrant
+from k8sboot.vagrant import VagrantEnvironment, read_environment, run_vagrant
 
 
 @dataclass
@@ -31,15 +31,33 @@ class App:
     def json(self) -> bool:
         return self.output == "json"
 
-    def load(self, vagrant_up: bool = False, allow_stopped: bool = False) -> LoadedSpec:
-        """Load and validate the cluster file; warnings go to stderr, errors raise."""
-        loaded = read_spec(self.spec_path, self.vagrant, vagrant_up, allow_stopped)
+    environment: VagrantEnvironment | None = None  # the Vagrant machines, once read
+
+    def load(self, allow_stopped: bool = False) -> LoadedSpec:
+        """Load and validate the cluster file; warnings go to stderr, errors raise. Reads
+        only: it never starts a machine."""
+        if self.vagrant and self.environment is None:
+            self.environment = read_environment()
+        loaded = read_spec(self.spec_path, self.environment, allow_stopped)
         for warning in loaded.warnings:
             click.echo(f"warning: {self.spec_path}: {warning}", err=True)
         return loaded
 
-    def cluster(self, vagrant_up: bool = False, allow_stopped: bool = False) -> Cluster:
-        return self.load(vagrant_up, allow_stopped).cluster
+    def cluster(self, allow_stopped: bool = False) -> Cluster:
+        return self.load(allow_stopped).cluster
+
+    def start_machines(self) -> None:
+        """With --vagrant: `vagrant up` the machines that are not running (a change, so
+        only commands that change machines call it, and never on a dry run)."""
+        if not self.vagrant:
+            return
+        environment = read_environment()
+        stopped = [m.name for m in environment.machines if not m.running]
+        if stopped:
+            click.echo(f"vagrant up: starting {', '.join(stopped)} ...", err=True)
+            run_vagrant(["up", "--parallel"], environment.root, timeout=3600)
+            environment = read_environment()
+        self.environment = environment
 
     def run(
         self, workflow: pipeline.Workflow, cluster: Cluster, **options: Any
@@ -52,17 +70,11 @@ pass_app = click.make_pass_decorator(App, ensure=True)
 
 
 def read_spec(
-    spec_path: Path, vagrant: bool = False, vagrant_up: bool = False, allow_stopped: bool = False
+    spec_path: Path, environment: VagrantEnvironment | None = None, allow_stopped: bool = False
 ) -> LoadedSpec:
-    """With `vagrant`, the hosts are the machines of the Vagrant environment here, and the
-    cluster file (optional then) provides everything else. With `vagrant_up`, machines
-    that are not running are brought up first."""
-    if vagrant:
-        environment = read_environment()
-        if vagrant_up and not all(m.running for m in environment.machines):
-            click.echo("vagrant up ...", err=True)
-            run_vagrant(["up", "--parallel"], environment.root, timeout=3600)
-            environment = read_environment()
+    """With a Vagrant `environment`, the hosts are its machines, and the cluster file
+    (optional then) provides everything else."""
+    if environment is not None:
         defaults: dict = {"name": "vagrant"}
         if environment.endpoint:
             defaults["controlPlaneEndpoint"] = {"type": "kube-vip", "address": environment.endpoint}

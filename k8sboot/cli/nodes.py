@@ -129,7 +129,8 @@ def remove(
 def add(app: App, node: str, wait_timeout: float) -> None:
     """Join NODE, a host of the cluster file: `up`, also for a host taken out earlier with
     `node remove` (which `up` otherwise leaves out)."""
-    cluster = app.cluster(vagrant_up=True)
+    app.start_machines()
+    cluster = app.cluster()
     if cluster.host(node) is None:
         names = ", ".join(h.name for h in cluster.hosts)
         raise UserError(

@@ -23,7 +23,9 @@ def up(app: App, dry_run: bool, wait_timeout: float) -> None:
     With --vagrant, the hosts are the Vagrant machines, brought up first when any is not
     running.
     """
-    cluster = app.cluster(vagrant_up=not dry_run)
+    if not dry_run:
+        app.start_machines()
+    cluster = app.cluster()
     app.run(workflows.up(), cluster, dry_run=dry_run, wait_timeout=wait_timeout)
 
 

@@ -6,6 +6,7 @@ from k8sboot.cli import options
 from k8sboot.cli.common import App, echo_json, pass_app, read_spec
 from k8sboot.errors import EXIT_USAGE, SpecError
 from k8sboot.spec import check_local_files
+from k8sboot.vagrant import read_environment
 
 
 @click.command("validate")
@@ -16,7 +17,7 @@ def command(ctx: click.Context, app: App) -> None:
     """Check a cluster file and list every problem in it, one per line."""
     spec_path = app.spec_path
     try:
-        loaded = read_spec(spec_path, app.vagrant)
+        loaded = read_spec(spec_path, read_environment() if app.vagrant else None)
         missing = check_local_files(loaded.cluster)
         if missing:
             raise SpecError([str(f) for f in missing])

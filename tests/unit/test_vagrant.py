@@ -9,6 +9,7 @@ import yaml
 from click.testing import CliRunner
 
 from k8sboot.cli.app import cli
+from k8sboot.cli.common import App
 from k8sboot.errors import MachineError, UserError
 from k8sboot.vagrant import parse_ssh_config, parse_status, read_environment
 
@@ -66,6 +67,7 @@ def fake_vagrant(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
     bin_dir = tmp_path / "bin"
     bin_dir.mkdir()
     (tmp_path / "status.txt").write_text(STATUS.replace("poweroff", "running"))
+    (tmp_path / "running.txt").write_text(STATUS.replace("poweroff", "running"))
     (tmp_path / "ssh.txt").write_text(
         SSH_CONFIG + "\nHost w2\n  HostName 127.0.0.1\n"
         "  User vagrant\n  Port 2201\n  IdentityFile /k/w2\n"
@@ -78,6 +80,7 @@ def fake_vagrant(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
         case "$1" in
           status) cat {tmp_path}/status.txt ;;
           ssh-config) cat {tmp_path}/ssh.txt ;;
+          up) cp {tmp_path}/running.txt {tmp_path}/status.txt ;;
           *) exit 1 ;;
         esac
         """)
@@ -150,6 +153,24 @@ def test_stopped_machines_are_named(fake_vagrant: Path, tmp_path: Path) -> None:
     (tmp_path / "status.txt").write_text(STATUS)
     with pytest.raises(UserError, match="Vagrant machines not running: w2; run `vagrant up`"):
         read_environment().spec_hosts()
+
+
+def test_loading_never_starts_a_machine_and_up_starts_the_stopped_ones(
+    fake_vagrant: Path, tmp_path: Path
+) -> None:
+    (tmp_path / "status.txt").write_text(STATUS)  # w2 is stopped
+    for args in (
+        ["plan", "--vagrant"],
+        ["up", "--vagrant", "--dry-run"],
+        ["validate", "--vagrant"],
+    ):
+        result = CliRunner().invoke(cli, args)
+        assert result.exit_code == 2 and "Vagrant machines not running: w2" in result.output
+    assert not [c for c in (tmp_path / "calls").read_text().splitlines() if c.startswith("up")]
+    app = App(vagrant=True)
+    app.start_machines()
+    assert "up --parallel" in (tmp_path / "calls").read_text().splitlines()
+    assert [h.name for h in app.cluster().hosts] == ["cp1", "w1", "w2"]
 
 
 def test_no_metadata_and_loopback_ssh_is_refused(fake_vagrant: Path) -> None:
