@@ -74,14 +74,11 @@ class K8sboot:
         """`k8sboot up --vagrant -o json`; its events."""
         return events(self.run("up", "--vagrant", "-o", "json", *extra).stdout)
 
-    def kill_during(
-        self, step: str, after: float, when: Callable[[], bool] | None = None
-    ) -> list[dict[str, Any]]:
-        """Start `up` and kill it (SIGKILL, with its Ansible children) `after` seconds into
-        `step`, and then as soon as `when()` holds (polled for at most 5 minutes). Returns
-        the events seen before the kill."""
+    def killed(self, args: list[str], at: Callable[[dict[str, Any]], bool]) -> list[dict[str, Any]]:
+        """Run k8sboot with -o json and SIGKILL it, with its Ansible children, as soon as
+        `at(event)` holds (it may wait for its moment); the events seen until then."""
         process = subprocess.Popen(
-            self.command("up", "--vagrant", "-o", "json"),
+            self.command(*args, "-o", "json"),
             cwd=self.workdir,
             env=self.env,
             stdout=subprocess.PIPE,
@@ -93,16 +90,30 @@ class K8sboot:
         assert process.stdout is not None
         for line in process.stdout:
             seen.append(json.loads(line))
-            if seen[-1].get("event") == "step_started" and seen[-1].get("step") == step:
-                time.sleep(after)
-                deadline = time.monotonic() + 300
-                while when is not None and not when():
-                    assert time.monotonic() < deadline, f"{step}: the moment never came"
-                    time.sleep(0.5)
+            if at(seen[-1]):
                 os.killpg(process.pid, signal.SIGKILL)
                 break
         process.wait(timeout=60)
+        assert process.returncode == -signal.SIGKILL, f"the moment never came: {seen[-3:]}"
         return seen
+
+    def kill_during(
+        self, step: str, after: float, when: Callable[[], bool] | None = None
+    ) -> list[dict[str, Any]]:
+        """`up`, killed `after` seconds into `step`, and then as soon as `when()` holds
+        (polled for at most 5 minutes)."""
+
+        def at(event: dict[str, Any]) -> bool:
+            if event.get("event") != "step_started" or event.get("step") != step:
+                return False
+            time.sleep(after)
+            deadline = time.monotonic() + 300
+            while when is not None and not when():
+                assert time.monotonic() < deadline, f"{step}: the moment never came"
+                time.sleep(0.5)
+            return True
+
+        return self.killed(["up", "--vagrant"], at)
 
     def kubectl(self, *args: str) -> subprocess.CompletedProcess:
         return subprocess.run(

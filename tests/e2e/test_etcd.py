@@ -11,11 +11,8 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 import shlex
 import shutil
-import signal
-import subprocess
 import time
 from pathlib import Path
 from typing import Any
@@ -107,27 +104,13 @@ class Etcd:
             self.k.kubectl("delete", "configmap", f"e2e-{name}")
 
     def killed_after(self, action: str, *args: str) -> list[dict[str, Any]]:
-        """Run k8sboot with -o json and SIGKILL it as soon as an action whose description
-        starts with `action` has finished; the events seen until then."""
-        process = subprocess.Popen(
-            self.k.command(*args, "-o", "json"),
-            cwd=self.k.workdir,
-            env=self.k.env,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.DEVNULL,
-            text=True,
-            start_new_session=True,
-        )
-        seen = []
-        assert process.stdout is not None
-        for line in process.stdout:
-            seen.append(json.loads(line))
-            if seen[-1]["event"] == "action_finished" and seen[-1]["action"].startswith(action):
-                os.killpg(process.pid, signal.SIGKILL)
-                break
-        process.wait(timeout=60)
-        assert process.returncode == -signal.SIGKILL, f"never reached {action!r}: {seen}"
-        return seen
+        """k8sboot, killed as soon as an action whose description starts with `action`
+        has finished."""
+
+        def at(event: dict[str, Any]) -> bool:
+            return event["event"] == "action_finished" and event["action"].startswith(action)
+
+        return self.k.killed(list(args), at)
 
     def keys(self) -> set[str]:
         """Every key in etcd but the ones the cluster rewrites by itself all the time."""
