@@ -29,12 +29,15 @@ A = TypeVar("A", bound=Action)
 @dataclass(frozen=True)
 class Outcome:
     """What an action did, for the pipeline to merge: the hosts where something changed,
-    what to tell the user (as done: a dry run never executes), and the Nodes it saw last."""
+    what to tell the user (as done: a dry run never executes), the Nodes it saw last, and
+    the hosts whose observed state it changed in ways later steps read (the pipeline looks
+    at them again rather than let those steps predict the change)."""
 
     changed: tuple[str, ...]
     detail: str = ""
     notes: tuple[str, ...] = ()
     nodes: dict[str, NodeStatus] | None = None
+    reprobe: tuple[str, ...] = ()
 
 
 Handler = Callable[["Executor", A], Outcome]

@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from k8sboot.actions import Action, WriteFiles
 from k8sboot.errors import MachineError, NoApiAnswer
 from k8sboot.executor import Executor, Outcome, raise_first
-from k8sboot.facts import ProbeRequest
+from k8sboot.facts import ProbeRequest, probe
 from k8sboot.lock import ClusterLock
 from k8sboot.preflight import run_checks
 from k8sboot.report import Reporter
@@ -90,7 +90,7 @@ def run(
                 )
             if workflow.preflight:
                 _preflight(ctx, reporter)
-            result = _steps(workflow, ctx, transport, reporter, dry_run)
+            result = _steps(workflow, ctx, transport, request, reporter, dry_run)
         result.seconds = time.monotonic() - started
         _tell(ctx.notes, reporter, dry_run)
         reporter.run_finished(
@@ -139,7 +139,12 @@ def _preflight(ctx: Context, reporter: Reporter) -> None:
 
 
 def _steps(
-    workflow: Workflow, ctx: Context, transport: Transport, reporter: Reporter, dry_run: bool
+    workflow: Workflow,
+    ctx: Context,
+    transport: Transport,
+    request: ProbeRequest,
+    reporter: Reporter,
+    dry_run: bool,
 ) -> RunResult:
     result = RunResult()
     executor = Executor(ctx, transport, reporter.progress)
@@ -161,9 +166,11 @@ def _steps(
             reporter.step_planned(step.title, actions, _details(ctx, actions))
             continue
         changed: list[str] = []
+        reprobe: list[str] = []
         try:
             for action, outcome, seconds in _execute(executor, actions, step.hosts_apart):
                 changed.extend(outcome.changed)
+                reprobe.extend(outcome.reprobe)
                 ctx.notes.extend(outcome.notes)
                 if outcome.nodes is not None:
                     ctx.nodes = outcome.nodes
@@ -171,6 +178,8 @@ def _steps(
         except BaseException as error:
             reporter.step_failed(step.title, error, time.monotonic() - started)
             raise
+        if reprobe:
+            _look_again(ctx, transport, request, list(dict.fromkeys(reprobe)))
         reporter.step_finished(step.title, time.monotonic() - started, changed, len(actions))
         if changed:
             result.changed.setdefault(step.title, []).extend(changed)
@@ -180,6 +189,17 @@ def _steps(
             f"{unplanned[0]}" + (f" (and {more} more step(s) that need the API)" if more else "")
         )
     return result
+
+
+def _look_again(
+    ctx: Context, transport: Transport, request: ProbeRequest, hosts: list[str]
+) -> None:
+    """The hosts an action changed, probed again (one round trip each, at once), and the
+    API asked again: the steps after plan from what is there, not from a prediction."""
+    again = probe(transport, hosts, request)
+    ctx.facts.hosts.update(again.hosts)
+    ctx.facts.errors.update(again.errors)
+    ask_api(ctx)
 
 
 def _execute(

@@ -73,6 +73,8 @@ def _to_join(
                 "whether their Nodes are registered is unknown while the API does not answer)"
             )
         return (), ()
+    # Before init (a dry run: a real run looked again once init had run), the first
+    # control plane is the one init makes, not one to join.
     init_host = None if ctx.initialised else ctx.cluster.first_control_plane.name
     joining, reset = [], []
     for host in hosts:
@@ -181,7 +183,7 @@ def init(executor: Executor, action: KubeadmInit) -> Outcome:
         timeout=KUBEADM_TIMEOUT,
         secret_output=True,
     )
-    return Outcome((action.host,))
+    return Outcome((action.host,), reprobe=(action.host,))
 
 
 @handles(KubeadmJoin)
@@ -202,7 +204,7 @@ def join(executor: Executor, action: KubeadmJoin) -> Outcome:
                     action.joining, lambda c: _join_one(executor, c.name, secrets, action)
                 )
             )
-    return Outcome(action.joining)
+    return Outcome(action.joining, reprobe=action.joining)
 
 
 def _join_one(executor: Executor, host: str, secrets: JoinSecrets, action: KubeadmJoin) -> None:

@@ -254,7 +254,7 @@ def converge(executor: Executor, action: Converge) -> Outcome:
         _record_stamps(executor, per_host, stamps, set(per_host) - failed.hosts)
         raise
     _record_stamps(executor, per_host, stamps, set(per_host))
-    return Outcome(action.hosts)
+    return Outcome(action.hosts, reprobe=action.hosts)
 
 
 def _record_stamps(

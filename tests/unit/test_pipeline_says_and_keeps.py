@@ -23,6 +23,7 @@ from k8sboot.step import Context, Step
 from k8sboot.workflows import up
 
 from .conftest import load_data
+from .factsdata import fresh
 
 
 class Noting(Step):
@@ -97,6 +98,53 @@ def test_what_an_action_did_is_merged_by_the_pipeline_and_never_told_on_a_dry_ru
     else:
         assert "  note: told by cp1" in lines
         assert after.seen == [{"w1"}]  # the Nodes the action saw, for the steps after it
+
+
+@dataclass(frozen=True)
+class Change(OnHost):
+    def describe(self) -> str:
+        return f"change {self.host}"
+
+
+@handles(Change)
+def _change(executor: Executor, action: Change) -> Outcome:
+    return Outcome((action.host,), reprobe=(action.host,))
+
+
+class Changing(Step):
+    title = "changing"
+
+    def plan(self, ctx: Context) -> list[Action]:
+        return [Change("cp1")]
+
+
+class Looking(Step):
+    title = "looking"
+
+    def __init__(self) -> None:
+        self.seen: list[str | None] = []
+
+    def plan(self, ctx: Context) -> list[Action]:
+        self.seen.append(
+            ctx.facts.hosts["cp1"].data["hostname"] if "cp1" in ctx.facts.hosts else None
+        )
+        return []
+
+
+def test_a_step_after_a_change_plans_from_the_host_looked_at_again(cluster, monkeypatch) -> None:
+    probed: list[list[str]] = []
+
+    def probe(transport, names, request):
+        probed.append(list(names))
+        return Facts(hosts={"cp1": fresh("cp1", "10.0.0.11", hostname="after the change")})
+
+    monkeypatch.setattr(pipeline, "probe", probe)
+    looking = Looking()
+    workflow = Workflow("changing", [Changing(), looking], preflight=False, needs_all_hosts=False)
+    pipeline.run(workflow, cluster, TextReporter(stream=io.StringIO()))
+    assert probed == [["cp1"]] and looking.seen == ["after the change"]
+    pipeline.run(workflow, cluster, TextReporter(stream=io.StringIO()), dry_run=True)
+    assert probed == [["cp1"]]  # a dry run changed nothing, so it looks at nothing again
 
 
 def test_a_run_refused_by_the_lock_forgets_no_removed_host(cluster) -> None:
