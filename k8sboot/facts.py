@@ -99,6 +99,13 @@ class Package:
 
 
 @dataclass(frozen=True)
+class OsRelease:
+    id: str
+    version_id: str
+    pretty: str
+
+
+@dataclass(frozen=True)
 class HostFacts:
     name: str
     data: dict[str, Any]
@@ -127,6 +134,24 @@ class HostFacts:
     def manifests(self) -> list[str]:
         """The static pod manifests kubeadm left in /etc/kubernetes/manifests."""
         return list(self.data["manifests"])
+
+    @property
+    def os(self) -> OsRelease:
+        found = self.data["os"]
+        return OsRelease(found["id"], found["version_id"], found["pretty"])
+
+    @property
+    def cpus(self) -> int:
+        return int(self.data["cpus"])
+
+    @property
+    def mem_mib(self) -> int:
+        return int(self.data["memory"]["mem_mib"])
+
+    @property
+    def systemd(self) -> bool:
+        """systemd is the init system that runs."""
+        return bool(self.data.get("systemd"))
 
     @property
     def swap_mib(self) -> int:

@@ -45,31 +45,30 @@ def run_checks(cluster: Cluster, facts: Facts) -> list[Check]:
 
 def _host_checks(cluster: Cluster, host: Host, found: HostFacts) -> list[Check]:
     name = host.name
-    data = found.data
     checks = []
-    os_id, version = data["os"]["id"], data["os"]["version_id"]
+    os_id, version = found.os.id, found.os.version_id
     if version in SUPPORTED_OS.get(os_id, ()):
-        checks.append(Check(name, "os", "ok", data["os"]["pretty"]))
+        checks.append(Check(name, "os", "ok", found.os.pretty))
     else:
         checks.append(
             Check(
                 name,
                 "os",
                 "fail",
-                f"{data['os']['pretty'] or os_id} is not "
+                f"{found.os.pretty or os_id} is not "
                 "supported; use Debian 11-13 or Ubuntu 22.04/24.04",
             )
         )
-    arch_ok = data["arch"] in ARCHITECTURES
+    arch_ok = found.machine in ARCHITECTURES
     checks.append(
         Check(
             name,
             "architecture",
             "ok" if arch_ok else "fail",
-            data["arch"] if arch_ok else f"{data['arch']} is not x86_64 or aarch64",
+            found.machine if arch_ok else f"{found.machine} is not x86_64 or aarch64",
         )
     )
-    if not data.get("systemd"):
+    if not found.systemd:
         checks.append(
             Check(
                 name,
@@ -79,16 +78,16 @@ def _host_checks(cluster: Cluster, host: Host, found: HostFacts) -> list[Check]:
             )
         )
     if host.has("control-plane"):
-        cpus_ok = data["cpus"] >= 2
+        cpus_ok = found.cpus >= 2
         checks.append(
             Check(
                 name,
                 "CPUs",
                 "ok" if cpus_ok else "fail",
-                f"{data['cpus']}" + ("" if cpus_ok else "; a control plane needs 2"),
+                f"{found.cpus}" + ("" if cpus_ok else "; a control plane needs 2"),
             )
         )
-        mem = data["memory"]["mem_mib"]
+        mem = found.mem_mib
         checks.append(
             Check(
                 name,

@@ -1,5 +1,6 @@
-"""k8sboot's import graph (read with ast, nothing imported): no cycles, and the shared core
-never imports a feature (DESIGN.md: features import the core, never the other way round)."""
+"""The shape of k8sboot's code, read with ast (nothing imported): no import cycles, the
+shared core never imports a feature (docs/architecture.md), and only facts.py knows the
+probe's raw answer."""
 
 from __future__ import annotations
 
@@ -158,6 +159,21 @@ def test_the_core_never_imports_a_feature() -> None:
         if features:
             wrong[name] = features
     assert not wrong, f"core modules that import a feature: {wrong}"
+
+
+def test_only_facts_reads_the_probes_raw_answer() -> None:
+    """Steps and checks read observed state through HostFacts' typed accessors: the shape
+    of the probe's JSON is known in facts.py alone."""
+    readers = sorted(
+        module_name(path)
+        for path in PACKAGE.rglob("*.py")
+        if path.name != "facts.py"
+        and any(
+            isinstance(node, ast.Attribute) and node.attr == "data"
+            for node in ast.walk(ast.parse(path.read_text()))
+        )
+    )
+    assert readers == []
 
 
 def test_the_graph_sees_a_cycle() -> None:
