@@ -12,6 +12,7 @@ from k8sboot.cluster.kubeadm import InitControlPlane, JoinControlPlanes, JoinWor
 from k8sboot.cluster.kubeconfig import Kubeconfig
 from k8sboot.cluster.node_setup import NodeSetup, Services
 from k8sboot.cluster.reset import ResetNodes
+from k8sboot.cluster.upgrade import KeepVersion
 from k8sboot.etcd import topology
 from k8sboot.etcd.backup import EtcdBackup
 from k8sboot.etcd.catalogue import Manifest, Store
@@ -38,6 +39,7 @@ def up(only: str | None = None) -> Workflow:
     return _workflow(
         "up" if only is None else "node-add",
         [
+            KeepVersion(),
             NodeSetup(only),
             Services(only),
             ExternalEtcdRelease(),

@@ -147,8 +147,14 @@ def test_half_done_init_gets_kube_vip_back_after_its_reset(base: dict, tmp_path:
     assert init.describe().index("reset") < init.describe().index("kube-vip.yaml")
 
 
-def test_version_change_reruns_only_the_packages_role(base: dict, cluster, tmp_path) -> None:
+def test_before_init_a_version_change_reruns_only_the_packages_role(
+    base: dict, cluster, tmp_path
+) -> None:
+    """Hosts prepared but not initialised yet (a running cluster is `upgrade`'s work)."""
     ctx = _converged(cluster, tmp_path)
+    for found in ctx.facts.hosts.values():
+        found.data["exists"] = {}
+        found.data["manifests"] = []
     base["kubernetes"] = {"version": "1.33.2"}
     ctx.cluster = load_data(base).cluster
     (converge,) = _plan(ctx)["node setup (Ansible)"]
