@@ -214,9 +214,17 @@ class HostFacts:
         return target[len(prefix) :].split("/")[0] or None
 
     @property
+    def control_plane_version(self) -> str | None:
+        """The Kubernetes version kubeadm's kube-apiserver static pod runs here ('1.33.1'
+        of its image tag v1.33.1), None where there is none."""
+        image = self.data.get("images", {}).get("kube-apiserver.yaml") or ""
+        tag = image.rpartition(":")[2] if ":" in image.rpartition("/")[2] else ""
+        return tag.removeprefix("v").split("-")[0] or None
+
+    @property
     def etcd_manifest_version(self) -> str | None:
         """The etcd version kubeadm's etcd static pod runs here (its image tag)."""
-        image = self.data.get("etcd_image") or ""
+        image = self.data.get("images", {}).get("etcd.yaml") or ""
         return etcd_manifest_version(f"image: {image}") if image else None
 
     @property

@@ -182,12 +182,12 @@ def links(paths):
     return {p: os.path.realpath(p) if os.path.islink(p) else None for p in paths}
 
 
-def etcd_image():
-    """The image of kubeadm's etcd static pod, whose tag is the etcd version it runs."""
-    for line in (read(os.path.join(MANIFESTS_DIR, "etcd.yaml")) or "").splitlines():
-        key, _, value = line.strip().partition(":")
+def image(path):
+    """The first image of a static pod manifest: its tag is the version the pod runs."""
+    for line in (read(path) or "").splitlines():
+        key, _, value = line.strip().lstrip("- ").partition(":")
         if key == "image" and value.strip():
-            return value.strip()
+            return value.strip().strip("'\"")
     return None
 
 
@@ -218,13 +218,13 @@ facts = {
     "mtimes": {path: mtime(path) for path in ARGS.get("files", [])},
     "exists": {path: os.path.exists(path) for path in ARGS.get("exists", [])},
     "manifests": sorted(os.path.basename(p) for p in glob.glob(MANIFESTS_DIR + "/*")),
+    "images": {os.path.basename(p): image(p) for p in glob.glob(MANIFESTS_DIR + "/*.yaml")},
     "packages": packages(ARGS.get("packages", [])),
     "services": services(ARGS.get("services", [])),
     "sysctls": sysctls(ARGS.get("sysctls", [])),
     "modules": modules(ARGS.get("modules", [])),
     "stamps": stamps(),
     "links": links(ARGS.get("links", [])),
-    "etcd_image": etcd_image(),
     "busy": busy(ARGS.get("busy", [])),
 }
 print(json.dumps(facts))

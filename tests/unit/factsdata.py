@@ -71,6 +71,7 @@ def fresh(name: str, ip: str, **changes: Any) -> HostFacts:
         "files": {},
         "exists": {},
         "manifests": [],
+        "images": {},
         "packages": {},
         "services": {},
         "sysctls": {},
@@ -112,10 +113,11 @@ def converged_host(cluster: Cluster, name: str) -> HostFacts:
     if host.has("control-plane") or host.has("etcd"):
         data["links"] = {t: f"/opt/k8sboot/etcd/v{etcd_version}/{t.split('/')[-1]}" for t in tools}
     if host.has("control-plane") and stacked:
-        data["etcd_image"] = f"registry.k8s.io/etcd:{STACKED_ETCD}-0"
+        data["images"]["etcd.yaml"] = f"registry.k8s.io/etcd:{STACKED_ETCD}-0"
     if host.has("control-plane"):
         data["exists"][ADMIN_CONF] = True
         data["manifests"] = ["etcd.yaml", "kube-apiserver.yaml"]
+        data["images"]["kube-apiserver.yaml"] = f"registry.k8s.io/kube-apiserver:v{cluster.release}"
         data["files"][ADMIN_CONF] = "admin-hash"
     return AskedAboutEverything(name, data)
 

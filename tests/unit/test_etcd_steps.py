@@ -91,13 +91,13 @@ def test_etcd_release_goes_where_etcd_runs(external, stacked, tmp_path: Path) ->
     # Converged: the links point into the manifest's version; a new etcd image means new
     # tools on that host only.
     for host in hosts.values():
-        host.data["etcd_image"] = "registry.k8s.io/etcd:3.5.21-0"
+        host.data["images"] = {"etcd.yaml": "registry.k8s.io/etcd:3.5.21-0"}
         host.data["links"] = {
             tool: f"/opt/k8sboot/etcd/v3.5.21/{tool.rsplit('/', 1)[-1]}"
             for tool in ("/usr/local/bin/etcdctl", "/usr/local/bin/etcdutl")
         }
     assert ControlPlaneEtcdTools().plan(ctx) == []
-    hosts["cp2"].data["etcd_image"] = "registry.k8s.io/etcd:3.5.24-0"
+    hosts["cp2"].data["images"] = {"etcd.yaml": "registry.k8s.io/etcd:3.5.24-0"}
     assert ControlPlaneEtcdTools().plan(ctx) == [InstallEtcd("cp2", "3.5.24")]
 
 

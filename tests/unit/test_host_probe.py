@@ -140,3 +140,28 @@ def test_probe_reports_where_etcd_links_point(tmp_path: Path) -> None:
     )
     assert facts.etcd_linked("/usr/local/bin/etcdctl") == "3.5.16"
     assert facts.etcd_linked("/usr/local/bin/etcdutl") is None
+
+
+def test_probe_reads_the_version_each_static_pod_runs(tmp_path: Path) -> None:
+    """kubeadm writes the image with its tag into each manifest (cmd/kubeadm/app/phases/
+    controlplane/manifests.go, `Image: images.GetKubernetesImage(...)`): the tag is the
+    version the pod runs, which `kubeadm upgrade` moves."""
+    manifests = tmp_path / "manifests"
+    manifests.mkdir()
+    (manifests / "kube-apiserver.yaml").write_text(
+        "apiVersion: v1\nkind: Pod\nspec:\n  containers:\n  - command:\n    - kube-apiserver\n"
+        "    image: registry.k8s.io/kube-apiserver:v1.32.3\n    name: kube-apiserver\n"
+    )
+    (manifests / "etcd.yaml").write_text(
+        "spec:\n  containers:\n  - image: registry.k8s.io/etcd:3.5.16-0\n"
+    )
+    request = ProbeRequest(services=(), packages=(), exists=(), busy=())
+    script = request.script().replace(
+        b'"/etc/kubernetes/manifests"', json.dumps(str(manifests)).encode(), 1
+    )
+    done = subprocess.run(
+        [sys.executable, "-"], input=script, capture_output=True, check=True, timeout=60
+    )
+    found = HostFacts("cp1", json.loads(done.stdout))
+    assert found.control_plane_version == "1.32.3"
+    assert found.etcd_manifest_version == "3.5.16"
