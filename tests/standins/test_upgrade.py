@@ -34,8 +34,16 @@ def tags(node) -> dict[str, str]:
     return {c: tag(node, c) for c in COMPONENTS}
 
 
+def api(lab):
+    """A client that rides out the API server's restarts (a manifest changed, the kubelet
+    restarted), as kubeadm's own calls do."""
+    client = lab.client()
+    client.retry_for = 60
+    return client
+
+
 def cluster_config(lab) -> dict:
-    cm = lab.client().get("ConfigMap", "kubeadm-config", "kube-system")
+    cm = api(lab).get("ConfigMap", "kubeadm-config", "kube-system")
     return yaml.safe_load(cm["data"]["ClusterConfiguration"])
 
 
@@ -49,7 +57,7 @@ def kept(node) -> list[Path]:
 
 
 def kubelet_versions(lab) -> dict[str, str]:
-    nodes = lab.client().list("Node")
+    nodes = api(lab).list("Node")
     return {n["metadata"]["name"]: n["status"]["nodeInfo"]["kubeletVersion"] for n in nodes}
 
 
@@ -110,7 +118,7 @@ def upgraded(lab, before):
     out["kept"] = kept(cp)
     out["serial"] = serial(cp)
     out["server"] = json.loads(lab.kubectl("version", "-o", "json").stdout)["serverVersion"]
-    proxy = lab.client().get("DaemonSet", "kube-proxy", "kube-system")
+    proxy = api(lab).get("DaemonSet", "kube-proxy", "kube-system")
     out["proxy_image"] = proxy["spec"]["template"]["spec"]["containers"][0]["image"]
     return out
 
@@ -157,7 +165,7 @@ def control_plane_node(lab, converged):
     """`kubeadm upgrade node --certificate-renewal=false` on the control plane after another
     control plane's `upgrade apply v1.32.4` would have uploaded kubeadm-config (patched here)."""
     cp = lab.cp
-    client = lab.client()
+    client = api(lab)
     cm = client.get("ConfigMap", "kubeadm-config", "kube-system")
     doc = yaml.safe_load(cm["data"]["ClusterConfiguration"])
     cm["data"]["ClusterConfiguration"] = yaml.safe_dump(dict(doc, kubernetesVersion=NEWER))
