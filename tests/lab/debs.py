@@ -5,9 +5,10 @@ pkgs.k8s.io does (`deb <url> /`: Packages, Packages.gz and Release at the root).
     python -m tests.lab.debs build --version 1.33.1 --out /var/cache/k8sboot-lab/apt
     python -m tests.lab.debs serve /var/cache/k8sboot-lab/apt --bind 10.213.0.1 --port 8090
 
-Lab machines then use `deb [trusted=yes] http://10.213.0.1:8090/ /`. Needs dpkg-dev and
-apt-utils on the building machine. Package versions follow upstream's revision style:
-`1.33.1-1.1`.
+Lab machines then use `deb [trusted=yes] http://10.213.0.1:8090/ /`, or one minor's
+repository in pkgs.k8s.io's layout, `deb [trusted=yes] http://10.213.0.1:8090/core:/stable:/v1.33/deb/ /`.
+Needs dpkg-dev and apt-utils on the building machine. Package versions follow upstream's
+revision style: `1.33.1-1.1`.
 """
 
 from __future__ import annotations
@@ -70,11 +71,15 @@ KUBELET_POSTINST = """\
 #!/bin/sh
 set -e
 # Enabled and started at install like upstream's package: it restarts every 10 s until
-# kubeadm has written /var/lib/kubelet/config.yaml.
+# kubeadm has written /var/lib/kubelet/config.yaml. An upgrade ($2 = the version replaced)
+# only reloads units, as upstream's kubelet.spec (%systemd_postun, not _with_restart): the
+# running kubelet stays the old one until the operator restarts it.
 if [ "$1" = "configure" ] && [ -d /run/systemd/system ]; then
     systemctl daemon-reload >/dev/null 2>&1 || true
-    systemctl enable kubelet.service >/dev/null 2>&1 || true
-    systemctl restart kubelet.service >/dev/null 2>&1 || true
+    if [ -z "$2" ]; then
+        systemctl enable kubelet.service >/dev/null 2>&1 || true
+        systemctl restart kubelet.service >/dev/null 2>&1 || true
+    fi
 fi
 exit 0
 """
@@ -314,15 +319,31 @@ def build_packages(version: str, out_dir: Path, kubectl: Path | None = None) -> 
     return built
 
 
+def minor_repository(repo_dir: Path, minor: int) -> Path:
+    """Where pkgs.k8s.io keeps one minor's packages, `core:/stable:/v1.<minor>/deb/`: a flat
+    repository of its own (`deb <url>/core:/stable:/v1.32/deb/ /`) holding only that minor's
+    kubeadm, kubelet, kubectl, cri-tools and kubernetes-cni."""
+    return repo_dir / "core:" / "stable:" / f"v1.{minor}" / "deb"
+
+
 def build_repo(repo_dir: Path, versions: list[str], kubectl: Path | None = None) -> Path:
     """Packages for every version in one flat repository (Packages, Packages.gz, Release),
+    the same packages per minor in pkgs.k8s.io's layout (`minor_repository`, hard links),
     and beside them, under etcd/, the lab's etcd release as a mirror of etcd's downloads
     (see etcd_release.py), and under calico/ the stand-in for the Tigera operator's
     release manifest (calico.py)."""
     repo_dir.mkdir(parents=True, exist_ok=True)
+    by_minor: dict[int, list[Path]] = {}
     for v in versions:
-        build_packages(v, repo_dir, kubectl)
+        by_minor.setdefault(split_version(v)[1], []).extend(build_packages(v, repo_dir, kubectl))
     index_repo(repo_dir)
+    for minor, built in by_minor.items():
+        directory = minor_repository(repo_dir, minor)
+        directory.mkdir(parents=True, exist_ok=True)
+        for deb in built:
+            (directory / deb.name).unlink(missing_ok=True)
+            (directory / deb.name).hardlink_to(deb)
+        index_repo(directory)
     etcd_release.publish(repo_dir)
     calico.publish(repo_dir)
     return repo_dir

@@ -19,7 +19,15 @@ import pytest
 
 from tests.lab.standins.client import Client
 
-from .harness import Node, etcd_server, init_config, join_config, kill_strays, kubectl_path
+from .harness import (
+    Node,
+    etcd_server,
+    init_config,
+    join_config,
+    kill_strays,
+    kubectl_path,
+    nodes_ready,
+)
 
 REQUIRED = os.environ.get("K8SBOOT_LAB_REQUIRED") == "1"
 PORTS = [
@@ -168,9 +176,39 @@ def start_cluster(tmp: Path, version: str, workers: int) -> HostCluster:
 @pytest.fixture(scope="module")
 def cluster(tmp_path_factory, request):
     version = getattr(request.module, "KUBERNETES_VERSION", "v1.33.1")
-    c = start_cluster(tmp_path_factory.mktemp("hostlab"), version, workers=2)
+    workers = getattr(request.module, "WORKERS", 2)
+    c = start_cluster(tmp_path_factory.mktemp("hostlab"), version, workers=workers)
     yield c
     c.close()
+
+
+@pytest.fixture(scope="module")
+def cni(cluster, tmp_path_factory):
+    """Apply flannel as k8sboot does; the kubelets install its CNI config from the ConfigMap,
+    and every node turns Ready."""
+    import json
+
+    import jinja2
+
+    src = Path(__file__).resolve().parents[2] / "templates/cni/flannel.yaml.j2"
+    env = jinja2.Environment()
+    env.filters["q"] = lambda s: json.dumps(str(s))
+    text = env.from_string(src.read_text()).render(
+        flannel_version="v0.26.1",
+        flannel_cni_plugin_version="v1.5.1-flannel2",
+        pod_subnet="10.244.0.0/16",
+    )
+    path = tmp_path_factory.mktemp("cni") / "flannel.yaml"
+    path.write_text(text)
+    cluster.kubectl("apply", "-f", str(path))
+    cluster.wait(
+        f"{len(cluster.nodes)} Ready nodes",
+        lambda: (
+            (ready := nodes_ready(cluster)).keys() == cluster.nodes.keys()
+            and set(ready.values()) == {"True"}
+        ),
+    )
+    return path
 
 
 @pytest.fixture(scope="module")

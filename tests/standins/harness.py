@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import base64
 import contextlib
+import json
 import os
 import signal
 import socket
@@ -207,26 +208,33 @@ class Node:
         self.containerd = FakeContainerd(self.root / "run/containerd/containerd.sock")
         self.version = version
 
-    def env(self) -> dict:
+    def env(self, version: str | None = None) -> dict:
         return dict(
             os.environ,
             K8SBOOT_STANDIN_ROOT=str(self.root),
             PYTHONPATH=pythonpath(),
-            K8SBOOT_STANDIN_VERSION=self.version,
+            K8SBOOT_STANDIN_VERSION=version or self.version,
             K8SBOOT_STANDIN_KUBELET_HEALTHZ_PORT=str(self.healthz_port),
             K8SBOOT_STANDIN_SYSTEMCTL=f"{sys.executable} {FAKE_SYSTEMCTL} {self.root}",
         )
 
     def kubeadm(
-        self, *args: str, timeout: float = 180, check: bool = False
+        self,
+        *args: str,
+        timeout: float = 180,
+        check: bool = False,
+        version: str | None = None,
+        stdin: str = "",
     ) -> subprocess.CompletedProcess:
+        """kubeadm on this node; `version`: that of a kubeadm package installed since."""
         p = subprocess.run(
             [sys.executable, "-m", "standins.kubeadm", *args],
             cwd=LAB,
-            env=self.env(),
+            env=self.env(version),
             capture_output=True,
             text=True,
             timeout=timeout,
+            input=stdin,
         )
         if check and p.returncode != 0:
             raise AssertionError(
@@ -238,6 +246,15 @@ class Node:
         path = self.root / name
         path.write_text(yaml.safe_dump_all(docs, sort_keys=False))
         return path
+
+    def restart_kubelet(self, version: str) -> None:
+        """`systemctl restart kubelet` after the kubelet package of `version` was installed."""
+        self.version = version
+        subprocess.run(
+            [sys.executable, str(FAKE_SYSTEMCTL), str(self.root), "restart", "kubelet"],
+            env=self.env(),
+            check=True,
+        )
 
     def stop_kubelet(self) -> None:
         subprocess.run(
@@ -342,3 +359,14 @@ def join_config(
             "certificateKey": control_plane_key,
         }
     return [doc]
+
+
+def nodes_ready(cluster) -> dict[str, str]:
+    """Each Node's Ready condition, through the cluster's kubectl."""
+    items = json.loads(cluster.kubectl("get", "nodes", "-o", "json").stdout)["items"]
+    return {
+        n["metadata"]["name"]: next(
+            c["status"] for c in n["status"]["conditions"] if c["type"] == "Ready"
+        )
+        for n in items
+    }

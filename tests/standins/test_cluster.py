@@ -11,46 +11,11 @@ import yaml
 
 from tests.lab.standins import workloads
 
-from .harness import Node, join_config
+from .harness import Node, join_config, nodes_ready
 
 pytestmark = [pytest.mark.lab, pytest.mark.slow]
 
 KUBERNETES_VERSION = "v1.33.1"
-
-
-def nodes_ready(cluster) -> dict[str, str]:
-    items = json.loads(cluster.kubectl("get", "nodes", "-o", "json").stdout)["items"]
-    return {
-        n["metadata"]["name"]: next(
-            c["status"] for c in n["status"]["conditions"] if c["type"] == "Ready"
-        )
-        for n in items
-    }
-
-
-@pytest.fixture(scope="module")
-def cni(cluster, tmp_path_factory):
-    """Apply flannel as k8sboot does; the kubelets install its CNI config from the ConfigMap."""
-    from pathlib import Path
-
-    import jinja2
-
-    src = Path(__file__).resolve().parents[2] / "templates/cni/flannel.yaml.j2"
-    env = jinja2.Environment()
-    env.filters["q"] = lambda s: json.dumps(str(s))
-    text = env.from_string(src.read_text()).render(
-        flannel_version="v0.26.1",
-        flannel_cni_plugin_version="v1.5.1-flannel2",
-        pod_subnet="10.244.0.0/16",
-    )
-    path = tmp_path_factory.mktemp("cni") / "flannel.yaml"
-    path.write_text(text)
-    cluster.kubectl("apply", "-f", str(path))
-    cluster.wait(
-        "3 Ready nodes",
-        lambda: set(nodes_ready(cluster).values()) == {"True"} and len(nodes_ready(cluster)) == 3,
-    )
-    return path
 
 
 def test_init_prints_join_commands_and_writes_kubeadm_files(cluster):

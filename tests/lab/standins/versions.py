@@ -6,6 +6,7 @@ import json
 import os
 import re
 import subprocess
+from functools import cache
 from pathlib import Path
 
 BUILD_INFO = Path(__file__).parent / "_build.json"
@@ -25,6 +26,14 @@ def kubernetes_version() -> str:
     image tag), else the package's build info, else the default."""
     if os.environ.get("K8SBOOT_STANDIN_VERSION"):
         return os.environ["K8SBOOT_STANDIN_VERSION"]
+    return _built_version()
+
+
+@cache
+def _built_version() -> str:
+    """Read once per process: an upstream binary reports the version it was built with
+    (component-base/version) until it is restarted, so a kubelet whose package was upgraded
+    under it keeps reporting the old version."""
     if BUILD_INFO.exists():
         return json.loads(BUILD_INFO.read_text())["kubernetesVersion"]
     return DEFAULT_VERSION

@@ -7,12 +7,27 @@ import ipaddress
 import yaml
 
 from .. import versions
-from ..client import Client
+from ..client import ApiError, Client
 
 
 def _apply(client: Client, objs: list[dict]) -> None:
     for o in objs:
-        client.create_or_update(o)
+        if o["kind"] == "Service":
+            _create_or_update_service(client, o)
+        else:
+            client.create_or_update(o)
+
+
+def _create_or_update_service(client: Client, service: dict) -> None:
+    """phases/addons/dns/dns.go createDNSService: a second create of kube-dns, whose clusterIP
+    is fixed, is refused as Invalid ("provided IP is already allocated") before it could be
+    AlreadyExists, so kubeadm takes either as "exists" and updates (upgrade re-applies it)."""
+    try:
+        client.create(service)
+    except ApiError as e:
+        if e.status not in (409, 422):
+            raise
+        client.update(service)
 
 
 def coredns(client: Client, cluster: dict) -> None:

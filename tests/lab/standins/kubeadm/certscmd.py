@@ -176,43 +176,13 @@ def renew_all(cert_dir: str | None) -> int:
     default_cluster(cluster)
     pki_dir = cert_dir or cluster["certificatesDir"]
     log("[renew] Reading configuration from the cluster...")
-    for name, ca, is_conf in LEAVES:
-        old = _load(name, is_conf, pki_dir)
-        if old is None:
+    for name, _, is_conf in LEAVES:
+        if not renew(name, pki_dir):
             continue
-        ca_cert, ca_key = pki.read_pair(f"{pki_dir}/{CA_FILES[ca]}")
-        cn, orgs = pki.subject_of(old)
-        dns, ips = pki.sans_of(old)
-        from cryptography import x509
-        from cryptography.x509.oid import ExtendedKeyUsageOID
-
-        try:
-            eku = old.extensions.get_extension_for_class(x509.ExtendedKeyUsage).value
-        except x509.ExtensionNotFound:
-            eku = []
-        spec = pki.CertSpec(
-            cn,
-            tuple(orgs),
-            server=ExtendedKeyUsageOID.SERVER_AUTH in eku,
-            client=ExtendedKeyUsageOID.CLIENT_AUTH in eku,
-            dns=dns,
-            ips=ips,
-        )
-        cert, key = pki.sign(spec, ca_cert, ca_key)
         if is_conf:
-            path = f"{KUBERNETES_DIR}/{name}"
-            kc = kubeconfig.load(path)
-            import base64
-
-            kc["users"][0]["user"]["client-certificate-data"] = base64.b64encode(
-                pki.cert_pem(cert)
-            ).decode()
-            kc["users"][0]["user"]["client-key-data"] = base64.b64encode(pki.key_pem(key)).decode()
-            kubeconfig.write(path, kc)
             who = name.split(".")[0].replace("-", " ")
             log(f"certificate embedded in the kubeconfig file for the {who} to use renewed")
         else:
-            pki.write_pair(_leaf_path(name, pki_dir)[:-4], cert, key)
             log(f"certificate for {name} renewed")
     log("")
     log(
@@ -220,6 +190,47 @@ def renew_all(cert_dir: str | None) -> int:
         "kube-scheduler and etcd, so that they can use the new certificates."
     )
     return 0
+
+
+def renew(name: str, pki_dir: str) -> bool:
+    """Re-sign one leaf certificate (or a kubeconfig's) with a new key, the same subject, SANs
+    and usages, by its CA; False when it does not exist."""
+    ca, is_conf = next((ca, conf) for n, ca, conf in LEAVES if n == name)
+    old = _load(name, is_conf, pki_dir)
+    if old is None:
+        return False
+    ca_cert, ca_key = pki.read_pair(f"{pki_dir}/{CA_FILES[ca]}")
+    cn, orgs = pki.subject_of(old)
+    dns, ips = pki.sans_of(old)
+    from cryptography import x509
+    from cryptography.x509.oid import ExtendedKeyUsageOID
+
+    try:
+        eku = old.extensions.get_extension_for_class(x509.ExtendedKeyUsage).value
+    except x509.ExtensionNotFound:
+        eku = []
+    spec = pki.CertSpec(
+        cn,
+        tuple(orgs),
+        server=ExtendedKeyUsageOID.SERVER_AUTH in eku,
+        client=ExtendedKeyUsageOID.CLIENT_AUTH in eku,
+        dns=dns,
+        ips=ips,
+    )
+    cert, key = pki.sign(spec, ca_cert, ca_key)
+    if is_conf:
+        path = f"{KUBERNETES_DIR}/{name}"
+        kc = kubeconfig.load(path)
+        import base64
+
+        kc["users"][0]["user"]["client-certificate-data"] = base64.b64encode(
+            pki.cert_pem(cert)
+        ).decode()
+        kc["users"][0]["user"]["client-key-data"] = base64.b64encode(pki.key_pem(key)).decode()
+        kubeconfig.write(path, kc)
+    else:
+        pki.write_pair(_leaf_path(name, pki_dir)[:-4], cert, key)
+    return True
 
 
 __all__ = ["certs", "check_expiration", "renew_all"]

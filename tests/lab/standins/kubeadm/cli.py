@@ -13,7 +13,7 @@ from .. import pki, versions
 from ..client import ApiError
 from ..paths import ADMIN_CONF
 from . import certs as certsmod
-from . import certscmd, init, join, reset, tokens, uploadcerts
+from . import certscmd, init, join, reset, tokens, upgrade, upgradeplan, uploadcerts
 from .common import admin_client, log
 from .config import Config, default_cluster, format_duration, load, parse_duration
 from .errors import KubeadmError
@@ -30,6 +30,20 @@ class Parser(argparse.ArgumentParser):
 
 def _csv(v: str) -> list[str]:
     return [x for x in v.split(",") if x]
+
+
+def _go_bool(v: str) -> bool:
+    """strconv.ParseBool, as pflag parses `--flag=value` for a bool flag."""
+    if v in ("1", "t", "T", "TRUE", "true", "True"):
+        return True
+    if v in ("0", "f", "F", "FALSE", "false", "False"):
+        return False
+    raise argparse.ArgumentTypeError(f'strconv.ParseBool: parsing "{v}": invalid syntax')
+
+
+# Bool flags that default to true: pflag takes them bare (true) or as --flag=false, never
+# with a separate value, so a bare one is given its value before argparse sees it.
+GO_BOOL_FLAGS = ("--etcd-upgrade", "--certificate-renewal")
 
 
 def build() -> Parser:
@@ -124,6 +138,33 @@ def build() -> Parser:
     cr.add_argument("--cert-dir")
     cr.add_argument("--config")
     csub.add_parser("certificate-key")
+
+    u = sub.add_parser("upgrade")
+    usub = u.add_subparsers(dest="sub", parser_class=Parser)
+    up = usub.add_parser("plan")
+    up.add_argument("version", nargs="?")
+    up.add_argument("-o", "--output", "--experimental-output", default="text")
+    ua = usub.add_parser("apply")
+    ua.add_argument("version", nargs="?")
+    ua.add_argument("-y", "--yes", action="store_true")
+    ua.add_argument("-f", "--force", action="store_true")
+    un = usub.add_parser("node")
+    un.add_argument("--kubeconfig")
+    for x in (up, ua):
+        x.add_argument("--kubeconfig", default=ADMIN_CONF)
+        x.add_argument("--allow-experimental-upgrades", action="store_true")
+        x.add_argument("--allow-release-candidate-upgrades", action="store_true")
+        x.add_argument("--print-config", action="store_true")
+    for x in (up, ua, un):
+        x.add_argument("--config")
+        x.add_argument("--etcd-upgrade", type=_go_bool, default=True)
+        x.add_argument("--ignore-preflight-errors", type=_csv, default=[])
+        x.add_argument("--v", default="0")
+    for x in (ua, un):
+        x.add_argument("--certificate-renewal", type=_go_bool, default=True)
+        x.add_argument("--dry-run", action="store_true")
+        x.add_argument("--patches")
+        x.add_argument("--skip-phases", type=_csv, default=[])
     return p
 
 
@@ -388,8 +429,16 @@ def cmd_certs(a) -> int:
     raise KubeadmError("certs: a subcommand is required")
 
 
+def cmd_upgrade(a) -> int:
+    commands = {"plan": upgradeplan.plan, "apply": upgrade.apply, "node": upgrade.upgrade_node}
+    if a.sub not in commands:
+        raise KubeadmError('missing subcommand; "upgrade" is not meant to be run on its own')
+    return commands[a.sub](a)
+
+
 def main(argv: list[str] | None = None) -> int:
-    a = build().parse_args(sys.argv[1:] if argv is None else argv)
+    args = sys.argv[1:] if argv is None else argv
+    a = build().parse_args([f"{x}=true" if x in GO_BOOL_FLAGS else x for x in args])
     handlers = {
         "version": cmd_version,
         "init": cmd_init,
@@ -397,6 +446,7 @@ def main(argv: list[str] | None = None) -> int:
         "reset": lambda a: reset.run(a.force, a.cert_dir, a.ignore_preflight_errors),
         "token": cmd_token,
         "certs": cmd_certs,
+        "upgrade": cmd_upgrade,
     }
     if a.cmd not in handlers:
         build().print_help()

@@ -297,16 +297,16 @@ def scheduler_pod(cluster: dict) -> dict:
     return _pod("kube-scheduler", container, [_vol("kubeconfig", conf, "FileOrCreate")])
 
 
-def write(name: str, pod: dict) -> str:
-    path = f"{MANIFESTS_DIR}/{name}.yaml"
-    os.makedirs(host(MANIFESTS_DIR), exist_ok=True)
+def write(name: str, pod: dict, directory: str = MANIFESTS_DIR) -> str:
+    path = f"{directory}/{name}.yaml"
+    os.makedirs(host(directory), exist_ok=True)
     pki.write_file(path, yaml.safe_dump(pod, sort_keys=False).encode(), 0o600)
     return path
 
 
-def read(name: str) -> dict | None:
+def read(name: str, directory: str = MANIFESTS_DIR) -> dict | None:
     try:
-        with open(host(f"{MANIFESTS_DIR}/{name}.yaml")) as f:
+        with open(host(f"{directory}/{name}.yaml")) as f:
             return yaml.safe_load(f)
     except OSError:
         return None

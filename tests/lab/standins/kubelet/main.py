@@ -281,7 +281,14 @@ class Kubelet:
                 except ApiError as e2:
                     log.warn(f"mirror pod {pod.namespace}/{pod.name}: {e2}")
                     continue
-            if mirror["metadata"].get("deletionTimestamp"):
+            annotations = mirror["metadata"].get("annotations") or {}
+            if (
+                mirror["metadata"].get("deletionTimestamp")
+                or annotations.get("kubernetes.io/config.mirror") != pod.hash
+            ):
+                # Outdated: created for an earlier manifest whose delete failed (the local API
+                # server was the pod being replaced). Upstream's kubelet deletes a mirror pod
+                # that is not IsMirrorPodOf the static pod, and creates it anew.
                 self.client.delete("Pod", pod.name, pod.namespace, {"gracePeriodSeconds": 0})
                 continue
             old = mirror.get("status") or {}
