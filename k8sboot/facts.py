@@ -213,13 +213,17 @@ class HostFacts:
             return None
         return target[len(prefix) :].split("/")[0] or None
 
-    @property
-    def control_plane_version(self) -> str | None:
-        """The Kubernetes version kubeadm's kube-apiserver static pod runs here ('1.33.1'
-        of its image tag v1.33.1), None where there is none."""
-        image = self.data.get("images", {}).get("kube-apiserver.yaml") or ""
+    def static_pod_version(self, manifest: str) -> str | None:
+        """The version a static pod runs here, its image's tag ('1.33.1' of
+        registry.k8s.io/kube-apiserver:v1.33.1), None without that manifest."""
+        image = self.data.get("images", {}).get(manifest) or ""
         tag = image.rpartition(":")[2] if ":" in image.rpartition("/")[2] else ""
         return tag.removeprefix("v").split("-")[0] or None
+
+    @property
+    def control_plane_version(self) -> str | None:
+        """The Kubernetes version kubeadm's kube-apiserver runs here."""
+        return self.static_pod_version("kube-apiserver.yaml")
 
     @property
     def etcd_manifest_version(self) -> str | None:

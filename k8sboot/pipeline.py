@@ -6,7 +6,7 @@ from __future__ import annotations
 import difflib
 import time
 from collections.abc import Callable, Iterator
-from concurrent.futures import ThreadPoolExecutor, as_completed
+from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
 
 from k8sboot.actions import Action, WriteFiles
@@ -168,7 +168,7 @@ def _steps(
         changed: list[str] = []
         reprobe: list[str] = []
         try:
-            for action, outcome, seconds in _execute(executor, actions, step.hosts_apart):
+            for action, outcome, seconds in _execute(executor, actions, step.at_once(len(actions))):
                 changed.extend(outcome.changed)
                 reprobe.extend(outcome.reprobe)
                 ctx.notes.extend(outcome.notes)
@@ -203,27 +203,42 @@ def _look_again(
 
 
 def _execute(
-    executor: Executor, actions: list[Action], at_once: bool
+    executor: Executor, actions: list[Action], at_once: int
 ) -> Iterator[tuple[Action, Outcome, float]]:
-    """Each action with its outcome and seconds, as it finishes: in order, or all at the
-    same time. A failure is raised once every action has ended (a host's write is not cut
-    off half-way because another host failed)."""
+    """Each action with its outcome and seconds, as it finishes: in order (`at_once` 1),
+    or up to `at_once` at the same time. A failure starts nothing more, and is raised once
+    the actions running have ended (a host's write is not cut off half-way because another
+    host failed)."""
 
     def timed(action: Action) -> tuple[Action, Outcome, float]:
         started = time.monotonic()
         return action, executor.execute(action), time.monotonic() - started
 
-    if not at_once or len(actions) < 2:
+    if at_once < 2 or len(actions) < 2:
         yield from map(timed, actions)
         return
     failures: dict[str, BaseException] = {}
-    with ThreadPoolExecutor(max_workers=len(actions)) as pool:
-        futures = {pool.submit(timed, action): index for index, action in enumerate(actions)}
-        for future in as_completed(futures):
-            try:
-                yield future.result()
-            except Exception as error:
-                failures[str(futures[future])] = error
+    waiting = iter(enumerate(actions))
+    with ThreadPoolExecutor(max_workers=min(at_once, len(actions))) as pool:
+        running: dict[Future, int] = {}
+
+        def start() -> None:
+            for index, action in waiting:
+                running[pool.submit(timed, action)] = index
+                if len(running) >= at_once:
+                    return
+
+        start()
+        while running:
+            done, _ = wait(running, return_when=FIRST_COMPLETED)
+            for future in done:
+                index = running.pop(future)
+                try:
+                    yield future.result()
+                except Exception as error:
+                    failures[str(index)] = error
+            if not failures:
+                start()
     raise_first(failures)
 
 

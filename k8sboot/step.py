@@ -67,6 +67,13 @@ class Step(ABC):
     # Its actions each touch their own host and none needs another's result: they run at
     # the same time.
     hosts_apart: bool = False
+    # With hosts_apart, how many run at the same time at most (None: all of them).
+    most_at_once: int | None = None
+
+    def at_once(self, actions: int) -> int:
+        if not self.hosts_apart:
+            return 1
+        return min(self.most_at_once or actions, actions)
 
     def wants(self, cluster: Cluster) -> Wanted:
         """What this step reads from the probes beyond their defaults (files, packages,

@@ -12,7 +12,16 @@ from k8sboot.cluster.kubeadm import InitControlPlane, JoinControlPlanes, JoinWor
 from k8sboot.cluster.kubeconfig import Kubeconfig
 from k8sboot.cluster.node_setup import NodeSetup, Services
 from k8sboot.cluster.reset import ResetNodes
-from k8sboot.cluster.upgrade import KeepVersion
+from k8sboot.cluster.upgrade import (
+    FinishUpgrade,
+    KeepVersion,
+    PackagesAfterUpgrade,
+    RemoveKubeadmEtcdCopies,
+    UpgradeBackup,
+    UpgradeChecks,
+    UpgradeControlPlanes,
+    UpgradeWorkers,
+)
 from k8sboot.etcd import topology
 from k8sboot.etcd.backup import EtcdBackup
 from k8sboot.etcd.catalogue import Manifest, Store
@@ -95,6 +104,26 @@ def node_remove(node: str, options: DrainOptions) -> Workflow:
         ],
         preflight=False,
         needs_all_hosts=False,
+        guards=(refuse_during_restore,),
+    )
+
+
+def upgrade(drain: DrainOptions, max_unavailable: int = 1) -> Workflow:
+    """To the cluster file's Kubernetes version, the kubeadm way (cluster/upgrade.py)."""
+    return _workflow(
+        "upgrade",
+        [
+            UpgradeChecks(drain),
+            UpgradeBackup(),
+            UpgradeControlPlanes(drain),
+            UpgradeWorkers(drain, max_unavailable),
+            KubeVip(),
+            RemoveKubeadmEtcdCopies(),
+            PackagesAfterUpgrade(),
+            FinishUpgrade(),
+        ],
+        preflight=False,
+        leaves_out=removed.exclude,
         guards=(refuse_during_restore,),
     )
 

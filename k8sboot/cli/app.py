@@ -11,7 +11,7 @@ from typing import Any
 import click
 
 from k8sboot import __version__
-from k8sboot.cli import certs, etcd, health, init, inventory, nodes, render, run, validate
+from k8sboot.cli import certs, etcd, health, init, inventory, nodes, render, run, upgrade, validate
 from k8sboot.cli.common import App
 from k8sboot.errors import (
     EXIT_CODES,
@@ -87,6 +87,7 @@ for command in (
     run.plan,
     run.up,
     run.reset,
+    upgrade.command,
     run.down,
     nodes.group,
     certs.group,

@@ -13,18 +13,6 @@ from k8sboot.nodes.drain import DrainOptions
 from k8sboot.state import StateDir
 
 node_name = click.argument("node")
-timeout = click.option(
-    "--timeout",
-    type=options.Duration(),
-    default="10m",
-    show_default=True,
-    help="How long the drain may take (seconds, or 90s, 10m, 1h).",
-)
-emptydir = click.option(
-    "--delete-emptydir-data",
-    is_flag=True,
-    help="Evict pods with emptyDir volumes too; their emptyDir data is deleted.",
-)
 
 
 @click.group("node")
@@ -58,8 +46,8 @@ def uncordon(app: App, node: str) -> None:
 
 @group.command("drain")
 @node_name
-@timeout
-@emptydir
+@options.drain_timeout
+@options.emptydir
 @click.option(
     "--force",
     is_flag=True,
@@ -93,8 +81,8 @@ def drain(
     help="Remove even when the drain is blocked or fails (etcd quorum is never overridden); "
     "pods the eviction API refuses stay until the Node object goes.",
 )
-@timeout
-@emptydir
+@options.drain_timeout
+@options.emptydir
 @options.dry_run
 @options.shared()
 @pass_app

@@ -109,3 +109,17 @@ class Duration(click.ParamType):
         if not match or float(match[1]) <= 0:
             self.fail(f"{value!r} is not a duration like 600, 90s or 10m", param, ctx)
         return float(match[1]) * self.UNITS[match[2]]
+
+
+drain_timeout = click.option(
+    "--timeout",
+    type=Duration(),
+    default="10m",
+    show_default=True,
+    help="How long a drain may take (seconds, or 90s, 10m, 1h).",
+)
+emptydir = click.option(
+    "--delete-emptydir-data",
+    is_flag=True,
+    help="Evict pods with emptyDir volumes too; their emptyDir data is deleted.",
+)

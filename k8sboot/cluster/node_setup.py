@@ -74,14 +74,16 @@ def role_vars(cluster: Cluster, host: Host, found: HostFacts) -> dict[str, dict[
     }
     if host.has("control-plane") or host.has("worker"):
         roles["containerd"] = {}
-        roles["kube_packages"] = _package_vars(cluster)
+        roles["kube_packages"] = package_vars(cluster)
     return roles
 
 
-def _package_vars(cluster: Cluster) -> dict[str, Any]:
+def package_vars(cluster: Cluster) -> dict[str, Any]:
+    """The kube_packages role's variables. A repository URL may hold `{minor}`, as
+    pkgs.k8s.io's layout does: one repository per minor, which an upgrade moves on."""
     packages = cluster.packages
     release: KubeVersion = cluster.release
-    url = packages.url or UPSTREAM_REPOSITORY.format(minor=release.minor_str)
+    url = (packages.url or UPSTREAM_REPOSITORY).replace("{minor}", release.minor_str)
     key_url = packages.key_url
     if packages.source == "upstream" and key_url is None:
         key_url = url + "Release.key"

@@ -159,6 +159,12 @@ class EtcdCtl:
         document = self._json("member list -w json", timeout=ETCD_ANSWER_TIMEOUT, asks=True)
         return [_member(m) for m in document.get("members", [])]
 
+    def move_leader(self, transferee: Member, leader_endpoint: str) -> None:
+        """Leadership to `transferee`, asked of the leader alone: etcdctl asks every
+        endpoint given for its status first and gives up at the first that fails
+        (etcdctl/ctlv3/command/move_leader_command.go, v3.5); the ID is hex there."""
+        self._json(f"move-leader {transferee.hex_id} -w json", [leader_endpoint])
+
     def remove_member(self, member: Member) -> None:
         self._json(f"member remove {member.hex_id} -w json")
 

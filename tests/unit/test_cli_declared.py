@@ -65,6 +65,14 @@ SURFACE: dict[str, list[str]] = {
     "render": [*SHARED, "--out"],
     "reset": [*SHARED, "--purge-packages", "--yes", "-y"],
     "up": [*SHARED, "--dry-run", "--wait-timeout"],
+    "upgrade": [
+        *SHARED,
+        "--delete-emptydir-data",
+        "--dry-run",
+        "--max-unavailable",
+        "--timeout",
+        "--wait-timeout",
+    ],
     "validate": SHARED,
 }
 

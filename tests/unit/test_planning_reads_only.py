@@ -153,6 +153,7 @@ def _workflows(store: LocalStore, good: Manifest, failing: Manifest) -> dict[str
         "node remove (worker)": workflows.node_remove("w1", drain),
         "node remove (control plane)": workflows.node_remove("cp3", drain),
         "certs renew": workflows.certs_renew(),
+        "upgrade": workflows.upgrade(drain),
         "etcd backup": workflows.etcd_backup(None),
         "etcd verify": workflows.etcd_verify(store, good),
         "etcd verify (a corrupt backup)": workflows.etcd_verify(store, failing),

@@ -4,16 +4,19 @@
 from __future__ import annotations
 
 import copy
+import json
 from pathlib import Path
 
 import pytest
 
 from k8sboot.cluster.upgrade import KeepVersion
 from k8sboot.errors import UnsafeError
+from k8sboot.transport import ReadOnlyHosts
 from k8sboot.workflows import up
 
 from .conftest import load_data
 from .factsdata import context, converged_host, fresh
+from .fakes import scripted
 
 
 def _at(base: dict, version: str):
@@ -72,3 +75,212 @@ def test_new_clusters_and_new_hosts_come_up_at_the_files_version(
         "w2", "10.0.0.22", packages={"kubelet": {"version": "1.30.1-1.1", "held": False}}
     )
     assert KeepVersion().plan(ctx) == []  # not configured by kubeadm: node setup installs 1.33.1
+
+
+# -- `k8sboot upgrade` planning: each node's work read from what it runs ------------------
+
+TARGET = "1.33.1"
+OLD = "1.32.4"
+PACKAGES_INDEX = "".join(
+    f"Package: {p}\nVersion: {v}-1.1\n\n"
+    for p in ("kubeadm", "kubelet", "kubectl")
+    for v in (OLD, TARGET)
+)
+
+
+# kubeadm's ClusterConfiguration as `upgrade apply` uploads it (v1beta4 since 1.31).
+def _kubeadm_config(version: str) -> dict:
+    text = (
+        "apiVersion: kubeadm.k8s.io/v1beta4\nkind: ClusterConfiguration\n"
+        f"kubernetesVersion: v{version}\n"
+    )
+    return {"data": {"ClusterConfiguration": text}}
+
+
+def _ha(
+    base: dict, tmp_path: Path, version: str = OLD, stored: str = OLD, index: str = PACKAGES_INDEX
+):
+    """Three control planes and a worker running `version`; the cluster file says TARGET."""
+    from k8sboot.facts import NodeStatus
+
+    from .hacluster import ha_cluster
+
+    running = ha_cluster(copy.deepcopy(base) | {"kubernetes": {"version": version}})
+    hosts = {h.name: converged_host(running, h.name) for h in running.hosts}
+    for h in running.control_planes:
+        images = hosts[h.name].data["images"]
+        for pod in ("kube-apiserver", "kube-controller-manager", "kube-scheduler"):
+            images[f"{pod}.yaml"] = f"registry.k8s.io/{pod}:v{version}"
+    nodes = {
+        h.name: NodeStatus(h.name, True, "KubeletReady", f"v{version}", h.ip, False)
+        for h in running.hosts
+    }
+    ctx = context(running, hosts, tmp_path, nodes)
+    ctx.cluster = ha_cluster(copy.deepcopy(base) | {"kubernetes": {"version": TARGET}})
+    answers = {
+        "get configmap kubeadm-config": _kubeadm_config(stored),
+        "/Packages": index,
+        "endpoint health": [
+            {"endpoint": f"https://10.0.0.1{i}:2379", "health": True} for i in (1, 2, 3)
+        ],
+        "get poddisruptionbudgets": {"items": []},
+        "get pods": {"items": []},
+    }
+    from k8sboot.transport import ReadOnlyHosts
+
+    from .fakes import scripted
+
+    ctx.view = ReadOnlyHosts(scripted([h.name for h in ctx.cluster.hosts], answers))
+    return ctx
+
+
+def _upgrade_plan(ctx) -> dict[str, list[str]]:
+    from k8sboot.nodes.drain import DrainOptions
+    from k8sboot.workflows import upgrade
+
+    return {
+        step.title: [a.describe() for a in step.plan(ctx)]
+        for step in upgrade(DrainOptions()).steps
+        if step.title.startswith(("upgrade", "remove"))
+    }
+
+
+def test_each_node_in_the_kubeadm_order_the_first_control_plane_with_apply(
+    base: dict, tmp_path: Path
+) -> None:
+    planned = _upgrade_plan(_ha(base, tmp_path))
+    node_work = ", drain, kubelet and kubectl 1.33.1, restart the kubelet, uncordon"
+    assert planned["upgrade control planes"] == [
+        f"upgrade cp1: kubeadm 1.33.1, kubeadm upgrade apply v1.33.1{node_work}",
+        f"upgrade cp2: kubeadm 1.33.1, kubeadm upgrade node{node_work}",
+        f"upgrade cp3: kubeadm 1.33.1, kubeadm upgrade node{node_work}",
+    ]
+    assert planned["upgrade workers"] == [
+        f"upgrade w1: kubeadm 1.33.1, kubeadm upgrade node{node_work}"
+    ]
+    assert planned["remove kubeadm's etcd copies"] == []  # not before every node is done
+
+
+def test_an_upgraded_cluster_plans_nothing_and_checks_nothing(base: dict, tmp_path: Path) -> None:
+    ctx = _ha(base, tmp_path, version=TARGET, stored=TARGET)
+    ctx.view = ReadOnlyHosts(scripted([h.name for h in ctx.cluster.hosts]))  # asks nothing
+    assert all(actions == [] for actions in _upgrade_plan(ctx).values())
+
+
+def test_a_run_stopped_after_the_first_control_plane_goes_on_with_the_next(
+    base: dict, tmp_path: Path
+) -> None:
+    ctx = _ha(base, tmp_path, stored=TARGET)
+    cp1 = ctx.facts.hosts["cp1"].data
+    for pod in ("kube-apiserver", "kube-controller-manager", "kube-scheduler"):
+        cp1["images"][f"{pod}.yaml"] = f"registry.k8s.io/{pod}:v{TARGET}"
+    cp1["packages"]["kubeadm"]["version"] = f"{TARGET}-1.1"
+    planned = _upgrade_plan(ctx)["upgrade control planes"]
+    assert (
+        planned[0]
+        == "upgrade cp1: drain, kubelet and kubectl 1.33.1, restart the kubelet, uncordon"
+    )
+    assert planned[1].startswith("upgrade cp2: kubeadm 1.33.1, kubeadm upgrade node,")
+
+
+def test_apply_runs_again_until_kubeadm_config_names_the_target(base: dict, tmp_path: Path) -> None:
+    """kubeadm uploads kubeadm-config after moving every component (upgrade apply's
+    upload-config phase): killed before it, `upgrade node` elsewhere would keep the old."""
+    ctx = _ha(base, tmp_path, stored=OLD)
+    cp1 = ctx.facts.hosts["cp1"].data
+    for pod in ("kube-apiserver", "kube-controller-manager", "kube-scheduler"):
+        cp1["images"][f"{pod}.yaml"] = f"registry.k8s.io/{pod}:v{TARGET}"
+    cp1["packages"]["kubeadm"]["version"] = f"{TARGET}-1.1"
+    planned = _upgrade_plan(ctx)["upgrade control planes"]
+    assert planned[0].startswith("upgrade cp1: kubeadm upgrade apply v1.33.1, drain")
+
+
+def test_a_node_the_upgrade_cordoned_is_uncordoned(base: dict, tmp_path: Path) -> None:
+    from k8sboot.cluster.upgrade import UpgradeRecord
+
+    ctx = _ha(base, tmp_path, version=TARGET, stored=TARGET)
+    UpgradeRecord(TARGET, "lab-1", ["w1"]).write(ctx.state)
+    assert _upgrade_plan(ctx)["upgrade workers"] == ["upgrade w1: uncordon"]
+
+
+@pytest.mark.parametrize(
+    ("running", "wanted", "refused"),
+    [
+        (
+            "1.33.1",
+            "1.32.4",
+            "the cluster runs 1.33.1 and the cluster file says 1.32.4: k8sboot does not downgrade",
+        ),
+        (
+            "1.33.2",
+            "1.33.1",
+            "the cluster runs 1.33.2 and the cluster file says 1.33.1: k8sboot does not downgrade",
+        ),
+        ("1.31.5", "1.33.1", "1.31.5 to 1.33.1 skips 1.32: kubeadm upgrades one minor at a time"),
+    ],
+)
+def test_downgrades_and_skipped_minors_are_refused_before_anything_changes(
+    base: dict, tmp_path: Path, running: str, wanted: str, refused: str
+) -> None:
+    from k8sboot.cluster.upgrade import UpgradeChecks
+    from k8sboot.nodes.drain import DrainOptions
+
+    from .hacluster import ha_cluster
+
+    ctx = _ha(base, tmp_path, version=running, stored=running)
+    ctx.cluster = ha_cluster(copy.deepcopy(base) | {"kubernetes": {"version": wanted}})
+    with pytest.raises(UnsafeError, match=refused):
+        UpgradeChecks(DrainOptions()).plan(ctx)
+
+
+def test_the_repository_must_serve_the_target(base: dict, tmp_path: Path) -> None:
+    from k8sboot.cluster.upgrade import UpgradeChecks
+    from k8sboot.errors import UserError
+    from k8sboot.nodes.drain import DrainOptions
+
+    ctx = _ha(base, tmp_path, index=PACKAGES_INDEX.replace(f"Version: {TARGET}-1.1\n", ""))
+    with pytest.raises(UserError, match=r"has no kubeadm, kubelet, kubectl 1\.33\.1"):
+        UpgradeChecks(DrainOptions()).plan(ctx)
+
+
+def test_kubeadms_upgrade_plan_is_said_in_a_line() -> None:
+    """The UpgradePlan kubeadm prints with -o json (cmd/kubeadm/app/apis/output/v1alpha3/
+    types.go): cluster-wide rows without nodeName, etcd per node."""
+    from k8sboot.cluster.upgrade import _verdict
+
+    plan = {
+        "kind": "UpgradePlan",
+        "apiVersion": "output.kubeadm.k8s.io/v1alpha3",
+        "availableUpgrades": [
+            {
+                "description": "version in the v1.32 series",
+                "components": [
+                    {
+                        "name": "kubelet",
+                        "currentVersion": "v1.32.4",
+                        "newVersion": "v1.33.1",
+                        "nodeName": "w1",
+                    },
+                    {
+                        "name": "kube-apiserver",
+                        "currentVersion": "v1.32.4",
+                        "newVersion": "v1.33.1",
+                        "nodeName": "cp1",
+                    },
+                    {"name": "kube-proxy", "currentVersion": "1.32.4", "newVersion": "v1.33.1"},
+                    {"name": "CoreDNS", "currentVersion": "v1.11.3", "newVersion": "v1.12.0"},
+                    {
+                        "name": "etcd",
+                        "currentVersion": "3.5.16-0",
+                        "newVersion": "3.5.21-0",
+                        "nodeName": "cp1",
+                    },
+                ],
+            }
+        ],
+        "configVersions": [{"group": "kubelet.config.k8s.io", "manualUpgradeRequired": False}],
+    }
+    assert _verdict(json.dumps(plan)) == (
+        "kube-proxy 1.32.4 -> v1.33.1; CoreDNS v1.11.3 -> v1.12.0; etcd 3.5.16-0 -> 3.5.21-0"
+    )
+    assert _verdict("") == "nothing to upgrade"  # kubeadm prints nothing when up to date

@@ -1,0 +1,55 @@
+"""`k8sboot upgrade`."""
+
+from __future__ import annotations
+
+import click
+
+from k8sboot import workflows
+from k8sboot.cli import options
+from k8sboot.cli.common import App, pass_app
+from k8sboot.nodes.drain import DrainOptions
+
+
+@click.command("upgrade")
+@click.option(
+    "--max-unavailable",
+    type=click.IntRange(min=1),
+    default=1,
+    show_default=True,
+    help="Workers upgraded (drained) at the same time.",
+)
+@options.drain_timeout
+@options.emptydir
+@options.dry_run
+@options.wait_timeout
+@options.shared()
+@pass_app
+def command(
+    app: App,
+    max_unavailable: int,
+    timeout: float,
+    delete_emptydir_data: bool,
+    dry_run: bool,
+    wait_timeout: float,
+) -> None:
+    """Upgrade the running cluster to the cluster file's kubernetes.version, the kubeadm
+    way: checks first (versions, health, packages, PodDisruptionBudgets), an etcd backup
+    (the way back), then each control plane in turn (`kubeadm upgrade apply` on the first,
+    `kubeadm upgrade node` on the others, etcd leadership and the virtual IP moved off it
+    first), then the workers; each node drained, its kubelet upgraded and restarted,
+    uncordoned. One minor at a time; never a downgrade. Run it again after an interruption:
+    it goes on where it stopped.
+
+    \b
+    Examples:
+      k8sboot upgrade --dry-run          # what would run on each node
+      k8sboot upgrade --max-unavailable 2
+    """
+    drain = DrainOptions(timeout, delete_emptydir_data, force=False)
+    cluster = app.cluster()
+    app.run(
+        workflows.upgrade(drain, max_unavailable),
+        cluster,
+        dry_run=dry_run,
+        wait_timeout=wait_timeout,
+    )
