@@ -117,7 +117,8 @@ def converged_host(cluster: Cluster, name: str) -> HostFacts:
     if host.has("control-plane"):
         data["exists"][ADMIN_CONF] = True
         data["manifests"] = ["etcd.yaml", "kube-apiserver.yaml"]
-        data["images"]["kube-apiserver.yaml"] = f"registry.k8s.io/kube-apiserver:v{cluster.release}"
+        for pod in ("kube-apiserver", "kube-controller-manager", "kube-scheduler"):
+            data["images"][f"{pod}.yaml"] = f"registry.k8s.io/{pod}:v{cluster.release}"
         data["files"][ADMIN_CONF] = "admin-hash"
     return AskedAboutEverything(name, data)
 
