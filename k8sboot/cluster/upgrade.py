@@ -564,10 +564,11 @@ def _install(
     sources = render_sources(source["kube_packages_url"], bool(source["kube_packages_key_url"]))
     connection.write_file(SOURCES_FILE, sources.encode(), 0o644)
     pinned = " ".join(f"{p}={version}-*" for p in packages)
+    # Only the Kubernetes repository is read again (the others may be out of reach, and
+    # reading them costs seconds per node); the lists of the others stay.
     connection.run(
-        "apt-get update -q -o Dir::Etc::sourcelist=/dev/null "
-        f"-o Dir::Etc::sourceparts=- -o APT::Get::List-Cleanup=0 "
-        f"-o Dir::Etc::SourceParts=/etc/apt/sources.list.d >/dev/null && "
+        f"apt-get update -q -o Dir::Etc::sourcelist={SOURCES_FILE} -o Dir::Etc::sourceparts=- "
+        "-o APT::Get::List-Cleanup=0 >/dev/null && "
         "DEBIAN_FRONTEND=noninteractive apt-get install -y -q --allow-change-held-packages "
         f"-o Dpkg::Options::=--force-confold {pinned} >/dev/null && "
         f"apt-mark hold {' '.join(packages)} >/dev/null",
@@ -670,6 +671,12 @@ def _step_aside(executor: Executor, action: UpgradeNode, host: Host) -> None:
                 raise MachineError(
                     f"{action.host}: the virtual IP {vip} stayed here after kube-vip stopped"
                 )
+            time.sleep(1)
+        # Until the endpoint answers from the control plane that took the address over.
+        via = executor.transport[action.via]
+        while not via.run(f"{KUBECTL} get --raw /readyz", check=False, timeout=30).ok:
+            if time.monotonic() > deadline:
+                raise MachineError(f"the API through {vip} did not answer after it moved")
             time.sleep(1)
 
 

@@ -16,7 +16,7 @@ from typing import Any
 import pytest
 import yaml
 
-from tests.e2e.labspec import write_lab_spec
+from tests.e2e.labspec import HA_VERSION, write_lab_spec
 from tests.lab import debs, etcd_release
 from tests.lab.lab import Lab
 from tests.lab.plugin import LAB_KUBE_VERSIONS, REPO_PORT
@@ -166,9 +166,10 @@ def e2e_lab(lab_required: None, tmp_path_factory) -> Iterator[tuple[Lab, str]]:
 
 class SharedHA:
     """One cluster of 3 control planes behind kube-vip and 2 workers, brought up once (by
-    `up --vagrant`) and used by the modules that need that shape in turn: the HA bring-up
-    checks, health (which undoes every fault it makes), node maintenance (which takes it
-    apart, so it releases it). A module needing another shape releases it first."""
+    `up --vagrant`, at HA_VERSION) and used by the modules that need that shape in turn:
+    the HA bring-up checks, the upgrade (which leaves it one minor on, healthy), health
+    (which undoes every fault it makes), node maintenance (which takes it apart, so it
+    releases it). A module needing another shape releases it first."""
 
     def __init__(self, k8sboot: K8sboot, url: str) -> None:
         self.k8sboot = k8sboot
@@ -180,7 +181,7 @@ class SharedHA:
         """The machines of this shape and the cluster file, before any `up`."""
         lab = self.k8sboot.lab
         lab.up(3, 2)
-        write_lab_spec(lab, self.url, self.k8sboot.spec)
+        write_lab_spec(lab, self.url, self.k8sboot.spec, version=HA_VERSION)
         return self.k8sboot
 
     def adopt(self, run: list[dict[str, Any]]) -> None:

@@ -13,8 +13,18 @@ import yaml
 from tests.lab import etcd_release
 from tests.lab.lab import Lab
 
+# The shared HA cluster starts here, so that the upgrade module can take it one minor on
+# (and see a skip of a minor refused) from a repository per minor, as pkgs.k8s.io has.
+HA_VERSION = "1.31.5"
+UPGRADED_VERSION = "1.32.3"
 
-def lab_spec(lab: Lab, url: str, name: str = "lab") -> dict[str, Any]:
+
+def per_minor(url: str) -> str:
+    """The lab repository's URL in pkgs.k8s.io's layout: one repository per minor."""
+    return f"{url}core:/stable:/v{{minor}}/deb/"
+
+
+def lab_spec(lab: Lab, url: str, name: str = "lab", version: str | None = None) -> dict[str, Any]:
     hosts = []
     for machine in lab.machines:
         host: dict[str, Any] = {
@@ -35,16 +45,20 @@ def lab_spec(lab: Lab, url: str, name: str = "lab") -> dict[str, Any]:
         "kind": "Cluster",
         "name": name,
         "hosts": hosts,
-        "packages": {"source": "mirror", "url": url},
+        "packages": {"source": "mirror", "url": per_minor(url) if version else url},
         "etcd": etcd_release.cluster_settings(url),
     }
+    if version:
+        spec["kubernetes"] = {"version": version}
     if len(lab.with_role("control-plane")) > 1:  # the Vagrantfile's VIP, as with --vagrant
         spec["controlPlaneEndpoint"] = {"type": "kube-vip", "address": f"{lab.subnet}.10"}
     return spec
 
 
-def write_lab_spec(lab: Lab, url: str, path: Path, name: str = "lab") -> Path:
-    path.write_text(yaml.safe_dump(lab_spec(lab, url, name), sort_keys=False))
+def write_lab_spec(
+    lab: Lab, url: str, path: Path, name: str = "lab", version: str | None = None
+) -> Path:
+    path.write_text(yaml.safe_dump(lab_spec(lab, url, name, version), sort_keys=False))
     return path
 
 

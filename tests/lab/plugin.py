@@ -51,7 +51,7 @@ LAB_FIXTURES = {
     "k8sboot",
 }
 # Kubernetes versions the lab serves packages for: the default, and the last v1beta3 one.
-LAB_KUBE_VERSIONS = ("1.33.1", "1.30.13")
+LAB_KUBE_VERSIONS = ("1.33.1", "1.32.3", "1.31.5", "1.30.13")
 REPO_PORT = 8090
 REQUIRED_TOOLS = {
     "vagrant": "vagrant",

@@ -1,0 +1,185 @@
+"""`k8sboot upgrade` of the shared HA cluster (3 control planes behind kube-vip, 2 workers)
+one minor on, with a Deployment under a PodDisruptionBudget running throughout and the
+API asked through the virtual IP every 100 ms: refusals first (a skipped minor, `up` with a
+new version), then an upgrade killed at three points and run again each time, then a
+no-op run and a refused downgrade. The cluster is left upgraded and healthy for the
+modules after this one (issue 18)."""
+
+from __future__ import annotations
+
+import json
+import ssl
+import subprocess
+import threading
+import time
+import urllib.request
+from typing import Any
+
+import pytest
+import yaml
+
+from tests.e2e.conftest import K8sboot, SharedHA, events, finished
+from tests.e2e.labspec import HA_VERSION, UPGRADED_VERSION
+from tests.lab.standins import workloads
+
+NODES = ("cp1", "cp2", "cp3", "w1", "w2")
+
+
+@pytest.fixture(scope="module")
+def cluster(ha: SharedHA) -> K8sboot:
+    return ha.acquire()
+
+
+def _set_version(cluster: K8sboot, version: str) -> None:
+    spec = yaml.safe_load(cluster.spec.read_text())
+    spec["kubernetes"] = {"version": version}
+    cluster.spec.write_text(yaml.safe_dump(spec, sort_keys=False))
+
+
+def _versions(cluster: K8sboot) -> dict[str, str]:
+    """Node -> the version its kubelet reports, as the real kubectl sees it."""
+    items = json.loads(cluster.kubectl("get", "nodes", "-o", "json").stdout)["items"]
+    return {n["metadata"]["name"]: n["status"]["nodeInfo"]["kubeletVersion"] for n in items}
+
+
+class Watch:
+    """The API through the virtual IP every 100 ms (anonymous /version, as kubeadm allows
+    it), and the Deployment under its budget every second, from the operator's machine."""
+
+    def __init__(self, cluster: K8sboot, deployment: str):
+        self.url = f"https://{cluster.lab.subnet}.10:6443/version"
+        self.cluster = cluster
+        self.deployment = deployment
+        self.asked = 0
+        self.failed: list[str] = []
+        self.longest_gap = 0.0
+        self.fewest_available: int | None = None
+        self._stop = threading.Event()
+        self._threads = [threading.Thread(target=self._api), threading.Thread(target=self._pods)]
+
+    def __enter__(self) -> Watch:
+        for thread in self._threads:
+            thread.start()
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        self._stop.set()
+        for thread in self._threads:
+            thread.join()
+
+    def _api(self) -> None:
+        context = ssl.create_default_context()
+        context.check_hostname = False
+        context.verify_mode = ssl.CERT_NONE  # the answer is what counts, not who gives it
+        last_ok = time.monotonic()
+        while not self._stop.wait(0.1):
+            self.asked += 1
+            try:
+                with urllib.request.urlopen(self.url, timeout=2, context=context) as answer:
+                    answer.read()
+                now = time.monotonic()
+                self.longest_gap = max(self.longest_gap, now - last_ok)
+                last_ok = now
+            except OSError as error:
+                self.failed.append(f"{time.strftime('%H:%M:%S')} {error}")
+
+    def _pods(self) -> None:
+        while not self._stop.wait(1.0):
+            try:
+                found = self.cluster.kubectl("get", "deployment", self.deployment, "-o", "json")
+            except subprocess.SubprocessError:  # the API watch counts those
+                continue
+            available = json.loads(found.stdout).get("status", {}).get("availableReplicas", 0)
+            if self.fewest_available is None or available < self.fewest_available:
+                self.fewest_available = available
+
+
+def test_an_ha_upgrade_interrupted_three_times_converges_with_the_api_up(
+    cluster: K8sboot,
+) -> None:
+    if set(_versions(cluster).values()) != {f"v{HA_VERSION}"}:
+        pytest.fail(f"the shared cluster is not at {HA_VERSION}: {_versions(cluster)}")
+    path = cluster.workdir / "web.yaml"
+    path.write_text(
+        workloads.to_yaml(
+            [workloads.deployment("web", 3), workloads.pdb("web", "web", min_available=2)]
+        )
+    )
+    cluster.kubectl("apply", "-f", str(path))
+    cluster.kubectl("rollout", "status", "deployment/web", "--timeout=120s")
+
+    # A skipped minor: refused before anything changes.
+    _set_version(cluster, "1.33.1")
+    skipped = cluster.run("upgrade", check=False)
+    assert skipped.returncode == 3, skipped.stderr
+    assert "skips 1.32: kubeadm upgrades one minor at a time" in skipped.stderr
+    _set_version(cluster, UPGRADED_VERSION)
+    refused = cluster.run("up", "--vagrant", check=False)
+    assert refused.returncode == 3 and "run `k8sboot upgrade`" in refused.stderr
+    assert set(_versions(cluster).values()) == {f"v{HA_VERSION}"}
+
+    started = time.monotonic()
+    with Watch(cluster, "web") as watch:
+        # 1. during `kubeadm upgrade apply` on the first control plane
+        def in_apply(event: dict[str, Any]) -> bool:
+            if event.get("event") == "progress" and "kubeadm upgrade apply" in event.get(
+                "message", ""
+            ):
+                time.sleep(3)
+                return True
+            return False
+
+        cluster.killed(["upgrade"], in_apply)
+        # 2. between control planes: cp2 done, cp3 not begun
+        cluster.killed(
+            ["upgrade"],
+            lambda e: (
+                e.get("event") == "action_finished"
+                and e.get("action", "").startswith("upgrade cp2:")
+            ),
+        )
+        # 3. during a worker: while it drains
+        cluster.killed(
+            ["upgrade"],
+            lambda e: (
+                e.get("event") == "progress" and e.get("message", "").startswith("kubectl drain w")
+            ),
+        )
+        done = cluster.run("upgrade", "-o", "json")
+    seconds = time.monotonic() - started
+    run = events(done.stdout)
+    assert finished(run)["ok"] is True
+    print(
+        f"\nHA upgrade {HA_VERSION} -> {UPGRADED_VERSION}, killed 3 times: {seconds:.0f}s; "
+        f"API through the VIP asked {watch.asked} times, {len(watch.failed)} failed, longest "
+        f"gap {watch.longest_gap:.1f}s; Deployment web (minAvailable 2) at least "
+        f"{watch.fewest_available} available"
+    )
+    assert _versions(cluster) == {n: f"v{UPGRADED_VERSION}" for n in NODES}
+    assert cluster.nodes() == {n: True for n in NODES}
+    nodes = json.loads(cluster.kubectl("get", "nodes", "-o", "json").stdout)["items"]
+    assert [n["metadata"]["name"] for n in nodes if n["spec"].get("unschedulable")] == []
+    assert watch.fewest_available is not None and watch.fewest_available >= 2
+    assert watch.failed == [], watch.failed[:5]
+    for name in ("cp1", "cp2", "cp3"):
+        left = cluster.lab.ssh(
+            name, "sudo ls -d /etc/kubernetes/tmp/kubeadm-backup-etcd-* 2>/dev/null", check=False
+        )
+        assert left.stdout.strip() == "", f"{name} keeps kubeadm's plaintext etcd copies"
+    held = cluster.lab.ssh("w1", "apt-mark showhold").stdout.split()
+    assert {"kubeadm", "kubelet", "kubectl"} <= set(held)
+    sources = cluster.lab.ssh("w1", "cat /etc/apt/sources.list.d/kubernetes.sources").stdout
+    assert "/v1.32/deb/" in sources
+
+    # Converged: nothing to do, in a few seconds.
+    started = time.monotonic()
+    again = events(cluster.run("upgrade", "-o", "json").stdout)
+    assert finished(again)["changed"] == {}
+    print(f"no-op upgrade: {time.monotonic() - started:.1f}s")
+
+    # A downgrade: refused before anything changes.
+    _set_version(cluster, HA_VERSION)
+    down = cluster.run("upgrade", check=False)
+    _set_version(cluster, UPGRADED_VERSION)
+    assert down.returncode == 3 and "k8sboot does not downgrade" in down.stderr
+    cluster.kubectl("delete", "-f", str(path), "--wait=false")
