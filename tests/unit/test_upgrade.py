@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import copy
 import json
+import time
 from pathlib import Path
 
 import pytest
@@ -284,3 +285,27 @@ def test_kubeadms_upgrade_plan_is_said_in_a_line() -> None:
         "kube-proxy 1.32.4 -> v1.33.1; CoreDNS v1.11.3 -> v1.12.0; etcd 3.5.16-0 -> 3.5.21-0"
     )
     assert _verdict("") == "nothing to upgrade"  # kubeadm prints nothing when up to date
+
+
+def test_a_manifest_kubeadm_left_aside_goes_back_before_a_run_again(tmp_path: Path) -> None:
+    """`upgrade apply` moves each component with two renames (old manifest into
+    kubeadm-backup-manifests-<date>, new one from kubeadm-upgraded-manifests<n>;
+    cmd/kubeadm/app/phases/upgrade/staticpods.go): killed between them, the manifest is
+    missing and kubeadm's preflight refuses every later run. The newest copy goes back."""
+    from k8sboot.cluster.upgrade import _put_back_manifests
+
+    from .fakes import LocalShell
+
+    manifests = tmp_path / "etc/kubernetes/manifests"
+    kept = tmp_path / "etc/kubernetes/tmp"
+    manifests.mkdir(parents=True)
+    (kept / "kubeadm-upgraded-manifests123").mkdir(parents=True)
+    (kept / "kubeadm-backup-manifests-2026-12-07-10-00-00").mkdir(parents=True)
+    for pod in ("kube-controller-manager", "kube-scheduler"):
+        (manifests / f"{pod}.yaml").write_text(f"{pod} as it runs\n")
+    (kept / "kubeadm-backup-manifests-2026-12-07-10-00-00/kube-apiserver.yaml").write_text("old\n")
+    time.sleep(0.01)
+    (kept / "kubeadm-upgraded-manifests123/kube-apiserver.yaml").write_text("new\n")
+    _put_back_manifests(LocalShell("cp1", tmp_path))  # type: ignore[arg-type]
+    assert (manifests / "kube-apiserver.yaml").read_text() == "new\n"
+    assert (manifests / "kube-scheduler.yaml").read_text() == "kube-scheduler as it runs\n"
