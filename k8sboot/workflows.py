@@ -20,6 +20,7 @@ from k8sboot.cluster.upgrade import (
     UpgradeBackup,
     UpgradeChecks,
     UpgradeControlPlanes,
+    UpgradeExternalEtcd,
     UpgradeWorkers,
 )
 from k8sboot.etcd import topology
@@ -115,6 +116,7 @@ def upgrade(drain: DrainOptions, max_unavailable: int = 1) -> Workflow:
         [
             UpgradeChecks(drain),
             UpgradeBackup(),
+            UpgradeExternalEtcd(),
             UpgradeControlPlanes(drain),
             UpgradeWorkers(drain, max_unavailable),
             KubeVip(),

@@ -3,6 +3,8 @@ node by node, after an etcd backup, each node planned from what it runs:
 
 1. checks first, before anything changes (versions, health, packages, skew, budgets);
 2. an etcd backup into the catalogue, named as the way back;
+   external etcd installed by k8sboot moved to the release the target calls for, one
+   member at a time;
 3. the control planes one at a time, the first with `kubeadm upgrade apply`, the others
    with `kubeadm upgrade node`, each with etcd leadership and the virtual IP moved off it
    first, then drained, its kubelet and kubectl upgraded and restarted, uncordoned;
@@ -35,6 +37,8 @@ from k8sboot.etcd import topology
 from k8sboot.etcd.backup import snapshot_action
 from k8sboot.etcd.catalogue import open_store
 from k8sboot.etcd.client import EtcdCtl, member_by_peer_url
+from k8sboot.etcd.external import START_TIMEOUT, wait_healthy
+from k8sboot.etcd.install import InstallEtcd
 from k8sboot.executor import Executor, Outcome, handles
 from k8sboot.facts import KUBECTL, HostFacts
 from k8sboot.kubeadm_node import MANIFESTS_DIR
@@ -449,7 +453,67 @@ def record_upgrade(executor: Executor, action: RecordUpgrade) -> Outcome:
     return Outcome((), notes=(way_back,))
 
 
-# -- 3. and 4. the nodes -------------------------------------------------------------------
+# -- 3. external etcd, when the target calls for a newer one ------------------------------
+
+
+class UpgradeExternalEtcd(Step):
+    """External etcd installed by k8sboot, to the release the cluster file now calls for
+    (its etcd.version, else the one kubeadm pins for the target minor): one member at a
+    time, each restarted and the cluster healthy again before the next, so quorum holds.
+    Never a downgrade: etcd cannot run a data directory a newer etcd wrote."""
+
+    title = "upgrade external etcd"
+
+    def plan(self, ctx: Context) -> list[Action]:
+        cluster = ctx.cluster
+        if cluster.etcd.topology != "external":
+            return []
+        wanted = cluster.etcd_version
+        members = topology.members(cluster)
+        runner = topology.tool_hosts(cluster)[0]
+        etcd = EtcdCtl(
+            ctx.view[runner.name],
+            topology.tls_on(cluster, runner),
+            [topology.endpoint(h) for h in members],
+        )
+        running = {s.endpoint: s.version for s in etcd.status(etcd.endpoints)}
+        actions: list[Action] = []
+        for host in members:
+            version = running.get(topology.endpoint(host))
+            if version is None:
+                raise MachineError(f"etcd on {host.name} does not answer: `k8sboot etcd health`")
+            if version_tuple(version) > version_tuple(wanted):
+                raise UnsafeError(
+                    f"etcd on {host.name} runs {version}, newer than {wanted}: etcd is never "
+                    "downgraded (set etcd.version to the one that runs)"
+                )
+            if version != wanted:
+                actions.append(UpgradeEtcdMember(host.name, version, wanted))
+        return actions
+
+
+@dataclass(frozen=True)
+class UpgradeEtcdMember(OnHost):
+    running: str
+    version: str
+
+    def describe(self) -> str:
+        return (
+            f"etcd on {self.host} from {self.running} to {self.version}: install, restart, "
+            "wait until the cluster is healthy"
+        )
+
+
+@handles(UpgradeEtcdMember)
+def upgrade_etcd_member(executor: Executor, action: UpgradeEtcdMember) -> Outcome:
+    executor.execute(InstallEtcd(action.host, action.version, server=True))
+    executor.progress(action.host, f"restart etcd {action.version}")
+    executor.transport[action.host].run("systemctl restart etcd", timeout=START_TIMEOUT)
+    wait_healthy(executor)
+    return Outcome((action.host,), reprobe=(action.host,))
+
+
+# -- 4. and 5. the nodes -------------------------------------------------------------------
 
 
 @dataclass(frozen=True)
@@ -754,7 +818,7 @@ def _forget_cordoned(state: StateDir, target: str, node: str) -> None:
         record.write(state)
 
 
-# -- 5. after the nodes --------------------------------------------------------------------
+# -- 6. after the nodes --------------------------------------------------------------------
 
 
 class RemoveKubeadmEtcdCopies(Step):

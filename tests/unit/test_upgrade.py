@@ -309,3 +309,63 @@ def test_a_manifest_kubeadm_left_aside_goes_back_before_a_run_again(tmp_path: Pa
     _put_back_manifests(LocalShell("cp1", tmp_path))  # type: ignore[arg-type]
     assert (manifests / "kube-apiserver.yaml").read_text() == "new\n"
     assert (manifests / "kube-scheduler.yaml").read_text() == "kube-scheduler as it runs\n"
+
+
+def _external(base: dict, tmp_path: Path, running: dict[str, str], wanted: str):
+    from .factsdata import EXTERNAL_HOSTS, converged_external
+
+    spec = copy.deepcopy(base)
+    spec["hosts"] = copy.deepcopy(EXTERNAL_HOSTS)
+    spec["etcd"] = {"topology": "external", "version": wanted}
+    cluster = load_data(spec).cluster
+    ctx = converged_external(cluster, tmp_path)
+    answers = {
+        f"--endpoints=https://{h.ip}:2379 ": [
+            {
+                "Endpoint": f"https://{h.ip}:2379",
+                "Status": {"header": {"member_id": i}, "leader": 1, "version": running[h.name]},
+            }
+        ]
+        for i, h in enumerate(cluster.with_role("etcd"), 1)
+    }
+    ctx.view = ReadOnlyHosts(scripted([h.name for h in cluster.hosts], answers))
+    return ctx
+
+
+def test_external_etcd_moves_one_member_at_a_time_to_the_release_called_for(
+    base: dict, tmp_path: Path
+) -> None:
+    from k8sboot.cluster.upgrade import UpgradeEtcdMember, UpgradeExternalEtcd
+
+    running = {"e1": "3.5.16", "e2": "3.5.21", "e3": "3.5.16"}  # e2 done before a stop
+    planned = UpgradeExternalEtcd().plan(_external(base, tmp_path, running, "3.5.21"))
+    assert planned == [
+        UpgradeEtcdMember("e1", "3.5.16", "3.5.21"),
+        UpgradeEtcdMember("e3", "3.5.16", "3.5.21"),
+    ]
+    assert not UpgradeExternalEtcd.hosts_apart  # one after another: quorum holds
+    with pytest.raises(UnsafeError, match=r"e2 runs 3\.5\.24, newer than 3\.5\.21: etcd is never"):
+        UpgradeExternalEtcd().plan(_external(base, tmp_path, running | {"e2": "3.5.24"}, "3.5.21"))
+
+
+def test_a_member_is_installed_restarted_and_the_cluster_healthy_before_the_next(
+    base: dict, tmp_path: Path
+) -> None:
+    from k8sboot.cluster.upgrade import UpgradeEtcdMember
+    from k8sboot.executor import Executor
+
+    from .fakes import FakeConnection, FakeTransport
+
+    ctx = _external(base, tmp_path, {"e1": "3.5.16", "e2": "3.5.16", "e3": "3.5.16"}, "3.5.21")
+    healthy = [{"endpoint": f"https://10.0.0.3{i}:2379", "health": True} for i in (1, 2, 3)]
+    answers = {
+        "python3 -": '{"downloaded": true, "linked": ["etcd"]}',
+        "systemctl restart etcd": "",
+        "endpoint health": healthy,
+    }
+    transport = FakeTransport({n: FakeConnection(n, dict(answers)) for n in ctx.facts.hosts})
+    Executor(ctx, transport).execute(UpgradeEtcdMember("e1", "3.5.16", "3.5.21"))  # type: ignore[arg-type]
+    ran = transport["e1"].ran
+    assert ran[0] == "python3 -" and ran[1] == "systemctl restart etcd"
+    assert any("endpoint health" in c for n in ctx.facts.hosts for c in transport[n].ran)
+    assert not transport["e2"].ran or all("endpoint health" in c for c in transport["e2"].ran)
