@@ -25,6 +25,16 @@ class Action(ABC):
 
 
 @dataclass(frozen=True)
+class OnThisMachine(Action):
+    """An action on the operator's machine (the state directory, the catalogue): no host
+    is touched."""
+
+    @property
+    def hosts(self) -> tuple[str, ...]:
+        return ()
+
+
+@dataclass(frozen=True)
 class OnHost(Action):
     """An action carried out on one host (or through it, for a cluster-wide question)."""
 

@@ -29,7 +29,7 @@ import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-from k8sboot.actions import Action, OnHost, RunCommands
+from k8sboot.actions import Action, OnHost, OnThisMachine, RunCommands
 from k8sboot.cluster.kube_vip import kube_vip_manifest
 from k8sboot.cluster.node_setup import NodeSetup, package_vars
 from k8sboot.errors import MachineError, UnsafeError, UserError
@@ -421,12 +421,8 @@ class UpgradeBackup(Step):
 
 
 @dataclass(frozen=True)
-class RecordUpgrade(Action):
+class RecordUpgrade(OnThisMachine):
     target: str
-
-    @property
-    def hosts(self) -> tuple[str, ...]:
-        return ()
 
     def describe(self) -> str:
         return f"record the upgrade to {self.target} and its backup in the state directory"
@@ -873,13 +869,9 @@ class FinishUpgrade(Step):
 
 
 @dataclass(frozen=True)
-class ClearUpgradeRecord(Action):
+class ClearUpgradeRecord(OnThisMachine):
     target: str
     backup: str | None
-
-    @property
-    def hosts(self) -> tuple[str, ...]:
-        return ()
 
     def describe(self) -> str:
         return f"record that the cluster runs {self.target}"

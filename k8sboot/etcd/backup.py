@@ -10,7 +10,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
 
-from k8sboot.actions import Action, OnHost
+from k8sboot.actions import Action, OnHost, OnThisMachine
 from k8sboot.errors import MachineError, UserError
 from k8sboot.etcd import restore_record, topology
 from k8sboot.etcd.archive import (
@@ -122,13 +122,9 @@ class SaveSnapshot(OnHost):
 
 
 @dataclass(frozen=True)
-class PruneBackups(Action):
+class PruneBackups(OnThisMachine):
     location: str
     policy: str
-
-    @property
-    def hosts(self) -> tuple[str, ...]:
-        return ()
 
     def describe(self) -> str:
         return f"apply retention ({self.policy}) to {self.location}"

@@ -17,7 +17,7 @@ from typing import Any
 
 import yaml
 
-from k8sboot.actions import Action, OnHost, listed
+from k8sboot.actions import Action, OnHost, OnThisMachine, listed
 from k8sboot.errors import MachineError, UnsafeError, UserError
 from k8sboot.etcd import files as etcd_files
 from k8sboot.etcd import restore_record, topology
@@ -402,7 +402,7 @@ class StageRestore(Action):
 
 
 @dataclass(frozen=True)
-class RecordRestore(Action):
+class RecordRestore(OnThisMachine):
     """Record the restore as in progress on the operator's machine, before anything stops:
     from then on it is finished or rolled back, and `up`, `reset` and `node remove` refuse."""
 
@@ -414,10 +414,6 @@ class RecordRestore(Action):
     etcd_servers: str
     tag: str
     since: str  # when it was planned: a pre-restore snapshot taken after is held
-
-    @property
-    def hosts(self) -> tuple[str, ...]:
-        return ()
 
     def describe(self) -> str:
         return f"record the restore of {self.backup} (tag {self.tag}) as in progress"

@@ -8,7 +8,7 @@ import shlex
 from dataclasses import dataclass
 from typing import Any
 
-from k8sboot.actions import Action, OnHost
+from k8sboot.actions import Action, OnHost, OnThisMachine
 from k8sboot.errors import MachineError
 from k8sboot.etcd import topology
 from k8sboot.etcd.catalogue import (
@@ -78,7 +78,7 @@ class TestRestore(OnHost):
 
 
 @dataclass(frozen=True)
-class RecordIntegrity(Action):
+class RecordIntegrity(OnThisMachine):
     """Record in a backup's manifest how the check of its stored file went (what `etcd
     list` shows); a failed check then fails the run with its reason."""
 
@@ -86,10 +86,6 @@ class RecordIntegrity(Action):
     backup: str
     checked: str  # when (ISO 8601)
     failure: str = ""  # why the check failed; empty when it passed
-
-    @property
-    def hosts(self) -> tuple[str, ...]:
-        return ()
 
     def describe(self) -> str:
         if self.failure:

@@ -135,6 +135,14 @@ def _ha(
     return ctx
 
 
+def _applied(ctx, name: str) -> None:
+    """`name` got the target's kubeadm and its control plane runs the target."""
+    found = ctx.facts.hosts[name].data
+    for pod in ("kube-apiserver", "kube-controller-manager", "kube-scheduler"):
+        found["images"][f"{pod}.yaml"] = f"registry.k8s.io/{pod}:v{TARGET}"
+    found["packages"]["kubeadm"]["version"] = f"{TARGET}-1.1"
+
+
 def _upgrade_plan(ctx) -> dict[str, list[str]]:
     from k8sboot.nodes.drain import DrainOptions
     from k8sboot.workflows import upgrade
@@ -172,10 +180,7 @@ def test_a_run_stopped_after_the_first_control_plane_goes_on_with_the_next(
     base: dict, tmp_path: Path
 ) -> None:
     ctx = _ha(base, tmp_path, stored=TARGET)
-    cp1 = ctx.facts.hosts["cp1"].data
-    for pod in ("kube-apiserver", "kube-controller-manager", "kube-scheduler"):
-        cp1["images"][f"{pod}.yaml"] = f"registry.k8s.io/{pod}:v{TARGET}"
-    cp1["packages"]["kubeadm"]["version"] = f"{TARGET}-1.1"
+    _applied(ctx, "cp1")
     planned = _upgrade_plan(ctx)["upgrade control planes"]
     assert (
         planned[0]
@@ -188,10 +193,7 @@ def test_apply_runs_again_until_kubeadm_config_names_the_target(base: dict, tmp_
     """kubeadm uploads kubeadm-config after moving every component (upgrade apply's
     upload-config phase): killed before it, `upgrade node` elsewhere would keep the old."""
     ctx = _ha(base, tmp_path, stored=OLD)
-    cp1 = ctx.facts.hosts["cp1"].data
-    for pod in ("kube-apiserver", "kube-controller-manager", "kube-scheduler"):
-        cp1["images"][f"{pod}.yaml"] = f"registry.k8s.io/{pod}:v{TARGET}"
-    cp1["packages"]["kubeadm"]["version"] = f"{TARGET}-1.1"
+    _applied(ctx, "cp1")
     planned = _upgrade_plan(ctx)["upgrade control planes"]
     assert planned[0].startswith("upgrade cp1: kubeadm upgrade apply v1.33.1, drain")
 

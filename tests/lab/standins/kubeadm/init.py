@@ -4,14 +4,12 @@ from __future__ import annotations
 
 import time
 
-import yaml
-
 from .. import versions
 from ..client import ApiError
 from ..paths import KUBERNETES_DIR, MANIFESTS_DIR, host
-from . import addons, certs, manifests, node, preflight, tokens, uploadcerts
+from . import addons, certs, manifests, node, preflight, tokens, uploadcerts, uploadconfig
 from .common import admin_client, log, mark_control_plane, pause_image, write_cluster_info
-from .config import Config, cluster_document, format_duration
+from .config import Config, format_duration
 from .errors import KubeadmError, PhaseError
 
 PHASES = [
@@ -152,36 +150,7 @@ def run(
         return admin_client()
 
     def do_upload_config():
-        c = client()
-        log(
-            '[upload-config] Storing the configuration used in ConfigMap "kubeadm-config" in '
-            'the "kube-system" Namespace'
-        )
-        c.create_or_update(
-            {
-                "apiVersion": "v1",
-                "kind": "ConfigMap",
-                "metadata": {"name": "kubeadm-config", "namespace": "kube-system"},
-                "data": {
-                    "ClusterConfiguration": yaml.safe_dump(cluster_document(cfg), sort_keys=False)
-                },
-            }
-        )
-        log(
-            '[kubelet] Creating a ConfigMap "kubelet-config" in namespace kube-system with the '
-            "configuration for the kubelets in the cluster"
-        )
-        kc = node.kubelet_config(cluster, cfg.kubelet)
-        c.create_or_update(
-            {
-                "apiVersion": "v1",
-                "kind": "ConfigMap",
-                "metadata": {"name": "kubelet-config", "namespace": "kube-system"},
-                "data": {"kubelet": yaml.safe_dump(kc, sort_keys=True)},
-            }
-        )
-        for obj in tokens.config_rbac():
-            c.create_or_update(obj)
+        uploadconfig.upload(client(), cfg, node.kubelet_config(cluster, cfg.kubelet))
 
     def do_upload_certs():
         if not upload_certs:

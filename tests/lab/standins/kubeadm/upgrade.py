@@ -19,9 +19,9 @@ from .. import kubeconfig, pki, versions
 from ..client import ApiError, Client, NotFound
 from ..etcd import EtcdError
 from ..paths import ADMIN_CONF, KUBELET_CONF, KUBELET_CONFIG, KUBERNETES_DIR, MANIFESTS_DIR, host
-from . import addons, certs, certscmd, manifests, node, preflight, tokens
+from . import addons, certs, certscmd, manifests, node, preflight, tokens, uploadconfig
 from .common import admin_client, etcd_client_from_cluster, klog_warn, log
-from .config import Config, cluster_document, cluster_from_configmap
+from .config import Config, cluster_from_configmap
 from .errors import KubeadmError, PhaseError
 from .init import skipped
 
@@ -472,38 +472,11 @@ def write_kubelet_config(client: Client) -> None:
 def upload_config(client: Client, cluster: dict) -> None:
     """The upload-config phase: kubeadm-config with the new version, in this kubeadm's
     preferred API version, and kubelet-config as the cluster has it."""
-    log(
-        '[upload-config] Storing the configuration used in ConfigMap "kubeadm-config" in the '
-        '"kube-system" Namespace'
-    )
     cfg = Config()
     cfg.cluster = cluster
-    client.create_or_update(
-        {
-            "apiVersion": "v1",
-            "kind": "ConfigMap",
-            "metadata": {"name": "kubeadm-config", "namespace": "kube-system"},
-            "data": {
-                "ClusterConfiguration": yaml.safe_dump(cluster_document(cfg), sort_keys=False)
-            },
-        }
-    )
-    log(
-        '[kubelet] Creating a ConfigMap "kubelet-config" in namespace kube-system with the '
-        "configuration for the kubelets in the cluster"
-    )
     current = client.get("ConfigMap", "kubelet-config", "kube-system")
     doc = yaml.safe_load((current.get("data") or {}).get("kubelet") or "{}")
-    client.create_or_update(
-        {
-            "apiVersion": "v1",
-            "kind": "ConfigMap",
-            "metadata": {"name": "kubelet-config", "namespace": "kube-system"},
-            "data": {"kubelet": yaml.safe_dump(node.kubelet_config(cluster, doc), sort_keys=True)},
-        }
-    )
-    for obj in tokens.config_rbac():
-        client.create_or_update(obj)
+    uploadconfig.upload(client, cfg, node.kubelet_config(cluster, doc))
 
 
 def upgrade_addons(client: Client, cluster: dict, name: str, skip: list[str]) -> None:
