@@ -7,7 +7,9 @@ import click
 from k8sboot import workflows
 from k8sboot.cli import options
 from k8sboot.cli.common import App, pass_app
+from k8sboot.cluster import upgrade
 from k8sboot.nodes.drain import DrainOptions
+from k8sboot.session import looking
 
 
 @click.command("upgrade")
@@ -18,6 +20,12 @@ from k8sboot.nodes.drain import DrainOptions
     show_default=True,
     help="Workers upgraded (drained) at the same time.",
 )
+@click.option(
+    "--walk",
+    is_flag=True,
+    help="When the cluster file's version is several minors ahead: go through each minor in "
+    "turn (its newest release in the repository), each its own upgrade with checks and backup.",
+)
 @options.drain_timeout
 @options.emptydir
 @options.dry_run
@@ -27,6 +35,7 @@ from k8sboot.nodes.drain import DrainOptions
 def command(
     app: App,
     max_unavailable: int,
+    walk: bool,
     timeout: float,
     delete_emptydir_data: bool,
     dry_run: bool,
@@ -44,12 +53,23 @@ def command(
     Examples:
       k8sboot upgrade --dry-run          # what would run on each node
       k8sboot upgrade --max-unavailable 2
+      k8sboot upgrade --walk             # 1.30 to 1.32 through the newest 1.31
     """
     drain = DrainOptions(timeout, delete_emptydir_data, force=False)
     cluster = app.cluster()
-    app.run(
-        workflows.upgrade(drain, max_unavailable),
-        cluster,
-        dry_run=dry_run,
-        wait_timeout=wait_timeout,
-    )
+    path = [str(cluster.release)]
+    if walk:
+        with looking(cluster, "upgrade-walk") as ctx:
+            path = upgrade.walk(ctx)
+        if len(path) > 1:
+            click.echo(f"upgrade path: {' -> '.join(path)}", err=True)
+        if dry_run and len(path) > 1:  # each hop plans from what the one before left
+            path = path[:1]
+            click.echo("--dry-run: the first upgrade of the path only", err=True)
+    for version in path:
+        app.run(
+            workflows.upgrade(drain, max_unavailable),
+            upgrade.at_version(cluster, version),
+            dry_run=dry_run,
+            wait_timeout=wait_timeout,
+        )

@@ -296,16 +296,11 @@ class UpgradeChecks(Step):
         return []
 
     def _versions(self, ctx: Context, target: str) -> None:
-        running = {
-            h.name: ctx.host_facts(h).static_pod_version("kube-apiserver.yaml") or "?"
-            for h in ctx.cluster.control_planes
-        }
-        oldest = min((v for v in running.values() if v != "?"), key=version_tuple, default=None)
-        if oldest is None:
-            raise MachineError("no control plane runs a kube-apiserver static pod kubeadm wrote")
+        running = [v for v in api_server_versions(ctx).values() if v is not None]
+        oldest = min(running, key=version_tuple)
         wanted = version_tuple(target)
-        if any(version_tuple(v) > wanted for v in running.values() if v != "?"):
-            newest = max((v for v in running.values() if v != "?"), key=version_tuple)
+        if any(version_tuple(v) > wanted for v in running):
+            newest = max(running, key=version_tuple)
             raise UnsafeError(
                 f"the cluster runs {newest} and the cluster file says {target}: k8sboot does not "
                 "downgrade (kubeadm cannot undo an upgrade); the way back from an upgrade is the "
@@ -315,8 +310,9 @@ class UpgradeChecks(Step):
             between = ", ".join(f"1.{m}" for m in range(version_tuple(oldest)[1] + 1, wanted[1]))
             raise UnsafeError(
                 f"{oldest} to {target} skips {between}: kubeadm upgrades one minor at a time; "
-                f"set kubernetes.version to a {between.split(', ')[0]} release, run "
-                "`k8sboot upgrade`, and go on from there"
+                "pass --walk to go through each minor in turn (its newest release in the "
+                "repository, each an upgrade with its own checks and backup), or set "
+                f"kubernetes.version to a {between.split(', ')[0]} release first"
             )
         too_old = {
             name: node.kubelet_version
@@ -360,18 +356,7 @@ class UpgradeChecks(Step):
                 "mirror) that serves the target version"
             )
         url = source["kube_packages_url"]
-        host = ctx.cluster.control_planes[0]
-        index = f"{url.rstrip('/')}/Packages"
-        fetch = (
-            "python3 -c 'import sys, urllib.request; "
-            "sys.stdout.write(urllib.request.urlopen(sys.argv[1], timeout=30).read().decode())' "
-            f"{shlex.quote(index)}"
-        )
-        result = ctx.view[host.name].ask(fetch, check=False, timeout=90, shown=f"read {index}")
-        if not result.ok:
-            tail = (result.stderr.strip().splitlines() or ["no answer"])[-1]
-            raise MachineError(f"{host.name}: cannot read the package index {index}: {tail}")
-        versions = _index_versions(result.stdout)
+        versions = served(ctx, url)
         absent = [p for p in ("kubeadm", "kubelet", "kubectl") if target not in versions.get(p, ())]
         if absent:
             raise UserError(
@@ -392,6 +377,63 @@ class UpgradeChecks(Step):
             refused = overridable(found, self.drain.force, self.drain.delete_emptydir_data, False)
             if refused:
                 raise UnsafeError(refusal(host.name, refused, False))
+
+
+def api_server_versions(ctx: Context) -> dict[str, str | None]:
+    """Control plane -> the version its kube-apiserver static pod runs."""
+    found = {
+        h.name: ctx.host_facts(h).static_pod_version("kube-apiserver.yaml")
+        for h in ctx.cluster.control_planes
+    }
+    if not any(found.values()):
+        raise MachineError("no control plane runs a kube-apiserver static pod kubeadm wrote")
+    return found
+
+
+def served(ctx: Context, url: str) -> dict[str, set[str]]:
+    """Package -> the versions the repository at `url` serves (its flat `Packages`
+    index, as pkgs.k8s.io's repositories have), read from the first control plane: the
+    hosts are what must reach it."""
+    host = ctx.cluster.control_planes[0]
+    index = f"{url.rstrip('/')}/Packages"
+    fetch = (
+        "python3 -c 'import sys, urllib.request; "
+        "sys.stdout.write(urllib.request.urlopen(sys.argv[1], timeout=30).read().decode())' "
+        f"{shlex.quote(index)}"
+    )
+    result = ctx.view[host.name].ask(fetch, check=False, timeout=90, shown=f"read {index}")
+    if not result.ok:
+        tail = (result.stderr.strip().splitlines() or ["no answer"])[-1]
+        raise MachineError(f"{host.name}: cannot read the package index {index}: {tail}")
+    return _index_versions(result.stdout)
+
+
+def at_version(cluster: Cluster, version: str) -> Cluster:
+    """The cluster file as if it said `version`."""
+    kubernetes = cluster.kubernetes.model_copy(update={"version": version})
+    return cluster.model_copy(update={"kubernetes": kubernetes})
+
+
+def walk(ctx: Context) -> list[str]:
+    """The versions an upgrade to the cluster file's goes through, one minor at a time:
+    the newest release of each minor between that the repository serves (kubeadm, kubelet
+    and kubectl all), then the file's own."""
+    target = str(ctx.cluster.release)
+    oldest = min((v for v in api_server_versions(ctx).values() if v), key=version_tuple)
+    steps = []
+    for minor in range(version_tuple(oldest)[1] + 1, version_tuple(target)[1]):
+        url = package_vars(at_version(ctx.cluster, f"1.{minor}.0"))["kube_packages_url"]
+        versions = served(ctx, url)
+        common = set.intersection(
+            *(versions.get(p, set()) for p in ("kubeadm", "kubelet", "kubectl"))
+        )
+        releases = [v for v in common if version_tuple(v)[:2] == (1, minor) and "-" not in v]
+        if not releases:
+            raise UserError(
+                f"{url} serves no 1.{minor} release to go through on the way to {target}"
+            )
+        steps.append(max(releases, key=version_tuple))
+    return [*steps, target]
 
 
 def _index_versions(packages_index: str) -> dict[str, set[str]]:

@@ -72,6 +72,7 @@ SURFACE: dict[str, list[str]] = {
         "--max-unavailable",
         "--timeout",
         "--wait-timeout",
+        "--walk",
     ],
     "validate": SHARED,
 }

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from k8sboot.cluster.upgrade import KeepVersion
-from k8sboot.errors import UnsafeError
+from k8sboot.errors import UnsafeError, UserError
 from k8sboot.transport import ReadOnlyHosts
 from k8sboot.workflows import up
 
@@ -371,3 +371,29 @@ def test_a_member_is_installed_restarted_and_the_cluster_healthy_before_the_next
     assert ran[0] == "python3 -" and ran[1] == "systemctl restart etcd"
     assert any("endpoint health" in c for n in ctx.facts.hosts for c in transport[n].ran)
     assert not transport["e2"].ran or all("endpoint health" in c for c in transport["e2"].ran)
+
+
+def test_walking_goes_through_the_newest_release_of_each_minor_between(
+    base: dict, tmp_path: Path
+) -> None:
+    from k8sboot.cluster.upgrade import walk
+
+    from .hacluster import ha_cluster
+
+    ctx = _ha(base, tmp_path, version="1.30.13", stored="1.30.13")
+    ctx.cluster = ha_cluster(copy.deepcopy(base) | {"kubernetes": {"version": "1.32.3"}})
+
+    def index(*versions: str) -> str:
+        return "".join(
+            f"Package: {p}\nVersion: {v}-1.1\n\n"
+            for p in ("kubeadm", "kubelet", "kubectl")
+            for v in versions
+        )
+
+    answers = {"/v1.31/deb/Packages": index("1.31.4", "1.31.5", "1.31.10")}
+    ctx.view = ReadOnlyHosts(scripted([h.name for h in ctx.cluster.hosts], answers))
+    assert walk(ctx) == ["1.31.10", "1.32.3"]  # 1.31.10 is newer than 1.31.5
+    answers["/v1.31/deb/Packages"] = index("1.30.13")
+    ctx.view = ReadOnlyHosts(scripted([h.name for h in ctx.cluster.hosts], answers))
+    with pytest.raises(UserError, match=r"serves no 1\.31 release"):
+        walk(ctx)
