@@ -3,13 +3,13 @@ node by node, after an etcd backup, each node planned from what it runs:
 
 1. checks first, before anything changes (versions, health, packages, skew, budgets);
 2. an etcd backup into the catalogue, named as the way back;
-   external etcd installed by k8sboot moved to the release the target calls for, one
+3. external etcd installed by k8sboot moved to the release the target calls for, one
    member at a time;
-3. the control planes one at a time, the first with `kubeadm upgrade apply`, the others
+4. the control planes one at a time, the first with `kubeadm upgrade apply`, the others
    with `kubeadm upgrade node`, each with etcd leadership and the virtual IP moved off it
    first, then drained, its kubelet and kubectl upgraded and restarted, uncordoned;
-4. the workers the same with `kubeadm upgrade node`, one (or --max-unavailable) at a time;
-5. kubeadm's plaintext etcd copies removed, the packages converged and held at the new
+5. the workers the same with `kubeadm upgrade node`, one (or --max-unavailable) at a time;
+6. kubeadm's plaintext etcd copies removed, the packages converged and held at the new
    version.
 
 A run that stopped anywhere is finished by running it again: every node's remaining work
