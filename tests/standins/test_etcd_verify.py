@@ -32,7 +32,6 @@ from k8sboot.etcd import verify as etcd_verify
 from k8sboot.etcd.backup import SaveSnapshot
 from k8sboot.etcd.catalogue import LocalStore, Manifest, now
 from k8sboot.etcd.client import NO_TLS, EtcdCtl
-from k8sboot.etcd.verify import TestRestore
 from k8sboot.executor import Executor
 from k8sboot.spec import spec_from_text
 from k8sboot.transport import CommandFailed, CommandResult
@@ -204,7 +203,7 @@ def test_the_throwaway_etcd_listens_only_in_a_private_directory(
     cluster = spec_from_text(CLUSTER, tmp_path / "cluster.yaml").cluster
     ctx = SimpleNamespace(cluster=cluster, notes=[])
 
-    Executor(ctx, {"cp1": local}).execute(TestRestore("cp1", made.name, str(catalogue)))  # type: ignore[arg-type]
+    Executor(ctx, {"cp1": local}).execute(etcd_verify.TestRestore("cp1", made.name, str(catalogue)))  # type: ignore[arg-type]
 
     # While it ran: no TCP port at all, and unix sockets only in a directory of root's
     # alone (others can neither enter it nor so reach the sockets inside).
@@ -237,7 +236,7 @@ def test_a_snapshot_of_an_empty_etcd_verifies(host, tmp_path: Path) -> None:
     cluster = spec_from_text(CLUSTER, tmp_path / "cluster.yaml").cluster
     ctx = SimpleNamespace(cluster=cluster, notes=[])
 
-    Executor(ctx, {"cp1": local}).execute(TestRestore("cp1", made.name, str(catalogue)))  # type: ignore[arg-type]
+    Executor(ctx, {"cp1": local}).execute(etcd_verify.TestRestore("cp1", made.name, str(catalogue)))  # type: ignore[arg-type]
 
     test = LocalStore(catalogue).read_manifest(made.name).verification["test_restore"]
     assert test["ok"] is True, test
@@ -263,10 +262,10 @@ def test_an_etcd_with_no_keys_is_never_kept_as_a_backup(
             ):
                 Executor(ctx, {"cp1": local}).execute(save)  # type: ignore[arg-type]
         else:
-            Executor(ctx, {"cp1": local}).execute(save)  # type: ignore[arg-type]
-            assert ctx.notes == [
+            outcome = Executor(ctx, {"cp1": local}).execute(save)  # type: ignore[arg-type]
+            assert outcome.notes == (
                 f"no pre-restore snapshot: etcd member empty ({empty.endpoints[0]}) holds no "
-                "keys, nothing to keep"
-            ]
+                "keys, nothing to keep",
+            )
     assert not (tmp_path / ".k8sboot").exists()  # no catalogue, no file
     assert not any(local.home.iterdir())
