@@ -197,8 +197,11 @@ def remaining(
         and installed(found, "kubectl") == target
         and kubelet_running(ctx, host) == target
     )
+    node = ctx.nodes.get(host.name)
+    # A node someone cordoned before the upgrade stays cordoned after it.
+    theirs = node is not None and node.unschedulable and host.name not in record.cordoned
     if not kubelet_done:
-        phases += [DRAIN, KUBELET, UNCORDON]
+        phases += [DRAIN, KUBELET] + ([] if theirs else [UNCORDON])
     elif host.name in record.cordoned:
         phases.append(UNCORDON)
     return tuple(phases)
@@ -634,7 +637,8 @@ def upgrade_node(executor: Executor, action: UpgradeNode) -> Outcome:
             if host.has("control-plane"):
                 _step_back(executor, host)
     if DRAIN in action.phases:
-        _remember_cordoned(ctx.state, action.version, action.host)
+        if UNCORDON in action.phases:  # cordoned by the upgrade: uncordoned by it too
+            _remember_cordoned(ctx.state, action.version, action.host)
         executor.execute(
             Drain(
                 action.via,

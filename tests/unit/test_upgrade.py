@@ -397,3 +397,14 @@ def test_walking_goes_through_the_newest_release_of_each_minor_between(
     ctx.view = ReadOnlyHosts(scripted([h.name for h in ctx.cluster.hosts], answers))
     with pytest.raises(UserError, match=r"serves no 1\.31 release"):
         walk(ctx)
+
+
+def test_a_node_cordoned_before_the_upgrade_stays_cordoned(base: dict, tmp_path: Path) -> None:
+    import dataclasses
+
+    ctx = _ha(base, tmp_path)
+    ctx.nodes["w1"] = dataclasses.replace(ctx.nodes["w1"], unschedulable=True)
+    assert _upgrade_plan(ctx)["upgrade workers"] == [
+        "upgrade w1: kubeadm 1.33.1, kubeadm upgrade node, drain, kubelet and kubectl 1.33.1, "
+        "restart the kubelet"
+    ]
