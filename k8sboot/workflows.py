@@ -120,6 +120,7 @@ def upgrade(drain: DrainOptions, max_unavailable: int = 1) -> Workflow:
             UpgradeControlPlanes(drain),
             UpgradeWorkers(drain, max_unavailable),
             KubeVip(),
+            Kubeconfig(),  # kubeadm upgrade renews admin.conf's certificate
             RemoveKubeadmEtcdCopies(),
             PackagesAfterUpgrade(),
             FinishUpgrade(),
