@@ -207,14 +207,9 @@ def remaining(
     return tuple(phases)
 
 
-def kubeadm_config_version(ctx: Context) -> str | None:
+def stored_version(connection: Askable) -> str | None:
     """kubernetesVersion of kubeadm's stored ClusterConfiguration, which `upgrade node`
     upgrades to: `upgrade apply` uploads it only after every component moved."""
-    connection = ctx.view[ctx.api_host.name]
-    return stored_version(connection)
-
-
-def stored_version(connection: Askable) -> str | None:
     result = connection.ask(
         f"{KUBECTL} -n kube-system get configmap kubeadm-config -o json",
         check=False,
@@ -248,7 +243,7 @@ def control_plane_work(ctx: Context, record: UpgradeRecord) -> list[tuple[Host, 
     # Until kubeadm-config names the target, `upgrade apply` runs again where it ran: it
     # uploads kubeadm-config last, and `upgrade node` elsewhere would keep the old version.
     left = work(None)
-    if (left or worker_work(ctx, record)) and kubeadm_config_version(ctx) != target:
+    if (left or worker_work(ctx, record)) and stored_version(ctx.view[ctx.api_host.name]) != target:
         return work(upgraded[0])
     return left
 
@@ -668,14 +663,20 @@ def _install(
     source = package_vars(executor.ctx.cluster)
     executor.progress(connection.name, f"install {' '.join(packages)} {version}")
     sources = render_sources(source["kube_packages_url"], bool(source["kube_packages_key_url"]))
-    connection.write_file(SOURCES_FILE, sources.encode(), 0o644)
+    # The repository's index is read once per node (its kubelet and kubectl come from
+    # the index read for its kubeadm): only when the repository file changes. Only the
+    # Kubernetes repository is read (the others may be out of reach); their lists stay.
+    refresh = ""
+    if connection.read_file(SOURCES_FILE) != sources.encode():
+        connection.write_file(SOURCES_FILE, sources.encode(), 0o644)
+        refresh = (
+            f"apt-get update -q -o Dir::Etc::sourcelist={SOURCES_FILE} "
+            "-o Dir::Etc::sourceparts=- -o APT::Get::List-Cleanup=0 >/dev/null && "
+        )
     pinned = " ".join(f"{p}={version}-*" for p in packages)
-    # Only the Kubernetes repository is read again (the others may be out of reach, and
-    # reading them costs seconds per node); the lists of the others stay.
     connection.run(
-        f"apt-get update -q -o Dir::Etc::sourcelist={SOURCES_FILE} -o Dir::Etc::sourceparts=- "
-        "-o APT::Get::List-Cleanup=0 >/dev/null && "
-        "DEBIAN_FRONTEND=noninteractive apt-get install -y -q --allow-change-held-packages "
+        refresh
+        + "DEBIAN_FRONTEND=noninteractive apt-get install -y -q --allow-change-held-packages "
         f"-o Dpkg::Options::=--force-confold {pinned} >/dev/null && "
         f"apt-mark hold {' '.join(packages)} >/dev/null",
         timeout=APT_TIMEOUT,

@@ -408,3 +408,20 @@ def test_a_node_cordoned_before_the_upgrade_stays_cordoned(base: dict, tmp_path:
         "upgrade w1: kubeadm 1.33.1, kubeadm upgrade node, drain, kubelet and kubectl 1.33.1, "
         "restart the kubelet"
     ]
+
+
+def test_a_node_reads_the_repository_index_once(base: dict, tmp_path: Path) -> None:
+    from types import SimpleNamespace
+
+    from k8sboot.cluster.upgrade import _install
+
+    from .fakes import FakeConnection
+
+    ctx = _ha(base, tmp_path)
+    node = FakeConnection("w1", {"apt-get": "", "apt-mark": ""})
+    executor = SimpleNamespace(ctx=ctx, progress=lambda *_: None)
+    _install(executor, node, ("kubeadm",), TARGET)  # type: ignore[arg-type]
+    _install(executor, node, ("kubelet", "kubectl"), TARGET)  # type: ignore[arg-type]
+    installs = [c for c in node.ran if "apt-get install" in c]
+    assert [c.count("apt-get update") for c in installs] == [1, 0]
+    assert b"/v1.33/deb/" in node.files["/etc/apt/sources.list.d/kubernetes.sources"]
