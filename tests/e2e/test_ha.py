@@ -19,7 +19,12 @@ def test_an_init_killed_half_way_is_finished_by_the_next_run(ha: SharedHA) -> No
     cluster = ha.prepare()
     lab = cluster.lab
     cluster.run("reset", "--vagrant", "--yes")  # whatever the modules before left
-    ready = "test -e /etc/kubernetes/manifests/kube-apiserver.yaml"
+    # Killed once the kubelet runs with init's configuration (kubelet-start follows the
+    # control-plane phase; a kill between the two would leave the kubelet stopped).
+    ready = (
+        "test -e /etc/kubernetes/manifests/kube-apiserver.yaml"
+        " && test -e /var/lib/kubelet/config.yaml && systemctl is-active -q kubelet"
+    )
     seen = cluster.kill_during(
         "kubeadm init", 0.0, when=lambda: lab.ssh("cp1", ready, check=False).ok
     )
