@@ -674,8 +674,11 @@ def _install(
             "-o Dir::Etc::sourceparts=- -o APT::Get::List-Cleanup=0 >/dev/null && "
         )
     pinned = " ".join(f"{p}={version}-*" for p in packages)
+    # An install cut short (the node rebooted under it) leaves dpkg "interrupted", and apt
+    # refuses every install until the unpacked packages are configured.
     connection.run(
-        refresh
+        "dpkg --configure -a >/dev/null && "
+        + refresh
         + "DEBIAN_FRONTEND=noninteractive apt-get install -y -q --allow-change-held-packages "
         f"-o Dpkg::Options::=--force-confold {pinned} >/dev/null && "
         f"apt-mark hold {' '.join(packages)} >/dev/null",

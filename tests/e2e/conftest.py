@@ -97,6 +97,32 @@ class K8sboot:
         assert process.returncode == -signal.SIGKILL, f"the moment never came: {seen[-3:]}"
         return seen
 
+    def disturbed(
+        self, args: list[str], at: Callable[[dict[str, Any]], bool], disturb: Callable[[], None]
+    ) -> tuple[int, list[dict[str, Any]], str]:
+        """Run k8sboot with -o json, call `disturb()` (k8sboot goes on running) as soon as
+        `at(event)` holds, and let the run end; its exit code, events and stderr."""
+        process = subprocess.Popen(
+            self.command(*args, "-o", "json"),
+            cwd=self.workdir,
+            env=self.env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        seen: list[dict[str, Any]] = []
+        disturbed = False
+        assert process.stdout is not None
+        for line in process.stdout:
+            seen.append(json.loads(line))
+            if not disturbed and at(seen[-1]):
+                disturb()
+                disturbed = True
+        process.wait(timeout=60)
+        assert disturbed, f"the moment never came: {seen[-3:]}"
+        assert process.stderr is not None
+        return process.returncode, seen, process.stderr.read()
+
     def kill_during(
         self, step: str, after: float, when: Callable[[], bool] | None = None
     ) -> list[dict[str, Any]]:

@@ -1,7 +1,8 @@
 """`k8sboot upgrade` of the shared HA cluster (3 control planes behind kube-vip, 2 workers)
 one minor on, with a Deployment under a PodDisruptionBudget running throughout and the
 API asked through the virtual IP every 100 ms: refusals first (a skipped minor, `up` with a
-new version), then an upgrade killed at three points and run again each time, then a
+new version), then an upgrade killed at three points and a worker rebooted under it, run again each
+time, then a
 no-op run and a refused downgrade. The cluster is left upgraded and healthy for the
 modules after this one (issue 18)."""
 
@@ -39,7 +40,7 @@ def _versions(cluster: K8sboot) -> dict[str, str]:
     return {n["metadata"]["name"]: n["status"]["nodeInfo"]["kubeletVersion"] for n in items}
 
 
-def test_an_ha_upgrade_interrupted_three_times_converges_with_the_api_up(
+def test_an_ha_upgrade_interrupted_four_times_converges_with_the_api_up(
     cluster: K8sboot,
 ) -> None:
     if set(_versions(cluster).values()) != {f"v{HA_VERSION}"}:
@@ -102,12 +103,36 @@ def _upgrade(cluster: K8sboot) -> None:
                 e.get("event") == "progress" and e.get("message", "").startswith("kubectl drain w")
             ),
         )
+
+        # 4. a node rebooting: w2 goes down while its kubelet package is installed, and
+        # comes back; k8sboot is not killed, the run ends as it can (it fails: w2 went away
+        # under it), and the next one finishes.
+        def reboot_w2() -> None:
+            cluster.lab.stop("w2", force=True)
+            cluster.lab.start("w2")
+
+        reboot_started = time.monotonic()
+        code, rebooted, stderr = cluster.disturbed(
+            ["upgrade"],
+            lambda e: (
+                e.get("event") == "progress"
+                and e.get("host") == "w2"
+                and e.get("message", "").startswith("install kubelet")
+            ),
+            reboot_w2,
+        )
+        print(
+            f"\nthe run w2 rebooted under: exit {code} after "
+            f"{time.monotonic() - reboot_started:.0f}s: {stderr.strip()}"
+        )
+        assert code == 1, (rebooted[-4:], stderr)
         done = cluster.run("upgrade", "-o", "json")
     seconds = time.monotonic() - started
     run = events(done.stdout)
     assert finished(run)["ok"] is True
     print(
-        f"\nHA upgrade {HA_VERSION} -> {UPGRADED_VERSION}, killed 3 times: {seconds:.0f}s; "
+        f"\nHA upgrade {HA_VERSION} -> {UPGRADED_VERSION}, killed 3 times, w2 rebooted: "
+        f"{seconds:.0f}s; "
         f"API through the VIP asked {watch.asked} times, {len(watch.failed)} failed, longest "
         f"gap {watch.longest_gap:.1f}s; Deployment upgraded (minAvailable 2) at least "
         f"{watch.fewest_available} available"

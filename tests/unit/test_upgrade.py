@@ -425,3 +425,6 @@ def test_a_node_reads_the_repository_index_once(base: dict, tmp_path: Path) -> N
     installs = [c for c in node.ran if "apt-get install" in c]
     assert [c.count("apt-get update") for c in installs] == [1, 0]
     assert b"/v1.33/deb/" in node.files["/etc/apt/sources.list.d/kubernetes.sources"]
+    # A node that rebooted under an install left dpkg interrupted: apt refuses until the
+    # unpacked packages are configured, so every install configures them first.
+    assert all(c.startswith("dpkg --configure -a") for c in installs)
