@@ -23,6 +23,8 @@ from k8sboot.errors import (
 )
 from k8sboot.runlog import SECRETS
 
+# Click >= 8.2 raises it for a group called without a command; its message is the help.
+NO_ARGS_IS_HELP = getattr(click.exceptions, "NoArgsIsHelpError", ())
 EXITS = "; ".join(f"{code} {meaning}" for code, meaning in EXIT_CODES)
 EPILOG = f"""\b
 {textwrap.fill(f"Exit codes: {EXITS}.", 78)}
@@ -42,8 +44,11 @@ class K8sbootGroup(click.Group):
         extra["obj"] = app = App()
         try:
             code = super().main(args, standalone_mode=False, **extra)
-        except click.ClickException as exc:
+        except NO_ARGS_IS_HELP as exc:  # `k8sboot node` alone: the group's help
             exc.show()
+            code = _failed(app, exc.exit_code)
+        except click.ClickException as exc:
+            click.echo(f"error: {_one_line(exc)}", err=True)
             code = _failed(app, exc.exit_code)
         except (click.exceptions.Abort, KeyboardInterrupt):
             click.echo("interrupted; run the same command again to carry on", err=True)
@@ -63,6 +68,16 @@ class K8sbootGroup(click.Group):
             )
             code = EXIT_FAILURE
         sys.exit(code if isinstance(code, int) else 0)
+
+
+def _one_line(exc: click.ClickException) -> str:
+    """Click's message, and for a usage error the help that shows the right usage: one
+    line instead of Click's usage, hint and message."""
+    message = exc.format_message().rstrip(".")
+    if isinstance(exc, click.UsageError):
+        where = exc.ctx.command_path if exc.ctx is not None else "k8sboot"
+        message += f" (see {where} --help)"
+    return message
 
 
 def _failed(app: App, code: int) -> int:
