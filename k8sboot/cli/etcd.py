@@ -154,7 +154,7 @@ def verify(app: App, backup: str) -> None:
     "re-list.",
 )
 @options.dry_run
-@click.option("--wait-timeout", type=click.FloatRange(min=1), default=600, hidden=True)
+@options.wait_timeout_hidden
 @options.shared()
 @pass_app
 def restore(
@@ -259,10 +259,10 @@ def members(ctx: click.Context, app: App) -> None:
 @click.command("defrag")
 @click.option(
     "--pause",
-    type=click.FloatRange(min=0),
-    default=5.0,
+    type=options.Duration(minimum=0),
+    default="5s",
     show_default=True,
-    help="Seconds between two members.",
+    help="How long to wait between two members (5s, 1m).",
 )
 @options.dry_run
 @options.shared()
