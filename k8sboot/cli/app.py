@@ -28,7 +28,8 @@ NO_ARGS_IS_HELP = getattr(click.exceptions, "NoArgsIsHelpError", ())
 EXITS = "; ".join(f"{code} {meaning}" for code, meaning in EXIT_CODES)
 EPILOG = f"""\b
 {textwrap.fill(f"Exit codes: {EXITS}.", 78)}
-Shell completion (bash): eval "$(_K8SBOOT_COMPLETE=bash_source k8sboot)"
+Shell completion: eval "$(_K8SBOOT_COMPLETE=bash_source k8sboot)" in ~/.bashrc
+(zsh_source in ~/.zshrc; fish: _K8SBOOT_COMPLETE=fish_source k8sboot | source)
 \b
 """
 

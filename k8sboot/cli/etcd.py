@@ -11,6 +11,7 @@ from rich.console import Console
 from k8sboot import workflows
 from k8sboot.cli import options
 from k8sboot.cli.common import App, echo_json, pass_app
+from k8sboot.cli.completion import BackupName, HostNames, MemberName
 from k8sboot.errors import EXIT_FAILURE, UserError
 from k8sboot.etcd import report, scheduled
 from k8sboot.etcd.archive import create_key_file
@@ -20,7 +21,7 @@ from k8sboot.session import looking
 from k8sboot.spec import Cluster
 from k8sboot.timeouts import ETCD_ANSWER_TIMEOUT
 
-backup_argument = click.argument("backup", metavar="BACKUP")
+backup_argument = click.argument("backup", metavar="BACKUP", type=BackupName())
 
 
 def _cluster(app: App) -> Cluster:
@@ -48,7 +49,9 @@ def group() -> None:
 
 @click.command("backup")
 @click.option(
-    "--member", help="The member to snapshot (name or hex ID); default: a healthy follower."
+    "--member",
+    type=MemberName(),
+    help="The member to snapshot (name or hex ID); default: a healthy follower.",
 )
 @options.dry_run
 @options.shared()
@@ -130,11 +133,12 @@ def verify(app: App, backup: str) -> None:
 
 
 @click.command("restore")
-@click.argument("backup", metavar="BACKUP", required=False)
+@click.argument("backup", metavar="BACKUP", type=BackupName(), required=False)
 @click.option(
     "--onto",
     "onto",
     multiple=True,
+    type=HostNames(),
     metavar="HOST[,HOST...]",
     help="Restore onto these hosts of the cluster file (names or addresses), when they are "
     "not the backup's members: new machines or new addresses.",

@@ -7,12 +7,13 @@ import click
 from k8sboot import pipeline, workflows
 from k8sboot.cli import options
 from k8sboot.cli.common import App, pass_app
+from k8sboot.cli.completion import NodeName
 from k8sboot.errors import UserError
 from k8sboot.nodes import removed
 from k8sboot.nodes.drain import DrainOptions
 from k8sboot.state import StateDir
 
-node_name = click.argument("node")
+node_name = click.argument("node", type=NodeName())
 
 
 @click.group("node")

@@ -13,7 +13,10 @@ from click.testing import CliRunner
 
 from k8sboot.cli.app import cli
 from k8sboot.cli.common import App
+from k8sboot.etcd.catalogue import open_store
+from k8sboot.spec import load_spec
 
+from .builders import START, manifest, stored
 from .conftest import BASE
 
 
@@ -130,3 +133,91 @@ def test_a_bad_duration_is_one_line_naming_the_option_and_the_form(
     assert line.startswith(f"error: Invalid value for {option}: ")
     assert "like 90s, 10m or 1h30m (a bare number is seconds)" in line
     assert runs == []
+
+
+HOSTS = [
+    {"name": "cp1", "address": "10.0.0.11", "roles": ["control-plane"]},
+    {"name": "cp2", "address": "10.0.0.12", "roles": ["control-plane"]},
+    {"name": "w1", "address": "10.0.0.21", "roles": ["worker"]},
+    {"name": "e1", "address": "10.0.0.31", "roles": ["etcd"]},
+]
+
+
+@pytest.fixture
+def external(tmp_path: Path) -> Path:
+    """A cluster file away from the working directory, with its catalogue: two backups."""
+    path = tmp_path / "elsewhere" / "lab.yaml"
+    path.parent.mkdir()
+    data = {**BASE, "name": "lab", "hosts": HOSTS, "etcd": {"topology": "external"}}
+    data["controlPlaneEndpoint"] = {"type": "kube-vip", "address": "10.0.0.10"}
+    path.write_text(yaml.safe_dump(data))
+    store = open_store(load_spec(path).cluster).ensure()
+    for name, day in (("lab-1", 1), ("lab-2", 2)):
+        stored(store, manifest(name, START.replace(day=day)))
+    return path
+
+
+def complete(run, line: str, env: dict | None = None) -> tuple[list[str], object]:
+    """What bash gets for `line` (the last word is the one being completed)."""
+    words = line.split(" ")
+    result = run(
+        env={
+            "_K8SBOOT_COMPLETE": "bash_complete",
+            "COMP_WORDS": line,
+            "COMP_CWORD": str(len(words) - 1),
+            **(env or {}),
+        }
+    )
+    return [item for item in result.stdout.splitlines() if item], result
+
+
+@pytest.mark.parametrize(
+    ("line", "offered"),
+    [
+        ("k8sboot node cordon -f {f} ", ["plain,cp1", "plain,cp2", "plain,w1"]),
+        ("k8sboot node drain -f {f} c", ["plain,cp1", "plain,cp2"]),
+        ("k8sboot node remove -f {f} w", ["plain,w1"]),
+        ("k8sboot node add -f {f} ", ["plain,cp1", "plain,cp2", "plain,w1"]),
+        ("k8sboot etcd backup -f {f} --member ", ["plain,e1"]),
+        (
+            "k8sboot etcd restore -f {f} --onto cp1,",
+            ["plain,cp1,cp2", "plain,cp1,w1", "plain,cp1,e1"],
+        ),
+        ("k8sboot etcd verify -f {f} ", ["plain,latest", "plain,lab-1", "plain,lab-2"]),
+        ("k8sboot etcd restore -f {f} lab-", ["plain,lab-1", "plain,lab-2"]),
+        ("k8sboot etcd verify -f {f} ./backups/", ["file,./backups/"]),
+    ],
+)
+def test_completion_offers_what_the_cluster_file_and_catalogue_name(
+    run, external: Path, line: str, offered: list[str]
+) -> None:
+    got, result = complete(run, line.format(f=external))
+    assert result.exit_code == 0
+    assert got == offered
+
+
+def test_completion_reads_the_cluster_file_from_the_environment(run, external: Path) -> None:
+    got, _ = complete(run, "k8sboot node cordon ", {"K8SBOOT_FILE": str(external)})
+    assert got == ["plain,cp1", "plain,cp2", "plain,w1"]
+
+
+@pytest.mark.parametrize(
+    "line",
+    [
+        "k8sboot node cordon ",
+        "k8sboot etcd verify ",
+        "k8sboot etcd restore --onto ",
+        "k8sboot node cordon -f nowhere.yaml ",
+    ],
+)
+def test_completion_without_a_cluster_file_offers_nothing_quietly(run, line: str) -> None:
+    got, result = complete(run, line)
+    assert result.exit_code == 0
+    assert got == [] and result.stderr == ""
+
+
+def test_completion_of_an_invalid_cluster_file_offers_nothing_quietly(run, tmp_path: Path) -> None:
+    (tmp_path / "cluster.yaml").write_text("hosts: [this is not a cluster]\n")
+    got, result = complete(run, "k8sboot node drain ")
+    assert result.exit_code == 0
+    assert got == [] and result.stderr == ""
