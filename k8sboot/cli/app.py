@@ -92,7 +92,15 @@ def _failed(app: App, code: int) -> int:
 )
 @click.version_option(__version__, prog_name="k8sboot")
 def cli() -> None:
-    """Bring up and maintain kubeadm Kubernetes clusters over SSH."""
+    """Bring up and maintain kubeadm Kubernetes clusters over SSH.
+
+    \b
+    Examples:
+      k8sboot init --control-planes 1 --workers 2 --addresses 10.0.0.11
+      k8sboot up
+      k8sboot health
+      k8sboot node drain w1
+    """
 
 
 for command in (

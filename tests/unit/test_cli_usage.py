@@ -4,6 +4,7 @@ examples, listings not cut off, durations in one form, shell completion."""
 from __future__ import annotations
 
 import re
+import shlex
 from pathlib import Path
 
 import click
@@ -221,3 +222,57 @@ def test_completion_of_an_invalid_cluster_file_offers_nothing_quietly(run, tmp_p
     got, result = complete(run, "k8sboot node drain ")
     assert result.exit_code == 0
     assert got == [] and result.stderr == ""
+
+
+ALL = [((), cli), *_commands()]
+
+
+def _examples(help_text: str) -> list[str]:
+    """The example command lines under Examples:, as printed."""
+    _, found, rest = help_text.partition("\n  Examples:\n")
+    assert found, "no Examples: block"
+    lines = []
+    for line in rest.splitlines():
+        if not line.startswith("    "):
+            break
+        lines.append(line.strip())
+    return lines
+
+
+def _called(words: list[str]) -> tuple[click.Command, list[str]]:
+    command = cli
+    while isinstance(command, click.Group) and words and words[0] in command.commands:
+        command, words = command.commands[words[0]], words[1:]
+    return command, words
+
+
+@pytest.mark.parametrize("words", [w for w, _ in ALL], ids=lambda w: " ".join(w) or "k8sboot")
+def test_every_help_has_examples_that_parse(run, words: tuple[str, ...]) -> None:
+    result = run(*words, "--help")
+    assert result.exit_code == 0
+    examples = [e for e in _examples(result.stdout) if e.startswith("k8sboot ")]
+    assert examples, f"k8sboot {' '.join(words)}: no example runs k8sboot"
+    for example in examples:
+        line = shlex.split(example.partition("  #")[0])
+        for shell in ("&&", ">", "|"):  # the example's k8sboot part only
+            line = line[: line.index(shell)] if shell in line else line
+        called, rest = _called(line[1:])
+        under = {c for w, c in ALL if w[: len(words)] == words}  # itself, or its commands
+        assert called in under, example
+        called.make_context("k8sboot", rest, obj=App())  # a usage error fails the test
+
+
+@pytest.mark.parametrize("columns", ["80", "60"])
+@pytest.mark.parametrize(
+    "words",
+    [w for w, c in ALL if isinstance(c, click.Group)],
+    ids=lambda w: " ".join(w) or "k8sboot",
+)
+def test_group_listings_show_each_short_help_whole(run, words, columns: str) -> None:
+    group = dict(ALL)[words]
+    result = run(*words, "--help", env={"COLUMNS": columns})
+    listing = " ".join(result.stdout.partition("\nCommands:\n")[2].split())
+    assert listing and "..." not in listing
+    for name, command in group.commands.items():
+        short = " ".join(command.get_short_help_str().split())
+        assert f"{name} {short}" in listing
