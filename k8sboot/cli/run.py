@@ -71,7 +71,7 @@ def plan(ctx: click.Context, app: App) -> None:
       k8sboot plan
       k8sboot plan --detailed-exitcode   # 0 converged, 2 changes pending
     """
-    result = app.run(workflows.up(), app.cluster(), dry_run=True)
+    result = app.run(workflows.plan(), app.cluster(), dry_run=True)
     if app.detailed_exitcode and result.pending:
         ctx.exit(EXIT_PENDING)
 
