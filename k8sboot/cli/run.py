@@ -123,7 +123,16 @@ def down(app: App, yes: bool) -> None:
         cluster = None
     if cluster is not None:
         app.run(workflows.reset(False), cluster)
+    environment = app.environment  # read by app.cluster(), unless Vagrant could not say
     run_vagrant(["destroy", "-f"], root, timeout=1800)
+    if environment is None:
+        said = "destroyed the Vagrant machines"
+    elif created := [m.name for m in environment.machines if m.state != "not_created"]:
+        said = f"destroyed the Vagrant machines {', '.join(created)}"
+    else:
+        said = "no Vagrant machine to destroy: none was created"
+    # Told last, after the reset's summary; beside the JSON events, not among them.
+    click.echo(f"{said} (in {root})", err=app.json)
     if cluster is not None and cluster.state_dir is not None:
         # The machines and their host keys are gone; new ones get pinned afresh.
         for name in ("known_hosts", "kubeconfig", "kubeconfig.source"):

@@ -12,8 +12,12 @@ import yaml
 from click.testing import CliRunner
 
 from k8sboot import pipeline
+from k8sboot.cli import common
+from k8sboot.cli import run as run_commands
 from k8sboot.cli.app import cli
+from k8sboot.cli.common import App
 from k8sboot.facts import Facts
+from k8sboot.vagrant import VagrantEnvironment, VagrantMachine
 
 from .conftest import BASE
 from .factsdata import fresh
@@ -43,3 +47,51 @@ def test_plan_is_headed_as_a_plan(run, monkeypatch: pytest.MonkeyPatch) -> None:
     assert "k8sboot up" not in result.stderr
     (log,) = (Path(".k8sboot") / "test" / "logs").glob("*.log")
     assert log.name.endswith("-plan.log")
+
+
+def _machine(name: str, state: str, roles: tuple[str, ...]) -> VagrantMachine:
+    address = {"cp1": "192.168.56.11", "w1": "192.168.56.21"}[name]
+    ssh = {"HostName": address, "User": "vagrant"}
+    return VagrantMachine(name, state, "virtualbox", roles, address, ssh)
+
+
+@pytest.mark.parametrize(
+    ("state", "reset", "said"),
+    [
+        ("running", True, "destroyed the Vagrant machines cp1, w1"),
+        ("poweroff", False, "destroyed the Vagrant machines cp1, w1"),
+        ("not_created", False, "no Vagrant machine to destroy: none was created"),
+    ],
+)
+def test_down_tells_of_the_machines_it_destroyed(
+    run, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, state: str, reset: bool, said: str
+) -> None:
+    resets, result = _down(run, tmp_path, monkeypatch, state)
+    assert resets == (["reset"] if reset else [])
+    assert result.stdout.splitlines()[-1] == f"{said} (in {tmp_path})"
+
+
+def test_down_tells_it_beside_the_json_events(
+    run, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    _, result = _down(run, tmp_path, monkeypatch, "running", "-o", "json")
+    assert result.stdout == ""  # App.run is recorded here: no events
+    assert (
+        result.stderr.splitlines()[-1] == f"destroyed the Vagrant machines cp1, w1 (in {tmp_path})"
+    )
+
+
+def _down(run, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, state: str, *args: str):
+    (tmp_path / "cluster.yaml").unlink()  # the machines are the hosts
+    machines = [_machine("cp1", state, ("control-plane",)), _machine("w1", state, ("worker",))]
+    environment = VagrantEnvironment(tmp_path, tmp_path / ".vagrant", machines, None)
+    vagrant: list[list[str]] = []
+    resets: list[str] = []
+    monkeypatch.setattr(common, "read_environment", lambda: environment)
+    monkeypatch.setattr(run_commands, "find_root", lambda: tmp_path)
+    monkeypatch.setattr(run_commands, "run_vagrant", lambda args, *a, **k: vagrant.append(args))
+    monkeypatch.setattr(App, "run", lambda app, workflow, *a, **k: resets.append(workflow.name))
+    result = run("down", "--vagrant", "--yes", *args)
+    assert result.exit_code == 0, result.stderr
+    assert vagrant == [["destroy", "-f"]]
+    return resets, result
