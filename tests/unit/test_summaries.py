@@ -4,6 +4,8 @@ maintenance says when the API cannot be reached instead of guessing."""
 
 from __future__ import annotations
 
+import io
+import json
 from contextlib import nullcontext
 from pathlib import Path
 
@@ -16,12 +18,18 @@ from k8sboot.cli import common
 from k8sboot.cli import run as run_commands
 from k8sboot.cli.app import cli
 from k8sboot.cli.common import App
-from k8sboot.facts import Facts
+from k8sboot.etcd import maintenance
+from k8sboot.etcd.client import EndpointHealth, EndpointStatus
+from k8sboot.facts import SEPARATOR, Facts
+from k8sboot.report import TextReporter
 from k8sboot.vagrant import VagrantEnvironment, VagrantMachine
+from k8sboot.workflows import etcd_defrag
 
 from .conftest import BASE
-from .factsdata import fresh
+from .factsdata import converged_host, fresh
 from .fakes import scripted
+from .hacluster import ha_cluster
+from .test_etcd_steps import view as etcd_view
 
 
 @pytest.fixture
@@ -95,3 +103,45 @@ def _down(run, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, state: str, *arg
     assert result.exit_code == 0, result.stderr
     assert vagrant == [["destroy", "-f"]]
     return resets, result
+
+
+class DefragmentingCtl:
+    """etcdctl as the defrag handler asks it: every member healthy, 8 MiB before, 2 after."""
+
+    def __init__(self) -> None:
+        self.defragmented: list[str] = []
+
+    def health(self, endpoints: list[str]) -> list[EndpointHealth]:
+        return [EndpointHealth(e, True, "2ms", "") for e in endpoints]
+
+    def status(self, endpoints: list[str]) -> list[EndpointStatus]:
+        size = 2 if endpoints[0] in self.defragmented else 8
+        return [
+            EndpointStatus(e, 1, 1, "3.5.21", size * 2**20, 2**20, 9, 9, 2, ()) for e in endpoints
+        ]
+
+    def defragment(self, endpoint: str) -> None:
+        self.defragmented.append(endpoint)
+
+
+def test_defrag_names_every_member_it_defragmented(
+    base: dict, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys
+) -> None:
+    cluster = ha_cluster(base)
+    cluster.state_dir = tmp_path / "state"
+    hosts = {h.name: converged_host(cluster, h.name) for h in cluster.hosts}
+    nodes = {"items": []}
+    transport = scripted(hosts, {"get nodes": f"{json.dumps(nodes)}\n{SEPARATOR}\ncm/cluster-info"})
+    ctl = DefragmentingCtl()
+    monkeypatch.setattr(pipeline, "open_transport", lambda *a: nullcontext(transport))
+    monkeypatch.setattr(pipeline, "gather", lambda *a, **k: Facts(hosts=hosts))
+    monkeypatch.setattr(pipeline, "require_ssh_client", lambda: None)
+    monkeypatch.setattr(maintenance, "observe", lambda ctx: etcd_view(cluster, leader=2))
+    monkeypatch.setattr(maintenance, "ctl_for", lambda *a: ctl)
+    progress = io.StringIO()
+    pipeline.run(etcd_defrag(0), cluster, TextReporter(stream=progress))
+    said = capsys.readouterr().out
+    assert len(ctl.defragmented) == 3
+    assert "changed: etcd defrag (cp1, cp3, cp2)" in said  # followers first, the leader last
+    for member in ("cp1", "cp2", "cp3"):
+        assert f"{member}: 8.0 MiB -> 2.0 MiB" in progress.getvalue()
