@@ -1,6 +1,7 @@
 """Summaries say everything that was done, under the command's own name: plan is headed
-as a plan, down tells of the machines it destroyed, defrag names every member, and node
-maintenance says when the API cannot be reached instead of guessing."""
+as a plan, down tells of the machines it destroyed, defrag names every member; and node
+maintenance says what it cannot do and why (the API cannot be reached, there is no
+cluster yet) instead of guessing that the node has not joined."""
 
 from __future__ import annotations
 
@@ -22,12 +23,13 @@ from k8sboot.etcd import maintenance
 from k8sboot.etcd.client import EndpointHealth, EndpointStatus
 from k8sboot.facts import SEPARATOR, Facts
 from k8sboot.report import TextReporter
+from k8sboot.transport import CommandResult
 from k8sboot.vagrant import VagrantEnvironment, VagrantMachine
 from k8sboot.workflows import etcd_defrag
 
-from .conftest import BASE
+from .conftest import BASE, load_data
 from .factsdata import converged_host, fresh
-from .fakes import scripted
+from .fakes import UnexpectedCommand, scripted
 from .hacluster import ha_cluster
 from .test_etcd_steps import view as etcd_view
 
@@ -145,3 +147,72 @@ def test_defrag_names_every_member_it_defragmented(
     assert "changed: etcd defrag (cp1, cp3, cp2)" in said  # followers first, the leader last
     for member in ("cp1", "cp2", "cp3"):
         assert f"{member}: 8.0 MiB -> 2.0 MiB" in progress.getvalue()
+
+
+# What kubectl on a control plane says when the API server behind admin.conf is down.
+REFUSED = (
+    "The connection to the server 10.0.0.11:6443 was refused - did you specify the right "
+    "host or port?"
+)
+
+
+def _maintenance(run, monkeypatch: pytest.MonkeyPatch, hosts, kubectl, *args: str):
+    """A node command run against these host facts, kubectl answering `kubectl`."""
+    transport = scripted(hosts, {"get nodes": kubectl})
+    monkeypatch.setattr(pipeline, "open_transport", lambda *a: nullcontext(transport))
+    monkeypatch.setattr(pipeline, "gather", lambda *a, **k: Facts(hosts=hosts))
+    monkeypatch.setattr(pipeline, "require_ssh_client", lambda: None)
+    return run("node", *args)
+
+
+@pytest.mark.parametrize(
+    ("args", "doing"),
+    [
+        (["cordon", "w1"], "cordon"),
+        (["uncordon", "w1"], "uncordon"),
+        (["drain", "w1"], "drain"),
+        (["remove", "w1", "--yes"], "remove"),
+    ],
+)
+def test_node_maintenance_says_the_api_cannot_be_reached(
+    run, base: dict, monkeypatch: pytest.MonkeyPatch, args: list[str], doing: str
+) -> None:
+    cluster = load_data(base).cluster
+    hosts = {h.name: converged_host(cluster, h.name) for h in cluster.hosts}
+    down = CommandResult("cp1", "kubectl get nodes", 1, b"", REFUSED, 0.1)
+    result = _maintenance(run, monkeypatch, hosts, down, *args)
+    assert result.exit_code == 1
+    (line,) = result.stderr.splitlines()[-1:]
+    assert line.startswith(
+        f"error: cannot {doing} w1 (nothing was changed): the API on cp1 does not answer "
+        f"({REFUSED})"
+    )
+    assert "joined" not in result.stderr
+
+
+def test_node_maintenance_without_a_cluster_says_there_is_no_api(
+    run, base: dict, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    cluster = load_data(base).cluster
+    hosts = {h.name: fresh(h.name, h.ip) for h in cluster.hosts}  # `up` never ran
+    result = _maintenance(run, monkeypatch, hosts, UnexpectedCommand(), "drain", "w1")
+    assert result.exit_code == 1
+    assert result.stderr.splitlines()[-1] == (
+        "error: cannot drain w1: no control plane is initialised, so there is no API to ask "
+        "(`k8sboot up` brings the cluster up); nothing was changed"
+    )
+
+
+def test_a_node_the_api_does_not_list_has_not_joined(
+    run, base: dict, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    cluster = load_data(base).cluster
+    hosts = {h.name: converged_host(cluster, h.name) for h in cluster.hosts}
+    nodes = json.dumps({"items": []})  # the API answers: no Node w1
+    listed = f"{nodes}\n{SEPARATOR}\nconfigmap/cluster-info"
+    result = _maintenance(run, monkeypatch, hosts, listed, "cordon", "w1")
+    assert result.exit_code == 2
+    assert result.stderr.splitlines()[-1] == (
+        "error: cannot cordon w1: the API has no Node w1 (it has not joined the cluster, or "
+        "was deleted)"
+    )
