@@ -89,12 +89,13 @@ dry_run = click.option("--dry-run", is_flag=True, help="Show what would change; 
 
 
 class Duration(click.ParamType):
-    """How long: 90s, 10m, 1h30m, 2d (units in that order, each at most once), or a bare
-    number of seconds. Every timeout-like option takes this one form."""
+    """How long: 90s, 10m, 1h30m (units in that order, each at most once, as Go's and so
+    kubectl's durations), or a bare number of seconds. Every timeout-like option takes
+    this one form."""
 
     name = "duration"
     FORM = "a duration like 90s, 10m or 1h30m (a bare number is seconds)"
-    UNITS: ClassVar[dict[str, int]] = {"d": 86400, "h": 3600, "m": 60, "s": 1}
+    UNITS: ClassVar[dict[str, int]] = {"h": 3600, "m": 60, "s": 1}
     PATTERN = re.compile("".join(rf"(?:(\d+(?:\.\d+)?){unit})?" for unit in UNITS))
     SECONDS = re.compile(r"\d+(?:\.\d+)?")
 
@@ -118,7 +119,8 @@ class Duration(click.ParamType):
             else:
                 self.fail(f"{value!r} is not {self.FORM}", param, ctx)
         if seconds < self.minimum:
-            self.fail(f"{value!r} is less than {self.minimum:g}s; give {self.FORM}", param, ctx)
+            least = f"{value!r} is not a duration of {self.minimum:g}s or more"
+            self.fail(f"{least}: give {self.FORM}", param, ctx)
         return seconds
 
 
