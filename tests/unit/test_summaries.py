@@ -28,10 +28,9 @@ from k8sboot.vagrant import VagrantEnvironment, VagrantMachine
 from k8sboot.workflows import etcd_defrag
 
 from .conftest import BASE, load_data
-from .factsdata import converged_host, fresh
+from .factsdata import converged_host, etcd_view, fresh
 from .fakes import UnexpectedCommand, scripted
 from .hacluster import ha_cluster
-from .test_etcd_steps import view as etcd_view
 
 
 @pytest.fixture
