@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from typing import Any
 
 from k8sboot.certs.renew import RenewAll
@@ -68,6 +69,11 @@ def up(only: str | None = None) -> Workflow:
         leaves_out=removed.exclude,
         guards=(refuse_during_restore,),
     )
+
+
+def plan() -> Workflow:
+    """`up`'s steps to show, not run: named plan in the header, the run log and the events."""
+    return replace(up(), name="plan")
 
 
 def reset(purge_packages: bool) -> Workflow:

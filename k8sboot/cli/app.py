@@ -23,10 +23,13 @@ from k8sboot.errors import (
 )
 from k8sboot.runlog import SECRETS
 
+# Click >= 8.2 raises it for a group called without a command; its message is the help.
+NO_ARGS_IS_HELP = getattr(click.exceptions, "NoArgsIsHelpError", ())
 EXITS = "; ".join(f"{code} {meaning}" for code, meaning in EXIT_CODES)
 EPILOG = f"""\b
 {textwrap.fill(f"Exit codes: {EXITS}.", 78)}
-Shell completion (bash): eval "$(_K8SBOOT_COMPLETE=bash_source k8sboot)"
+Shell completion: eval "$(_K8SBOOT_COMPLETE=bash_source k8sboot)" in ~/.bashrc
+(zsh_source in ~/.zshrc; fish: _K8SBOOT_COMPLETE=fish_source k8sboot | source)
 \b
 """
 
@@ -42,8 +45,11 @@ class K8sbootGroup(click.Group):
         extra["obj"] = app = App()
         try:
             code = super().main(args, standalone_mode=False, **extra)
-        except click.ClickException as exc:
+        except NO_ARGS_IS_HELP as exc:  # `k8sboot node` alone: the group's help
             exc.show()
+            code = _failed(app, exc.exit_code)
+        except click.ClickException as exc:
+            click.echo(f"error: {_one_line(exc)}", err=True)
             code = _failed(app, exc.exit_code)
         except (click.exceptions.Abort, KeyboardInterrupt):
             click.echo("interrupted; run the same command again to carry on", err=True)
@@ -65,6 +71,16 @@ class K8sbootGroup(click.Group):
         sys.exit(code if isinstance(code, int) else 0)
 
 
+def _one_line(exc: click.ClickException) -> str:
+    """Click's message, and for a usage error the help that shows the right usage: one
+    line instead of Click's usage, hint and message."""
+    message = exc.format_message().rstrip(".")
+    if isinstance(exc, click.UsageError):
+        where = exc.ctx.command_path if exc.ctx is not None else "k8sboot"
+        message += f" (see {where} --help)"
+    return message
+
+
 def _failed(app: App, code: int) -> int:
     return EXIT_DETAILED_USAGE if code == EXIT_USAGE and app.detailed_exitcode else code
 
@@ -76,7 +92,15 @@ def _failed(app: App, code: int) -> int:
 )
 @click.version_option(__version__, prog_name="k8sboot")
 def cli() -> None:
-    """Bring up and maintain kubeadm Kubernetes clusters over SSH."""
+    """Bring up and maintain kubeadm Kubernetes clusters over SSH.
+
+    \b
+    Examples:
+      k8sboot init --control-planes 1 --workers 2 --addresses 10.0.0.11
+      k8sboot up
+      k8sboot health
+      k8sboot node drain w1
+    """
 
 
 for command in (

@@ -17,12 +17,18 @@ from k8sboot.health.verdicts import Verdict
 from k8sboot.session import read_only
 
 
-@click.group("certs")
+@click.group("certs", short_help="Expiry and renewal of kubeadm's certificates.")
 def group() -> None:
-    """kubeadm-managed certificates on the control planes: expiry and renewal."""
+    """kubeadm-managed certificates on the control planes: expiry and renewal.
+
+    \b
+    Examples:
+      k8sboot certs check
+      k8sboot certs renew
+    """
 
 
-@group.command("check")
+@group.command("check", short_help="The expiry of kubeadm's certificates.")
 @warn_days
 @options.shared()
 @pass_app
@@ -30,7 +36,13 @@ def group() -> None:
 def check(ctx: click.Context, app: App, warn_days: float) -> None:
     """The expiry of every kubeadm-managed certificate on every control plane (`kubeadm
     certs check-expiration`). Exit 1 when one has expired, is missing, or expires within
-    --warn-days."""
+    --warn-days.
+
+    \b
+    Examples:
+      k8sboot certs check
+      k8sboot certs check --warn-days 60 -o json
+    """
     cluster, _, _ = load_present(app)
     names = [h.name for h in cluster.control_planes]
     with read_only(cluster, "certs-check") as transport:
@@ -76,12 +88,18 @@ def check(ctx: click.Context, app: App, warn_days: float) -> None:
         ctx.exit(EXIT_FAILURE)
 
 
-@group.command("renew")
+@group.command("renew", short_help="Renew kubeadm's certificates, one node at a time.")
 @options.dry_run
 @options.shared()
 @pass_app
 def renew(app: App, dry_run: bool) -> None:
     """Renew kubeadm's certificates one control plane at a time: `kubeadm certs renew
     all`, then its API server, controller-manager, scheduler and etcd restarted and found
-    healthy before the next. Refreshes the admin kubeconfig in the state directory."""
+    healthy before the next. Refreshes the admin kubeconfig in the state directory.
+
+    \b
+    Examples:
+      k8sboot certs renew --dry-run
+      k8sboot certs renew
+    """
     app.run(workflows.certs_renew(), app.cluster(allow_stopped=True), dry_run=dry_run)

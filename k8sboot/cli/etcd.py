@@ -11,6 +11,7 @@ from rich.console import Console
 from k8sboot import workflows
 from k8sboot.cli import options
 from k8sboot.cli.common import App, echo_json, pass_app
+from k8sboot.cli.completion import BackupName, HostNames, MemberName
 from k8sboot.errors import EXIT_FAILURE, UserError
 from k8sboot.etcd import report, scheduled
 from k8sboot.etcd.archive import create_key_file
@@ -20,7 +21,7 @@ from k8sboot.session import looking
 from k8sboot.spec import Cluster
 from k8sboot.timeouts import ETCD_ANSWER_TIMEOUT
 
-backup_argument = click.argument("backup", metavar="BACKUP")
+backup_argument = click.argument("backup", metavar="BACKUP", type=BackupName())
 
 
 def _cluster(app: App) -> Cluster:
@@ -40,15 +41,24 @@ def _print(renderable: object) -> None:
     console.print(renderable)
 
 
-@click.group("etcd")
+@click.group("etcd", short_help="Backups, restores, health and upkeep of etcd.")
 def group() -> None:
     """etcd: backups (verified, encrypted, scheduled), restores, health, members,
-    defragmentation, alarms. Stacked (kubeadm's static pods) and external etcd alike."""
+    defragmentation, alarms. Stacked (kubeadm's static pods) and external etcd alike.
+
+    \b
+    Examples:
+      k8sboot etcd backup
+      k8sboot etcd list
+      k8sboot etcd restore latest --yes
+    """
 
 
-@click.command("backup")
+@click.command("backup", short_help="Snapshot etcd into the catalogue, verified.")
 @click.option(
-    "--member", help="The member to snapshot (name or hex ID); default: a healthy follower."
+    "--member",
+    type=MemberName(),
+    help="The member to snapshot (name or hex ID); default: a healthy follower.",
 )
 @options.dry_run
 @options.shared()
@@ -57,12 +67,18 @@ def backup(app: App, member: str | None, dry_run: bool) -> None:
     """Snapshot a healthy member (a follower, sparing the leader), verify it (etcd's own
     sha256 at its end, `snapshot status`, the hash of the copy), bring it into the
     catalogue with a manifest, encrypted when backup.encryptionKeyFile is set, and apply
-    retention. Files 0600, directories 0700; nothing is left on the node."""
+    retention. Files 0600, directories 0700; nothing is left on the node.
+
+    \b
+    Examples:
+      k8sboot etcd backup
+      k8sboot etcd backup --member cp2
+    """
     cluster = _cluster(app)
     app.run(workflows.etcd_backup(member), cluster, dry_run=dry_run)
 
 
-@click.command("list")
+@click.command("list", short_help="The backup catalogue and each backup's state.")
 @click.option("--check", is_flag=True, help="Read every file again: size, sha256, etcd's checksum.")
 @options.shared()
 @pass_app
@@ -71,7 +87,13 @@ def list_(ctx: click.Context, app: App, check: bool) -> None:
     """The backup catalogue, oldest first, with each backup's state: checked (at save),
     test-restored (by `etcd verify`), or FAILED (its last `etcd verify`), MISSING, CORRUPT
     (exit 1, as for a manifest that cannot be read), UNAUTHENTICATED (exit 1: with
-    backup.encryptionKeyFile set, a manifest its key does not authenticate). No SSH."""
+    backup.encryptionKeyFile set, a manifest its key does not authenticate). No SSH.
+
+    \b
+    Examples:
+      k8sboot etcd list
+      k8sboot etcd list --check -o json
+    """
     from k8sboot.etcd.backup import backup_key
 
     cluster = _cluster(app)
@@ -113,7 +135,7 @@ def list_(ctx: click.Context, app: App, check: bool) -> None:
         ctx.exit(EXIT_FAILURE)
 
 
-@click.command("verify")
+@click.command("verify", short_help="Check BACKUP end to end with a test restore.")
 @backup_argument
 @options.shared()
 @pass_app
@@ -122,19 +144,26 @@ def verify(app: App, backup: str) -> None:
     it) end to end: its file against the manifest, then a test restore on a member host
     into a scratch directory, served by a throw-away etcd on a unix socket only root can
     reach, whose revision, key count and KV hash must match the manifest. Records the
-    result in the manifest."""
+    result in the manifest.
+
+    \b
+    Examples:
+      k8sboot etcd verify latest
+      k8sboot etcd verify ./lab-20250303T003000Z.db   # its manifest beside it
+    """
     cluster = _cluster(app)
     store, manifest = locate(cluster, backup)
     _warn_unreadable(store)
     app.run(workflows.etcd_verify(store, manifest), cluster)
 
 
-@click.command("restore")
-@click.argument("backup", metavar="BACKUP", required=False)
+@click.command("restore", short_help="Replace the whole cluster's etcd data with BACKUP.")
+@click.argument("backup", metavar="BACKUP", type=BackupName(), required=False)
 @click.option(
     "--onto",
     "onto",
     multiple=True,
+    type=HostNames(),
     metavar="HOST[,HOST...]",
     help="Restore onto these hosts of the cluster file (names or addresses), when they are "
     "not the backup's members: new machines or new addresses.",
@@ -154,7 +183,7 @@ def verify(app: App, backup: str) -> None:
     "re-list.",
 )
 @options.dry_run
-@click.option("--wait-timeout", type=click.FloatRange(min=1), default=600, hidden=True)
+@options.wait_timeout_hidden
 @options.shared()
 @pass_app
 def restore(
@@ -180,7 +209,15 @@ def restore(
     From the first stop on, the restore is recorded as in progress (with a tag): run the
     same command again to finish it, or --rollback TAG to undo it; until then `up`, `reset`
     and `node remove` refuse to run. The data from before is kept on each etcd host in
-    /var/lib/k8sboot/etcd-before-restore/TAG, outside what kubeadm manages."""
+    /var/lib/k8sboot/etcd-before-restore/TAG, outside what kubeadm manages.
+
+    \b
+    Examples:
+      k8sboot etcd restore latest --dry-run
+      k8sboot etcd restore latest --yes
+      k8sboot etcd restore latest --yes --onto cp4,cp5,cp6   # new machines
+      k8sboot etcd restore --rollback TAG --yes
+    """
     if rollback is not None and (backup is not None or onto):
         raise UserError("--rollback TAG takes no BACKUP and no --onto")
     if rollback is None and backup is None:
@@ -210,13 +247,19 @@ def restore(
     )
 
 
-@click.command("health")
+@click.command("health", short_help="etcd's members, leader, DB size and alarms.")
 @options.shared()
 @pass_app
 @click.pass_context
 def health(ctx: click.Context, app: App) -> None:
     """Members, leader, DB size against the quota, raft index, alarms, versions. Changes
-    nothing, takes no lock. Exit 0 healthy, 1 unhealthy."""
+    nothing, takes no lock. Exit 0 healthy, 1 unhealthy.
+
+    \b
+    Examples:
+      k8sboot etcd health
+      k8sboot etcd status -o json
+    """
     cluster = _cluster(app)
     with looking(cluster, "etcd-health", api_wait=ETCD_ANSWER_TIMEOUT) as context:
         view = observe(context)
@@ -235,14 +278,20 @@ def health(ctx: click.Context, app: App) -> None:
         ctx.exit(EXIT_FAILURE)
 
 
-@click.command("members")
+@click.command("members", short_help="etcd's members against the cluster file.")
 @options.shared()
 @pass_app
 @click.pass_context
 def members(ctx: click.Context, app: App) -> None:
     """etcd's members (IDs in hex, peer URLs, learners) against the cluster file's hosts
     (by exact peer URL) and the control planes' Node objects: flags stale and missing
-    members. Exit 1 when any is flagged or etcd does not answer."""
+    members. Exit 1 when any is flagged or etcd does not answer.
+
+    \b
+    Examples:
+      k8sboot etcd members
+      k8sboot etcd members -o json
+    """
     cluster = _cluster(app)
     with looking(cluster, "etcd-members", api_wait=ETCD_ANSWER_TIMEOUT) as context:
         document = report.members_document(context, observe(context, statuses=False))
@@ -256,32 +305,44 @@ def members(ctx: click.Context, app: App) -> None:
         ctx.exit(EXIT_FAILURE)
 
 
-@click.command("defrag")
+@click.command("defrag", short_help="Defragment every member, one at a time.")
 @click.option(
     "--pause",
-    type=click.FloatRange(min=0),
-    default=5.0,
+    type=options.Duration(minimum=0),
+    default="5s",
     show_default=True,
-    help="Seconds between two members.",
+    help="How long to wait between two members (5s, 1m).",
 )
 @options.dry_run
 @options.shared()
 @pass_app
 def defrag(app: App, pause: float, dry_run: bool) -> None:
     """Defragment every member, one at a time: followers first, the leader last, a pause
-    between. Refused (exit 3) while etcd is unhealthy."""
+    between. Refused (exit 3) while etcd is unhealthy.
+
+    \b
+    Examples:
+      k8sboot etcd defrag --dry-run
+      k8sboot etcd defrag --pause 30s
+    """
     cluster = _cluster(app)
     app.run(workflows.etcd_defrag(pause), cluster, dry_run=dry_run)
 
 
-@click.command("alarms")
+@click.command("alarms", short_help="List etcd's alarms, or disarm them.")
 @click.option("--disarm", is_flag=True, help="Disarm every alarm (after freeing space).")
 @options.shared()
 @pass_app
 @click.pass_context
 def alarms(ctx: click.Context, app: App, disarm: bool) -> None:
     """etcd's alarms (NOSPACE, CORRUPT); exit 1 while any is raised. --disarm disarms them
-    and fails if etcd raises them again."""
+    and fails if etcd raises them again.
+
+    \b
+    Examples:
+      k8sboot etcd alarms
+      k8sboot etcd alarms --disarm
+    """
     cluster = _cluster(app)
     if disarm:
         app.run(workflows.etcd_disarm(), cluster)
@@ -303,7 +364,7 @@ def alarms(ctx: click.Context, app: App, disarm: bool) -> None:
         ctx.exit(EXIT_FAILURE)
 
 
-@click.command("schedule")
+@click.command("schedule", short_help="Install the scheduled backup timers (or remove them).")
 @options.dry_run
 @options.shared()
 @pass_app
@@ -311,41 +372,64 @@ def schedule(app: App, dry_run: bool) -> None:
     """Install backup.schedule (a systemd OnCalendar expression) as a timer on every
     control plane: snapshots, checked by `snapshot status`, kept locally (the newest
     backup.retention.last). Without backup.schedule, removes the timers. `etcd pull`
-    brings the snapshots into the catalogue."""
+    brings the snapshots into the catalogue.
+
+    \b
+    Examples:
+      k8sboot etcd schedule --dry-run
+      k8sboot etcd schedule
+    """
     cluster = _cluster(app)
     app.run(workflows.etcd_schedule(), cluster, dry_run=dry_run)
 
 
-@click.command("pull")
+@click.command("pull", short_help="Copy the scheduled snapshots into the catalogue.")
 @options.dry_run
 @options.shared()
 @pass_app
 def pull(app: App, dry_run: bool) -> None:
     """Copy the scheduled snapshots the catalogue lacks off the control planes: checked,
-    encrypted when a key is set, with a manifest each; then apply retention."""
+    encrypted when a key is set, with a manifest each; then apply retention.
+
+    \b
+    Examples:
+      k8sboot etcd pull
+      k8sboot etcd pull --dry-run
+    """
     cluster = _cluster(app)
     app.run(workflows.etcd_pull(), cluster, dry_run=dry_run)
 
 
-@click.command("keygen")
+@click.command("keygen", short_help="Create a backup encryption key in PATH.")
 @click.argument("path", type=click.Path(path_type=Path, dir_okay=False))
 @options.shared(spec_file=False, vagrant=False, output=())
 def keygen(path: Path) -> None:
     """Create a backup encryption key in PATH (32 random bytes, base64, mode 0600; never
     overwrites). Point backup.encryptionKeyFile at it and keep it away from the backups:
-    without it, encrypted backups cannot be restored."""
+    without it, encrypted backups cannot be restored.
+
+    \b
+    Examples:
+      k8sboot etcd keygen ~/secrets/lab-backup.key
+    """
     key = create_key_file(path)
     click.echo(f"wrote {path} (key id {key.id}); keep a copy somewhere safe")
 
 
-@click.command("age-identity")
+@click.command("age-identity", short_help="Write the age identity of the scheduled snapshots.")
 @click.argument("path", type=click.Path(path_type=Path, dir_okay=False))
 @options.shared(output=())
 @pass_app
 def age_identity(app: App, path: Path) -> None:
     """Write the age identity that decrypts the scheduled snapshots on the control planes
     (derived from backup.encryptionKeyFile) to PATH (mode 0600; never overwrites), for
-    `age -d -i PATH NAME.db.age > NAME.db`. Keep it as safe as the backup key."""
+    `age -d -i PATH NAME.db.age > NAME.db`. Keep it as safe as the backup key.
+
+    \b
+    Examples:
+      k8sboot etcd age-identity ~/secrets/lab.age
+      age -d -i ~/secrets/lab.age NAME.db.age > NAME.db
+    """
     key = scheduled.cluster_key(_cluster(app))
     if key is None:
         raise UserError(

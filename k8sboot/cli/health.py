@@ -37,7 +37,7 @@ warn_days = click.option(
 )
 
 
-@click.command("health")
+@click.command("health", short_help="Check the whole cluster; change nothing.")
 @warn_days
 @options.shared()
 @pass_app
@@ -46,7 +46,13 @@ def command(ctx: click.Context, app: App, warn_days: float) -> None:
     """Check the cluster, all hosts at once: SSH and host keys; containerd and kubelet;
     /readyz of every API server and through the endpoint; etcd health, leader, DB size
     against its quota, alarms; Node conditions and kubelet version skew; certificate
-    expiry; clock skew. Changes nothing, takes no lock. Exit 0 healthy, 1 unhealthy."""
+    expiry; clock skew. Changes nothing, takes no lock. Exit 0 healthy, 1 unhealthy.
+
+    \b
+    Examples:
+      k8sboot health
+      k8sboot health --warn-days 60 -o json
+    """
     cluster, left_out, gone = load_present(app)
     with read_only(cluster, "health") as transport:
         seen = observe(cluster, transport)

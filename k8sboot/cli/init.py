@@ -12,7 +12,7 @@ from k8sboot.vagrant import read_environment
 from k8sboot.versions import DEFAULT_VERSION
 
 
-@click.command("init")
+@click.command("init", short_help="Write a commented starter cluster file.")
 @click.option("--name", default="demo", show_default=True, help="Cluster name.")
 @click.option("--control-planes", default=1, show_default=True, help="Control-plane hosts.")
 @click.option("--workers", default=2, show_default=True, help="Worker hosts.")
@@ -45,7 +45,15 @@ def command(
     from_vagrant: bool,
     force: bool,
 ) -> None:
-    """Write a commented starter cluster file."""
+    """Write a commented starter cluster file.
+
+    \b
+    Examples:
+      k8sboot init --workers 2 --addresses 10.0.0.11   # 10.0.0.11 to .13
+      k8sboot init --workers 1 --addresses 192.168.1.5,192.168.1.9   # hosts apart
+      k8sboot init --control-planes 3 --workers 2 --endpoint 10.0.0.10
+      k8sboot init --from-vagrant
+    """
     spec_path = app.spec_path
     refuse_directory(spec_path)
     if spec_path.exists() and not force:

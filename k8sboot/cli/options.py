@@ -87,36 +87,62 @@ def shared(
 
 dry_run = click.option("--dry-run", is_flag=True, help="Show what would change; change nothing.")
 
-wait_timeout = click.option(
-    "--wait-timeout",
-    type=click.FloatRange(min=1),
-    default=600,
-    show_default=True,
-    help="Seconds to wait for nodes to become Ready.",
-)
-
 
 class Duration(click.ParamType):
-    """Seconds, or a number with a unit: 90s, 10m, 1h."""
+    """How long: 90s, 10m, 1h30m (units in that order, each at most once, as Go's and so
+    kubectl's durations), or a bare number of seconds. Every timeout-like option takes
+    this one form."""
 
     name = "duration"
-    UNITS: ClassVar[dict[str, int]] = {"": 1, "s": 1, "m": 60, "h": 3600}
+    FORM = "a duration like 90s, 10m or 1h30m (a bare number is seconds)"
+    UNITS: ClassVar[dict[str, int]] = {"h": 3600, "m": 60, "s": 1}
+    PATTERN = re.compile("".join(rf"(?:(\d+(?:\.\d+)?){unit})?" for unit in UNITS))
+    SECONDS = re.compile(r"\d+(?:\.\d+)?")
 
-    def convert(self, value, param, ctx):
+    def __init__(self, minimum: float = 1):
+        self.minimum = minimum
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None):
         if isinstance(value, int | float):
-            return float(value)
-        match = re.fullmatch(r"\s*(\d+(?:\.\d+)?)\s*([smh]?)\s*", str(value))
-        if not match or float(match[1]) <= 0:
-            self.fail(f"{value!r} is not a duration like 600, 90s or 10m", param, ctx)
-        return float(match[1]) * self.UNITS[match[2]]
+            seconds = float(value)
+        else:
+            text = str(value).strip()
+            parts = self.PATTERN.fullmatch(text)
+            if self.SECONDS.fullmatch(text):
+                seconds = float(text)
+            elif text and parts:
+                seconds = sum(
+                    float(n) * self.UNITS[u]
+                    for n, u in zip(parts.groups(), self.UNITS, strict=True)
+                    if n
+                )
+            else:
+                self.fail(f"{value!r} is not {self.FORM}", param, ctx)
+        if seconds < self.minimum:
+            least = f"{value!r} is not a duration of {self.minimum:g}s or more"
+            self.fail(f"{least}: give {self.FORM}", param, ctx)
+        return seconds
 
 
+def _wait_timeout(hidden: bool = False) -> Callable:
+    return click.option(
+        "--wait-timeout",
+        type=Duration(),
+        default="10m",
+        show_default=True,
+        hidden=hidden,
+        help="How long to wait for nodes to become Ready (90s, 10m, 1h30m).",
+    )
+
+
+wait_timeout = _wait_timeout()
+wait_timeout_hidden = _wait_timeout(hidden=True)
 drain_timeout = click.option(
     "--timeout",
     type=Duration(),
     default="10m",
     show_default=True,
-    help="How long a drain may take (seconds, or 90s, 10m, 1h).",
+    help="How long a drain may take (90s, 10m, 1h30m).",
 )
 emptydir = click.option(
     "--delete-emptydir-data",

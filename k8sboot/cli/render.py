@@ -19,7 +19,7 @@ from k8sboot.render import (
 from k8sboot.spec import Cluster, Host
 
 
-@click.command("render")
+@click.command("render", short_help="Write the files k8sboot would put on each host.")
 @click.option(
     "--out",
     "out_dir",
@@ -35,6 +35,11 @@ def command(app: App, out_dir: Path) -> None:
 
     Join tokens and certificate keys are created only right before a join, so the
     rendered join configurations carry placeholders in their place.
+
+    \b
+    Examples:
+      k8sboot render --out rendered
+      k8sboot render -f prod.yaml --out /tmp/prod-files
     """
     cluster = app.cluster()
     planned = [

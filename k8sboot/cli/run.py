@@ -11,7 +11,7 @@ from k8sboot.errors import EXIT_PENDING, UserError
 from k8sboot.vagrant import find_root, run_vagrant
 
 
-@click.command("up")
+@click.command("up", short_help="Bring the cluster to the spec.")
 @options.dry_run
 @options.wait_timeout
 @options.shared()
@@ -22,6 +22,12 @@ def up(app: App, dry_run: bool, wait_timeout: float) -> None:
 
     With --vagrant, the hosts are the Vagrant machines, brought up first when any is not
     running.
+
+    \b
+    Examples:
+      k8sboot up
+      k8sboot up --dry-run               # as `plan`
+      k8sboot up --vagrant --wait-timeout 20m
     """
     if not dry_run:
         app.start_machines()
@@ -44,7 +50,9 @@ class DetailedExitcode(click.Command):
             raise
 
 
-@click.command("plan", cls=DetailedExitcode)
+@click.command(
+    "plan", cls=DetailedExitcode, short_help="Show what `up` would change; change nothing."
+)
 @options.filling(
     "detailed_exitcode",
     "--detailed-exitcode",
@@ -56,20 +64,32 @@ class DetailedExitcode(click.Command):
 @click.pass_context
 def plan(ctx: click.Context, app: App) -> None:
     """Show, per step and host, what `up` would change (files as diffs, packages,
-    services, kubeadm operations). Changes nothing."""
-    result = app.run(workflows.up(), app.cluster(), dry_run=True)
+    services, kubeadm operations). Changes nothing.
+
+    \b
+    Examples:
+      k8sboot plan
+      k8sboot plan --detailed-exitcode   # 0 converged, 2 changes pending
+    """
+    result = app.run(workflows.plan(), app.cluster(), dry_run=True)
     if app.detailed_exitcode and result.pending:
         ctx.exit(EXIT_PENDING)
 
 
-@click.command("reset")
+@click.command("reset", short_help="Destroy the cluster; keep the machines.")
 @click.option("--purge-packages", is_flag=True, help="Also remove kubeadm, kubelet, kubectl.")
 @click.option("-y", "--yes", is_flag=True, help="Do it: reset destroys the cluster.")
 @options.shared()
 @pass_app
 def reset(app: App, purge_packages: bool, yes: bool) -> None:
     """Destroy the cluster: kubeadm reset on every node, then remove the CNI, iptables and
-    IPVS state kubeadm leaves behind. The machines stay."""
+    IPVS state kubeadm leaves behind. The machines stay.
+
+    \b
+    Examples:
+      k8sboot reset --yes
+      k8sboot reset --yes --purge-packages
+    """
     if not yes:
         raise UserError("reset destroys the cluster and its data; pass --yes to confirm")
     cluster = app.cluster()
@@ -79,7 +99,7 @@ def reset(app: App, purge_packages: bool, yes: bool) -> None:
         (cluster.state_dir / name).unlink(missing_ok=True)
 
 
-@click.command("down")
+@click.command("down", short_help="Reset, then destroy the Vagrant machines.")
 @options.filling(
     "vagrant", "--vagrant", is_flag=True, required=True, help="Destroy the Vagrant machines."
 )
@@ -87,7 +107,12 @@ def reset(app: App, purge_packages: bool, yes: bool) -> None:
 @options.shared(vagrant=False)
 @pass_app
 def down(app: App, yes: bool) -> None:
-    """Reset the cluster, then destroy the Vagrant machines (`vagrant destroy -f`)."""
+    """Reset the cluster, then destroy the Vagrant machines (`vagrant destroy -f`).
+
+    \b
+    Examples:
+      k8sboot down --vagrant --yes
+    """
     if not yes:
         raise UserError("down destroys the machines and their data; pass --yes to confirm")
     root = find_root()
@@ -98,7 +123,16 @@ def down(app: App, yes: bool) -> None:
         cluster = None
     if cluster is not None:
         app.run(workflows.reset(False), cluster)
+    environment = app.environment  # read by app.cluster(), unless Vagrant could not say
     run_vagrant(["destroy", "-f"], root, timeout=1800)
+    if environment is None:
+        said = "destroyed the Vagrant machines"
+    elif created := [m.name for m in environment.machines if m.state != "not_created"]:
+        said = f"destroyed the Vagrant machines {', '.join(created)}"
+    else:
+        said = "no Vagrant machine to destroy: none was created"
+    # Told last, after the reset's summary; beside the JSON events, not among them.
+    click.echo(f"{said} (in {root})", err=app.json)
     if cluster is not None and cluster.state_dir is not None:
         # The machines and their host keys are gone; new ones get pinned afresh.
         for name in ("known_hosts", "kubeconfig", "kubeconfig.source"):

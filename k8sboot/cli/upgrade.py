@@ -12,7 +12,7 @@ from k8sboot.nodes.drain import DrainOptions
 from k8sboot.session import looking
 
 
-@click.command("upgrade")
+@click.command("upgrade", short_help="Upgrade Kubernetes to the cluster file's version.")
 @click.option(
     "--max-unavailable",
     type=click.IntRange(min=1),

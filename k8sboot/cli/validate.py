@@ -9,12 +9,18 @@ from k8sboot.spec import check_local_files
 from k8sboot.vagrant import read_environment
 
 
-@click.command("validate")
+@click.command("validate", short_help="Check a cluster file; list every problem.")
 @options.shared()
 @pass_app
 @click.pass_context
 def command(ctx: click.Context, app: App) -> None:
-    """Check a cluster file and list every problem in it, one per line."""
+    """Check a cluster file and list every problem in it, one per line.
+
+    \b
+    Examples:
+      k8sboot validate
+      k8sboot validate -f prod.yaml -o json
+    """
     spec_path = app.spec_path
     try:
         loaded = read_spec(spec_path, read_environment() if app.vagrant else None)

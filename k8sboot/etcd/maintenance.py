@@ -101,7 +101,8 @@ def defragment(executor: Executor, action: Defragment) -> Outcome:
     if action.pause:
         executor.progress(action.host, f"pause {action.pause:.0f}s before the next member")
         time.sleep(action.pause)
-    return Outcome((action.host,), notes=notes)
+    # The member is what changed, not the host etcdctl ran on: the summary names each.
+    return Outcome((action.member,), notes=notes)
 
 
 @handles(DisarmAlarms)

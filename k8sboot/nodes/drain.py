@@ -43,23 +43,26 @@ class Target:
         return self.node.internal_ip if self.node else None
 
 
-def resolve(ctx: Context, name: str) -> Target:
-    """The node called `name`, or a usage error listing the nodes there are. Refused when
-    the API could not be asked: whether the node is registered is then unknown, and
-    acting on a guess would report work that was never done."""
+def resolve(ctx: Context, name: str, doing: str) -> Target:
+    """The node called `name`, or a usage error listing the nodes there are. Refused, with
+    what `doing` (cordon, drain, remove) cannot do, when the API could not be asked or did
+    not answer: whether the node is registered is then unknown, and acting on a guess (or
+    saying it has not joined) would report what nobody observed."""
     if not ctx.initialised:  # no control plane answered with the Nodes
         problems = [
             str(ctx.facts.errors[h.name])
             for h in ctx.cluster.control_planes
             if h.name in ctx.facts.errors
         ]
-        detail = f" ({'; '.join(problems)})" if problems else ""
-        raise MachineError(
-            f"cannot act on {name}: no control plane answered for the API{detail}; "
-            "nothing was changed"
+        why = (
+            f"no control plane answered for the API ({'; '.join(problems)})"
+            if problems
+            else "no control plane is initialised, so there is no API to ask (`k8sboot up` "
+            "brings the cluster up)"
         )
+        raise MachineError(f"cannot {doing} {name}: {why}; nothing was changed")
     if not ctx.api.answers:
-        raise ctx.api.needed(f"cannot act on {name} (nothing was changed)")
+        raise ctx.api.needed(f"cannot {doing} {name} (nothing was changed)")
     spec_names = [h.name for h in ctx.cluster.kube_nodes]
     known = list(dict.fromkeys([*spec_names, *sorted(ctx.nodes)]))
     if name not in known:
@@ -96,9 +99,14 @@ def api_host(ctx: Context, exclude: str | None = None) -> Host:
     raise MachineError(f"no reachable, initialised control plane{besides} to reach the API through")
 
 
-def registered(target: Target) -> NodeStatus:
+def registered(target: Target, doing: str) -> NodeStatus:
+    """The target's Node. Its absence is a verdict only because resolve() refused to go on
+    unless the API answered."""
     if target.node is None:
-        raise UserError(f"{target.name} has no Node object in the cluster (it has not joined)")
+        raise UserError(
+            f"cannot {doing} {target.name}: the API has no Node {target.name} (it has not "
+            "joined the cluster, or was deleted)"
+        )
     return target.node
 
 
@@ -106,10 +114,11 @@ class CordonNode(Step):
     def __init__(self, name: str, unschedulable: bool = True):
         self.name = name
         self.unschedulable = unschedulable
-        self.title = f"{'cordon' if unschedulable else 'uncordon'} {name}"
+        self.doing = "cordon" if unschedulable else "uncordon"
+        self.title = f"{self.doing} {name}"
 
     def plan(self, ctx: Context) -> list[Action]:
-        node = registered(resolve(ctx, self.name))
+        node = registered(resolve(ctx, self.name, self.doing), self.doing)
         if node.unschedulable == self.unschedulable:
             return []
         api = api_host(ctx)
@@ -134,10 +143,11 @@ class DrainNode(Step):
         self.title = f"drain {name}"
 
     def plan(self, ctx: Context) -> list[Action]:
-        target = resolve(ctx, self.name)
+        doing = "remove" if self.for_removal else "drain"
+        target = resolve(ctx, self.name, doing)
         if self.for_removal and target.node is None:
             return []
-        node = registered(target)
+        node = registered(target, doing)
         # A kubelet that is gone never confirms that its pods stopped: evict them (budgets
         # still apply, controllers replace them) without waiting for it.
         kubelet_gone = not node.ready or (self.for_removal and not target.reachable)

@@ -67,7 +67,7 @@ class CheckRemoval(Step):
         self.title = f"check that {name} can go"
 
     def plan(self, ctx: Context) -> list[Action]:
-        target = resolve(ctx, self.name)
+        target = resolve(ctx, self.name, "remove")
         if not target.control_plane:
             return []
         others = [
@@ -95,7 +95,7 @@ class RemoveFromEtcd(Step):
         self.title = f"remove {name}'s etcd member"
 
     def plan(self, ctx: Context) -> list[Action]:
-        target = resolve(ctx, self.name)
+        target = resolve(ctx, self.name, "remove")
         if not _stacked_member(ctx, target):
             return []
         via, etcd, members = etcd_through(ctx, self.name)
@@ -116,7 +116,7 @@ class ResetRemovedHost(Step):
         self.title = f"kubeadm reset on {name}"
 
     def plan(self, ctx: Context) -> list[Action]:
-        target = resolve(ctx, self.name)
+        target = resolve(ctx, self.name, "remove")
         if not target.reachable:
             ctx.notes.append(
                 f"warning: {self.name} could not be reached ({target.unreachable_reason}), so "
@@ -141,7 +141,7 @@ class DeleteNodeObject(Step):
         self.title = f"delete Node {name}"
 
     def plan(self, ctx: Context) -> list[Action]:
-        target = resolve(ctx, self.name)
+        target = resolve(ctx, self.name, "remove")
         actions: list[Action] = []
         if target.node is not None:
             api = api_host(ctx, exclude=self.name)

@@ -9,8 +9,11 @@ from typing import Any
 
 from k8sboot.cluster.node_setup import fingerprint, role_vars
 from k8sboot.etcd import topology
+from k8sboot.etcd.client import EndpointHealth, EndpointStatus, Member, peer_url
 from k8sboot.etcd.external import ca_store, issued_record
 from k8sboot.etcd.files import bootstrap_file, bootstrap_token, member_files
+from k8sboot.etcd.observe import EtcdView
+from k8sboot.etcd.tools import EtcdTools
 from k8sboot.facts import Facts, HostFacts, NodeStatus, ProbeRequest
 from k8sboot.kubeadm_node import ADMIN_CONF, ETCD_MEMBER_DIR, KUBELET_CONF
 from k8sboot.render import containerd_files
@@ -209,3 +212,20 @@ def running_context(
     ctx.view = ReadOnlyHosts(hosts)  # type: ignore[arg-type]
     ctx.connections = hosts  # type: ignore[attr-defined]  # to see what was asked
     return ctx
+
+
+def etcd_view(cluster, leader: int = 1, down: tuple[int, ...] = ()) -> EtcdView:
+    """What etcd says of the cluster's members: `leader` leads (by index from 1), the
+    `down` ones do not answer."""
+    members, statuses, health = [], {}, {}
+    for index, host in enumerate(topology.members(cluster), start=1):
+        endpoint = topology.endpoint(host)
+        members.append(Member(index, host.name, (peer_url(host.ip),), (endpoint,), False))
+        if index in down:
+            health[endpoint] = EndpointHealth(endpoint, False, "5s", "context deadline exceeded")
+            continue
+        statuses[index] = EndpointStatus(endpoint, index, leader, "3.4.23", 4096, 4096, 9, 9, 2, ())
+        health[endpoint] = EndpointHealth(endpoint, True, "2ms", "")
+    runner = topology.members(cluster)[0]
+    tools = EtcdTools("3.4.23", None, False)
+    return EtcdView(runner, None, tools, members, statuses, health)

@@ -225,7 +225,7 @@ def test_steps_that_need_the_nodes_say_the_api_does_not_answer(base: dict, tmp_p
     ctx.view = ReadOnlyHosts(_failing_api(["cp1"]))
     session.ask_api(ctx)
     line = f"the API on cp1 does not answer ({NO_ETCD}): if etcd is lost, restore it"
-    with pytest.raises(MachineError, match=r"^cannot act on w1 \(nothing was changed\): ") as no:
+    with pytest.raises(MachineError, match=r"^cannot cordon w1 \(nothing was changed\): ") as no:
         node_cordon("w1", True).steps[0].plan(ctx)
     assert line in str(no.value)
     steps = {step.title: step for step in up().steps}

@@ -16,7 +16,7 @@ from k8sboot.etcd import restore as etcd_restore
 from k8sboot.etcd import restore_record, topology
 from k8sboot.etcd.backup import EtcdBackup, SaveSnapshot
 from k8sboot.etcd.checks import VerifyFailed
-from k8sboot.etcd.client import EndpointHealth, EndpointStatus, Member, peer_url
+from k8sboot.etcd.client import EndpointStatus
 from k8sboot.etcd.external import (
     AddEtcdMember,
     BootstrapEtcd,
@@ -28,7 +28,6 @@ from k8sboot.etcd.external import (
 )
 from k8sboot.etcd.install import ControlPlaneEtcdTools, ExternalEtcdRelease, InstallEtcd
 from k8sboot.etcd.maintenance import Defragment, EtcdDefrag
-from k8sboot.etcd.observe import EtcdView
 from k8sboot.etcd.restore import (
     CheckRestored,
     ConfirmRestore,
@@ -49,7 +48,14 @@ from k8sboot.kubeadm_node import ETCD_MEMBER_DIR
 
 from .builders import STORE, manifest
 from .conftest import load_data
-from .factsdata import EXTERNAL_HOSTS, context, converged_external, converged_host, fresh
+from .factsdata import (
+    EXTERNAL_HOSTS,
+    context,
+    converged_external,
+    converged_host,
+    etcd_view,
+    fresh,
+)
 from .fakes import FakeConnection
 
 
@@ -225,21 +231,6 @@ def test_reset_removes_external_etcd_and_timers(external, tmp_path: Path) -> Non
 # -- etcd's answers ------------------------------------------------------------------------
 
 
-def view(cluster, leader: int = 1, down: tuple[int, ...] = ()) -> EtcdView:
-    members, statuses, health = [], {}, {}
-    for index, host in enumerate(topology.members(cluster), start=1):
-        endpoint = topology.endpoint(host)
-        members.append(Member(index, host.name, (peer_url(host.ip),), (endpoint,), False))
-        if index in down:
-            health[endpoint] = EndpointHealth(endpoint, False, "5s", "context deadline exceeded")
-            continue
-        statuses[index] = EndpointStatus(endpoint, index, leader, "3.4.23", 4096, 4096, 9, 9, 2, ())
-        health[endpoint] = EndpointHealth(endpoint, True, "2ms", "")
-    runner = topology.members(cluster)[0]
-    tools = EtcdTools("3.4.23", None, False)
-    return EtcdView(runner, None, tools, members, statuses, health)
-
-
 def _ready(cluster, tmp_path: Path):
     hosts = {h.name: converged_host(cluster, h.name) for h in cluster.hosts}
     return context(cluster, hosts, tmp_path)
@@ -247,7 +238,7 @@ def _ready(cluster, tmp_path: Path):
 
 def test_backup_prefers_a_healthy_follower(stacked, tmp_path: Path, monkeypatch) -> None:
     ctx = _ready(stacked, tmp_path)
-    monkeypatch.setattr(etcd_backup, "observe", lambda ctx: view(stacked, leader=1, down=(2,)))
+    monkeypatch.setattr(etcd_backup, "observe", lambda ctx: etcd_view(stacked, leader=1, down=(2,)))
     save, prune = EtcdBackup().plan(ctx)
     assert isinstance(save, SaveSnapshot)
     assert (save.host, save.endpoint, save.why) == (
@@ -266,10 +257,12 @@ def test_backup_prefers_a_healthy_follower(stacked, tmp_path: Path, monkeypatch)
 
 def test_backup_falls_back_to_the_leader_and_needs_quorum(stacked, tmp_path, monkeypatch) -> None:
     ctx = _ready(stacked, tmp_path)
-    monkeypatch.setattr(etcd_backup, "observe", lambda ctx: view(stacked, leader=1, down=(2, 3)))
+    monkeypatch.setattr(
+        etcd_backup, "observe", lambda ctx: etcd_view(stacked, leader=1, down=(2, 3))
+    )
     save, _ = EtcdBackup().plan(ctx)
     assert (save.host, save.why) == ("cp1", "the leader: no healthy follower")
-    lost = view(stacked)
+    lost = etcd_view(stacked)
     lost.members = []
     monkeypatch.setattr(etcd_backup, "observe", lambda ctx: lost)
     with pytest.raises(MachineError, match="does not answer"):
@@ -279,14 +272,14 @@ def test_backup_falls_back_to_the_leader_and_needs_quorum(stacked, tmp_path, mon
 def test_an_unreachable_host_is_never_chosen(stacked, tmp_path, monkeypatch) -> None:
     ctx = _ready(stacked, tmp_path)
     del ctx.facts.hosts["cp2"]
-    monkeypatch.setattr(etcd_backup, "observe", lambda ctx: view(stacked, leader=1))
+    monkeypatch.setattr(etcd_backup, "observe", lambda ctx: etcd_view(stacked, leader=1))
     save, _ = EtcdBackup().plan(ctx)
     assert save.host == "cp3"
 
 
 def test_defrag_goes_followers_first_leader_last(stacked, tmp_path, monkeypatch) -> None:
     ctx = _ready(stacked, tmp_path)
-    monkeypatch.setattr(etcd_maintenance, "observe", lambda ctx: view(stacked, leader=2))
+    monkeypatch.setattr(etcd_maintenance, "observe", lambda ctx: etcd_view(stacked, leader=2))
     plan = EtcdDefrag(3.0).plan(ctx)
     assert all(isinstance(a, Defragment) for a in plan)
     assert [(a.member, a.role, a.pause) for a in plan] == [
@@ -294,7 +287,7 @@ def test_defrag_goes_followers_first_leader_last(stacked, tmp_path, monkeypatch)
         ("cp3", "follower", 3.0),
         ("cp2", "leader", 0.0),
     ]
-    monkeypatch.setattr(etcd_maintenance, "observe", lambda ctx: view(stacked, down=(3,)))
+    monkeypatch.setattr(etcd_maintenance, "observe", lambda ctx: etcd_view(stacked, down=(3,)))
     with pytest.raises(UnsafeError, match="unhealthy") as refused:
         EtcdDefrag(3.0).plan(ctx)
     assert refused.value.exit_code == 3
@@ -321,7 +314,9 @@ def restoring(stacked, tmp_path: Path, monkeypatch):
 def in_use(cluster, leader: int = 1, answering: tuple[int, ...] = (1, 2, 3)):
     """What an API server host finds: its --etcd-servers, and the statuses of those that
     answer."""
-    found = view(cluster, leader=leader, down=tuple(i for i in (1, 2, 3) if i not in answering))
+    found = etcd_view(
+        cluster, leader=leader, down=tuple(i for i in (1, 2, 3) if i not in answering)
+    )
     return [topology.endpoint(h) for h in topology.members(cluster)], list(found.statuses.values())
 
 

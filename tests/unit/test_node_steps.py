@@ -121,7 +121,7 @@ def test_removal_without_an_api_fails_and_records_nothing(cluster, tmp_path: Pat
     ctx = running_context(cluster, tmp_path, {}, dead=tuple(CPS))
     ctx.nodes = {}
     for step in node_remove("w1", DrainOptions()).steps:
-        with pytest.raises(MachineError, match=r"cannot act on w1: no control plane answered"):
+        with pytest.raises(MachineError, match=r"cannot remove w1: no control plane answered"):
             step.plan(ctx)
     assert removed.load(ctx.state) == {}
 
