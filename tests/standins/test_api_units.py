@@ -99,3 +99,33 @@ def test_certificate_key_encryption():
     assert uploadcerts.decrypt(blob, key) == b"secret"
     with pytest.raises(KubeadmError, match="message authentication failed"):
         uploadcerts.decrypt(blob, bytes(32))
+
+
+def test_rbac_decides_from_what_it_last_saw_while_etcd_cannot_answer():
+    """Upstream's RBAC authorizer reads informer caches (pkg/kubeapiserver/authorizer/
+    config.go, v1.30-v1.33: rbac.New over the informers' listers), so an anonymous
+    /version is answered while etcd's leader moves; the stand-in keeps its last list."""
+    from tests.lab.standins.apiserver import auth
+
+    viewer = [
+        {
+            "metadata": {"name": "system:public-info-viewer"},
+            "subjects": [{"kind": "Group", "name": "system:unauthenticated"}],
+            "roleRef": {"kind": "ClusterRole", "name": "system:public-info-viewer"},
+            "rules": [{"nonResourceURLs": ["/version"], "verbs": ["get"]}],
+        }
+    ]
+    etcd_answers = [True]
+
+    def listed(resource, namespace):
+        if not etcd_answers[0]:
+            raise OSError("etcdserver: leader changed")
+        return viewer
+
+    authorizer = auth.Authorizer(listed, ttl=0.0)
+    version = auth.Attributes(verb="get", resource_request=False, path="/version")
+    authorizer.check(auth.ANONYMOUS, version)
+    etcd_answers[0] = False
+    authorizer.check(auth.ANONYMOUS, version)  # from the cache, not a 500
+    with pytest.raises(OSError):  # a cache never filled cannot decide
+        auth.Authorizer(listed, ttl=0.0).check(auth.ANONYMOUS, version)

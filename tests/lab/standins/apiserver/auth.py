@@ -164,7 +164,16 @@ class Authorizer:
                 return hit[1]
             generation = self._generation
         res = BY_GV_PLURAL[("rbac.authorization.k8s.io/v1", plural)]
-        items = self._list(res, None)
+        try:
+            items = self._list(res, None)
+        except Exception:
+            # Upstream's RBAC authorizer reads informer caches (listers, wired in
+            # pkg/kubeapiserver/authorizer/config.go, v1.30-v1.33), never etcd: while etcd
+            # cannot answer (a leader moving, a member restarting) it goes on deciding from
+            # what it last saw. Only a cache never filled makes the request fail.
+            if hit is None:
+                raise
+            return hit[1]
         with self._lock:
             # A write that invalidated the cache while this list was being read makes the
             # list stale: use it for this request, but do not keep it.
