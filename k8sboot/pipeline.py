@@ -19,7 +19,7 @@ from k8sboot.report import Reporter
 from k8sboot.runlog import RunLog
 from k8sboot.session import ExplainUnreachable, ask_api, gather, open_transport
 from k8sboot.spec import Cluster
-from k8sboot.state import StateDir, run_id
+from k8sboot.state import StateDir
 from k8sboot.step import Context, Step
 from k8sboot.transport import ReadOnlyHosts, Transport, require_ssh_client
 
@@ -58,7 +58,7 @@ def run(
     if not dry_run:
         require_ssh_client()
     state = StateDir(cluster.state_dir).ensure()
-    log = RunLog(state.logs / f"{run_id()}-{workflow.name}.log", reporter.mask)
+    log = RunLog.for_run(state.logs, workflow.name, reporter.mask)
     started = time.monotonic()
     lock = None if dry_run else ClusterLock(state.lock, workflow.name)
     ctx: Context | None = None

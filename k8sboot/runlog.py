@@ -11,7 +11,12 @@ import threading
 import time
 from pathlib import Path
 
+from k8sboot.state import run_id
+
 MASK = "<masked>"
+# Run logs kept in a state directory: the newest KEEP_LOGS, none older than KEEP_DAYS.
+KEEP_LOGS = 50
+KEEP_DAYS = 30
 
 
 class Masker:
@@ -37,6 +42,15 @@ SECRETS = Masker()
 
 
 class RunLog:
+    @classmethod
+    def for_run(cls, directory: Path, command: str, masker: Masker | None = None) -> RunLog:
+        """A new log for one run of `command` in `directory`, the logs of older runs
+        there pruned."""
+        log = cls(directory / f"{run_id()}-{command}.log", masker)
+        assert log.path is not None
+        prune(directory, log.path)
+        return log
+
     def __init__(self, path: Path | None, masker: Masker | None = None):
         self.path = path
         self.mask = masker or SECRETS
@@ -61,3 +75,19 @@ class RunLog:
         if self._handle is not None:
             self._handle.close()
             self._handle = None
+
+
+def prune(directory: Path, current: Path) -> None:
+    """Remove the run logs beyond the newest KEEP_LOGS and those older than KEEP_DAYS,
+    never `current`. A log another run removes at the same moment is no failure."""
+    logs = []
+    for path in directory.glob("*.log"):
+        try:
+            logs.append((path.stat().st_mtime, path))
+        except FileNotFoundError:
+            continue
+    logs.sort(reverse=True)
+    oldest = time.time() - KEEP_DAYS * 86400
+    for index, (modified, path) in enumerate(logs):
+        if path != current and (index >= KEEP_LOGS or modified < oldest):
+            path.unlink(missing_ok=True)
