@@ -49,15 +49,15 @@ def check(ctx: click.Context, app: App, warn_days: float) -> None:
         echo_json(
             {
                 "ok": good,
-                "warnDays": warn_days,
+                "warn_days": warn_days,
                 "certificates": [
                     {
                         "host": c.host,
                         "name": c.name,
                         "authority": c.authority or None,
                         "expires": c.expires.isoformat() if c.expires else None,
-                        "daysLeft": round(d, 1) if (d := c.days_left(now)) is not None else None,
-                        "externallyManaged": c.external,
+                        "days_left": round(d, 1) if (d := c.days_left(now)) is not None else None,
+                        "externally_managed": c.external,
                         "status": status,
                         "detail": detail,
                     }

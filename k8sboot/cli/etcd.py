@@ -98,6 +98,7 @@ def list_(ctx: click.Context, app: App, check: bool) -> None:
         unreadable = [{"file": f, "error": e} for f, e in sorted(store.unreadable.items())]
         echo_json(
             {
+                "ok": not (bad or store.unreadable),
                 "location": store.location,
                 "authenticated": key is not None,
                 "backups": rows,
@@ -291,7 +292,7 @@ def alarms(ctx: click.Context, app: App, disarm: bool) -> None:
         raised = [{"member": f"{a.member_id:x}", "alarm": a.alarm} for a in view.alarms]
         problems = [] if view.answers else view.problems()
     if app.json:
-        echo_json({"alarms": raised, "problems": problems})
+        echo_json({"ok": not (raised or problems), "alarms": raised, "problems": problems})
     else:
         for alarm in raised:
             click.echo(f"{alarm['alarm']} on member {alarm['member']}")
