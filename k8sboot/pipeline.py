@@ -71,7 +71,8 @@ def run(
             cluster, left_out = workflow.leaves_out(cluster, state, not dry_run)
         for guard in workflow.guards:
             guard(state)
-        reporter.run_started(workflow.name, cluster.name, [h.name for h in cluster.hosts])
+        hosts = [h.name for h in cluster.hosts]
+        reporter.run_started(workflow.name, cluster.name, hosts, dry_run)
         with open_transport(cluster, state, log) as transport:
             request = ProbeRequest.for_(step.wants(cluster) for step in workflow.steps)
             explain = workflow.explain_unreachable
@@ -93,14 +94,8 @@ def run(
             result = _steps(workflow, ctx, transport, request, reporter, dry_run)
         result.seconds = time.monotonic() - started
         _tell(ctx.notes, reporter, dry_run)
-        reporter.run_finished(
-            True,
-            {
-                "seconds": round(result.seconds, 2),
-                "dry_run": dry_run,
-                "pending": result.pending,
-                "log": str(log.path),
-            },
+        reporter.workflow_finished(
+            {"seconds": round(result.seconds, 2), "dry_run": dry_run, "pending": result.pending}
         )
         return result
     except BaseException:

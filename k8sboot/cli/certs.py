@@ -9,7 +9,7 @@ import click
 from k8sboot import workflows
 from k8sboot.certs.expiry import Certificate, check_expiration
 from k8sboot.cli import options
-from k8sboot.cli.common import App, echo_json, pass_app
+from k8sboot.cli.common import App, RunsWorkflow, echo_json, pass_app
 from k8sboot.cli.health import load_present, warn_days
 from k8sboot.errors import EXIT_FAILURE
 from k8sboot.health.table import print_table
@@ -76,7 +76,7 @@ def check(ctx: click.Context, app: App, warn_days: float) -> None:
         ctx.exit(EXIT_FAILURE)
 
 
-@group.command("renew")
+@group.command("renew", cls=RunsWorkflow)
 @options.dry_run
 @options.shared()
 @pass_app

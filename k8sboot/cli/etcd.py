@@ -10,7 +10,7 @@ from rich.console import Console
 
 from k8sboot import workflows
 from k8sboot.cli import options
-from k8sboot.cli.common import App, echo_json, pass_app
+from k8sboot.cli.common import App, RunsWorkflow, echo_json, pass_app
 from k8sboot.errors import EXIT_FAILURE, UserError
 from k8sboot.etcd import report, scheduled
 from k8sboot.etcd.archive import create_key_file
@@ -46,7 +46,7 @@ def group() -> None:
     defragmentation, alarms. Stacked (kubeadm's static pods) and external etcd alike."""
 
 
-@click.command("backup")
+@click.command("backup", cls=RunsWorkflow)
 @click.option(
     "--member", help="The member to snapshot (name or hex ID); default: a healthy follower."
 )
@@ -114,7 +114,7 @@ def list_(ctx: click.Context, app: App, check: bool) -> None:
         ctx.exit(EXIT_FAILURE)
 
 
-@click.command("verify")
+@click.command("verify", cls=RunsWorkflow)
 @backup_argument
 @options.shared()
 @pass_app
@@ -130,7 +130,7 @@ def verify(app: App, backup: str) -> None:
     app.run(workflows.etcd_verify(store, manifest), cluster)
 
 
-@click.command("restore")
+@click.command("restore", cls=RunsWorkflow)
 @click.argument("backup", metavar="BACKUP", required=False)
 @click.option(
     "--onto",
@@ -257,7 +257,7 @@ def members(ctx: click.Context, app: App) -> None:
         ctx.exit(EXIT_FAILURE)
 
 
-@click.command("defrag")
+@click.command("defrag", cls=RunsWorkflow)
 @click.option(
     "--pause",
     type=click.FloatRange(min=0),
@@ -275,7 +275,7 @@ def defrag(app: App, pause: float, dry_run: bool) -> None:
     app.run(workflows.etcd_defrag(pause), cluster, dry_run=dry_run)
 
 
-@click.command("alarms")
+@click.command("alarms", cls=RunsWorkflow, streams_with="disarm")
 @click.option("--disarm", is_flag=True, help="Disarm every alarm (after freeing space).")
 @options.shared()
 @pass_app
@@ -304,7 +304,7 @@ def alarms(ctx: click.Context, app: App, disarm: bool) -> None:
         ctx.exit(EXIT_FAILURE)
 
 
-@click.command("schedule")
+@click.command("schedule", cls=RunsWorkflow)
 @options.dry_run
 @options.shared()
 @pass_app
@@ -317,7 +317,7 @@ def schedule(app: App, dry_run: bool) -> None:
     app.run(workflows.etcd_schedule(), cluster, dry_run=dry_run)
 
 
-@click.command("pull")
+@click.command("pull", cls=RunsWorkflow)
 @options.dry_run
 @options.shared()
 @pass_app

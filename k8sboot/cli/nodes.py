@@ -6,7 +6,7 @@ import click
 
 from k8sboot import pipeline, workflows
 from k8sboot.cli import options
-from k8sboot.cli.common import App, pass_app
+from k8sboot.cli.common import App, RunsWorkflow, pass_app
 from k8sboot.errors import UserError
 from k8sboot.nodes import removed
 from k8sboot.nodes.drain import DrainOptions
@@ -26,7 +26,7 @@ def _run(app: App, workflow: pipeline.Workflow, dry_run: bool = False) -> None:
     app.run(workflow, app.cluster(allow_stopped=True), dry_run=dry_run)
 
 
-@group.command("cordon")
+@group.command("cordon", cls=RunsWorkflow)
 @node_name
 @options.shared()
 @pass_app
@@ -35,7 +35,7 @@ def cordon(app: App, node: str) -> None:
     _run(app, workflows.node_cordon(node, True))
 
 
-@group.command("uncordon")
+@group.command("uncordon", cls=RunsWorkflow)
 @node_name
 @options.shared()
 @pass_app
@@ -44,7 +44,7 @@ def uncordon(app: App, node: str) -> None:
     _run(app, workflows.node_cordon(node, False))
 
 
-@group.command("drain")
+@group.command("drain", cls=RunsWorkflow)
 @node_name
 @options.drain_timeout
 @options.emptydir
@@ -72,7 +72,7 @@ def drain(
     _run(app, workflows.node_drain(node, options_), dry_run)
 
 
-@group.command("remove")
+@group.command("remove", cls=RunsWorkflow)
 @node_name
 @click.option("-y", "--yes", is_flag=True, help="Do it: the node is wiped (kubeadm reset).")
 @click.option(
@@ -109,7 +109,7 @@ def remove(
     _run(app, workflows.node_remove(node, options_), dry_run)
 
 
-@group.command("add")
+@group.command("add", cls=RunsWorkflow)
 @node_name
 @options.wait_timeout
 @options.shared()

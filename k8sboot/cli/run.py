@@ -6,12 +6,12 @@ import click
 
 from k8sboot import workflows
 from k8sboot.cli import options
-from k8sboot.cli.common import App, pass_app
+from k8sboot.cli.common import App, RunsWorkflow, pass_app
 from k8sboot.errors import EXIT_PENDING, UserError
 from k8sboot.vagrant import find_root, run_vagrant
 
 
-@click.command("up")
+@click.command("up", cls=RunsWorkflow)
 @options.dry_run
 @options.wait_timeout
 @options.shared()
@@ -29,7 +29,7 @@ def up(app: App, dry_run: bool, wait_timeout: float) -> None:
     app.run(workflows.up(), cluster, dry_run=dry_run, wait_timeout=wait_timeout)
 
 
-class DetailedExitcode(click.Command):
+class DetailedExitcode(RunsWorkflow):
     """Bad input under --detailed-exitcode has its own exit code, also when click refuses
     the command line before it has read the option (an unknown option, say): a typo
     must not read as changes pending."""
@@ -62,7 +62,7 @@ def plan(ctx: click.Context, app: App) -> None:
         ctx.exit(EXIT_PENDING)
 
 
-@click.command("reset")
+@click.command("reset", cls=RunsWorkflow)
 @click.option("--purge-packages", is_flag=True, help="Also remove kubeadm, kubelet, kubectl.")
 @click.option("-y", "--yes", is_flag=True, help="Do it: reset destroys the cluster.")
 @options.shared()
@@ -79,7 +79,7 @@ def reset(app: App, purge_packages: bool, yes: bool) -> None:
         (cluster.state_dir / name).unlink(missing_ok=True)
 
 
-@click.command("down")
+@click.command("down", cls=RunsWorkflow)
 @options.filling(
     "vagrant", "--vagrant", is_flag=True, required=True, help="Destroy the Vagrant machines."
 )
