@@ -1,6 +1,6 @@
-"""Progress and results: live per-host progress for people (rich), or one JSON event per
-line for machines (`--output json`), ending with one `run_finished` however the command
-ends. Every line passes the secret masker first."""
+"""Progress and results: per-host progress for people (rich: live on a terminal, plain
+lines on a pipe), or one JSON event per line for machines (`--output json`), ending with
+one `run_finished` however the command ends. Every line passes the secret masker first."""
 
 from __future__ import annotations
 
@@ -74,6 +74,7 @@ class TextReporter(Reporter):
         self.verbose = verbose
         self._current: dict[str, tuple[str, float]] = {}
         self._step = ""
+        self._heading = False
         self._step_started = 0.0
         self._lock = threading.Lock()
         self._live: Live | None = None
@@ -94,6 +95,7 @@ class TextReporter(Reporter):
     def step_started(self, title: str) -> None:
         with self._lock:
             self._step, self._step_started, self._current = title, time.monotonic(), {}
+            self._heading = False
             if self.console.is_terminal and self._live is None:
                 self._live = Live(
                     self._table(),
@@ -105,10 +107,18 @@ class TextReporter(Reporter):
                 self._live.start()
 
     def progress(self, host: str, message: str) -> None:
+        # On a pipe (a CI log) there is no live table: each host's news is a line of its
+        # own as it comes, under the step's name once.
         with self._lock:
+            told = self._current.get(host, ("", 0.0))[0]
             self._current[host] = (message, time.monotonic())
-        if self.verbose and not self.console.is_terminal:
-            self.console.print(f"  {host}: {self.mask(message)}")
+            first = not self._heading
+            self._heading = True
+        if self.console.is_terminal or message == told:
+            return
+        if first and self._step:
+            self.console.print(f"→ {self._step}", markup=False, highlight=False)
+        self.console.print(f"  {host}: {self.mask(message)}", markup=False, highlight=False)
 
     def action_finished(
         self, step: str, action: Action, seconds: float, hosts: Sequence[str]
