@@ -22,13 +22,14 @@ from typing import Any
 
 import yaml
 
-from k8sboot.errors import MachineError
+from k8sboot.errors import MachineError, Terminated
 from k8sboot.inventory import ansible_ssh_args, host_vars
 from k8sboot.resources import data_dir
 from k8sboot.spec import Cluster
 from k8sboot.state import StateDir, private_dir, run_id, write_private
 
 KEEP_RUNS = 10
+STOPPING = (signal.SIGINT, signal.SIGTERM)  # Ctrl-C, and a CI job cancelled
 
 
 class PlaybookFailed(MachineError):
@@ -117,7 +118,7 @@ def run_playbook(
         )
     _prune(state.ansible)
     if interruption.since is not None:
-        raise KeyboardInterrupt
+        raise Terminated if interruption.signal == signal.SIGTERM else KeyboardInterrupt
     if runner.status != "successful" or failures:
         details = "; ".join(f"{host}: {why}" for host, why in sorted(failures.items()))
         raise PlaybookFailed(
@@ -129,26 +130,27 @@ def run_playbook(
 
 
 class _Interruption:
-    """Ctrl-C during a run. ansible-playbook is stopped as a terminal would stop it: SIGINT
-    (it ends its workers, which run in sessions of their own, and so their ssh; then it
-    exits); SIGTERM a moment later should that be lost (ansible-playbook swallows a SIGINT
-    that arrives while it forks a worker; its SIGTERM handler ends the workers it has by
-    then); at last ansible-runner kills its process group, at once if it has not said its
-    pid yet. Without a cancel callback of ours, ansible-runner would install a handler of
-    its own that turns Ctrl-C into a "canceled" run, kills only the process group, and
-    stays installed for the rest of the process."""
+    """Ctrl-C (or SIGTERM) during a run. ansible-playbook is stopped as a terminal would
+    stop it: SIGINT (it ends its workers, which run in sessions of their own, and so their
+    ssh; then it exits); SIGTERM a moment later should that be lost (ansible-playbook
+    swallows a SIGINT that arrives while it forks a worker; its SIGTERM handler ends the
+    workers it has by then); at last ansible-runner kills its process group, at once if it
+    has not said its pid yet. Without a cancel callback of ours, ansible-runner would
+    install a handler of its own that turns Ctrl-C into a "canceled" run, kills only the
+    process group, and stays installed for the rest of the process."""
 
     SIGNALS = ((0.0, signal.SIGINT), (2.0, signal.SIGTERM))  # seconds after Ctrl-C
     GIVE_UP = 5.0
 
     def __init__(self) -> None:
         self.since: float | None = None
+        self.signal: int | None = None  # the one that interrupted the run
         self.playbook_pid: int | None = None
         self._signalled = 0
 
-    def __call__(self, *_: object) -> None:
+    def __call__(self, number: int, _: object) -> None:
         if self.since is None:
-            self.since = time.monotonic()
+            self.since, self.signal = time.monotonic(), number
             self._signal_playbook()
 
     def cancel(self) -> bool:
@@ -169,15 +171,17 @@ class _Interruption:
 
     @contextmanager
     def handling_ctrl_c(self) -> Iterator[None]:
+        """Ctrl-C, and SIGTERM alike."""
         # Only the main thread may set signal handlers (and only it gets Ctrl-C).
         if threading.current_thread() is not threading.main_thread():
             yield
             return
-        previous = signal.signal(signal.SIGINT, self)
+        previous = {number: signal.signal(number, self) for number in STOPPING}
         try:
             yield
         finally:
-            signal.signal(signal.SIGINT, previous)
+            for number, handler in previous.items():
+                signal.signal(number, handler)
 
 
 @contextmanager

@@ -61,3 +61,8 @@ class UnsafeError(K8sbootError):
     """Refused because it would be unsafe; `--force` may override where offered."""
 
     exit_code = EXIT_UNSAFE
+
+
+class Terminated(KeyboardInterrupt):
+    """SIGTERM (a CI job cancelled, a service stopped): ends a run as Ctrl-C does, its
+    lock released, its event stream and run log ended, exit code EXIT_INTERRUPTED."""

@@ -19,7 +19,7 @@ from k8sboot.report import Reporter
 from k8sboot.runlog import RunLog
 from k8sboot.session import ExplainUnreachable, ask_api, gather, open_transport
 from k8sboot.spec import Cluster
-from k8sboot.state import StateDir, run_id
+from k8sboot.state import StateDir
 from k8sboot.step import Context, Step
 from k8sboot.transport import ReadOnlyHosts, Transport, require_ssh_client
 
@@ -58,7 +58,7 @@ def run(
     if not dry_run:
         require_ssh_client()
     state = StateDir(cluster.state_dir).ensure()
-    log = RunLog(state.logs / f"{run_id()}-{workflow.name}.log", reporter.mask)
+    log = RunLog.for_run(state.logs, workflow.name, reporter.mask)
     started = time.monotonic()
     lock = None if dry_run else ClusterLock(state.lock, workflow.name)
     ctx: Context | None = None
@@ -71,7 +71,8 @@ def run(
             cluster, left_out = workflow.leaves_out(cluster, state, not dry_run)
         for guard in workflow.guards:
             guard(state)
-        reporter.run_started(workflow.name, cluster.name, [h.name for h in cluster.hosts])
+        hosts = [h.name for h in cluster.hosts]
+        reporter.run_started(workflow.name, cluster.name, hosts, dry_run)
         with open_transport(cluster, state, log) as transport:
             request = ProbeRequest.for_(step.wants(cluster) for step in workflow.steps)
             explain = workflow.explain_unreachable
@@ -93,14 +94,8 @@ def run(
             result = _steps(workflow, ctx, transport, request, reporter, dry_run)
         result.seconds = time.monotonic() - started
         _tell(ctx.notes, reporter, dry_run)
-        reporter.run_finished(
-            True,
-            {
-                "seconds": round(result.seconds, 2),
-                "dry_run": dry_run,
-                "pending": result.pending,
-                "log": str(log.path),
-            },
+        reporter.workflow_finished(
+            {"seconds": round(result.seconds, 2), "dry_run": dry_run, "pending": result.pending}
         )
         return result
     except BaseException:

@@ -1,5 +1,6 @@
-"""Progress and results: live per-host progress for people (rich), or one JSON event per
-line for machines (`--output json`). Every line passes the secret masker first."""
+"""Progress and results: per-host progress for people (rich: live on a terminal, plain
+lines on a pipe), or one JSON event per line for machines (`--output json`), ending with
+one `run_finished` however the command ends. Every line passes the secret masker first."""
 
 from __future__ import annotations
 
@@ -30,12 +31,14 @@ MARK = {
 class Reporter:
     """Base reporter: records what changed so that every form can summarise honestly."""
 
-    def __init__(self, masker: Masker | None = None):
+    def __init__(self, masker: Masker | None = None, started: float | None = None):
         self.mask = masker or SECRETS
         self.changed: dict[str, list[str]] = {}  # step -> hosts changed
-        self.started = time.monotonic()
+        self.started = time.monotonic() if started is None else started
 
-    def run_started(self, workflow: str, cluster: str, hosts: Sequence[str]) -> None: ...
+    def run_started(
+        self, workflow: str, cluster: str, hosts: Sequence[str], dry_run: bool
+    ) -> None: ...
     def step_started(self, title: str) -> None: ...
     def step_planned(
         self, title: str, actions: Sequence[Action], details: dict[int, str]
@@ -54,7 +57,10 @@ class Reporter:
             self.changed.setdefault(title, []).extend(hosts)
 
     def step_failed(self, title: str, error: BaseException, seconds: float) -> None: ...
-    def run_finished(self, ok: bool, summary: dict[str, Any]) -> None: ...
+    # A workflow ran to its end (a command may run several: `upgrade --walk`).
+    def workflow_finished(self, summary: dict[str, Any]) -> None: ...
+    # The command ended, however it ended: told once, by the command line's error boundary.
+    def command_finished(self, exit_code: int, error: str | None, log: str | None) -> None: ...
     def close(self) -> None: ...
 
 
@@ -68,6 +74,7 @@ class TextReporter(Reporter):
         self.verbose = verbose
         self._current: dict[str, tuple[str, float]] = {}
         self._step = ""
+        self._heading = False
         self._step_started = 0.0
         self._lock = threading.Lock()
         self._live: Live | None = None
@@ -82,12 +89,13 @@ class TextReporter(Reporter):
             )
         return table
 
-    def run_started(self, workflow: str, cluster: str, hosts: Sequence[str]) -> None:
+    def run_started(self, workflow: str, cluster: str, hosts: Sequence[str], dry_run: bool) -> None:
         self.console.print(f"k8sboot {workflow}: cluster [bold]{cluster}[/], {len(hosts)} hosts")
 
     def step_started(self, title: str) -> None:
         with self._lock:
             self._step, self._step_started, self._current = title, time.monotonic(), {}
+            self._heading = False
             if self.console.is_terminal and self._live is None:
                 self._live = Live(
                     self._table(),
@@ -99,10 +107,18 @@ class TextReporter(Reporter):
                 self._live.start()
 
     def progress(self, host: str, message: str) -> None:
+        # On a pipe (a CI log) there is no live table: each host's news is a line of its
+        # own as it comes, under the step's name once.
         with self._lock:
+            told = self._current.get(host, ("", 0.0))[0]
             self._current[host] = (message, time.monotonic())
-        if self.verbose and not self.console.is_terminal:
-            self.console.print(f"  {host}: {self.mask(message)}")
+            first = not self._heading
+            self._heading = True
+        if self.console.is_terminal or message == told:
+            return
+        if first and self._step:
+            self.console.print(f"→ {self._step}", markup=False, highlight=False)
+        self.console.print(f"  {host}: {self.mask(message)}", markup=False, highlight=False)
 
     def action_finished(
         self, step: str, action: Action, seconds: float, hosts: Sequence[str]
@@ -154,11 +170,9 @@ class TextReporter(Reporter):
         said = "note (if applied)" if planned else "note"
         self.console.print(f"  {said}: {self.mask(text)}")
 
-    def run_finished(self, ok: bool, summary: dict[str, Any]) -> None:
+    def workflow_finished(self, summary: dict[str, Any]) -> None:
         self._stop_live()
         seconds = summary.get("seconds", 0.0)
-        if not ok:
-            return
         if summary.get("dry_run"):
             pending = summary.get("pending", 0)
             self.out.print(
@@ -191,24 +205,42 @@ class TextReporter(Reporter):
 
 
 class JsonReporter(Reporter):
-    """One JSON object per line on stdout."""
+    """One JSON object per line on stdout, the last always `run_finished` (README,
+    "Automation"): one reporter for the whole command, whatever workflows it runs."""
 
-    def __init__(self, masker: Masker | None = None, stream: TextIO | None = None):
-        super().__init__(masker)
+    def __init__(
+        self,
+        masker: Masker | None = None,
+        stream: TextIO | None = None,
+        started: float | None = None,
+    ):
+        super().__init__(masker, started)
         self.stream = stream or sys.stdout
         self._lock = threading.Lock()
+        self._step: str | None = None
+        # What the workflows that ran said: unknown (null) until one starts or ends.
+        self._dry_run: bool | None = None
+        self._pending: int | None = None
+        self._finished = False
 
     def _emit(self, event: str, **fields: Any) -> None:
         record = {"event": event, "time": round(time.time(), 3), **fields}
         line = self.mask(json.dumps(record, default=str))
         with self._lock:
+            if self._finished:  # a thread still reporting after the end says nothing
+                return
+            self._finished = event == "run_finished"
             self.stream.write(line + "\n")
             self.stream.flush()
 
-    def run_started(self, workflow: str, cluster: str, hosts: Sequence[str]) -> None:
-        self._emit("run_started", workflow=workflow, cluster=cluster, hosts=list(hosts))
+    def run_started(self, workflow: str, cluster: str, hosts: Sequence[str], dry_run: bool) -> None:
+        self._dry_run = dry_run
+        self._emit(
+            "run_started", workflow=workflow, cluster=cluster, hosts=list(hosts), dry_run=dry_run
+        )
 
     def step_started(self, title: str) -> None:
+        self._step = title
         self._emit("step_started", step=title)
 
     def step_planned(self, title: str, actions: Sequence[Action], details: dict[int, str]) -> None:
@@ -222,7 +254,7 @@ class JsonReporter(Reporter):
         )
 
     def progress(self, host: str, message: str) -> None:
-        self._emit("progress", host=host, message=message)
+        self._emit("progress", step=self._step, host=host, message=message)
 
     def action_finished(
         self, step: str, action: Action, seconds: float, hosts: Sequence[str]
@@ -256,12 +288,21 @@ class JsonReporter(Reporter):
             )
 
     def note(self, text: str, planned: bool = False) -> None:
-        self._emit("note", message=text, **({"planned": True} if planned else {}))
+        self._emit("note", message=text, planned=planned)
 
-    def run_finished(self, ok: bool, summary: dict[str, Any]) -> None:
+    def workflow_finished(self, summary: dict[str, Any]) -> None:
+        self._dry_run = summary["dry_run"]
+        self._pending = (self._pending or 0) + summary["pending"]
+
+    def command_finished(self, exit_code: int, error: str | None, log: str | None) -> None:
         self._emit(
             "run_finished",
-            ok=ok,
+            ok=error is None,
+            exit_code=exit_code,
+            error=error,
             changed={k: sorted(set(v)) for k, v in self.changed.items()},
-            **summary,
+            seconds=round(time.monotonic() - self.started, 2),
+            dry_run=self._dry_run,
+            pending=self._pending,
+            log=log,
         )

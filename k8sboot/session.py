@@ -22,7 +22,7 @@ from k8sboot.inventory import ssh_target
 from k8sboot.report import Reporter
 from k8sboot.runlog import RunLog
 from k8sboot.spec import Cluster
-from k8sboot.state import StateDir, run_id
+from k8sboot.state import StateDir
 from k8sboot.step import Context
 from k8sboot.timeouts import READ_ONLY_CONNECT_TIMEOUT
 from k8sboot.transport import HostKeys, ReadOnlyHosts, Transport
@@ -50,7 +50,7 @@ def read_only(cluster: Cluster, command: str) -> Iterator[Transport]:
     """A transport for a command that changes nothing: no lock, its own run log."""
     assert cluster.state_dir is not None
     state = StateDir(cluster.state_dir).ensure()
-    log = RunLog(state.logs / f"{run_id()}-{command}.log")
+    log = RunLog.for_run(state.logs, command)
     timeout = min(float(cluster.ssh.connect_timeout), READ_ONLY_CONNECT_TIMEOUT)
     transport = open_transport(cluster, state, log, timeout)
     try:

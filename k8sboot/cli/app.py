@@ -3,16 +3,20 @@
 from __future__ import annotations
 
 import os
+import signal
 import sys
 import textwrap
-from collections.abc import Sequence
+import threading
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from pathlib import Path
 from typing import Any
 
 import click
 
-from k8sboot import __version__
+from k8sboot import __version__, runlog
 from k8sboot.cli import certs, etcd, health, init, inventory, nodes, render, run, upgrade, validate
-from k8sboot.cli.common import App
+from k8sboot.cli.common import App, echo_json
 from k8sboot.errors import (
     EXIT_CODES,
     EXIT_DETAILED_USAGE,
@@ -20,6 +24,7 @@ from k8sboot.errors import (
     EXIT_INTERRUPTED,
     EXIT_USAGE,
     K8sbootError,
+    Terminated,
 )
 from k8sboot.runlog import SECRETS
 
@@ -36,39 +41,55 @@ Shell completion: eval "$(_K8SBOOT_COMPLETE=bash_source k8sboot)" in ~/.bashrc
 
 class K8sbootGroup(click.Group):
     """Makes the App the commands share, and turns every exception into one line on stderr
-    and an exit code; tracebacks only with --debug (or K8SBOOT_DEBUG=1)."""
+    and an exit code; tracebacks only with --debug (or K8SBOOT_DEBUG=1). However the
+    command ends, its run log ends with how, and with -o json so does its output."""
 
     def main(self, args: Sequence[str] | None = None, **extra: Any) -> Any:
         extra.pop("standalone_mode", None)
         if os.environ.get(f"_{(extra.get('prog_name') or 'k8sboot').upper()}_COMPLETE"):
             return super().main(args, **extra)  # shell completion manages its own exit
         extra["obj"] = app = App()
+        given = list(sys.argv[1:] if args is None else args)
+        logs_before = len(runlog.OPENED)
+        # Until it is known how the command ended (a BaseException --debug lets through).
+        code, error = EXIT_FAILURE, "internal error"
         try:
-            code = super().main(args, standalone_mode=False, **extra)
-        except NO_ARGS_IS_HELP as exc:  # `k8sboot node` alone: the group's help
-            exc.show()
-            code = _failed(app, exc.exit_code)
-        except click.ClickException as exc:
-            click.echo(f"error: {_one_line(exc)}", err=True)
-            code = _failed(app, exc.exit_code)
-        except (click.exceptions.Abort, KeyboardInterrupt):
-            click.echo("interrupted; run the same command again to carry on", err=True)
-            code = EXIT_INTERRUPTED
-        except K8sbootError as exc:
-            if app.debug:
-                raise
-            click.echo(f"error: {SECRETS(str(exc))}", err=True)
-            code = _failed(app, exc.exit_code)
-        except Exception as exc:
-            if app.debug:
-                raise
-            click.echo(
-                f"internal error: {type(exc).__name__}: {SECRETS(str(exc))} "
-                "(run again with --debug for the traceback)",
-                err=True,
-            )
-            code = EXIT_FAILURE
-        sys.exit(code if isinstance(code, int) else 0)
+            with _terminating_raises():
+                try:
+                    code = super().main(given, standalone_mode=False, **extra)
+                    code, error = (code if isinstance(code, int) else 0), None
+                except NO_ARGS_IS_HELP as exc:  # `k8sboot node` alone: the group's help
+                    exc.show()
+                    code, error = _failed(app, exc.exit_code), exc.format_message()
+                except click.ClickException as exc:
+                    error = _one_line(exc)
+                    click.echo(f"error: {error}", err=True)
+                    code = _failed(app, exc.exit_code)
+                    if isinstance(exc, click.UsageError) and _asks_json(exc.ctx, given):
+                        app.output = "json"  # refused before -o was read
+                except (click.exceptions.Abort, KeyboardInterrupt) as exc:
+                    stopped = isinstance(exc, Terminated) or isinstance(exc.__cause__, Terminated)
+                    error = f"{'terminated' if stopped else 'interrupted'}; {AGAIN}"
+                    click.echo(error, err=True)
+                    code = EXIT_INTERRUPTED
+                except K8sbootError as exc:
+                    code, error = _failed(app, exc.exit_code), SECRETS(str(exc))
+                    if app.debug:
+                        raise
+                    click.echo(f"error: {error}", err=True)
+                except Exception as exc:
+                    code = EXIT_FAILURE
+                    error = f"internal error: {type(exc).__name__}: {SECRETS(str(exc))}"
+                    if app.debug:
+                        raise
+                    click.echo(f"{error} (run again with --debug for the traceback)", err=True)
+        finally:
+            _ended(app, code, error, runlog.OPENED[logs_before:])
+            del runlog.OPENED[logs_before:]
+        sys.exit(code)
+
+
+AGAIN = "run the same command again to carry on"
 
 
 def _one_line(exc: click.ClickException) -> str:
@@ -83,6 +104,54 @@ def _one_line(exc: click.ClickException) -> str:
 
 def _failed(app: App, code: int) -> int:
     return EXIT_DETAILED_USAGE if code == EXIT_USAGE and app.detailed_exitcode else code
+
+
+def _asks_json(ctx: click.Context | None, given: list[str]) -> bool:
+    """Whether a command line click refused asked the command for JSON output."""
+    output = ctx and next((p for p in ctx.command.params if p.name == "output"), None)
+    if not isinstance(output, click.Option) or "json" not in getattr(output.type, "choices", ()):
+        return False
+    pairs = zip(given, [*given[1:], ""], strict=True)
+    flags = ("-o", "--output")
+    return any((a in flags and b == "json") or a in ("-ojson", "--output=json") for a, b in pairs)
+
+
+def _ended(app: App, code: int, error: str | None, logs: list[Path]) -> None:
+    """How the command ended, where it is kept: at the end of the newest run log it
+    opened and, with -o json, as the last event of a workflow's stream, or as the
+    document of a read-only command that could not make its own."""
+    log = logs[-1] if logs else None
+    if log is not None:
+        runlog.record_end(log, code, error)
+    if not app.json:
+        return
+    if app.streams:
+        app.events().command_finished(code, error, str(log) if log else None)
+    elif error is not None:
+        echo_json({"ok": False, "exit_code": code, "error": error})
+
+
+@contextmanager
+def _terminating_raises() -> Iterator[None]:
+    """SIGTERM raises Terminated in the main thread, once: the run ends as after Ctrl-C
+    (its lock released, its output and log ended); a second SIGTERM does not cut that
+    short (SIGKILL still does)."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    raised = False
+
+    def terminate(*_: object) -> None:
+        nonlocal raised
+        if not raised:
+            raised = True
+            raise Terminated
+
+    previous = signal.signal(signal.SIGTERM, terminate)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
 
 
 @click.group(

@@ -9,7 +9,7 @@ import click
 from k8sboot import workflows
 from k8sboot.certs.expiry import Certificate, check_expiration
 from k8sboot.cli import options
-from k8sboot.cli.common import App, echo_json, pass_app
+from k8sboot.cli.common import App, RunsWorkflow, echo_json, pass_app
 from k8sboot.cli.health import load_present, warn_days
 from k8sboot.errors import EXIT_FAILURE
 from k8sboot.health.table import print_table
@@ -61,15 +61,15 @@ def check(ctx: click.Context, app: App, warn_days: float) -> None:
         echo_json(
             {
                 "ok": good,
-                "warnDays": warn_days,
+                "warn_days": warn_days,
                 "certificates": [
                     {
                         "host": c.host,
                         "name": c.name,
                         "authority": c.authority or None,
                         "expires": c.expires.isoformat() if c.expires else None,
-                        "daysLeft": round(d, 1) if (d := c.days_left(now)) is not None else None,
-                        "externallyManaged": c.external,
+                        "days_left": round(d, 1) if (d := c.days_left(now)) is not None else None,
+                        "externally_managed": c.external,
                         "status": status,
                         "detail": detail,
                     }
@@ -88,7 +88,9 @@ def check(ctx: click.Context, app: App, warn_days: float) -> None:
         ctx.exit(EXIT_FAILURE)
 
 
-@group.command("renew", short_help="Renew kubeadm's certificates, one node at a time.")
+@group.command(
+    "renew", cls=RunsWorkflow, short_help="Renew kubeadm's certificates, one node at a time."
+)
 @options.dry_run
 @options.shared()
 @pass_app

@@ -4,7 +4,8 @@ report lines the commands share."""
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
+import time
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -26,6 +27,11 @@ class App:
     verbose: int = 0
     debug: bool = False
     detailed_exitcode: bool = False  # bad input then has its own exit code
+    # The command runs a workflow: with -o json its output is the event stream, which
+    # ends with one run_finished however the command ends.
+    streams: bool = False
+    started: float = field(default_factory=time.monotonic)
+    _events: JsonReporter | None = None
 
     @property
     def json(self) -> bool:
@@ -59,11 +65,35 @@ class App:
             environment = read_environment()
         self.environment = environment
 
+    def events(self) -> JsonReporter:
+        """The one event stream of the command, whatever workflows it runs."""
+        if self._events is None:
+            self._events = JsonReporter(started=self.started)
+        return self._events
+
     def run(
         self, workflow: pipeline.Workflow, cluster: Cluster, **options: Any
     ) -> pipeline.RunResult:
-        reporter = JsonReporter() if self.json else TextReporter(verbose=self.verbose)
+        reporter = self.events() if self.json else TextReporter(verbose=self.verbose)
         return pipeline.run(workflow, cluster, reporter, **options)
+
+
+class RunsWorkflow(click.Command):
+    """A command that runs a workflow (with `streams_with`, only when that flag is
+    given). Marked before its arguments are read, so that a command line refused there
+    ends its event stream too."""
+
+    def __init__(self, *args: Any, streams_with: str | None = None, **attributes: Any):
+        super().__init__(*args, **attributes)
+        self.streams_with = streams_with
+
+    def parse_args(self, ctx: click.Context, args: list[str]) -> list[str]:
+        app = ctx.ensure_object(App)
+        app.streams = self.streams_with is None or f"--{self.streams_with}" in args
+        rest = super().parse_args(ctx, args)
+        if self.streams_with is not None:
+            app.streams = bool(ctx.params.get(self.streams_with))
+        return rest
 
 
 pass_app = click.make_pass_decorator(App, ensure=True)

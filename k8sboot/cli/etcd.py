@@ -10,7 +10,7 @@ from rich.console import Console
 
 from k8sboot import workflows
 from k8sboot.cli import options
-from k8sboot.cli.common import App, echo_json, pass_app
+from k8sboot.cli.common import App, RunsWorkflow, echo_json, pass_app
 from k8sboot.cli.completion import BackupName, HostNames, MemberName
 from k8sboot.errors import EXIT_FAILURE, UserError
 from k8sboot.etcd import report, scheduled
@@ -54,7 +54,7 @@ def group() -> None:
     """
 
 
-@click.command("backup", short_help="Snapshot etcd into the catalogue, verified.")
+@click.command("backup", cls=RunsWorkflow, short_help="Snapshot etcd into the catalogue, verified.")
 @click.option(
     "--member",
     type=MemberName(),
@@ -120,6 +120,7 @@ def list_(ctx: click.Context, app: App, check: bool) -> None:
         unreadable = [{"file": f, "error": e} for f, e in sorted(store.unreadable.items())]
         echo_json(
             {
+                "ok": not (bad or store.unreadable),
                 "location": store.location,
                 "authenticated": key is not None,
                 "backups": rows,
@@ -135,7 +136,9 @@ def list_(ctx: click.Context, app: App, check: bool) -> None:
         ctx.exit(EXIT_FAILURE)
 
 
-@click.command("verify", short_help="Check BACKUP end to end with a test restore.")
+@click.command(
+    "verify", cls=RunsWorkflow, short_help="Check BACKUP end to end with a test restore."
+)
 @backup_argument
 @options.shared()
 @pass_app
@@ -157,7 +160,9 @@ def verify(app: App, backup: str) -> None:
     app.run(workflows.etcd_verify(store, manifest), cluster)
 
 
-@click.command("restore", short_help="Replace the whole cluster's etcd data with BACKUP.")
+@click.command(
+    "restore", cls=RunsWorkflow, short_help="Replace the whole cluster's etcd data with BACKUP."
+)
 @click.argument("backup", metavar="BACKUP", type=BackupName(), required=False)
 @click.option(
     "--onto",
@@ -305,7 +310,7 @@ def members(ctx: click.Context, app: App) -> None:
         ctx.exit(EXIT_FAILURE)
 
 
-@click.command("defrag", short_help="Defragment every member, one at a time.")
+@click.command("defrag", cls=RunsWorkflow, short_help="Defragment every member, one at a time.")
 @click.option(
     "--pause",
     type=options.Duration(minimum=0),
@@ -329,7 +334,12 @@ def defrag(app: App, pause: float, dry_run: bool) -> None:
     app.run(workflows.etcd_defrag(pause), cluster, dry_run=dry_run)
 
 
-@click.command("alarms", short_help="List etcd's alarms, or disarm them.")
+@click.command(
+    "alarms",
+    cls=RunsWorkflow,
+    streams_with="disarm",
+    short_help="List etcd's alarms, or disarm them.",
+)
 @click.option("--disarm", is_flag=True, help="Disarm every alarm (after freeing space).")
 @options.shared()
 @pass_app
@@ -352,7 +362,7 @@ def alarms(ctx: click.Context, app: App, disarm: bool) -> None:
         raised = [{"member": f"{a.member_id:x}", "alarm": a.alarm} for a in view.alarms]
         problems = [] if view.answers else view.problems()
     if app.json:
-        echo_json({"alarms": raised, "problems": problems})
+        echo_json({"ok": not (raised or problems), "alarms": raised, "problems": problems})
     else:
         for alarm in raised:
             click.echo(f"{alarm['alarm']} on member {alarm['member']}")
@@ -364,7 +374,9 @@ def alarms(ctx: click.Context, app: App, disarm: bool) -> None:
         ctx.exit(EXIT_FAILURE)
 
 
-@click.command("schedule", short_help="Install the scheduled backup timers (or remove them).")
+@click.command(
+    "schedule", cls=RunsWorkflow, short_help="Install the scheduled backup timers (or remove them)."
+)
 @options.dry_run
 @options.shared()
 @pass_app
@@ -383,7 +395,9 @@ def schedule(app: App, dry_run: bool) -> None:
     app.run(workflows.etcd_schedule(), cluster, dry_run=dry_run)
 
 
-@click.command("pull", short_help="Copy the scheduled snapshots into the catalogue.")
+@click.command(
+    "pull", cls=RunsWorkflow, short_help="Copy the scheduled snapshots into the catalogue."
+)
 @options.dry_run
 @options.shared()
 @pass_app

@@ -6,7 +6,7 @@ import click
 
 from k8sboot import pipeline, workflows
 from k8sboot.cli import options
-from k8sboot.cli.common import App, pass_app
+from k8sboot.cli.common import App, RunsWorkflow, pass_app
 from k8sboot.cli.completion import NodeName
 from k8sboot.errors import UserError
 from k8sboot.nodes import removed
@@ -33,7 +33,7 @@ def _run(app: App, workflow: pipeline.Workflow, dry_run: bool = False) -> None:
     app.run(workflow, app.cluster(allow_stopped=True), dry_run=dry_run)
 
 
-@group.command("cordon", short_help="Mark NODE unschedulable.")
+@group.command("cordon", cls=RunsWorkflow, short_help="Mark NODE unschedulable.")
 @node_name
 @options.shared()
 @pass_app
@@ -47,7 +47,7 @@ def cordon(app: App, node: str) -> None:
     _run(app, workflows.node_cordon(node, True))
 
 
-@group.command("uncordon", short_help="Mark NODE schedulable again.")
+@group.command("uncordon", cls=RunsWorkflow, short_help="Mark NODE schedulable again.")
 @node_name
 @options.shared()
 @pass_app
@@ -61,7 +61,7 @@ def uncordon(app: App, node: str) -> None:
     _run(app, workflows.node_cordon(node, False))
 
 
-@group.command("drain", short_help="Cordon NODE and evict its pods.")
+@group.command("drain", cls=RunsWorkflow, short_help="Cordon NODE and evict its pods.")
 @node_name
 @options.drain_timeout
 @options.emptydir
@@ -95,7 +95,7 @@ def drain(
     _run(app, workflows.node_drain(node, options_), dry_run)
 
 
-@group.command("remove", short_help="Take NODE out of the cluster and wipe it.")
+@group.command("remove", cls=RunsWorkflow, short_help="Take NODE out of the cluster and wipe it.")
 @node_name
 @click.option("-y", "--yes", is_flag=True, help="Do it: the node is wiped (kubeadm reset).")
 @click.option(
@@ -138,7 +138,9 @@ def remove(
     _run(app, workflows.node_remove(node, options_), dry_run)
 
 
-@group.command("add", short_help="Join NODE, also one taken out with `node remove`.")
+@group.command(
+    "add", cls=RunsWorkflow, short_help="Join NODE, also one taken out with `node remove`."
+)
 @node_name
 @options.wait_timeout
 @options.shared()

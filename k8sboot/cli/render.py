@@ -59,7 +59,7 @@ def command(app: App, out_dir: Path) -> None:
         if app.verbose and not app.json:
             click.echo(f"{host_name}: {file.path} -> {target}")
     if app.json:
-        echo_json(written)
+        echo_json({"ok": True, "out": str(out_dir), "files": written})
     else:
         click.echo(f"wrote {len(written)} files for {len(cluster.hosts)} hosts under {out_dir}/")
 

@@ -6,12 +6,12 @@ import click
 
 from k8sboot import workflows
 from k8sboot.cli import options
-from k8sboot.cli.common import App, pass_app
+from k8sboot.cli.common import App, RunsWorkflow, pass_app
 from k8sboot.errors import EXIT_PENDING, UserError
 from k8sboot.vagrant import find_root, run_vagrant
 
 
-@click.command("up", short_help="Bring the cluster to the spec.")
+@click.command("up", cls=RunsWorkflow, short_help="Bring the cluster to the spec.")
 @options.dry_run
 @options.wait_timeout
 @options.shared()
@@ -35,7 +35,7 @@ def up(app: App, dry_run: bool, wait_timeout: float) -> None:
     app.run(workflows.up(), cluster, dry_run=dry_run, wait_timeout=wait_timeout)
 
 
-class DetailedExitcode(click.Command):
+class DetailedExitcode(RunsWorkflow):
     """Bad input under --detailed-exitcode has its own exit code, also when click refuses
     the command line before it has read the option (an unknown option, say): a typo
     must not read as changes pending."""
@@ -76,7 +76,7 @@ def plan(ctx: click.Context, app: App) -> None:
         ctx.exit(EXIT_PENDING)
 
 
-@click.command("reset", short_help="Destroy the cluster; keep the machines.")
+@click.command("reset", cls=RunsWorkflow, short_help="Destroy the cluster; keep the machines.")
 @click.option("--purge-packages", is_flag=True, help="Also remove kubeadm, kubelet, kubectl.")
 @click.option("-y", "--yes", is_flag=True, help="Do it: reset destroys the cluster.")
 @options.shared()
@@ -99,7 +99,7 @@ def reset(app: App, purge_packages: bool, yes: bool) -> None:
         (cluster.state_dir / name).unlink(missing_ok=True)
 
 
-@click.command("down", short_help="Reset, then destroy the Vagrant machines.")
+@click.command("down", cls=RunsWorkflow, short_help="Reset, then destroy the Vagrant machines.")
 @options.filling(
     "vagrant", "--vagrant", is_flag=True, required=True, help="Destroy the Vagrant machines."
 )
@@ -131,8 +131,11 @@ def down(app: App, yes: bool) -> None:
         said = f"destroyed the Vagrant machines {', '.join(created)}"
     else:
         said = "no Vagrant machine to destroy: none was created"
-    # Told last, after the reset's summary; beside the JSON events, not among them.
-    click.echo(f"{said} (in {root})", err=app.json)
+    # Told last, after the reset's summary; with -o json as a note in the one stream.
+    if app.json:
+        app.events().note(f"{said} (in {root})")
+    else:
+        click.echo(f"{said} (in {root})")
     if cluster is not None and cluster.state_dir is not None:
         # The machines and their host keys are gone; new ones get pinned afresh.
         for name in ("known_hosts", "kubeconfig", "kubeconfig.source"):

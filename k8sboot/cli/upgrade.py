@@ -6,13 +6,15 @@ import click
 
 from k8sboot import workflows
 from k8sboot.cli import options
-from k8sboot.cli.common import App, pass_app
+from k8sboot.cli.common import App, RunsWorkflow, pass_app
 from k8sboot.cluster import upgrade
 from k8sboot.nodes.drain import DrainOptions
 from k8sboot.session import looking
 
 
-@click.command("upgrade", short_help="Upgrade Kubernetes to the cluster file's version.")
+@click.command(
+    "upgrade", cls=RunsWorkflow, short_help="Upgrade Kubernetes to the cluster file's version."
+)
 @click.option(
     "--max-unavailable",
     type=click.IntRange(min=1),

@@ -29,7 +29,15 @@ def command(ctx: click.Context, app: App) -> None:
             raise SpecError([str(f) for f in missing])
     except SpecError as exc:
         if app.json:
-            echo_json({"file": str(spec_path), "valid": False, "errors": exc.problems})
+            echo_json(
+                {
+                    "ok": False,
+                    "file": str(spec_path),
+                    "valid": False,
+                    "errors": exc.problems,
+                    "warnings": [],
+                }
+            )
         else:
             for problem in exc.problems:
                 click.echo(f"{spec_path}: {problem}", err=True)
@@ -37,7 +45,9 @@ def command(ctx: click.Context, app: App) -> None:
     cluster = loaded.cluster
     warnings = [str(w) for w in loaded.warnings]
     if app.json:
-        echo_json({"file": str(spec_path), "valid": True, "errors": [], "warnings": warnings})
+        echo_json(
+            {"ok": True, "file": str(spec_path), "valid": True, "errors": [], "warnings": warnings}
+        )
         return
     for warning in warnings:
         click.echo(f"warning: {spec_path}: {warning}", err=True)

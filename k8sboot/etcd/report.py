@@ -54,6 +54,7 @@ def _member_row(ctx: Context, view: EtcdView, member: Member) -> dict[str, Any]:
 
 def health_document(ctx: Context, view: EtcdView) -> dict[str, Any]:
     return {
+        "ok": view.healthy,
         "cluster": ctx.cluster.name,
         "topology": ctx.cluster.etcd.topology,
         "healthy": view.healthy,

@@ -21,6 +21,7 @@ def summary(verdicts: list[Verdict]) -> dict[str, int]:
 
 def document(verdicts: list[Verdict], **extra: Any) -> dict[str, Any]:
     return {
+        "ok": healthy(verdicts),
         "healthy": healthy(verdicts),
         **extra,
         "summary": summary(verdicts),

@@ -126,7 +126,7 @@ def test_a_certificate_near_expiry_is_found_and_renewed(cluster: K8sboot) -> Non
         for c in json.loads(done.stdout)["certificates"]
         if c["host"] == "cp1" and c["name"] == "front-proxy-client"
     ]
-    assert entry["status"] == "warn" and 9 < entry["daysLeft"] < 11
+    assert entry["status"] == "warn" and 9 < entry["days_left"] < 11
     renewed = finished(events(cluster.run("certs", "renew", "-o", "json").stdout))
     assert renewed["changed"]["renew certificates"] == ["cp1", "cp2", "cp3"]
     assert cluster.run("certs", "check", check=False).returncode == 0

@@ -1,5 +1,5 @@
 """k8sboot's Ansible adapter run for real on this machine (local connection, no SSH): its
-artifacts are private, and Ctrl-C ends a run as it ends any k8sboot command."""
+artifacts are private, and Ctrl-C (or SIGTERM) ends a run as it ends any k8sboot command."""
 
 from __future__ import annotations
 
@@ -76,7 +76,16 @@ def _processes_with(marker: str) -> list[int]:
     return found
 
 
-def test_ctrl_c_stops_the_playbook_and_ends_the_command_as_interrupted(tmp_path: Path) -> None:
+@pytest.mark.parametrize(
+    ("number", "said"),
+    [
+        (signal.SIGINT, "interrupted"),  # what Ctrl-C in a terminal sends k8sboot
+        (signal.SIGTERM, "terminated"),  # a CI job cancelled, a service stopped
+    ],
+)
+def test_ctrl_c_stops_the_playbook_and_ends_the_command_as_interrupted(
+    tmp_path: Path, number: int, said: str
+) -> None:
     marker = f"k8sboot-test-{secrets.token_hex(4)}"
     process = subprocess.Popen(
         [sys.executable, "-m", "tests.unit.ansible_harness", str(tmp_path)],
@@ -98,7 +107,7 @@ def test_ctrl_c_stops_the_playbook_and_ends_the_command_as_interrupted(tmp_path:
             assert process.poll() is None, process.stderr.read() if process.stderr else ""
             assert time.monotonic() < deadline, "the task's process never started"
             time.sleep(0.1)
-        process.send_signal(signal.SIGINT)  # what Ctrl-C in a terminal sends k8sboot
+        process.send_signal(number)
         _, stderr = process.communicate(timeout=60)
         gone_by = time.monotonic() + 10  # the playbook's processes end as k8sboot does
         while _processes_with(marker) and time.monotonic() < gone_by:
@@ -111,6 +120,6 @@ def test_ctrl_c_stops_the_playbook_and_ends_the_command_as_interrupted(tmp_path:
         for pid in _processes_with(marker):  # this test's own, should it fail
             os.kill(pid, signal.SIGKILL)
     assert process.returncode == 130, stderr
-    assert stderr.strip().splitlines()[-1] == "interrupted; run the same command again to carry on"
+    assert stderr.strip().splitlines()[-1] == f"{said}; run the same command again to carry on"
     assert "Traceback" not in stderr
     assert left == [], "the playbook's task outlived the interrupted command"

@@ -153,7 +153,7 @@ def test_init_bad_input(run, tmp_path: Path, args: list[str], message: str) -> N
 def test_render_writes_every_file(run, spec: Path, tmp_path: Path) -> None:
     result = run("render", "--out", "out", "-o", "json")
     assert result.exit_code == 0
-    written = json.loads(result.stdout)
+    written = json.loads(result.stdout)["files"]
     assert {(w["host"], w["path"]) for w in written} == {
         ("cp1", "/etc/containerd/config.toml"),
         ("cp1", "/etc/k8sboot/kubeadm-init.yaml"),

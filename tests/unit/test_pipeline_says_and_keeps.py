@@ -158,3 +158,40 @@ def test_a_run_refused_by_the_lock_forgets_no_removed_host(cluster) -> None:
     finally:
         holder.release()
     assert "w9" in removed.load(state)
+
+
+@dataclass(frozen=True)
+class Work(OnHost):
+    """Work on a host that tells how it goes, and keeps what the operator had read of
+    the run by then."""
+
+    told: io.StringIO
+    read_meanwhile: list[str]
+
+    def describe(self) -> str:
+        return f"work on {self.host}"
+
+
+@handles(Work)
+def _work(executor: Executor, action: Work) -> Outcome:
+    executor.progress(action.host, "copying the snapshot")
+    action.read_meanwhile.append(action.told.getvalue())
+    return Outcome((action.host,))
+
+
+def test_on_a_pipe_each_hosts_progress_is_a_line_while_the_step_runs(cluster) -> None:
+    told, read_meanwhile = io.StringIO(), []  # a StringIO is no terminal, as a CI log
+
+    class Working(Step):
+        title = "working"
+
+        def plan(self, ctx: Context) -> list[Action]:
+            return [Work("cp1", told, read_meanwhile), Work("w1", told, read_meanwhile)]
+
+    workflow = Workflow("working", [Working()], preflight=False, needs_all_hosts=False)
+    pipeline.run(workflow, cluster, TextReporter(stream=told))
+    assert read_meanwhile[0].splitlines()[-2:] == ["→ working", "  cp1: copying the snapshot"]
+    assert read_meanwhile[1].endswith("  w1: copying the snapshot\n")
+    lines = told.getvalue().splitlines()
+    assert lines.index("  w1: copying the snapshot") < len(lines) - 1
+    assert lines[-1].startswith("✓ working (cp1, w1) ")

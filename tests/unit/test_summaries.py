@@ -80,14 +80,15 @@ def test_down_tells_of_the_machines_it_destroyed(
     assert result.stdout.splitlines()[-1] == f"{said} (in {tmp_path})"
 
 
-def test_down_tells_it_beside_the_json_events(
+def test_down_tells_it_among_the_json_events(
     run, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     _, result = _down(run, tmp_path, monkeypatch, "running", "-o", "json")
-    assert result.stdout == ""  # App.run is recorded here: no events
-    assert (
-        result.stderr.splitlines()[-1] == f"destroyed the Vagrant machines cp1, w1 (in {tmp_path})"
-    )
+    *_, note, final = (json.loads(line) for line in result.stdout.splitlines())
+    assert note["event"] == "note"
+    assert note["message"] == f"destroyed the Vagrant machines cp1, w1 (in {tmp_path})"
+    assert final["event"] == "run_finished" and final["ok"] is True
+    assert result.stderr == ""
 
 
 def _down(run, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, state: str, *args: str):
