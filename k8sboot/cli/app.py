@@ -11,7 +11,19 @@ from typing import Any
 import click
 
 from k8sboot import __version__
-from k8sboot.cli import certs, etcd, health, init, inventory, nodes, render, run, upgrade, validate
+from k8sboot.cli import (
+    certs,
+    etcd,
+    health,
+    init,
+    inventory,
+    kubeconfig,
+    nodes,
+    render,
+    run,
+    upgrade,
+    validate,
+)
 from k8sboot.cli.common import App
 from k8sboot.errors import (
     EXIT_CODES,
@@ -92,6 +104,7 @@ for command in (
     nodes.group,
     certs.group,
     health.command,
+    kubeconfig.command,
     etcd.group,
 ):
     cli.add_command(command)

@@ -53,6 +53,7 @@ SURFACE: dict[str, list[str]] = {
         *["--workers", "-f", "-v"],
     ],
     "inventory": SHARED,
+    "kubeconfig": [*NO_OUTPUT, "--group", "--out", "--ttl", "--user"],
     "node add": [*SHARED, "--wait-timeout", "NODE"],
     "node cordon": [*SHARED, "NODE"],
     "node drain": [*SHARED, "--delete-emptydir-data", "--dry-run", "--force", "--timeout", "NODE"],
