@@ -21,6 +21,7 @@ from k8sboot.cli import (
     nodes,
     render,
     run,
+    ssh,
     upgrade,
     validate,
 )
@@ -105,6 +106,7 @@ for command in (
     certs.group,
     health.command,
     kubeconfig.command,
+    ssh.command,
     etcd.group,
 ):
     cli.add_command(command)

@@ -65,6 +65,7 @@ SURFACE: dict[str, list[str]] = {
     "plan": [*SHARED, "--detailed-exitcode"],
     "render": [*SHARED, "--out"],
     "reset": [*SHARED, "--purge-packages", "--yes", "-y"],
+    "ssh": [*NO_OUTPUT, "COMMAND", "NODE"],
     "up": [*SHARED, "--dry-run", "--wait-timeout"],
     "upgrade": [
         *SHARED,
