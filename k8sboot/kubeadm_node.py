@@ -12,6 +12,7 @@ ETCD_MANIFEST = f"{MANIFESTS_DIR}/etcd.yaml"
 APISERVER_MANIFEST = f"{MANIFESTS_DIR}/kube-apiserver.yaml"
 PKI_DIR = f"{KUBERNETES_DIR}/pki"
 CA_CERT = f"{PKI_DIR}/ca.crt"
+CA_KEY = f"{PKI_DIR}/ca.key"  # stays on the control planes
 ETCD_PKI_DIR = f"{PKI_DIR}/etcd"  # stacked etcd's CA, server and peer certificates
 ADMIN_CONF = f"{KUBERNETES_DIR}/admin.conf"
 # Written by `kubeadm init` (1.29+), on the first control plane only.

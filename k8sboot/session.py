@@ -6,7 +6,7 @@ through it without a lock, with a short connect timeout so a dead host costs one
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager, suppress
 
 from k8sboot.errors import K8sbootError, MachineError
@@ -25,7 +25,7 @@ from k8sboot.spec import Cluster
 from k8sboot.state import StateDir
 from k8sboot.step import Context
 from k8sboot.timeouts import READ_ONLY_CONNECT_TIMEOUT
-from k8sboot.transport import HostKeys, ReadOnlyHosts, Transport
+from k8sboot.transport import HostKeys, ReadOnlyHosts, Transport, require_ssh_client
 
 BUSY_TIMEOUT = 600.0
 
@@ -58,6 +58,18 @@ def read_only(cluster: Cluster, command: str) -> Iterator[Transport]:
     finally:
         transport.close()
         log.close()
+
+
+def ssh_command(cluster: Cluster, node: str, remote: Sequence[str], tty: bool | None) -> list[str]:
+    """The `ssh` command line to `node` (see Connection.openssh_command), once a connection
+    as every command makes it has pinned or checked the host's key, or said in one line why
+    the host cannot be reached."""
+    assert cluster.state_dir is not None
+    require_ssh_client()
+    state = StateDir(cluster.state_dir).ensure()
+    with open_transport(cluster, state, RunLog(None)) as transport:  # nothing runs to log
+        connection = transport[node].open()
+    return connection.openssh_command(remote, tty)
 
 
 def gather(

@@ -74,12 +74,19 @@ def write_private(path: Path, data: bytes) -> None:
 
 def create_secret_file(path: Path, text: str) -> None:
     """A new file holding a secret: 0600 from the first byte, durable, and never written
-    over an existing one (that may be the only copy of a key)."""
-    path.parent.mkdir(parents=True, exist_ok=True)
+    over an existing one (that may be the only copy of a key). The directories it makes
+    for it are 0700; those that exist are left as they are."""
+    missing = [d for d in (path.parent, *path.parent.parents) if not d.exists()]
+    for directory in reversed(missing):
+        directory.mkdir(mode=0o700, exist_ok=True)
+        os.chmod(directory, 0o700)  # whatever the umask
     try:
         fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
     except FileExistsError:
-        raise UserError(f"{path} exists; k8sboot never overwrites a key") from None
+        raise UserError(
+            f"{path} exists; k8sboot never overwrites a file that holds a secret (move it "
+            "away, or choose another path)"
+        ) from None
     with os.fdopen(fd, "w") as handle:
         handle.write(text)
         handle.flush()

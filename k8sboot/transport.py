@@ -17,7 +17,7 @@ import socket
 import subprocess
 import threading
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
@@ -391,6 +391,14 @@ class Connection:
                 )
             raise MachineError(f"{self.name}: OpenSSH could not run `{label}`: {detail}")
         return exit_code, b"".join(out), b"".join(err)
+
+    def openssh_command(self, remote: Sequence[str], tty: bool | None = None) -> list[str]:
+        """OpenSSH's client to this host with the options of the bulk transfers (the pinned
+        host keys, no prompts), for a person at a terminal: a login shell, or `remote` run
+        by the login shell (as `ssh` runs it). `tty`: a terminal (True), none (False), or
+        ssh's own choice (None)."""
+        terminal = {True: ["-t"], False: ["-T"], None: []}[tty]
+        return [SSH_CLIENT, *terminal, *self._openssh_options(), "--", self.target.address, *remote]
 
     def _openssh_options(self) -> list[str]:
         target = self.target

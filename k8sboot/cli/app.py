@@ -15,7 +15,20 @@ from typing import Any
 import click
 
 from k8sboot import __version__, runlog
-from k8sboot.cli import certs, etcd, health, init, inventory, nodes, render, run, upgrade, validate
+from k8sboot.cli import (
+    certs,
+    etcd,
+    health,
+    init,
+    inventory,
+    kubeconfig,
+    nodes,
+    render,
+    run,
+    ssh,
+    upgrade,
+    validate,
+)
 from k8sboot.cli.common import App, echo_json
 from k8sboot.errors import (
     EXIT_CODES,
@@ -185,6 +198,8 @@ for command in (
     nodes.group,
     certs.group,
     health.command,
+    kubeconfig.command,
+    ssh.command,
     etcd.group,
 ):
     cli.add_command(command)

@@ -70,6 +70,15 @@ class MemberName(_Named):
         super().__init__(lambda cluster: (h.name for h in cluster.etcd_members))
 
 
+class HostName(_Named):
+    """A host of the cluster file, whatever its roles."""
+
+    name = "host"
+
+    def __init__(self) -> None:
+        super().__init__(lambda cluster: (h.name for h in cluster.hosts))
+
+
 class HostNames(_Named):
     """Hosts of the cluster file, comma-separated: the name after the last comma is the
     one completed."""

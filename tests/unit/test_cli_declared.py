@@ -53,6 +53,7 @@ SURFACE: dict[str, list[str]] = {
         *["--workers", "-f", "-v"],
     ],
     "inventory": SHARED,
+    "kubeconfig": [*NO_OUTPUT, "--group", "--out", "--ttl", "--user"],
     "node add": [*SHARED, "--wait-timeout", "NODE"],
     "node cordon": [*SHARED, "NODE"],
     "node drain": [*SHARED, "--delete-emptydir-data", "--dry-run", "--force", "--timeout", "NODE"],
@@ -64,6 +65,7 @@ SURFACE: dict[str, list[str]] = {
     "plan": [*SHARED, "--detailed-exitcode"],
     "render": [*SHARED, "--out"],
     "reset": [*SHARED, "--purge-packages", "--yes", "-y"],
+    "ssh": [*NO_OUTPUT, "COMMAND", "NODE"],
     "up": [*SHARED, "--dry-run", "--wait-timeout"],
     "upgrade": [
         *SHARED,

@@ -119,13 +119,17 @@ def sign(
     ca_key,
     public_key=None,
     validity: dt.timedelta = CERT_VALIDITY,
+    period: tuple[dt.datetime, dt.datetime] | None = None,
 ):
-    """Sign a leaf for `spec`; makes a new key unless `public_key` is given (CSR signing)."""
+    """Sign a leaf for `spec`; makes a new key unless `public_key` is given (CSR signing).
+    `period` (notBefore, notAfter) is taken as it is, neither backdated nor capped at the
+    CA's notAfter (kubeadm's pkiutil.NewSignedCert given both)."""
     key = None
     if public_key is None:
         key = new_key()
         public_key = key.public_key()
     start = now()
+    valid_from, valid_to = period or (start - SKEW, min(start + validity, not_after(ca_cert)))
     usages = []
     if spec.server:
         usages.append(ExtendedKeyUsageOID.SERVER_AUTH)
@@ -137,8 +141,8 @@ def sign(
         .issuer_name(ca_cert.subject)
         .public_key(public_key)
         .serial_number(x509.random_serial_number())
-        .not_valid_before(start - SKEW)
-        .not_valid_after(min(start + validity, not_after(ca_cert)))
+        .not_valid_before(valid_from)
+        .not_valid_after(valid_to)
         .add_extension(
             x509.KeyUsage(True, False, True, False, False, False, False, False, False),
             critical=True,

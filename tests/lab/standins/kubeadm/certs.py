@@ -194,3 +194,40 @@ def create_kubeconfigs(
 def ca_hash(pki_dir: str) -> str:
     with open(host(f"{pki_dir}/ca.crt"), "rb") as f:
         return pki.ca_cert_hash(pki.load_cert(f.read()))
+
+
+def user_kubeconfig(
+    cluster: dict,
+    advertise: str,
+    port: int,
+    client_name: str,
+    orgs: list[str],
+    not_after,
+    token: str = "",
+) -> dict:
+    """`kubeadm kubeconfig user`: a kubeconfig for another user, server = the control-plane
+    endpoint (else the local API endpoint), with a token, or with a client certificate
+    (CN = client_name, O = orgs) signed by the cluster CA from notBefore = the CA's to
+    `not_after` (phases/kubeconfig/kubeconfig.go WriteKubeConfigWithClientCert and
+    WithToken; util/pkiutil/pki_helpers.go NewSignedCert; v1.31-v1.33)."""
+    ca_base = f"{cluster['certificatesDir']}/ca"
+    server = control_plane_url(cluster, advertise, port)
+    if token:
+        with open(host(ca_base + ".crt"), "rb") as f:
+            ca_pem = f.read()
+        return kubeconfig.build(cluster["clusterName"], server, ca_pem, client_name, token=token)
+    ca_cert, ca_key = pki.read_pair(ca_base)
+    cert, key = pki.sign(
+        pki.CertSpec(client_name, tuple(orgs), client=True),
+        ca_cert,
+        ca_key,
+        period=(pki.not_before(ca_cert), not_after),
+    )
+    return kubeconfig.build(
+        cluster["clusterName"],
+        server,
+        pki.cert_pem(ca_cert),
+        client_name,
+        pki.cert_pem(cert),
+        pki.key_pem(key),
+    )

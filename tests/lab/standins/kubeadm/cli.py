@@ -14,8 +14,15 @@ from ..client import ApiError
 from ..paths import ADMIN_CONF
 from . import certs as certsmod
 from . import certscmd, init, join, reset, tokens, upgrade, upgradeplan, uploadcerts
-from .common import admin_client, log
-from .config import Config, default_cluster, format_duration, load, parse_duration
+from .common import admin_client, klog_warn, log
+from .config import (
+    Config,
+    default_cluster,
+    default_init,
+    format_duration,
+    load,
+    parse_duration,
+)
 from .errors import KubeadmError
 
 STACK_HINT = "To see the stack trace of this error execute with --v=5 or higher"
@@ -138,6 +145,16 @@ def build() -> Parser:
     cr.add_argument("--cert-dir")
     cr.add_argument("--config")
     csub.add_parser("certificate-key")
+
+    k = sub.add_parser("kubeconfig")
+    ksub = k.add_subparsers(dest="sub", parser_class=Parser)
+    ku = ksub.add_parser("user")
+    ku.add_argument("--config")
+    ku.add_argument("--client-name", default="")
+    ku.add_argument("--org", type=_csv, action="append", default=[])  # pflag StringSlice
+    ku.add_argument("--token", default="")
+    ku.add_argument("--validity-period", default=format_duration(USER_CERT_VALIDITY))
+    ku.add_argument("--v", default="0")
 
     u = sub.add_parser("upgrade")
     usub = u.add_subparsers(dest="sub", parser_class=Parser)
@@ -429,6 +446,57 @@ def cmd_certs(a) -> int:
     raise KubeadmError("certs: a subcommand is required")
 
 
+# kubeadmconstants.CertificateValidityPeriod: `kubeconfig user`'s default, and the most it
+# takes without a warning.
+USER_CERT_VALIDITY = 365 * 24 * 3600
+
+
+def cmd_kubeconfig(a) -> int:
+    """`kubeadm kubeconfig user` (cmd/kubeadm/app/cmd/kubeconfig.go, v1.31-v1.33): the
+    kubeconfig on stdout; --config is optional (since v1.27), kubeadm's defaults without."""
+    if a.sub != "user":
+        raise KubeadmError('missing subcommand; "kubeconfig" is not meant to be run on its own')
+    if not a.client_name:
+        raise KubeadmError('required flag(s) "client-name" not set')
+    try:
+        validity = parse_duration(a.validity_period)
+    except KubeadmError as e:
+        raise KubeadmError(
+            f'invalid argument "{a.validity_period}" for "--validity-period" flag: {e}'
+        ) from None
+    started = dt.datetime.now(dt.UTC)
+    if a.config:
+        cfg = load(a.config, "init")
+    else:
+        cfg = Config()
+        default_init(cfg)
+    if validity > USER_CERT_VALIDITY:
+        klog_warn(
+            f"kubeconfig.go:0] WARNING: the specified certificate validity period "
+            f"{format_duration(validity)} is longer than the default duration "
+            f"{format_duration(USER_CERT_VALIDITY)}, this may increase security risks."
+        )
+    endpoint = cfg.init["localAPIEndpoint"]
+    try:
+        config = certsmod.user_kubeconfig(
+            cfg.cluster,
+            endpoint["advertiseAddress"],
+            int(endpoint["bindPort"]),
+            a.client_name,
+            [org for orgs in a.org for org in orgs],
+            started + dt.timedelta(seconds=validity),
+            a.token,
+        )
+    except OSError as e:
+        what = "private key" if str(e.filename).endswith(".key") else "certificate"
+        raise KubeadmError(
+            f"couldn't create a kubeconfig; the CA files couldn't be loaded: couldn't load "
+            f"the {what} file {e.filename}: open {e.filename}: {e.strerror.lower()}"
+        ) from None
+    print(yaml.safe_dump(config))  # client-go writes its keys sorted; then Fprintln
+    return 0
+
+
 def cmd_upgrade(a) -> int:
     commands = {"plan": upgradeplan.plan, "apply": upgrade.apply, "node": upgrade.upgrade_node}
     if a.sub not in commands:
@@ -447,6 +515,7 @@ def main(argv: list[str] | None = None) -> int:
         "token": cmd_token,
         "certs": cmd_certs,
         "upgrade": cmd_upgrade,
+        "kubeconfig": cmd_kubeconfig,
     }
     if a.cmd not in handlers:
         build().print_help()
