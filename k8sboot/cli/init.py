@@ -5,7 +5,7 @@ import click
 from k8sboot.cli import options
 from k8sboot.cli.common import App, pass_app
 from k8sboot.errors import UserError
-from k8sboot.spec import refuse_directory, spec_from_text
+from k8sboot.spec import check_local_files, refuse_directory, spec_from_text
 from k8sboot.starter import Starter, numbered_hosts, vagrant_hosts
 from k8sboot.state import StateDir
 from k8sboot.vagrant import read_environment
@@ -24,7 +24,16 @@ from k8sboot.versions import DEFAULT_VERSION
 )
 @click.option("--endpoint", help="Virtual IP for the API servers (needed with 2+ control planes).")
 @click.option("--kubernetes-version", default=DEFAULT_VERSION, show_default=True)
-@click.option("--ssh-user", default="root", show_default=True)
+@click.option(
+    "--ssh-user",
+    default="root",
+    show_default=True,
+    help="The user k8sboot logs in as: root, or one with passwordless sudo.",
+)
+@click.option(
+    "--ssh-key",
+    help="The private key for every host (default: your SSH agent and default keys).",
+)
 @click.option(
     "--from-vagrant",
     is_flag=True,
@@ -42,6 +51,7 @@ def command(
     endpoint: str | None,
     kubernetes_version: str,
     ssh_user: str,
+    ssh_key: str | None,
     from_vagrant: bool,
     force: bool,
 ) -> None:
@@ -52,6 +62,7 @@ def command(
       k8sboot init --workers 2 --addresses 10.0.0.11   # 10.0.0.11 to .13
       k8sboot init --workers 1 --addresses 192.168.1.5,192.168.1.9   # hosts apart
       k8sboot init --control-planes 3 --workers 2 --endpoint 10.0.0.10
+      k8sboot init --ssh-user debian --ssh-key ~/.ssh/id_ed25519 --addresses 10.0.0.11
       k8sboot init --from-vagrant
     """
     spec_path = app.spec_path
@@ -73,9 +84,12 @@ def command(
         hosts=hosts,
         endpoint_address=endpoint,
         ssh_user=ssh_user,
+        ssh_key=ssh_key,
     )
     text = starter.render()
     cluster = spec_from_text(text, spec_path).cluster  # never write a file that would not validate
+    if missing := check_local_files(cluster):
+        raise UserError(str(missing[0]))
     try:
         spec_path.write_text(text, encoding="utf-8")
     except OSError as exc:

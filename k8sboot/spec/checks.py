@@ -245,17 +245,20 @@ def _packages(cluster: Cluster) -> list[Finding]:
 
 
 def check_local_files(cluster: Cluster) -> list[Finding]:
-    """Files on this machine that the cluster file names. Only `validate` asks: other
-    commands run where such a file may not be (health from a laptop without the backup
-    key), and those that use one read it then (etcd/archive.py checks the key itself)."""
+    """Files on this machine that the cluster file names (SSH keys, the backup key). Only
+    `validate` and `init` ask: other commands run where such a file may not be (health
+    from a laptop without the backup key), and those that use one read it then."""
+    findings = []
+    keys = [("ssh.key", cluster.ssh.key, "")]
+    keys += [(f"hosts[{i}].ssh.key", h.ssh.key, "") for i, h in enumerate(cluster.hosts)]
     path = cluster.backup.encryption_key_file
-    if path is None or path.is_file():
-        return []
-    if path.is_dir():
-        return [Finding("backup.encryptionKeyFile", f"{path} is a directory, not a key file")]
-    return [
-        Finding(
-            "backup.encryptionKeyFile",
-            f"{path}: no such file; create a key with `k8sboot etcd keygen {path}`",
-        )
-    ]
+    hint = f"; create a key with `k8sboot etcd keygen {path}`"
+    keys.append(("backup.encryptionKeyFile", path, hint))
+    for field, key, how in keys:
+        if key is None or key.is_file():
+            continue
+        if key.is_dir():
+            findings.append(Finding(field, f"{key} is a directory, not a key file"))
+        else:
+            findings.append(Finding(field, f"{key}: no such file{how}"))
+    return findings

@@ -1,5 +1,6 @@
-"""`k8sboot up` on lab machines: bring-up, no-op re-runs, plan, interrupted runs, a new
-worker, a changed host key, reset (three control planes behind kube-vip: test_ha.py).
+"""`k8sboot up` on lab machines: the README's two quickstarts as written, no-op re-runs,
+plan, interrupted runs, a new worker, a changed host key, reset, calico (three control
+planes behind kube-vip: test_ha.py).
 
 The tests of this module build on each other and run in order.
 """
@@ -7,12 +8,17 @@ The tests of this module build on each other and run in order.
 from __future__ import annotations
 
 import json
+import subprocess
 
 import pytest
 import yaml
 
+from tests.e2e import readme
 from tests.e2e.conftest import K8sboot, SharedHA, events, finished
 from tests.lab import calico
+
+VAGRANT_QUICKSTART = "Quickstart: real VMs with Vagrant (VirtualBox or libvirt)"
+SSH_QUICKSTART = "Quickstart: any SSH machines"
 
 
 def _ansible_runs(k8sboot: K8sboot) -> int:
@@ -27,14 +33,24 @@ def _one_control_plane_two_workers(k8sboot: K8sboot, ha: SharedHA) -> None:
     k8sboot.lab.up(1, 2)
 
 
-def test_up_brings_a_cluster_up(k8sboot: K8sboot) -> None:
-    result = finished(k8sboot.up())
-    assert result["ok"] is True
-    # Node setup is not required here: the modules before leave the machines set up (reset
-    # undoes the cluster, not the OS setup), and each host's setup no longer depends on the
-    # cluster's shape (its own name in /etc/hosts).
-    assert set(result["changed"]) >= {"kubeadm init", "join workers", "CNI"}
-    assert k8sboot.nodes() == {"cp1": True, "w1": True, "w2": True}
+def test_the_vagrant_quickstart_brings_a_cluster_up(k8sboot: K8sboot) -> None:
+    """The README's Vagrant quickstart as written, up to its last line (`down`, which ends
+    this module): `vagrant up` (the machines are up already), `up --vagrant` (with this
+    module's cluster file beside it, for the lab's package mirror), the kubeconfig, kubectl,
+    and a re-run that changes nothing."""
+    *pasted, down = readme.quickstart(VAGRANT_QUICKSTART)
+    assert down == "k8sboot down --vagrant --yes"
+    env = {**k8sboot.env, "PATH": readme.tools(k8sboot.workdir / "bin")}
+    said = [readme.paste(line, k8sboot.workdir, env) for line in pasted]
+    brought_up = said[pasted.index("k8sboot up --vagrant")]
+    for step in ("kubeadm init", "join workers", "CNI"):
+        assert f"{step}" in brought_up, brought_up
+    listed = said[next(i for i, line in enumerate(pasted) if line.startswith("kubectl"))]
+    ready = {line.split()[0] for line in listed.splitlines()[1:] if line.split()[1] == "Ready"}
+    assert ready == {"cp1", "w1", "w2"}, listed
+    assert "nothing to do: the cluster is converged" in said[-1]
+    written = k8sboot.workdir / "kubeconfig"
+    assert written.stat().st_mode & 0o777 == 0o600
     kubeconfig = k8sboot.state / "kubeconfig"
     assert kubeconfig.stat().st_mode & 0o777 == 0o600
     assert (k8sboot.state.stat().st_mode & 0o777) == 0o700
@@ -185,6 +201,46 @@ def test_reset_cleans_up_and_is_idempotent(k8sboot: K8sboot) -> None:
     assert finished(again)["changed"] == {}
 
 
+def test_the_ssh_machines_quickstart_as_written(
+    k8sboot: K8sboot, tmp_path_factory: pytest.TempPathFactory
+) -> None:
+    """The README's quickstart for any SSH machines, pasted by a newcomer whose key is on
+    every machine and whose user has passwordless sudo (the lab's user), on the machines
+    `reset` left: the addresses, user and key are the only words replaced. The lab's
+    machines reach no pkgs.k8s.io: the cluster file gets this module's package mirror and
+    etcd download, as the README says to do for machines without that route."""
+    lab = k8sboot.lab
+    machines = {m.name: m for m in lab.machines}
+    assert set(machines) == {"cp1", "w1", "w2"}
+    assert all(m.address == m.ssh_host for m in machines.values())
+    user = machines["cp1"].ssh_user
+    workdir = tmp_path_factory.mktemp("newcomer")
+    home = workdir / "home"
+    (home / ".ssh").mkdir(parents=True, mode=0o700)
+    key = home / ".ssh" / "id_ed25519"
+    subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(key)], check=True)
+    public = key.with_suffix(".pub").read_text().strip()
+    for name in machines:
+        lab.ssh(name, f"echo '{public}' >> ~/.ssh/authorized_keys")
+    env = {k: v for k, v in k8sboot.env.items() if k != "K8SBOOT_FILE"}
+    env.update(HOME=str(home), PATH=readme.tools(workdir / "bin"))
+    init, *pasted = readme.quickstart(SSH_QUICKSTART)
+    addresses = ",".join(machines[n].address for n in ("cp1", "w1", "w2"))
+    for example, ours in (("10.0.0.11,10.0.0.21,10.0.0.22", addresses), ("debian", user)):
+        assert f" {example} " in f"{init} ", f"the README's example changed: {init}"
+        init = init.replace(f" {example} ", f" {ours} ", 1)
+    readme.paste(init, workdir, env)
+    written = yaml.safe_load((workdir / "cluster.yaml").read_text())
+    ours = yaml.safe_load(k8sboot.spec.read_text())
+    written["packages"], written["etcd"] = ours["packages"], ours["etcd"]
+    (workdir / "cluster.yaml").write_text(yaml.safe_dump(written, sort_keys=False))
+    said = {line: readme.paste(line, workdir, env) for line in pasted}
+    listed = said["kubectl --kubeconfig kubeconfig get nodes"]
+    ready = {line.split()[0] for line in listed.splitlines()[1:] if line.split()[1] == "Ready"}
+    assert ready == {"cp1", "w1", "w2"}, listed
+    assert pasted[-1] == "k8sboot reset --yes"
+
+
 def test_calico_from_its_pinned_operator_release(k8sboot: K8sboot) -> None:
     """`cni: calico` (issue 14.6): k8sboot fetches the operator's release manifest itself
     (here the lab's stand-in, served on the lab's bridge as a mirror would, with its own
@@ -217,3 +273,13 @@ def test_calico_from_its_pinned_operator_release(k8sboot: K8sboot) -> None:
         data.pop("networking")
         k8sboot.spec.write_text(yaml.safe_dump(data))
         k8sboot.run("reset", "--vagrant", "--yes")
+
+
+def test_the_vagrant_quickstart_ends_with_down(k8sboot: K8sboot) -> None:
+    """The Vagrant quickstart's last line: the cluster reset and the machines destroyed
+    (this module is the last to use them)."""
+    line = readme.quickstart(VAGRANT_QUICKSTART)[-1]
+    env = {**k8sboot.env, "PATH": readme.tools(k8sboot.workdir / "bin")}
+    said = readme.paste(line, k8sboot.workdir, env)
+    assert "destroyed the Vagrant machines cp1, w1, w2" in said, said
+    assert {k8sboot.lab.state(name) for name in ("cp1", "w1", "w2")} == {"not_created"}

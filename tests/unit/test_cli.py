@@ -133,10 +133,21 @@ def test_init_writes_a_valid_starter(run, tmp_path: Path) -> None:
     assert again.exit_code == 2 and "pass --force" in again.output
 
 
+def test_init_takes_the_ssh_user_and_key_every_host_uses(run, tmp_path: Path) -> None:
+    key = tmp_path / "id_ed25519"
+    key.write_text("not read by init\n")
+    result = run("init", "--ssh-user", "debian", "--ssh-key", str(key))
+    assert result.exit_code == 0, result.output
+    data = yaml.safe_load((tmp_path / "cluster.yaml").read_text())
+    assert data["ssh"]["user"] == "debian" and data["ssh"]["key"] == str(key)
+    assert "ssh" not in data["hosts"][0]  # one setting for every host, not one per host
+
+
 @pytest.mark.parametrize(
     ("args", "message"),
     [
         (["--control-planes", "3"], "3 control planes need a virtual IP: pass --endpoint"),
+        (["--ssh-key", "/nonexistent/id_ed25519"], "ssh.key: "),
         (["--addresses", "10.0.0.1,10.0.0.2"], "--addresses: 2 addresses for 3 hosts"),
         (["--addresses", "10.0.0.999"], "--addresses: '10.0.0.999' does not appear"),
         (["--kubernetes-version", "1.20.0"], "kubernetes.version: Kubernetes 1.20.0 is not"),
@@ -273,6 +284,14 @@ def test_validate_names_a_missing_backup_key(run, spec: Path, tmp_path: Path) ->
     key.parent.mkdir()
     key.write_text("x")
     assert run("validate").exit_code == 0
+
+
+def test_validate_names_a_missing_ssh_key(run, spec: Path, tmp_path: Path) -> None:
+    data = yaml.safe_load(spec.read_text())
+    data["hosts"][1]["ssh"] = {"key": "keys/w1"}
+    spec.write_text(yaml.safe_dump(data))
+    result = run("validate")
+    _one_line_refusal(result, f"hosts[1].ssh.key: {tmp_path / 'keys' / 'w1'}: no such file")
 
 
 def test_inventory_yaml_and_json(run, spec: Path) -> None:
