@@ -95,7 +95,7 @@ def write_admin_pki(directory: Path, ca_name: str) -> tuple[bytes, bytes, bytes]
     """A new CA and, signed by it, a serving certificate for 127.0.0.1 and a cluster-admin
     (O=system:masters) client certificate, written to `directory` as ca.crt,
     apiserver.crt/.key and admin.crt/.key. Returns the PEMs of the CA, the admin
-    certificate and the admin key."""
+    certificate and the admin key (and ca.key, for what signs as the cluster CA)."""
     ca, ca_key = pki.new_ca(ca_name)
     serving, serving_key = pki.sign(
         pki.CertSpec("apiserver", server=True, ips=["127.0.0.1"]), ca, ca_key
@@ -105,6 +105,7 @@ def write_admin_pki(directory: Path, ca_name: str) -> tuple[bytes, bytes, bytes]
     )
     pems = {
         "ca.crt": pki.cert_pem(ca),
+        "ca.key": pki.key_pem(ca_key),  # for what signs with the cluster CA (kubeadm)
         "apiserver.crt": pki.cert_pem(serving),
         "apiserver.key": pki.key_pem(serving_key),
         "admin.crt": pki.cert_pem(admin),

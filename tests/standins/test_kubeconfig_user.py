@@ -191,3 +191,42 @@ def test_errors_like_upstream(tmp_path) -> None:
     )
     assert p.returncode == 1
     assert p.stderr.startswith('invalid argument "soon" for "--validity-period" flag')
+
+
+def test_the_user_kubeconfig_authenticates_at_the_api_server(tmp_path, etcd) -> None:
+    """What `k8sboot kubeconfig --user` hands out works with the real kubectl: the API
+    server stand-in authenticates its certificate as the user CN (upstream's x509
+    authenticator, staging/src/k8s.io/apiserver/pkg/authentication/request/x509/x509.go,
+    CommonNameUserConversion, v1.30-v1.33), whom RBAC then refuses by name."""
+    from tests.lab.standins.apiserver.__main__ import bootstrap
+    from tests.lab.standins.apiserver.registry import Registry
+    from tests.lab.standins.apiserver.storage import Storage
+
+    from .harness import api_server, kubectl_path
+
+    registry = Registry(Storage(etcd))
+    bootstrap(registry, {})  # upstream's default RBAC, as the stand-in starts with it
+    with api_server(registry, tmp_path) as (port, _, _):
+        pki_dir = tmp_path / "root/etc/kubernetes/pki"
+        pki_dir.mkdir(parents=True)
+        for name in ("ca.crt", "ca.key"):
+            (pki_dir / name).write_bytes((tmp_path / name).read_bytes())
+        made = kubeadm(
+            tmp_path,
+            "v1.33.1",
+            "--client-name=alice",
+            "--org=dev",
+            "--config",
+            str(config(tmp_path, VERSIONS[1][1], f"127.0.0.1:{port}")),
+        )
+        assert made.returncode == 0, made.stderr
+        path = tmp_path / "alice.conf"
+        path.write_text(made.stdout)
+        denied = subprocess.run(
+            [kubectl_path(33), "--kubeconfig", str(path), "get", "pods", "-n", "default"],
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+        # Authenticated as alice (not anonymous), and not allowed by default.
+        assert 'User "alice" cannot list resource "pods"' in denied.stderr, denied.stderr
