@@ -31,6 +31,7 @@ from cryptography.exceptions import UnsupportedAlgorithm
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 from paramiko.common import OPEN_FAILED_ADMINISTRATIVELY_PROHIBITED
+from paramiko.hostkeys import InvalidHostKey
 
 from k8sboot.errors import MachineError, UnsafeError, UserError
 from k8sboot.inventory import SSH_CLIENT, SSHTarget, openssh_login
@@ -46,6 +47,9 @@ _CHUNK = 1 << 20
 _EOF_GRACE = 5.0  # seconds to wait for the end of a command's output after its exit
 # AES-GCM first: with AES instructions the cheapest of OpenSSH's ciphers per byte.
 _BULK_CIPHERS = "^aes128-gcm@openssh.com,aes256-gcm@openssh.com"
+# Where the operator's OpenSSH keeps the host keys it has seen: strict mode pins a key
+# from there rather than refusing a host k8sboot has not met yet.
+USER_KNOWN_HOSTS = "~/.ssh/known_hosts"
 
 
 class HostKeyChanged(UnsafeError):
@@ -87,11 +91,14 @@ class CommandFailed(MachineError):
 
 class HostKeys:
     """known_hosts in the state directory: keys are pinned on first use (accept-new) or
-    must be there already (strict); a different key is always refused."""
+    must be known already (strict): pinned there, or in the operator's own known_hosts,
+    whence they are pinned. A key other than the known one is always refused."""
 
-    def __init__(self, path: Path, policy: HostKeyPolicy):
+    def __init__(self, path: Path, policy: HostKeyPolicy, users: str | None = None):
         self.path = path
         self.policy = policy
+        self.users_path = Path(users or USER_KNOWN_HOSTS).expanduser()
+        self._users: paramiko.HostKeys | None = None
         self._lock = threading.Lock()
         self.keys = paramiko.HostKeys()
         if path.exists():
@@ -100,12 +107,28 @@ class HostKeys:
     def name(self, address: str, port: int) -> str:
         return address if port == 22 else f"[{address}]:{port}"
 
-    def configure(self, client: paramiko.SSHClient) -> None:
+    def configure(self, client: paramiko.SSHClient, name: str) -> None:
+        """Before `client` connects to the host known_hosts calls `name`."""
         with self._lock:
             for hostname, entries in self.keys.items():
                 for key_type, key in entries.items():
                     client.get_host_keys().add(hostname, key_type, key)
+            if self.policy == "strict" and self.keys.lookup(name) is None:
+                # Paramiko then asks for the key type the operator's file has, and
+                # refuses another key (BadHostKeyException) as it would a pinned one.
+                for key_type, key in (self._operators().lookup(name) or {}).items():
+                    client.get_host_keys().add(name, key_type, key)
         client.set_missing_host_key_policy(_Policy(self))
+
+    def vouched(self, name: str, key: paramiko.PKey) -> None:
+        """After a connection: pin the key the operator's known_hosts vouched for."""
+        with self._lock:
+            if self.keys.lookup(name) is None:
+                self._save(name, key)
+
+    def source(self, name: str) -> Path:
+        """The file that holds the key `name` must offer."""
+        return self.path if self.keys.lookup(name) is not None else self.users_path
 
     def pin(self, hostname: str, key: paramiko.PKey) -> None:
         with self._lock:
@@ -119,13 +142,27 @@ class HostKeys:
                 )
             if self.policy == "strict":
                 raise UserError(
-                    f"{hostname}: host key not in {self.path} and ssh.hostKeyPolicy is strict; "
-                    f"add it ({key.get_name()} {key.fingerprint}) or use accept-new"
+                    f"{hostname}: host key neither in {self.path} nor in {self.users_path} "
+                    f"and ssh.hostKeyPolicy is strict; add it ({key.get_name()} "
+                    f"{key.fingerprint}) to either, or use accept-new"
                 )
-            self.keys.add(hostname, key.get_name(), key)
-            self.path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
-            self.keys.save(str(self.path))
-            self.path.chmod(0o600)
+            self._save(hostname, key)
+
+    def _save(self, hostname: str, key: paramiko.PKey) -> None:
+        self.keys.add(hostname, key.get_name(), key)
+        self.path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+        self.keys.save(str(self.path))
+        self.path.chmod(0o600)
+
+    def _operators(self) -> paramiko.HostKeys:
+        if self._users is None:
+            self._users = paramiko.HostKeys()
+            # Only a help to strict mode: a file Paramiko cannot read helps with nothing.
+            unreadable = (OSError, ValueError, paramiko.SSHException, InvalidHostKey)
+            with contextlib.suppress(*unreadable):
+                if self.users_path.is_file():
+                    self._users.load(str(self.users_path))
+        return self._users
 
 
 class _Policy(paramiko.MissingHostKeyPolicy):
@@ -254,11 +291,12 @@ class Connection:
                 except (HostKeyChanged, UserError, MachineError):
                     raise
                 except paramiko.BadHostKeyException as exc:
+                    name = self._keys.name(self.target.address, self.target.port)
                     raise HostKeyChanged(
-                        f"{self.name} ({self.target.address}): host key changed: pinned "
+                        f"{self.name} ({self.target.address}): host key changed: known "
                         f"{exc.expected_key.get_name()} {exc.expected_key.fingerprint}, offered "
                         f"{exc.key.fingerprint}; if the machine was rebuilt, remove its line "
-                        f"from {self._keys.path} and run again"
+                        f"from {self._keys.source(name)} and run again"
                     ) from None
                 except paramiko.AuthenticationException as exc:
                     raise MachineError(
@@ -309,7 +347,8 @@ class Connection:
         )
         if self._jump is not None:
             link.bastion = self._jump.name
-        self._keys.configure(link.client)
+        name = self._keys.name(target.address, target.port)
+        self._keys.configure(link.client, name)
         try:
             link.open()
         except BaseException:
@@ -318,6 +357,7 @@ class Connection:
                 options["sock"].close()
             raise
         assert link.transport is not None
+        self._keys.vouched(name, link.transport.get_remote_server_key())
         link.transport.set_keepalive(15)
         self._link = link
         return link.client

@@ -32,9 +32,10 @@ def base() -> dict:
 
 @pytest.fixture(autouse=True)
 def _no_operator_ssh_files(tmp_path_factory: pytest.TempPathFactory, monkeypatch) -> None:
-    """The ssh_config of whoever runs the tests plays no part in them."""
-    from k8sboot import inventory
+    """The ssh_config and known_hosts of whoever runs the tests play no part in them."""
+    from k8sboot import inventory, transport
 
     nothing = tmp_path_factory.getbasetemp() / "no-such-ssh-file"
     monkeypatch.setattr(inventory, "USER_SSH_CONFIG", str(nothing))
     monkeypatch.setattr(inventory, "SYSTEM_SSH_CONFIG", str(nothing))
+    monkeypatch.setattr(transport, "USER_KNOWN_HOSTS", str(nothing))

@@ -252,3 +252,70 @@ def test_a_bastion_that_does_not_forward_says_so(tmp_path: Path) -> None:
     with pytest.raises(MachineError, match=r"bastion refuses to forward .*AllowTcpForwarding yes"):
         connection.run("true")
     bastion.close()
+
+
+@pytest.mark.parametrize("hashed", [False, True], ids=["plain", "hashed"])
+def test_strict_mode_pins_the_key_the_operators_known_hosts_has(
+    servers, tmp_path: Path, monkeypatch, hashed: bool
+) -> None:
+    from k8sboot import transport
+    from k8sboot.inventory import SSHTarget
+    from k8sboot.runlog import RunLog
+
+    server = servers["n1"]
+    name = f"[127.0.0.1]:{server.port}"
+    if hashed:
+        name = paramiko.HostKeys.hash_host(name)
+    operators = tmp_path / "operators_known_hosts"
+    operators.write_text(
+        "# the operator's own\n"
+        f"{name} {server.host_key.get_name()} {server.host_key.get_base64()}\n"
+    )
+    monkeypatch.setattr(transport, "USER_KNOWN_HOSTS", str(operators))
+    known_hosts = tmp_path / "known_hosts"
+    keys = transport.HostKeys(known_hosts, "strict")
+    direct = SSHTarget("n1", "127.0.0.1", server.port, "root", tmp_path / "id")
+    with transport.Transport([direct], keys, RunLog(None)) as hosts:
+        assert hosts["n1"].run("echo ok").stdout == "ok\n"
+    assert known_hosts.read_text() == server.known_hosts_line()
+
+
+def test_strict_mode_refuses_a_key_other_than_the_operators_known_hosts_has(
+    servers, tmp_path: Path, monkeypatch
+) -> None:
+    from k8sboot import transport
+    from k8sboot.inventory import SSHTarget
+    from k8sboot.runlog import RunLog
+
+    server = servers["n1"]
+    other = paramiko.ECDSAKey.generate()
+    operators = tmp_path / "operators_known_hosts"
+    operators.write_text(f"[127.0.0.1]:{server.port} {other.get_name()} {other.get_base64()}\n")
+    monkeypatch.setattr(transport, "USER_KNOWN_HOSTS", str(operators))
+    known_hosts = tmp_path / "known_hosts"
+    keys = transport.HostKeys(known_hosts, "strict")
+    target = SSHTarget("n1", "127.0.0.1", server.port, "root", tmp_path / "id")
+    with (
+        transport.Transport([target], keys, RunLog(None)) as hosts,
+        pytest.raises(transport.HostKeyChanged, match=f"from {operators} and run again$"),
+    ):
+        hosts["n1"].run("true")
+    assert not known_hosts.exists()
+    assert server.logins == []
+
+
+def test_strict_mode_refuses_a_host_neither_file_knows(servers, tmp_path: Path) -> None:
+    from k8sboot import transport
+    from k8sboot.errors import UserError
+    from k8sboot.inventory import SSHTarget
+    from k8sboot.runlog import RunLog
+
+    server = servers["n1"]
+    keys = transport.HostKeys(tmp_path / "known_hosts", "strict")
+    target = SSHTarget("n1", "127.0.0.1", server.port, "root", tmp_path / "id")
+    with (
+        transport.Transport([target], keys, RunLog(None)) as hosts,
+        pytest.raises(UserError, match=r"neither in .* nor in .*; add it"),
+    ):
+        hosts["n1"].run("true")
+    assert server.logins == []
