@@ -150,3 +150,15 @@ def test_an_ssh_config_k8sboot_cannot_follow_is_one_line(
     with pytest.raises(UserError, match=message) as caught:
         ssh_target(cluster, cluster.host("cp1"))
     assert "\n" not in str(caught.value)
+
+
+def test_a_starter_file_leaves_user_and_port_to_the_ssh_config(tmp_path: Path, monkeypatch) -> None:
+    from k8sboot.spec import spec_from_text
+    from k8sboot.starter import Starter, numbered_hosts
+
+    (tmp_path / "config").write_text("Host 10.0.0.11\n    User ubuntu\n    Port 2222\n")
+    monkeypatch.setattr(inventory, "USER_SSH_CONFIG", str(tmp_path / "config"))
+    text = Starter("demo", "1.33.1", numbered_hosts(1, 1, ["10.0.0.11"])).render()
+    cluster = spec_from_text(text, tmp_path / "cluster.yaml").cluster
+    target = ssh_target(cluster, cluster.host("cp1"))
+    assert (target.user, target.port) == ("ubuntu", 2222)
