@@ -1,8 +1,10 @@
-"""Run commands on hosts and move files to and from them, over SSH (Paramiko).
+"""Run commands on hosts and move files to and from them, over SSH (Fabric, Paramiko).
 
 One place for the host-key policy, timeouts, retries and sudo. One SSH connection per
-host per run, reused by every command (each command is a channel on it), and a parallel
-fan-out over hosts. Secrets travel on stdin, never on a command line.
+host per run (Fabric's Connection, through the bastion's when there is one, itself one
+per run), reused by every command: each command is a Paramiko channel on it, as Fabric's
+own `run` would cost a few threads and polls per command. A parallel fan-out over hosts.
+Secrets travel on stdin, never on a command line.
 """
 
 from __future__ import annotations
@@ -23,13 +25,16 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO, Literal, TypeVar
 
+import fabric
 import paramiko
 from cryptography.exceptions import UnsupportedAlgorithm
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
+from paramiko.common import OPEN_FAILED_ADMINISTRATIVELY_PROHIBITED
+from paramiko.hostkeys import InvalidHostKey
 
 from k8sboot.errors import MachineError, UnsafeError, UserError
-from k8sboot.inventory import SSHTarget, ssh_option_path
+from k8sboot.inventory import SSH_CLIENT, SSHTarget, openssh_login
 from k8sboot.runlog import RunLog
 
 T = TypeVar("T")
@@ -42,7 +47,9 @@ _CHUNK = 1 << 20
 _EOF_GRACE = 5.0  # seconds to wait for the end of a command's output after its exit
 # AES-GCM first: with AES instructions the cheapest of OpenSSH's ciphers per byte.
 _BULK_CIPHERS = "^aes128-gcm@openssh.com,aes256-gcm@openssh.com"
-SSH_CLIENT = "ssh"  # OpenSSH's, for bulk transfers (and Ansible's own connections)
+# Where the operator's OpenSSH keeps the host keys it has seen: strict mode pins a key
+# from there rather than refusing a host k8sboot has not met yet.
+USER_KNOWN_HOSTS = "~/.ssh/known_hosts"
 
 
 class HostKeyChanged(UnsafeError):
@@ -84,11 +91,14 @@ class CommandFailed(MachineError):
 
 class HostKeys:
     """known_hosts in the state directory: keys are pinned on first use (accept-new) or
-    must be there already (strict); a different key is always refused."""
+    must be known already (strict): pinned there, or in the operator's own known_hosts,
+    whence they are pinned. A key other than the known one is always refused."""
 
-    def __init__(self, path: Path, policy: HostKeyPolicy):
+    def __init__(self, path: Path, policy: HostKeyPolicy, users: str | None = None):
         self.path = path
         self.policy = policy
+        self.users_path = Path(users or USER_KNOWN_HOSTS).expanduser()
+        self._users: paramiko.HostKeys | None = None
         self._lock = threading.Lock()
         self.keys = paramiko.HostKeys()
         if path.exists():
@@ -97,12 +107,28 @@ class HostKeys:
     def name(self, address: str, port: int) -> str:
         return address if port == 22 else f"[{address}]:{port}"
 
-    def configure(self, client: paramiko.SSHClient) -> None:
+    def configure(self, client: paramiko.SSHClient, name: str) -> None:
+        """Before `client` connects to the host known_hosts calls `name`."""
         with self._lock:
             for hostname, entries in self.keys.items():
                 for key_type, key in entries.items():
                     client.get_host_keys().add(hostname, key_type, key)
+            if self.policy == "strict" and self.keys.lookup(name) is None:
+                # Paramiko then asks for the key type the operator's file has, and
+                # refuses another key (BadHostKeyException) as it would a pinned one.
+                for key_type, key in (self._operators().lookup(name) or {}).items():
+                    client.get_host_keys().add(name, key_type, key)
         client.set_missing_host_key_policy(_Policy(self))
+
+    def vouched(self, name: str, key: paramiko.PKey) -> None:
+        """After a connection: pin the key the operator's known_hosts vouched for."""
+        with self._lock:
+            if self.keys.lookup(name) is None:
+                self._save(name, key)
+
+    def source(self, name: str) -> Path:
+        """The file that holds the key `name` must offer."""
+        return self.path if self.keys.lookup(name) is not None else self.users_path
 
     def pin(self, hostname: str, key: paramiko.PKey) -> None:
         with self._lock:
@@ -116,13 +142,27 @@ class HostKeys:
                 )
             if self.policy == "strict":
                 raise UserError(
-                    f"{hostname}: host key not in {self.path} and ssh.hostKeyPolicy is strict; "
-                    f"add it ({key.get_name()} {key.fingerprint}) or use accept-new"
+                    f"{hostname}: host key neither in {self.path} nor in {self.users_path} "
+                    f"and ssh.hostKeyPolicy is strict; add it ({key.get_name()} "
+                    f"{key.fingerprint}) to either, or use accept-new"
                 )
-            self.keys.add(hostname, key.get_name(), key)
-            self.path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
-            self.keys.save(str(self.path))
-            self.path.chmod(0o600)
+            self._save(hostname, key)
+
+    def _save(self, hostname: str, key: paramiko.PKey) -> None:
+        self.keys.add(hostname, key.get_name(), key)
+        self.path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+        self.keys.save(str(self.path))
+        self.path.chmod(0o600)
+
+    def _operators(self) -> paramiko.HostKeys:
+        if self._users is None:
+            self._users = paramiko.HostKeys()
+            # Only a help to strict mode: a file Paramiko cannot read helps with nothing.
+            unreadable = (OSError, ValueError, paramiko.SSHException, InvalidHostKey)
+            with contextlib.suppress(*unreadable):
+                if self.users_path.is_file():
+                    self._users.load(str(self.users_path))
+        return self._users
 
 
 class _Policy(paramiko.MissingHostKeyPolicy):
@@ -163,16 +203,75 @@ def _parsed_key(path: str, modified_ns: int) -> paramiko.PKey:
 MAX_CHANNELS = 8
 
 
-class Connection:
-    """One SSH connection to one host. Commands run as root: directly, or through
-    `sudo -n` for other users."""
+def _bare_config() -> fabric.Config:
+    """Everything a connection needs is in its target: no ssh_config read again (the
+    target's address is already its HostName), none of Fabric's own configuration files.
+    One per connection: Fabric writes to the configuration of each Connection it makes,
+    and connections are made in parallel."""
+    return fabric.Config(lazy=True, ssh_config=paramiko.SSHConfig())
 
-    def __init__(self, target: SSHTarget, keys: HostKeys, log: RunLog, connect_timeout: float = 10):
+
+def _socket(address: str, port: int, timeout: float) -> socket.socket:
+    sock = socket.create_connection((address, port), timeout=timeout)
+    # Every command is a few small packets; with Nagle's algorithm each waited for the
+    # server's delayed ACK of the one before (40 ms a channel here, as much on login).
+    sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+    return sock
+
+
+class _Link(fabric.Connection):
+    """Fabric's Connection, whose channel through a bastion is bounded by the connect
+    timeout (Fabric asks for it with Paramiko's default of an hour, so a host behind the
+    bastion that does not answer would hold a run as long)."""
+
+    bastion = "the bastion"  # its name in errors; a class attribute, as Fabric wants
+
+    def open_gateway(self):
+        if not isinstance(self.gateway, fabric.Connection):
+            return super().open_gateway()
+        self.gateway.open()
+        try:
+            return self.gateway.transport.open_channel(
+                "direct-tcpip",
+                dest_addr=(self.host, int(self.port)),
+                src_addr=("", 0),
+                timeout=self.connect_kwargs["timeout"],
+            )
+        except paramiko.ChannelException as exc:
+            if exc.code == OPEN_FAILED_ADMINISTRATIVELY_PROHIBITED:
+                raise MachineError(
+                    f"{self.bastion} refuses to forward connections to {self.host}:{self.port} "
+                    f"({exc.text}); its sshd needs AllowTcpForwarding yes"
+                ) from None
+            raise ConnectionRefusedError(f"{self.bastion}: {exc.text}") from None
+        except paramiko.SSHException as exc:
+            if "Timeout" in str(exc):  # Paramiko says nothing more specific
+                timeout = self.connect_kwargs["timeout"]
+                raise TimeoutError(f"{self.bastion}: no answer within {timeout:.0f}s") from None
+            raise
+
+
+class Connection:
+    """One SSH connection to one host, directly or through its bastion's connection.
+    Commands run as root: directly, or through `sudo -n` for other users."""
+
+    def __init__(
+        self,
+        target: SSHTarget,
+        keys: HostKeys,
+        log: RunLog,
+        connect_timeout: float = 10,
+        jump: Connection | None = None,
+    ):
         self.target = target
         self.name = target.name
         self._keys = keys
         self._log = log
         self._connect_timeout = connect_timeout
+        if jump is None and target.jump is not None:
+            jump = Connection(target.jump, keys, log, connect_timeout)
+        self._jump = jump  # shared by the hosts behind it (Transport._jumps)
+        self._link: fabric.Connection | None = None
         self._client: paramiko.SSHClient | None = None
         self._lock = threading.Lock()
         self._channels = threading.BoundedSemaphore(MAX_CHANNELS)
@@ -188,14 +287,16 @@ class Connection:
                 try:
                     self._client = self._connect()
                     return self
-                except (HostKeyChanged, UserError):  # not worth a retry
+                # Not worth a retry; a bastion's failure comes from its own open() retried.
+                except (HostKeyChanged, UserError, MachineError):
                     raise
                 except paramiko.BadHostKeyException as exc:
+                    name = self._keys.name(self.target.address, self.target.port)
                     raise HostKeyChanged(
-                        f"{self.name} ({self.target.address}): host key changed: pinned "
+                        f"{self.name} ({self.target.address}): host key changed: known "
                         f"{exc.expected_key.get_name()} {exc.expected_key.fingerprint}, offered "
                         f"{exc.key.fingerprint}; if the machine was rebuilt, remove its line "
-                        f"from {self._keys.path} and run again"
+                        f"from {self._keys.source(name)} and run again"
                     ) from None
                 except paramiko.AuthenticationException as exc:
                     raise MachineError(
@@ -207,52 +308,66 @@ class Connection:
                     # off: asking again only multiplies the wait (a dead etcd member would
                     # cost every command three timeouts). Refusals and resets are retried.
                     if attempt == attempts or isinstance(exc, TimeoutError):
+                        via = f" through {self._jump.name}" if self._jump else ""
                         raise Unreachable(
                             f"{self.name}: cannot reach {self.target.address}:{self.target.port}"
-                            f" over SSH: {exc or type(exc).__name__}"
+                            f" over SSH{via}: {exc or type(exc).__name__}"
                         ) from None
                     time.sleep(attempt)
         raise AssertionError("unreachable")
 
     def _connect(self) -> paramiko.SSHClient:
-        client = paramiko.SSHClient()
-        self._keys.configure(client)
-        key = _private_key(self.target.key) if self.target.key else None
-        sock = socket.create_connection(
-            (self.target.address, self.target.port), timeout=self._connect_timeout
+        target = self.target
+        key = _private_key(target.key) if target.key else None
+        options: dict = {
+            "pkey": key,
+            "timeout": self._connect_timeout,
+            "banner_timeout": self._connect_timeout,
+            "auth_timeout": self._connect_timeout,
+            "allow_agent": target.key is None,
+            "look_for_keys": target.key is None,
+        }
+        if target.key is not None and key is None:
+            # Paramiko's own loading, for what _private_key left to it, reports the problem.
+            options["key_filename"] = str(target.key)
+        gateway: fabric.Connection | str | bool = False
+        if self._jump is not None:
+            gateway = self._jump.open()._link or False
+        elif target.proxy_command is not None:
+            gateway = target.proxy_command
+        else:
+            options["sock"] = _socket(target.address, target.port, self._connect_timeout)
+        link = _Link(
+            target.address,
+            user=target.user,
+            port=target.port,
+            config=_bare_config(),
+            gateway=gateway,
+            connect_kwargs=options,
         )
-        # Every command is a few small packets; with Nagle's algorithm each waited for the
-        # server's delayed ACK of the one before (40 ms a channel here, as much on login).
-        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        if self._jump is not None:
+            link.bastion = self._jump.name
+        name = self._keys.name(target.address, target.port)
+        self._keys.configure(link.client, name)
         try:
-            client.connect(
-                self.target.address,
-                port=self.target.port,
-                sock=sock,
-                username=self.target.user,
-                pkey=key,
-                # Paramiko's own loading, for what _private_key left to it, reports the problem.
-                key_filename=str(self.target.key) if self.target.key and key is None else None,
-                timeout=self._connect_timeout,
-                banner_timeout=self._connect_timeout,
-                auth_timeout=self._connect_timeout,
-                allow_agent=self.target.key is None,
-                look_for_keys=self.target.key is None,
-            )
+            link.open()
         except BaseException:
-            client.close()
-            sock.close()
+            link.client.close()
+            if "sock" in options:
+                options["sock"].close()
             raise
-        transport = client.get_transport()
-        assert transport is not None
-        transport.set_keepalive(15)
-        return client
+        assert link.transport is not None
+        self._keys.vouched(name, link.transport.get_remote_server_key())
+        link.transport.set_keepalive(15)
+        self._link = link
+        return link.client
 
     def close(self) -> None:
         with self._lock:
             if self._client is not None:
                 self._client.close()
                 self._client = None
+                self._link = None
 
     # -- commands -------------------------------------------------------------------------
 
@@ -401,24 +516,14 @@ class Connection:
         return [SSH_CLIENT, *terminal, *self._openssh_options(), "--", self.target.address, *remote]
 
     def _openssh_options(self) -> list[str]:
-        target = self.target
-        options = [
-            "-F", "/dev/null",  # neither the user's config nor its multiplexing
-            "-o", "BatchMode=yes",
-            "-o", "StrictHostKeyChecking=yes",
-            "-o", f"UserKnownHostsFile={ssh_option_path(self._keys.path)}",
-            "-o", "GlobalKnownHostsFile=/dev/null",
-            "-o", f"ConnectTimeout={max(1, round(self._connect_timeout))}",
+        """OpenSSH's options for this host: the way the connection reaches it, and
+        checked strictly against the pinned keys (which the connection pinned first)."""
+        return [
+            *openssh_login(self.target, self._keys.path, "yes", self._connect_timeout),
             "-o", "ServerAliveInterval=15",
             "-o", f"Ciphers={_BULK_CIPHERS}",
             "-o", "LogLevel=ERROR",
-            "-p", str(target.port),
-            "-l", target.user,
         ]  # fmt: skip
-        if target.key is not None:
-            key = ssh_option_path(target.key)
-            options += ["-o", f"IdentityFile={key}", "-o", "IdentitiesOnly=yes"]
-        return options
 
     def _wrap(self, command: str) -> str:
         script = f"export LC_ALL=C; {command}"
@@ -533,10 +638,23 @@ class Transport:
         log: RunLog,
         connect_timeout: float = 10,
     ):
-        self._connections = {
-            t.name: Connection(t, host_keys, log, connect_timeout) for t in targets
-        }
         self.log = log
+        self._keys = host_keys
+        self._timeout = connect_timeout
+        # One connection per bastion, shared by every host behind it.
+        self._jumps: dict[SSHTarget, Connection] = {}
+        self._connections = {
+            t.name: Connection(t, host_keys, log, connect_timeout, self._jump(t)) for t in targets
+        }
+
+    def _jump(self, target: SSHTarget) -> Connection | None:
+        jump = target.jump
+        if jump is None:
+            return None
+        if jump not in self._jumps:
+            behind = self._jump(jump)  # a bastion reached through another
+            self._jumps[jump] = Connection(jump, self._keys, self.log, self._timeout, behind)
+        return self._jumps[jump]
 
     def __getitem__(self, name: str) -> Connection:
         return self._connections[name]
@@ -563,7 +681,7 @@ class Transport:
         return results
 
     def close(self) -> None:
-        for connection in self._connections.values():
+        for connection in [*self._connections.values(), *self._jumps.values()]:
             connection.close()
 
     def __enter__(self) -> Transport:

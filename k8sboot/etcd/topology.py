@@ -16,6 +16,7 @@ from k8sboot.etcd.pki import CertSpec
 from k8sboot.facts import Facts
 from k8sboot.kubeadm_node import ETCD_MEMBER_DIR, ETCD_PKI_DIR, PKI_DIR
 from k8sboot.spec import Cluster, Host
+from k8sboot.spec.model import is_ip_address
 
 DEFAULT_QUOTA = 2 * 1024**3  # etcd's default --quota-backend-bytes
 
@@ -99,8 +100,9 @@ def initial_cluster(hosts: list[Host]) -> str:
 
 def names_of(host: Host) -> tuple[tuple[str, ...], tuple[str, ...]]:
     """DNS names and IP addresses an etcd member's certificates carry."""
-    dns = (host.name, "localhost")
-    ips = tuple(dict.fromkeys([host.ip, host.address, "127.0.0.1", "::1"]))
+    named = not is_ip_address(host.address)  # an SSH address may be a DNS name
+    dns = tuple(dict.fromkeys([host.name, "localhost", *([host.address] if named else [])]))
+    ips = tuple(dict.fromkeys([host.ip, *([] if named else [host.address]), "127.0.0.1", "::1"]))
     return dns, ips
 
 

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from typing import Literal
 
 from k8sboot.kubeadm_node import API_SERVER_PORT
-from k8sboot.spec.model import Cluster
+from k8sboot.spec.model import Cluster, is_ip_address
 from k8sboot.versions import ETCD_CHECKSUMS
 
 
@@ -48,7 +48,15 @@ def _hosts(cluster: Cluster) -> list[Finding]:
                 )
             )
         ip_field = "nodeIP" if host.node_ip else "address"
-        if ipaddress.ip_address(host.ip).is_loopback:
+        if not is_ip_address(host.ip):
+            findings.append(
+                Finding(
+                    f"hosts[{i}].nodeIP",
+                    f"required when the address is a name ('{host.address}'): the node IP "
+                    "Kubernetes uses is an IP address",
+                )
+            )
+        elif ipaddress.ip_address(host.ip).is_loopback:
             findings.append(
                 Finding(
                     f"hosts[{i}].{ip_field}",

@@ -87,9 +87,20 @@ def _ip_or_dns_name(value: str) -> str:
         return str(ipaddress.ip_address(value))
     except ValueError:
         pass
+    # No top-level domain is all digits: 10.0.0.300 is a mistyped address, not a name.
+    if re.fullmatch(r"[0-9.]+", value):
+        raise invalid(f"{value!r} is not an IP address")
     if not _DNS_NAME.match(value):
         raise invalid(f"{value!r} is neither an IP address nor a DNS name")
     return value
+
+
+def is_ip_address(value: str) -> bool:
+    try:
+        ipaddress.ip_address(value)
+    except ValueError:
+        return False
+    return True
 
 
 def _interface(value: str) -> str:
@@ -147,7 +158,9 @@ class HostSSH(Section):
 
 class Host(Section):
     name: NodeName
-    address: IPAddress
+    # Where k8sboot reaches the host over SSH: an IP address, a DNS name or a Host of the
+    # operator's ssh_config. Kubernetes never uses it unless it is also the node IP.
+    address: Address
     roles: list[Role] = Field(min_length=1)
     node_ip: IPAddress | None = Field(default=None, alias="nodeIP")
     interface: Interface | None = None
@@ -155,7 +168,8 @@ class Host(Section):
 
     @property
     def ip(self) -> str:
-        """The node IP: the private address the node uses inside the cluster."""
+        """The node IP: the private address the node uses inside the cluster (the spec
+        checks refuse a host whose address is a name and that has no nodeIP)."""
         return self.node_ip or self.address
 
     def has(self, role: Role) -> bool:
@@ -285,10 +299,26 @@ class Packages(Section):
     path: FilePath | None = None
 
 
+class Bastion(Section):
+    """The jump host every SSH connection to the cluster's hosts goes through. Anything
+    unset comes from the ssh_config, then from the cluster's `ssh` (port: 22)."""
+
+    address: Address
+    user: str | None = None
+    port: Port | None = None
+    key: FilePath | None = None
+
+
 class SSH(Section):
+    # Written in the file, user and port win over the ssh_config's (model_fields_set
+    # tells them from these defaults).
     user: str = "root"
     port: Port = 22
     key: FilePath | None = None
+    # OpenSSH's client configuration to read instead of ~/.ssh/config and
+    # /etc/ssh/ssh_config, as `ssh -F` would.
+    config_file: FilePath | None = None
+    bastion: Bastion | None = None
     host_key_policy: Literal["accept-new", "strict"] = "accept-new"
     connect_timeout: Annotated[int, Field(strict=True, ge=1, le=600)] = 10
 

@@ -21,12 +21,13 @@ from .conftest import BASE
 AWKWARD_DIR = "my cluster's  dir"
 
 
-def awkward_cluster(base: Path) -> Cluster:
-    """A cluster whose file, key and state directory are all under AWKWARD_DIR."""
+def awkward_cluster(base: Path, ssh: dict[str, Any] | None = None) -> Cluster:
+    """A cluster whose file, key and state directory are all under AWKWARD_DIR; `ssh`
+    adds to its ssh settings."""
     directory = base / AWKWARD_DIR
     directory.mkdir(parents=True, exist_ok=True)
     (directory / "id key").write_text("not a key\n")
-    spec = {**BASE, "ssh": {"key": "id key"}}
+    spec = {**BASE, "ssh": {"key": "id key", **(ssh or {})}}
     (directory / "cluster.yaml").write_text(yaml.safe_dump(spec))
     return spec_from_text(yaml.safe_dump(spec), directory / "cluster.yaml").cluster
 
@@ -46,9 +47,10 @@ def run(
     per_host: dict[str, dict[str, Any]],
     extravars: dict[str, Any] | None = None,
     on_event: Any = None,
+    ssh: dict[str, Any] | None = None,
 ) -> Path:
     """run_playbook of test.yml (see playbooks) for the hosts of `per_host`."""
-    cluster = awkward_cluster(base)
+    cluster = awkward_cluster(base, ssh)
     assert cluster.state_dir is not None
     state = StateDir(cluster.state_dir).ensure()
     return ansible.run_playbook(cluster, state, "test.yml", per_host, extravars or {}, on_event)

@@ -28,3 +28,14 @@ def load_data(data: dict, where: Path = Path("/work/cluster.yaml")) -> LoadedSpe
 @pytest.fixture
 def base() -> dict:
     return yaml.safe_load(yaml.safe_dump(BASE))  # a deep copy each test may change
+
+
+@pytest.fixture(autouse=True)
+def _no_operator_ssh_files(tmp_path_factory: pytest.TempPathFactory, monkeypatch) -> None:
+    """The ssh_config and known_hosts of whoever runs the tests play no part in them."""
+    from k8sboot import inventory, transport
+
+    nothing = tmp_path_factory.getbasetemp() / "no-such-ssh-file"
+    monkeypatch.setattr(inventory, "USER_SSH_CONFIG", str(nothing))
+    monkeypatch.setattr(inventory, "SYSTEM_SSH_CONFIG", str(nothing))
+    monkeypatch.setattr(transport, "USER_KNOWN_HOSTS", str(nothing))

@@ -72,19 +72,19 @@ def test_validate_lists_every_problem_and_exits_2(run, spec: Path) -> None:
 
 
 def test_validate_json(run, spec: Path) -> None:
-    spec.write_text(spec.read_text().replace("10.0.0.11", "nope"))
+    spec.write_text(spec.read_text().replace("10.0.0.11", "10.0.0.300"))
     result = run("validate", "-o", "json")
     assert result.exit_code == 2
     report = json.loads(result.stdout)
     assert report["valid"] is False
-    assert report["errors"] == ["hosts[0].address: 'nope' is not an IP address"]
+    assert report["errors"] == ["hosts[0].address: '10.0.0.300' is not an IP address"]
 
 
 def test_other_commands_fail_with_one_line(run, spec: Path) -> None:
-    spec.write_text(spec.read_text().replace("10.0.0.11", "nope"))
+    spec.write_text(spec.read_text().replace("10.0.0.11", "10.0.0.300"))
     result = run("render")
     assert result.exit_code == 2
-    assert result.output == "error: hosts[0].address: 'nope' is not an IP address\n"
+    assert result.output == "error: hosts[0].address: '10.0.0.300' is not an IP address\n"
 
 
 def test_missing_file_exits_2(run) -> None:

@@ -84,6 +84,11 @@ BAD = [
     ("hosts.1.address", "10.0.0.11", "hosts[1].address: '10.0.0.11' (SSH port 22) is also"),
     ("hosts.1.name", "cp1", "hosts[1].name: 'cp1' is also hosts[0]"),
     ("hosts.0.address", "127.0.0.1", "hosts[0].address: '127.0.0.1' is a loopback address"),
+    ("hosts.0.address", "cp1.example.com", "hosts[0].nodeIP: required when the address is a"),
+    ("hosts.0.address", "cp_1", "hosts[0].address: 'cp_1' is neither an IP address nor a DNS"),
+    ("ssh.bastion", {"adress": "b"}, "ssh.bastion.adress: unknown key (did you mean 'address'?)"),
+    ("ssh.bastion", {"address": "b", "port": 0}, "ssh.bastion.port: 0 must be at least 1"),
+    ("ssh.bastion", {"user": "ops"}, "ssh.bastion.address: required"),
     ("hosts.1.roles", ["etcd"], "hosts[1].roles: role etcd needs etcd.topology: external"),
     ("etcd.topology", "external", "etcd.topology: external etcd needs hosts with the role etcd"),
     ("controlPlaneEndpoint.type", "kube-vip", "controlPlaneEndpoint.address: required with"),
@@ -111,6 +116,37 @@ def test_bad_values_name_the_field(base: dict, path: str, value: object, expecte
     assert any(p.startswith(expected) for p in problems), problems
     assert all("\n" not in p for p in problems)
     assert "\n" not in str(caught.value)
+
+
+def test_a_host_may_be_reached_by_name_and_keeps_its_node_ip(base: dict) -> None:
+    base["hosts"][0].update(address="cp1.example.com", nodeIP="10.0.0.11")
+    base["ssh"] = {"configFile": "ssh/config", "bastion": {"address": "bastion.example.com"}}
+    cluster = load_data(base, Path("/srv/site/cluster.yaml")).cluster
+    host = cluster.host("cp1")
+    assert (host.address, host.ip) == ("cp1.example.com", "10.0.0.11")
+    assert cluster.endpoint == "10.0.0.11:6443"
+    assert cluster.ssh.config_file == Path("/srv/site/ssh/config")
+    assert cluster.ssh.bastion is not None
+    assert cluster.ssh.bastion.address == "bastion.example.com"
+
+
+def test_a_host_reached_by_name_without_a_node_ip_is_one_problem(base: dict) -> None:
+    base["hosts"][1]["address"] = "w1.example.com"
+    with pytest.raises(SpecError) as caught:
+        load_data(base)
+    assert caught.value.problems == [
+        "hosts[1].nodeIP: required when the address is a name ('w1.example.com'): the node IP "
+        "Kubernetes uses is an IP address"
+    ]
+
+
+def test_etcd_certificates_name_a_host_reached_by_name(base: dict) -> None:
+    from k8sboot.etcd.topology import names_of
+
+    base["hosts"][0].update(address="cp1.example.com", nodeIP="10.0.0.11")
+    dns, ips = names_of(load_data(base).cluster.host("cp1"))
+    assert "cp1.example.com" in dns
+    assert ips == ("10.0.0.11", "127.0.0.1", "::1")
 
 
 def test_missing_required_fields(base: dict) -> None:

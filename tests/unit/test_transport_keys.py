@@ -163,3 +163,159 @@ def test_an_exception_that_says_nothing_is_still_an_error() -> None:
     assert _error(EOFError()) == "EOFError"
     assert _error(ValueError("bad")) == "bad"
     assert _error({"nodes": 3}) is None
+
+
+# -- through a bastion, against SSH servers in this process (tests/unit/ssh_server.py) ------
+
+
+@pytest.fixture
+def servers(tmp_path: Path):
+    """A bastion that forwards, two hosts behind it, and the client's key file."""
+    from .ssh_server import SSHServer, write_client_key
+
+    public = write_client_key(tmp_path / "id")
+    started = {
+        "bastion": SSHServer(public, forwarding=True),
+        "n1": SSHServer(public),
+        "n2": SSHServer(public),
+    }
+    yield started
+    for server in started.values():
+        server.close()
+
+
+def _targets(servers, tmp_path: Path, names=("n1", "n2")):
+    from k8sboot.inventory import SSHTarget
+
+    key = tmp_path / "id"
+    jump = SSHTarget("bastion", "127.0.0.1", servers["bastion"].port, "root", key)
+    return [SSHTarget(n, "127.0.0.1", servers[n].port, "root", key, jump=jump) for n in names]
+
+
+def test_commands_go_through_one_bastion_connection_and_pin_its_key_too(
+    servers, tmp_path: Path
+) -> None:
+    import socket
+
+    from k8sboot.runlog import RunLog
+    from k8sboot.transport import HostKeys, Transport
+
+    known_hosts = tmp_path / "known_hosts"
+    keys = HostKeys(known_hosts, "accept-new")
+    with Transport(_targets(servers, tmp_path), keys, RunLog(None)) as transport:
+        results = transport.each(["n1", "n2"], lambda c: c.run("echo $((6 * 7))").stdout)
+        bastion = transport["n1"]._jump
+        assert bastion is transport["n2"]._jump
+        sock = bastion._client.get_transport().sock
+        assert sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY)
+    assert results == {"n1": "42\n", "n2": "42\n"}
+    assert servers["bastion"].logins == ["root"]  # one connection for both hosts
+    assert sorted(servers["bastion"].forwarded) == sorted(
+        ("127.0.0.1", servers[n].port) for n in ("n1", "n2")
+    )
+    assert sorted(known_hosts.read_text().splitlines()) == sorted(
+        s.known_hosts_line().strip() for s in servers.values()
+    )
+
+
+def test_a_bastion_whose_key_changed_is_refused(servers, tmp_path: Path) -> None:
+    from k8sboot.runlog import RunLog
+    from k8sboot.transport import HostKeyChanged, HostKeys, Transport
+
+    known_hosts = tmp_path / "known_hosts"
+    other = paramiko.ECDSAKey.generate()
+    known_hosts.write_text(
+        f"[127.0.0.1]:{servers['bastion'].port} {other.get_name()} {other.get_base64()}\n"
+    )
+    keys = HostKeys(known_hosts, "accept-new")
+    with (
+        Transport(_targets(servers, tmp_path, ["n1"]), keys, RunLog(None)) as transport,
+        pytest.raises(HostKeyChanged, match=r"^bastion \(127\.0\.0\.1\): host key changed"),
+    ):
+        transport["n1"].run("true")
+    assert servers["bastion"].logins == servers["n1"].logins == []
+
+
+def test_a_bastion_that_does_not_forward_says_so(tmp_path: Path) -> None:
+    from k8sboot.errors import MachineError
+    from k8sboot.inventory import SSHTarget
+    from k8sboot.runlog import RunLog
+    from k8sboot.transport import Connection, HostKeys
+
+    from .ssh_server import SSHServer, write_client_key
+
+    public = write_client_key(tmp_path / "id")
+    bastion = SSHServer(public, forwarding=False)
+    jump = SSHTarget("bastion", "127.0.0.1", bastion.port, "root", tmp_path / "id")
+    target = SSHTarget("n1", "127.0.0.1", 9, "root", tmp_path / "id", jump=jump)
+    connection = Connection(target, HostKeys(tmp_path / "known_hosts", "accept-new"), RunLog(None))
+    with pytest.raises(MachineError, match=r"bastion refuses to forward .*AllowTcpForwarding yes"):
+        connection.run("true")
+    bastion.close()
+
+
+@pytest.mark.parametrize("hashed", [False, True], ids=["plain", "hashed"])
+def test_strict_mode_pins_the_key_the_operators_known_hosts_has(
+    servers, tmp_path: Path, monkeypatch, hashed: bool
+) -> None:
+    from k8sboot import transport
+    from k8sboot.inventory import SSHTarget
+    from k8sboot.runlog import RunLog
+
+    server = servers["n1"]
+    name = f"[127.0.0.1]:{server.port}"
+    if hashed:
+        name = paramiko.HostKeys.hash_host(name)
+    operators = tmp_path / "operators_known_hosts"
+    operators.write_text(
+        "# the operator's own\n"
+        f"{name} {server.host_key.get_name()} {server.host_key.get_base64()}\n"
+    )
+    monkeypatch.setattr(transport, "USER_KNOWN_HOSTS", str(operators))
+    known_hosts = tmp_path / "known_hosts"
+    keys = transport.HostKeys(known_hosts, "strict")
+    direct = SSHTarget("n1", "127.0.0.1", server.port, "root", tmp_path / "id")
+    with transport.Transport([direct], keys, RunLog(None)) as hosts:
+        assert hosts["n1"].run("echo ok").stdout == "ok\n"
+    assert known_hosts.read_text() == server.known_hosts_line()
+
+
+def test_strict_mode_refuses_a_key_other_than_the_operators_known_hosts_has(
+    servers, tmp_path: Path, monkeypatch
+) -> None:
+    from k8sboot import transport
+    from k8sboot.inventory import SSHTarget
+    from k8sboot.runlog import RunLog
+
+    server = servers["n1"]
+    other = paramiko.ECDSAKey.generate()
+    operators = tmp_path / "operators_known_hosts"
+    operators.write_text(f"[127.0.0.1]:{server.port} {other.get_name()} {other.get_base64()}\n")
+    monkeypatch.setattr(transport, "USER_KNOWN_HOSTS", str(operators))
+    known_hosts = tmp_path / "known_hosts"
+    keys = transport.HostKeys(known_hosts, "strict")
+    target = SSHTarget("n1", "127.0.0.1", server.port, "root", tmp_path / "id")
+    with (
+        transport.Transport([target], keys, RunLog(None)) as hosts,
+        pytest.raises(transport.HostKeyChanged, match=f"from {operators} and run again$"),
+    ):
+        hosts["n1"].run("true")
+    assert not known_hosts.exists()
+    assert server.logins == []
+
+
+def test_strict_mode_refuses_a_host_neither_file_knows(servers, tmp_path: Path) -> None:
+    from k8sboot import transport
+    from k8sboot.errors import UserError
+    from k8sboot.inventory import SSHTarget
+    from k8sboot.runlog import RunLog
+
+    server = servers["n1"]
+    keys = transport.HostKeys(tmp_path / "known_hosts", "strict")
+    target = SSHTarget("n1", "127.0.0.1", server.port, "root", tmp_path / "id")
+    with (
+        transport.Transport([target], keys, RunLog(None)) as hosts,
+        pytest.raises(UserError, match=r"neither in .* nor in .*; add it"),
+    ):
+        hosts["n1"].run("true")
+    assert server.logins == []
