@@ -49,7 +49,8 @@ SURFACE: dict[str, list[str]] = {
     "health": [*SHARED, "--warn-days"],
     "init": [
         *["--addresses", "--control-planes", "--debug", "--endpoint", "--file", "--force"],
-        *["--from-vagrant", "--kubernetes-version", "--name", "--ssh-user", "--verbose"],
+        *["--from-vagrant", "--kubernetes-version", "--name", "--ssh-key", "--ssh-user"],
+        *["--verbose"],
         *["--workers", "-f", "-v"],
     ],
     "inventory": SHARED,
