@@ -442,7 +442,16 @@ class Connection:
                     channel.sendall(stdin)
                 channel.shutdown_write()
                 out, err = self._collect(channel, timeout, label)
-                return channel.recv_exit_status(), out, err
+                status = channel.recv_exit_status()
+        link = self._client.get_transport() if self._client is not None else None
+        if status == -1 and (link is None or not link.is_active()):
+            # No exit status and no connection: the host went away under the command.
+            self.close()
+            raise Unreachable(
+                f"{self.name}: the connection was lost while `{label}` ran (did the host "
+                "reboot or leave the network?); once it is back, run the same command again"
+            )
+        return status, out, err
 
     def _bulk(
         self,

@@ -1,11 +1,13 @@
 from __future__ import annotations
 
+from pathlib import Path
+
 import click
 
 from k8sboot.cli import options
 from k8sboot.cli.common import App, pass_app
 from k8sboot.errors import UserError
-from k8sboot.spec import check_local_files, refuse_directory, spec_from_text
+from k8sboot.spec import refuse_directory, spec_from_text
 from k8sboot.starter import Starter, numbered_hosts, vagrant_hosts
 from k8sboot.state import StateDir
 from k8sboot.vagrant import read_environment
@@ -65,6 +67,8 @@ def command(
       k8sboot init --ssh-user debian --ssh-key ~/.ssh/id_ed25519 --addresses 10.0.0.11
       k8sboot init --from-vagrant
     """
+    if ssh_key is not None and not Path(ssh_key).expanduser().is_file():
+        raise UserError(f"--ssh-key: {ssh_key}: no such file")
     spec_path = app.spec_path
     refuse_directory(spec_path)
     if spec_path.exists() and not force:
@@ -88,8 +92,6 @@ def command(
     )
     text = starter.render()
     cluster = spec_from_text(text, spec_path).cluster  # never write a file that would not validate
-    if missing := check_local_files(cluster):
-        raise UserError(str(missing[0]))
     try:
         spec_path.write_text(text, encoding="utf-8")
     except OSError as exc:

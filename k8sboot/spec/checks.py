@@ -254,7 +254,7 @@ def _packages(cluster: Cluster) -> list[Finding]:
 
 def check_local_files(cluster: Cluster) -> list[Finding]:
     """Files on this machine that the cluster file names (SSH keys, the backup key). Only
-    `validate` and `init` ask: other commands run where such a file may not be (health
+    `validate` asks: other commands run where such a file may not be (health
     from a laptop without the backup key), and those that use one read it then."""
     findings = []
     keys = [("ssh.key", cluster.ssh.key, "")]

@@ -125,7 +125,7 @@ def _upgrade(cluster: K8sboot) -> None:
             f"\nthe run w2 rebooted under: exit {code} after "
             f"{time.monotonic() - reboot_started:.0f}s: {stderr.strip()}"
         )
-        assert code == 1, (rebooted[-4:], stderr)
+        assert code == 1 and "the connection was lost while" in stderr, (rebooted[-4:], stderr)
         done = cluster.run("upgrade", "-o", "json")
     seconds = time.monotonic() - started
     run = events(done.stdout)

@@ -80,3 +80,26 @@ def link_is_up(name: str) -> bool:
         return False
     info = json.loads(_ip("-j", "link", "show", name).stdout)
     return "UP" in info[0].get("flags", [])
+
+
+@contextlib.contextmanager
+def unreachable_from_here(table: str, addresses: list[str]):
+    """While the block runs, this host opens no new connection to `addresses` (its
+    established ones, and connections the machines open to it, go on): machines the
+    operator can reach only through another one. One nftables table, deleted afterwards."""
+    listed = ", ".join(addresses)
+    script = (
+        f"table inet {table} {{\n"
+        "  chain output {\n"
+        "    type filter hook output priority 0; policy accept;\n"
+        f"    ip daddr {{ {listed} }} ct state new reject\n"
+        "  }\n"
+        "}\n"
+    )
+    proc = subprocess.run(["nft", "-f", "-"], input=script, capture_output=True, text=True)
+    if proc.returncode != 0:
+        raise NetworkError(f"nft: {proc.stderr.strip()}")
+    try:
+        yield
+    finally:
+        subprocess.run(["nft", "delete", "table", "inet", table], capture_output=True)

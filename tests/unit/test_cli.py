@@ -147,7 +147,7 @@ def test_init_takes_the_ssh_user_and_key_every_host_uses(run, tmp_path: Path) ->
     ("args", "message"),
     [
         (["--control-planes", "3"], "3 control planes need a virtual IP: pass --endpoint"),
-        (["--ssh-key", "/nonexistent/id_ed25519"], "ssh.key: "),
+        (["--ssh-key", "/nonexistent/id_ed25519"], "--ssh-key: /nonexistent/id_ed25519: no such"),
         (["--addresses", "10.0.0.1,10.0.0.2"], "--addresses: 2 addresses for 3 hosts"),
         (["--addresses", "10.0.0.999"], "--addresses: '10.0.0.999' does not appear"),
         (["--kubernetes-version", "1.20.0"], "kubernetes.version: Kubernetes 1.20.0 is not"),

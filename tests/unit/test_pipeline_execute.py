@@ -89,7 +89,26 @@ def test_a_few_at_a_time_never_more_and_a_failure_starts_no_more() -> None:
     executor = Counting()
     done = list(_execute(executor, ACTIONS, at_once=2))
     assert executor.most == 2 and len(done) == 4
-    failing = Counting(fail="w0")
+    failing = FailsFirst()
     with pytest.raises(MachineError, match="w0: failed"):
         list(_execute(failing, ACTIONS, at_once=2))
     assert failing.started == ["w0", "w1"]  # w2 and w3 never started
+
+
+class FailsFirst(Counting):
+    """w0 fails at once; w1 ends well after it, so that whatever the machine's load the
+    failure is seen before a free slot could start w2."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.failed = threading.Event()
+
+    def execute(self, action: WriteFiles) -> Outcome:
+        with self.lock:
+            self.started.append(action.host)
+        if action.host == "w0":
+            self.failed.set()
+            raise MachineError("w0: failed")
+        self.failed.wait(5)
+        threading.Event().wait(1.0)
+        return Outcome((action.host,))
