@@ -71,12 +71,32 @@ def test_a_user_kubeconfig_is_signed_by_the_cluster_ca_and_gets_only_its_rights(
     denied = _kubectl(path, "get", "pods", "-n", "default", check=False)
     assert 'User "alice" cannot list resource "pods"' in denied.stderr, denied.stderr
     admin = cluster.state / "kubeconfig"
-    binding = ["rolebinding", "dev-view", "-n", "default"]
-    _kubectl(admin, "create", *binding[:2], "--clusterrole=view", "--group=dev", *binding[2:])
+    binding = cluster.workdir / "dev-pods.yaml"  # applied as JSON: the stand-in reads no protobuf
+    rbac = "rbac.authorization.k8s.io"
+    binding.write_text(
+        yaml.safe_dump_all(
+            [
+                {
+                    "apiVersion": f"{rbac}/v1",
+                    "kind": "Role",
+                    "metadata": {"name": "pod-reader", "namespace": "default"},
+                    "rules": [{"apiGroups": [""], "resources": ["pods"], "verbs": ["list"]}],
+                },
+                {
+                    "apiVersion": f"{rbac}/v1",
+                    "kind": "RoleBinding",
+                    "metadata": {"name": "dev-pod-reader", "namespace": "default"},
+                    "roleRef": {"apiGroup": rbac, "kind": "Role", "name": "pod-reader"},
+                    "subjects": [{"apiGroup": rbac, "kind": "Group", "name": "dev"}],
+                },
+            ]
+        )
+    )
+    _kubectl(admin, "apply", "-f", str(binding))
     try:
         assert _kubectl(path, "get", "pods", "-n", "default").returncode == 0
     finally:
-        _kubectl(admin, "delete", *binding)
+        _kubectl(admin, "delete", "-f", str(binding))
     # The user's key went to stdout only: no run log holds it, no file is left behind on
     # the control plane that signed it.
     key_body = base64.b64decode(user["client-key-data"]).decode().splitlines()[1]

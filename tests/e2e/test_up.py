@@ -210,8 +210,8 @@ def test_the_ssh_machines_quickstart_as_written(
     machines reach no pkgs.k8s.io: the cluster file gets this module's package mirror and
     etcd download, as the README says to do for machines without that route."""
     lab = k8sboot.lab
-    machines = {m.name: m for m in lab.machines}
-    assert set(machines) == {"cp1", "w1", "w2"}
+    machines = {m.name: m for m in lab.machines if m.name in ("cp1", "w1", "w2")}
+    assert len(machines) == 3  # (w3, which an earlier test added, has no part in this)
     assert all(m.address == m.ssh_host for m in machines.values())
     user = machines["cp1"].ssh_user
     workdir = tmp_path_factory.mktemp("newcomer")
