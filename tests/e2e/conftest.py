@@ -7,6 +7,7 @@ import os
 import signal
 import subprocess
 import sys
+import tempfile
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -77,51 +78,43 @@ class K8sboot:
     def killed(self, args: list[str], at: Callable[[dict[str, Any]], bool]) -> list[dict[str, Any]]:
         """Run k8sboot with -o json and SIGKILL it, with its Ansible children, as soon as
         `at(event)` holds (it may wait for its moment); the events seen until then."""
-        process = subprocess.Popen(
-            self.command(*args, "-o", "json"),
-            cwd=self.workdir,
-            env=self.env,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.DEVNULL,
-            text=True,
-            start_new_session=True,
+        code, seen, _ = self.disturbed(
+            args, at, lambda process: os.killpg(process.pid, signal.SIGKILL)
         )
-        seen = []
-        assert process.stdout is not None
-        for line in process.stdout:
-            seen.append(json.loads(line))
-            if at(seen[-1]):
-                os.killpg(process.pid, signal.SIGKILL)
-                break
-        process.wait(timeout=60)
-        assert process.returncode == -signal.SIGKILL, f"the moment never came: {seen[-3:]}"
+        assert code == -signal.SIGKILL, f"k8sboot was not killed: exit {code}: {seen[-3:]}"
         return seen
 
     def disturbed(
-        self, args: list[str], at: Callable[[dict[str, Any]], bool], disturb: Callable[[], None]
+        self,
+        args: list[str],
+        at: Callable[[dict[str, Any]], bool],
+        disturb: Callable[[subprocess.Popen], None],
     ) -> tuple[int, list[dict[str, Any]], str]:
-        """Run k8sboot with -o json, call `disturb()` (k8sboot goes on running) as soon as
-        `at(event)` holds, and let the run end; its exit code, events and stderr."""
-        process = subprocess.Popen(
-            self.command(*args, "-o", "json"),
-            cwd=self.workdir,
-            env=self.env,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            text=True,
-        )
-        seen: list[dict[str, Any]] = []
-        disturbed = False
-        assert process.stdout is not None
-        for line in process.stdout:
-            seen.append(json.loads(line))
-            if not disturbed and at(seen[-1]):
-                disturb()
-                disturbed = True
-        process.wait(timeout=60)
-        assert disturbed, f"the moment never came: {seen[-3:]}"
-        assert process.stderr is not None
-        return process.returncode, seen, process.stderr.read()
+        """Run k8sboot with -o json (in a process group of its own, with its Ansible
+        children), call `disturb(process)` as soon as `at(event)` holds, and read on until
+        the run ends; its exit code, its events and its stderr."""
+        with tempfile.TemporaryFile("w+") as stderr:
+            process = subprocess.Popen(
+                self.command(*args, "-o", "json"),
+                cwd=self.workdir,
+                env=self.env,
+                stdout=subprocess.PIPE,
+                stderr=stderr,
+                text=True,
+                start_new_session=True,
+            )
+            seen: list[dict[str, Any]] = []
+            disturbed = False
+            assert process.stdout is not None
+            for line in process.stdout:
+                seen.append(json.loads(line))
+                if not disturbed and at(seen[-1]):
+                    disturb(process)
+                    disturbed = True
+            process.wait(timeout=60)
+            assert disturbed, f"the moment never came: {seen[-3:]}"
+            stderr.seek(0)
+            return process.returncode, seen, stderr.read()
 
     def kill_during(
         self, step: str, after: float, when: Callable[[], bool] | None = None

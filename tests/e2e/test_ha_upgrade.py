@@ -107,7 +107,7 @@ def _upgrade(cluster: K8sboot) -> None:
         # 4. a node rebooting: w2 goes down while its kubelet package is installed, and
         # comes back; k8sboot is not killed, the run ends as it can (it fails: w2 went away
         # under it), and the next one finishes.
-        def reboot_w2() -> None:
+        def reboot_w2(_: object) -> None:
             cluster.lab.stop("w2", force=True)
             cluster.lab.start("w2")
 
