@@ -78,9 +78,12 @@ class K8sboot:
     def killed(self, args: list[str], at: Callable[[dict[str, Any]], bool]) -> list[dict[str, Any]]:
         """Run k8sboot with -o json and SIGKILL it, with its Ansible children, as soon as
         `at(event)` holds (it may wait for its moment); the events seen until then."""
-        code, seen, _ = self.disturbed(
-            args, at, lambda process: os.killpg(process.pid, signal.SIGKILL)
-        )
+
+        def kill(process: subprocess.Popen) -> bool:
+            os.killpg(process.pid, signal.SIGKILL)
+            return True  # read no further: a grandchild may hold the pipe open
+
+        code, seen, _ = self.disturbed(args, at, kill)
         assert code == -signal.SIGKILL, f"k8sboot was not killed: exit {code}: {seen[-3:]}"
         return seen
 
@@ -88,11 +91,12 @@ class K8sboot:
         self,
         args: list[str],
         at: Callable[[dict[str, Any]], bool],
-        disturb: Callable[[subprocess.Popen], None],
+        disturb: Callable[[subprocess.Popen], bool],
     ) -> tuple[int, list[dict[str, Any]], str]:
         """Run k8sboot with -o json (in a process group of its own, with its Ansible
         children), call `disturb(process)` as soon as `at(event)` holds, and read on until
-        the run ends; its exit code, its events and its stderr."""
+        the run ends (unless `disturb` says it ended it); its exit code, its events and its
+        stderr."""
         with tempfile.TemporaryFile("w+") as stderr:
             process = subprocess.Popen(
                 self.command(*args, "-o", "json"),
@@ -109,8 +113,9 @@ class K8sboot:
             for line in process.stdout:
                 seen.append(json.loads(line))
                 if not disturbed and at(seen[-1]):
-                    disturb(process)
                     disturbed = True
+                    if disturb(process):
+                        break
             process.wait(timeout=60)
             assert disturbed, f"the moment never came: {seen[-3:]}"
             stderr.seek(0)

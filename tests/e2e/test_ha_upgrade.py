@@ -107,9 +107,10 @@ def _upgrade(cluster: K8sboot) -> None:
         # 4. a node rebooting: w2 goes down while its kubelet package is installed, and
         # comes back; k8sboot is not killed, the run ends as it can (it fails: w2 went away
         # under it), and the next one finishes.
-        def reboot_w2(_: object) -> None:
+        def reboot_w2(_: object) -> bool:
             cluster.lab.stop("w2", force=True)
             cluster.lab.start("w2")
+            return False  # k8sboot goes on
 
         reboot_started = time.monotonic()
         code, rebooted, stderr = cluster.disturbed(
