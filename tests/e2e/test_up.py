@@ -264,15 +264,10 @@ def test_calico_from_its_pinned_operator_release(k8sboot: K8sboot) -> None:
         conflist = k8sboot.lab.ssh("w1", "sudo cat /etc/cni/net.d/10-calico.conflist").stdout
         assert "calico" in conflist
         assert finished(k8sboot.up())["changed"] == {}
-        data["networking"]["calicoOperator"]["sha256"] = "0" * 64  # a tampered mirror
-        k8sboot.spec.write_text(yaml.safe_dump(data))
-        k8sboot.run("reset", "--vagrant", "--yes")
-        refused = k8sboot.run("up", "--vagrant", check=False)
-        assert refused.returncode == 1 and "expected 0000" in refused.stderr
-    finally:
+        # (A tampered mirror is refused before anything is applied: test_fetch_checked.)
+    finally:  # the cluster stays for the quickstart's `down`, which resets it
         data.pop("networking")
         k8sboot.spec.write_text(yaml.safe_dump(data))
-        k8sboot.run("reset", "--vagrant", "--yes")
 
 
 def test_the_vagrant_quickstart_ends_with_down(k8sboot: K8sboot) -> None:
