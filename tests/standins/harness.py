@@ -42,6 +42,16 @@ def pythonpath() -> str:
     return os.pathsep.join(filter(None, [str(LAB), os.environ.get("PYTHONPATH", "")]))
 
 
+def standin_env(tmp_path: Path, version: str) -> dict[str, str]:
+    """The environment a stand-in command runs in: its root under tmp_path, its version."""
+    return dict(
+        os.environ,
+        K8SBOOT_STANDIN_ROOT=str(tmp_path / "root"),
+        K8SBOOT_STANDIN_VERSION=version,
+        PYTHONPATH=pythonpath(),
+    )
+
+
 def kubectl_path(minor: int) -> str:
     p = KUBECTL_DIR / f"kubectl.1.{minor}"
     return str(p) if p.exists() else "kubectl"

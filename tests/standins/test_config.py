@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 import subprocess
 import sys
 from pathlib import Path
@@ -10,20 +9,13 @@ from pathlib import Path
 import pytest
 import yaml
 
-from .harness import pythonpath
-
-LAB = Path(__file__).resolve().parents[1] / "lab"
+from .harness import LAB, standin_env
 
 
 def kubeadm(tmp_path: Path, version: str, docs: list[dict], *args: str):
     cfg = tmp_path / "cfg.yaml"
     cfg.write_text(yaml.safe_dump_all(docs))
-    env = dict(
-        os.environ,
-        K8SBOOT_STANDIN_ROOT=str(tmp_path / "root"),
-        K8SBOOT_STANDIN_VERSION=version,
-        PYTHONPATH=pythonpath(),
-    )
+    env = standin_env(tmp_path, version)
     return subprocess.run(
         [
             sys.executable,

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import base64
 import datetime as dt
-import os
 import subprocess
 import sys
 from pathlib import Path
@@ -26,7 +25,7 @@ from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
 from tests.lab.standins import pki
 
-from .harness import LAB, pythonpath
+from .harness import LAB, standin_env
 
 VERSIONS = [("v1.30.13", "kubeadm.k8s.io/v1beta3"), ("v1.33.1", "kubeadm.k8s.io/v1beta4")]
 
@@ -59,12 +58,7 @@ def config(tmp_path: Path, api: str, endpoint: str | None = "10.0.0.10:6443") ->
 
 
 def kubeadm(tmp_path: Path, version: str, *args: str) -> subprocess.CompletedProcess:
-    env = dict(
-        os.environ,
-        K8SBOOT_STANDIN_ROOT=str(tmp_path / "root"),
-        K8SBOOT_STANDIN_VERSION=version,
-        PYTHONPATH=pythonpath(),
-    )
+    env = standin_env(tmp_path, version)
     return subprocess.run(
         [sys.executable, "-m", "standins.kubeadm", "kubeconfig", "user", *args],
         cwd=LAB,

@@ -112,8 +112,8 @@ def test_printed_inventory_reads_back_as_the_exact_paths(
     assert hostvars["w1"]["ansible_ssh_private_key_file"] == str(tmp_path / AWKWARD_DIR / "id key")
 
 
-def test_bulk_transfers_hand_ssh_the_pinned_known_hosts_and_key(tmp_path: Path) -> None:
-    cluster = harness.awkward_cluster(tmp_path)
+def _bulk_ssh_reads(cluster) -> tuple[Path, dict[str, list[str]]]:
+    """The pinned known_hosts, and what OpenSSH reads from a bulk copy's options to cp1."""
     assert cluster.state_dir is not None
     known_hosts = cluster.state_dir / "known_hosts"
     connection = Connection(
@@ -121,7 +121,12 @@ def test_bulk_transfers_hand_ssh_the_pinned_known_hosts_and_key(tmp_path: Path) 
         HostKeys(known_hosts, "accept-new"),
         RunLog(None),
     )
-    read = openssh_reads([*connection._openssh_options(), "10.0.0.11"])
+    return known_hosts, openssh_reads([*connection._openssh_options(), "10.0.0.11"])
+
+
+def test_bulk_transfers_hand_ssh_the_pinned_known_hosts_and_key(tmp_path: Path) -> None:
+    cluster = harness.awkward_cluster(tmp_path)
+    known_hosts, read = _bulk_ssh_reads(cluster)
     assert read["userknownhostsfile"] == [str(known_hosts)]
     assert read["identityfile"] == [str(tmp_path / AWKWARD_DIR / "id key")]
 
@@ -147,14 +152,7 @@ def test_ansible_goes_through_the_bastion_with_the_pinned_keys(tmp_path: Path, m
 
 def test_bulk_transfers_go_through_the_bastion_with_the_pinned_keys(tmp_path: Path) -> None:
     cluster = harness.awkward_cluster(tmp_path, {"bastion": BASTION})
-    assert cluster.state_dir is not None
-    known_hosts = cluster.state_dir / "known_hosts"
-    connection = Connection(
-        ssh_target(cluster, cluster.host("cp1")),
-        HostKeys(known_hosts, "accept-new"),
-        RunLog(None),
-    )
-    read = openssh_reads([*connection._openssh_options(), "10.0.0.11"])
+    known_hosts, read = _bulk_ssh_reads(cluster)
     bastion = proxied(read)
     assert bastion["hostname"] == ["bastion.example.com"]
     assert (bastion["port"], bastion["user"]) == (["2222"], ["jumper"])
