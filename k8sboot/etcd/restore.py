@@ -990,6 +990,26 @@ def _get(connection: Connection, namespace: str, name: str) -> dict | None:
     return json.loads(result.stdout) if result.ok else None
 
 
+def _lease_renewals(connection: Connection) -> dict[str, str] | None:
+    """Node name -> its kubelet's last Lease renewal (kube-node-lease), as the API has it;
+    None when the API did not answer."""
+    result = connection.run(
+        f"{KUBECTL} get leases -n kube-node-lease -o json --request-timeout=10s",
+        check=False,
+        timeout=60,
+        shown="kubectl get leases -n kube-node-lease",
+    )
+    if not result.ok:
+        return None
+    try:
+        items = json.loads(result.stdout)["items"]
+    except (ValueError, KeyError):
+        return None
+    return {
+        lease["metadata"]["name"]: str(lease.get("spec", {}).get("renewTime")) for lease in items
+    }
+
+
 def _replace(connection: Connection, document: dict) -> None:
     connection.run(
         f"{KUBECTL} replace -f -",
@@ -1028,12 +1048,26 @@ def check(executor: Executor, action: CheckRestored) -> Outcome:
             raise MachineError(f"the kubelets of {', '.join(missing)} did not register again")
         time.sleep(2)
         nodes = wait_api(executor, action.host)
-    reachable = [h.name for h in cluster.kube_nodes if h.name in ctx.facts.hosts]
-    while not all(nodes[n].ready for n in reachable if n in nodes):
+    reachable = [
+        h.name for h in cluster.kube_nodes if h.name in ctx.facts.hosts and h.name in nodes
+    ]
+    # The snapshot's Node conditions and Leases are as they were when it was taken: Ready
+    # there says nothing about now. A kubelet that renewed its Lease since is talking to the
+    # restored cluster (it renews every 10 s), and then its Ready is its own.
+    restored_leases = None
+    while True:
+        leases = _lease_renewals(executor.transport[action.host])
+        restored_leases = restored_leases if restored_leases is not None else leases
+        waiting = [
+            n
+            for n in reachable
+            if not nodes[n].ready or (leases or {}).get(n) in (None, restored_leases.get(n))
+        ]
+        if not waiting:
+            break
         if time.monotonic() > deadline:
-            waiting = [n for n in reachable if n in nodes and not nodes[n].ready]
             raise MachineError(f"restored, but not Ready after the restore: {', '.join(waiting)}")
-        executor.progress(action.host, "waiting for the Nodes to be Ready")
+        executor.progress(action.host, f"waiting for the kubelets of {', '.join(waiting)}")
         time.sleep(2)
         nodes = wait_api(executor, action.host)
     endpoints = [topology.endpoint(h) for h in topology.members(cluster)]

@@ -112,6 +112,8 @@ class ControllerManager:
             flags.get("cluster-cidr") if flags.get("allocate-node-cidrs") == "true" else None
         )
         self.grace = 50 if versions.minor() >= 32 else 40
+        # Node name -> (latest Lease renewTime seen, Ready heartbeat seen, probe time).
+        self.health: dict[str, tuple[dt.datetime | None, str | None, float]] = {}
         self.controllers = [
             self.csr,
             self.tokencleaner,
@@ -287,26 +289,42 @@ class ControllerManager:
                     log(NAME, f'set podCIDR {sub} on node "{node["metadata"]["name"]}"')
                     break
 
+    def _probe(self, name: str, ready: dict | None, lease: dict | None) -> float:
+        """When this controller last saw the node alive, on its own clock, as upstream's
+        tryUpdateNodeHealth (pkg/controller/nodelifecycle/node_lifecycle_controller.go,
+        v1.30-v1.33) keeps it: "now" when it first sees the node, when the Ready condition's
+        heartbeat changes, and when the Lease is renewed to a later time than it last saw.
+        The Lease's renewTime is never compared with the clock: after an etcd restore the
+        restored Leases are old, and upstream gives each kubelet a whole grace period."""
+        now_m = time.monotonic()
+        heartbeat = (ready or {}).get("lastHeartbeatTime")
+        renewed = parse_time((lease or {}).get("spec", {}).get("renewTime"))
+        saved = self.health.get(name)
+        if saved is None:
+            self.health[name] = (renewed, heartbeat, now_m)
+            return now_m
+        saved_renewed, saved_heartbeat, probe = saved
+        if heartbeat != saved_heartbeat:
+            probe = now_m
+        if renewed and (saved_renewed is None or saved_renewed < renewed):
+            saved_renewed, probe = renewed, now_m
+        self.health[name] = (saved_renewed, heartbeat, probe)
+        return probe
+
     def nodelifecycle(self) -> None:
         leases = {
             lease["metadata"]["name"]: lease for lease in self.list("Lease", "kube-node-lease")
         }
-        now_t = dt.datetime.now(dt.UTC)
-        for node in self.list("Node"):
+        nodes = self.list("Node")
+        for gone in set(self.health) - {n["metadata"]["name"] for n in nodes}:
+            del self.health[gone]
+        for node in nodes:
             name = node["metadata"]["name"]
             conds = node.get("status", {}).get("conditions") or []
             ready = next((c for c in conds if c["type"] == "Ready"), None)
-            lease = leases.get(name)
-            renew = parse_time((lease or {}).get("spec", {}).get("renewTime"))
-            created = parse_time(node["metadata"].get("creationTimestamp"))
-            last = renew or created
+            probe = self._probe(name, ready, leases.get(name))
             changed = False
-            if (
-                last
-                and (now_t - last).total_seconds() > self.grace
-                and ready
-                and ready.get("status") != "Unknown"
-            ):
+            if time.monotonic() - probe > self.grace and ready and ready.get("status") != "Unknown":
                 for c in conds:
                     c.update(
                         status="Unknown",
