@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import shlex
 import time
 from dataclasses import dataclass
 
@@ -28,13 +29,22 @@ class KubeVip(Step):
         return Wanted(files=(str(KUBE_VIP_MANIFEST),))
 
     def plan(self, ctx: Context) -> list[Action]:
-        if ctx.cluster.control_plane_endpoint.type != "kube-vip":
+        endpoint = ctx.cluster.control_plane_endpoint
+        if endpoint.type != "kube-vip":
             return []
         actions: list[Action] = []
+        holder: RewriteHoldersKubeVip | None = None
         for host in ctx.cluster.control_planes:
             stale = changed(ctx, host, [kube_vip_manifest(ctx, host, during_init=False)])
-            if stale:
+            if not stale:
+                continue
+            found = ctx.facts.hosts.get(host.name)
+            if found is not None and found.interface_of(str(endpoint.address)) is not None:
+                holder = RewriteHoldersKubeVip(host.name, stale, str(endpoint.address))
+            else:
                 actions.append(WriteFiles(host.name, stale))
+        if holder is not None:
+            actions.append(holder)
         if actions and not ctx.api.answers:
             ctx.notes.append(
                 "kube-vip: not checked that the API answers through the virtual IP once it "
@@ -43,6 +53,43 @@ class KubeVip(Step):
         elif actions:  # a rewritten kube-vip restarts: the virtual IP is dark for a moment
             actions.append(WaitApiServer(ctx.api_host.name, ctx.cluster.endpoint))
         return actions
+
+
+@dataclass(frozen=True)
+class RewriteHoldersKubeVip(OnHost):
+    """The kube-vip of the control plane holding the virtual IP, rewritten last and only
+    once the address has left it. Rewritten in place, the pod restarts whenever its kubelet
+    notices, and the requests in flight to it then hang: the address is gone before they
+    are answered. Stopped first, the address moves once, and the wait after it (after every
+    kube-vip step) sees where it went."""
+
+    files: tuple[RenderedFile, ...]
+    address: str
+
+    def describe(self) -> str:
+        return f"move the virtual IP {self.address} off it, then write {KUBE_VIP_MANIFEST}"
+
+
+@handles(RewriteHoldersKubeVip)
+def rewrite_holders_kube_vip(executor: Executor, action: RewriteHoldersKubeVip) -> Outcome:
+    stop_holding(executor, action.host, action.address)
+    executor.execute(WriteFiles(action.host, action.files))
+    return Outcome((action.host,))
+
+
+def stop_holding(executor: Executor, host: str, address: str, timeout: float = 120) -> None:
+    """kube-vip stopped on `host`, until the virtual IP has left it (kube-vip lets go of
+    its lease and the address on the way out; another control plane's kube-vip takes both)."""
+    connection = executor.transport[host]
+    executor.progress(host, f"move the virtual IP {address} off it (stop kube-vip here)")
+    connection.run(f"rm -f {KUBE_VIP_MANIFEST}", timeout=60)
+    deadline = time.monotonic() + timeout
+    while connection.run(f"ip -o addr show to {shlex.quote(address)}", timeout=30).stdout.strip():
+        if time.monotonic() > deadline:
+            raise MachineError(
+                f"{host}: the virtual IP {address} stayed here after kube-vip stopped"
+            )
+        time.sleep(1)
 
 
 @dataclass(frozen=True)

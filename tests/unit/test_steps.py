@@ -231,6 +231,27 @@ def test_ha_joins_control_planes_and_places_kube_vip(base: dict, tmp_path: Path)
     assert wait == WaitApiServer("cp1", "10.0.0.10:6443")  # the VIP is dark a moment
 
 
+def test_the_kube_vip_holding_the_address_is_rewritten_last_once_it_moved_off(
+    base: dict, tmp_path: Path
+) -> None:
+    """Rewritten in place, the holder's kube-vip restarts when its kubelet notices, and a
+    request in flight through the address then hangs (an HA `up` lost 30 s to it)."""
+    from k8sboot.cluster.kube_vip import RewriteHoldersKubeVip
+    from k8sboot.workflows import up
+
+    cluster = ha_cluster(base)
+    hosts = {h.name: fresh(h.name, h.ip) for h in cluster.hosts}
+    hosts["cp1"].data["addresses"].append(
+        {"interface": "eth1", "address": "10.0.0.10", "prefix": 32, "mac": ""}
+    )
+    (step,) = [s for s in up().steps if s.title == "kube-vip"]
+    cp2, cp3, holder, wait = step.plan(context(cluster, hosts, tmp_path))
+    assert [cp2.host, cp3.host] == ["cp2", "cp3"] and not isinstance(cp2, RewriteHoldersKubeVip)
+    assert isinstance(holder, RewriteHoldersKubeVip) and holder.host == "cp1"
+    assert "/etc/kubernetes/admin.conf" in holder.files[0].content
+    assert wait == WaitApiServer("cp1", "10.0.0.10:6443")
+
+
 def test_reset_plans_workers_first_and_converges(cluster, tmp_path: Path) -> None:
     ctx = _converged(cluster, tmp_path)
     step = reset(purge_packages=False).steps[0]
