@@ -82,6 +82,33 @@ def per_node(run_events: list[dict[str, Any]]) -> list[float]:
     ]
 
 
+def where_the_time_went(run_events: list[dict[str, Any]], top: int = 12) -> str:
+    """Each step's seconds, then the longest stretches on a host: from a progress line to
+    the host's next event, summed over hosts by what the line says (numbers dropped)."""
+    lines = [
+        f"  {e['step']:>36}: {e['duration']:.1f}s"
+        for e in run_events
+        if e["event"] == "step_finished" and e["duration"] >= 0.5
+    ]
+    stretches: dict[str, float] = {}
+    last: dict[str, tuple[str, float]] = {}
+    for e in run_events:
+        host = e.get("host")
+        if host is None:
+            continue
+        if host in last:
+            said, since = last.pop(host)
+            stretches[said] = stretches.get(said, 0.0) + e["time"] - since
+        if e["event"] == "progress":
+            said = " ".join(w for w in e["message"].split()[:4] if not w[:1].isdigit())
+            last[host] = (said, e["time"])
+    longest = sorted(stretches.items(), key=lambda kv: -kv[1])[:top]
+    return "\n".join(
+        ["where the time went (steps):", *lines, "on the hosts, summed (progress lines):"]
+        + [f"  {said[:60]:>60}: {seconds:.1f}s" for said, seconds in longest]
+    )
+
+
 def baseline(cluster: K8sboot, url: str, workers: int) -> float:
     """The upgrade guide's commands for every node in turn, nothing else."""
     lab = cluster.lab
@@ -130,6 +157,7 @@ def one_round(lab: Lab, url: str, workers: int) -> dict[str, float]:
         started = time.monotonic()
         upgraded = run(cluster, "upgrade")
         figures["upgrade"] = time.monotonic() - started
+    print(where_the_time_went(upgraded), flush=True)
     figures["per node (median)"] = statistics.median(per_node(upgraded))
     figures["API requests failed"] = len(watch.failed)
     figures["API longest gap"] = watch.longest_gap

@@ -259,6 +259,32 @@ def converge(executor: Executor, action: Converge) -> Outcome:
     return Outcome(action.hosts, reprobe=action.hosts)
 
 
+@dataclass(frozen=True)
+class RecordConverged(Action):
+    """Roles whose work is found done on a host (an upgrade installed and held the packages
+    node by node, as the role would have): their stamps recorded, without a role run."""
+
+    roles: tuple[tuple[str, tuple[str, ...]], ...]  # (host, roles)
+    stamps: tuple[tuple[str, str], ...]  # (host, JSON of its roles' fingerprints)
+    why: str
+
+    @property
+    def hosts(self) -> tuple[str, ...]:
+        return tuple(host for host, _ in self.roles)
+
+    def describe(self) -> str:
+        roles = sorted({role for _, names in self.roles for role in names})
+        return f"record {', '.join(roles)} as converged on {', '.join(self.hosts)} ({self.why})"
+
+
+@handles(RecordConverged)
+def record_converged(executor: Executor, action: RecordConverged) -> Outcome:
+    per_host = {host: {"k8sboot_converge": list(roles)} for host, roles in action.roles}
+    stamps = {host: json.loads(values) for host, values in action.stamps}
+    _record_stamps(executor, per_host, stamps, set(per_host))
+    return Outcome(action.hosts, reprobe=action.hosts)
+
+
 def _record_stamps(
     executor: Executor,
     per_host: dict[str, dict],

@@ -149,6 +149,10 @@ def _upgrade(cluster: K8sboot) -> None:
             name, "sudo ls -d /etc/kubernetes/tmp/kubeadm-backup-etcd-* 2>/dev/null", check=False
         )
         assert left.stdout.strip() == "", f"{name} keeps kubeadm's plaintext etcd copies"
+    # The upgrade did the package role's work node by node: recorded, not run again.
+    ran = [e["action"] for e in run if e["event"] == "action_finished"]
+    assert any(a.startswith("record kube_packages as converged on") for a in ran), ran
+    assert not any(a.startswith("Ansible roles") for a in ran), ran
     held = cluster.lab.ssh("w1", "apt-mark showhold").stdout.split()
     assert {"kubeadm", "kubelet", "kubectl"} <= set(held)
     sources = cluster.lab.ssh("w1", "cat /etc/apt/sources.list.d/kubernetes.sources").stdout

@@ -170,6 +170,16 @@ def test_each_node_in_the_kubeadm_order_the_first_control_plane_with_apply(
     assert planned["remove kubeadm's etcd copies"] == []  # not before every node is done
 
 
+def test_the_control_plane_holding_the_virtual_ip_goes_last(base: dict, tmp_path: Path) -> None:
+    """The address then moves once, onto an upgraded control plane."""
+    ctx = _ha(base, tmp_path)
+    vip = {"interface": "eth1", "address": "10.0.0.10", "prefix": 32, "mac": ""}
+    ctx.facts.hosts["cp1"].data["addresses"].append(vip)
+    planned = _upgrade_plan(ctx)["upgrade control planes"]
+    assert [p.split(":")[0] for p in planned] == ["upgrade cp2", "upgrade cp3", "upgrade cp1"]
+    assert "kubeadm upgrade apply" in planned[0]
+
+
 def test_an_upgraded_cluster_plans_nothing_and_checks_nothing(base: dict, tmp_path: Path) -> None:
     ctx = _ha(base, tmp_path, version=TARGET, stored=TARGET)
     ctx.view = ReadOnlyHosts(scripted([h.name for h in ctx.cluster.hosts]))  # asks nothing
@@ -428,3 +438,55 @@ def test_a_node_reads_the_repository_index_once(base: dict, tmp_path: Path) -> N
     # A node that rebooted under an install left dpkg interrupted: apt refuses until the
     # unpacked packages are configured, so every install configures them first.
     assert all(c.startswith("dpkg --configure -a") for c in installs)
+
+
+def test_packages_the_upgrade_installed_are_recorded_without_a_role_run(
+    base: dict, tmp_path: Path
+) -> None:
+    """The package role's Ansible run on every host took 20 s of an upgrade to redo what
+    the upgrade had done node by node. Recorded instead where the role converged at the
+    version before and the upgrade left what the role would; anything else runs it."""
+    from k8sboot.cluster.node_setup import Converge, RecordConverged, fingerprint, package_vars
+    from k8sboot.cluster.upgrade import (
+        KEYRING_FILE,
+        SOURCES_FILE,
+        PackagesAfterUpgrade,
+        UpgradeRecord,
+        at_version,
+        render_sources,
+    )
+    from k8sboot.step import sha256
+
+    ctx = _ha(base, tmp_path, version=TARGET, stored=TARGET)
+    before = fingerprint("kube_packages", package_vars(at_version(ctx.cluster, OLD)))
+    now = package_vars(ctx.cluster)
+    sources = render_sources(now["kube_packages_url"], bool(now["kube_packages_key_url"]))
+    for name, found in ctx.facts.hosts.items():
+        found.data["stamps"]["kube_packages"] = before
+        found.data["files"][KEYRING_FILE] = "the key the role fetched"
+        if name != "w1":  # w1's repository file is not the role's
+            found.data["files"][SOURCES_FILE] = sha256(sources)
+    ctx.facts.hosts["cp3"].data["packages"]["kubectl"]["held"] = False
+    step = PackagesAfterUpgrade()
+
+    (everyone,) = step.plan(ctx)  # no record of the upgrade: the role runs everywhere
+    assert isinstance(everyone, Converge) and len(everyone.hosts) == 4
+
+    UpgradeRecord(TARGET, "lab-backup", running=OLD).write(ctx.state)
+    recorded, left = step.plan(ctx)
+    assert isinstance(recorded, RecordConverged) and recorded.hosts == ("cp1", "cp2")
+    assert dict(recorded.stamps)["cp1"] == json.dumps(
+        {r: fingerprint(r, v) for r, v in role_vars_of(ctx, "cp1").items()}, sort_keys=True
+    )
+    assert isinstance(left, Converge) and left.hosts == ("cp3", "w1")
+
+    UpgradeRecord(TARGET, "lab-backup", running="1.32.0").write(ctx.state)  # not what ran
+    (everyone,) = step.plan(ctx)
+    assert isinstance(everyone, Converge) and len(everyone.hosts) == 4
+
+
+def role_vars_of(ctx, name: str) -> dict:
+    from k8sboot.cluster.node_setup import role_vars
+
+    host = ctx.cluster.host(name)
+    return role_vars(ctx.cluster, host, ctx.host_facts(host))
