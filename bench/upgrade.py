@@ -83,28 +83,27 @@ def per_node(run_events: list[dict[str, Any]]) -> list[float]:
 
 
 def where_the_time_went(run_events: list[dict[str, Any]], top: int = 12) -> str:
-    """Each step's seconds, then the longest stretches on a host: from a progress line to
-    the host's next event, summed over hosts by what the line says (numbers dropped)."""
+    """Each step's seconds, then the longest stretches: from a progress line to the next
+    event, summed by what the line says (numbers dropped). Meant for one node at a time,
+    where one line follows another; with nodes at once, stretches overlap and are cut."""
     lines = [
         f"  {e['step']:>36}: {e['duration']:.1f}s"
         for e in run_events
         if e["event"] == "step_finished" and e["duration"] >= 0.5
     ]
     stretches: dict[str, float] = {}
-    last: dict[str, tuple[str, float]] = {}
+    last: tuple[str, float] | None = None
     for e in run_events:
-        host = e.get("host")
-        if host is None:
-            continue
-        if host in last:
-            said, since = last.pop(host)
+        if last is not None:
+            said, since = last
             stretches[said] = stretches.get(said, 0.0) + e["time"] - since
+            last = None
         if e["event"] == "progress":
-            said = " ".join(w for w in e["message"].split()[:4] if not w[:1].isdigit())
-            last[host] = (said, e["time"])
+            said = " ".join(w for w in e["message"].split()[:3] if not w[:1].isdigit())
+            last = (said, e["time"])
     longest = sorted(stretches.items(), key=lambda kv: -kv[1])[:top]
     return "\n".join(
-        ["where the time went (steps):", *lines, "on the hosts, summed (progress lines):"]
+        ["where the time went (steps):", *lines, "progress lines, summed:"]
         + [f"  {said[:60]:>60}: {seconds:.1f}s" for said, seconds in longest]
     )
 
