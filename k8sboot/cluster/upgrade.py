@@ -800,7 +800,8 @@ def _step_aside(executor: Executor, action: UpgradeNode, host: Host) -> None:
         deadline = time.monotonic() + 120
         # Until the endpoint answers from the control plane that took the address over.
         via = executor.transport[action.via]
-        while not via.run(f"{KUBECTL} get --raw /readyz", check=False, timeout=30).ok:
+        readyz = f"{KUBECTL} get --raw /readyz"
+        while not via.run(readyz, check=False, timeout=30, quiet=True).ok:
             if time.monotonic() > deadline:
                 raise MachineError(f"the API through {vip} did not answer after it moved")
             time.sleep(1)
@@ -843,6 +844,7 @@ def _wait_kubelet(executor: Executor, action: UpgradeNode) -> None:
             check=False,
             timeout=60,
             shown=f"kubectl get node {action.host}",
+            quiet=True,  # polled: what changed is logged below
         )
         state = "no answer"
         if result.ok:

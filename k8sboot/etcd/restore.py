@@ -906,8 +906,11 @@ def confirm(executor: Executor, action: ConfirmRestore) -> Outcome:
     return Outcome(reachable, notes=(done,))
 
 
-def wait_api(executor: Executor, host: str, timeout: float = API_TIMEOUT) -> dict:
-    """Until the API answers through admin.conf (the endpoint); the Nodes it lists."""
+def wait_api(
+    executor: Executor, host: str, timeout: float = API_TIMEOUT, quiet: bool = False
+) -> dict:
+    """Until the API answers through admin.conf (the endpoint); the Nodes it lists.
+    `quiet` for a caller that polls and logs what changed (the answer is every Node)."""
     connection = executor.transport[host]
     deadline = time.monotonic() + timeout
     while True:
@@ -916,6 +919,7 @@ def wait_api(executor: Executor, host: str, timeout: float = API_TIMEOUT) -> dic
             check=False,
             timeout=60,
             shown="kubectl get nodes",
+            quiet=quiet,
         )
         if result.ok:
             try:
@@ -998,6 +1002,7 @@ def _lease_renewals(connection: Connection) -> dict[str, str] | None:
         check=False,
         timeout=60,
         shown="kubectl get leases -n kube-node-lease",
+        quiet=True,  # polled: the caller logs what changed
     )
     if not result.ok:
         return None
@@ -1047,7 +1052,7 @@ def check(executor: Executor, action: CheckRestored) -> Outcome:
             missing = sorted(set(fresh) - set(nodes))
             raise MachineError(f"the kubelets of {', '.join(missing)} did not register again")
         time.sleep(2)
-        nodes = wait_api(executor, action.host)
+        nodes = wait_api(executor, action.host, quiet=True)
     reachable = [
         h.name for h in cluster.kube_nodes if h.name in ctx.facts.hosts and h.name in nodes
     ]
@@ -1055,6 +1060,7 @@ def check(executor: Executor, action: CheckRestored) -> Outcome:
     # there says nothing about now. A kubelet that renewed its Lease since is talking to the
     # restored cluster (it renews every 10 s), and then its Ready is its own.
     restored_leases = None
+    said = None
     while True:
         leases = _lease_renewals(executor.transport[action.host])
         restored_leases = restored_leases if restored_leases is not None else leases
@@ -1063,13 +1069,18 @@ def check(executor: Executor, action: CheckRestored) -> Outcome:
             for n in reachable
             if not nodes[n].ready or (leases or {}).get(n) in (None, restored_leases.get(n))
         ]
+        if waiting != said:  # a poll logs what changed, not every answer
+            executor.ctx.log.write(
+                action.host, f"kubelets not back yet: {', '.join(waiting) or 'none'}"
+            )
+            said = waiting
         if not waiting:
             break
         if time.monotonic() > deadline:
             raise MachineError(f"restored, but not Ready after the restore: {', '.join(waiting)}")
         executor.progress(action.host, f"waiting for the kubelets of {', '.join(waiting)}")
         time.sleep(2)
-        nodes = wait_api(executor, action.host)
+        nodes = wait_api(executor, action.host, quiet=True)
     endpoints = [topology.endpoint(h) for h in topology.members(cluster)]
     runner = next(h for h in topology.tool_hosts(cluster) if h.name in ctx.facts.hosts)
     ctl = EtcdCtl(executor.transport[runner.name], topology.tls_on(cluster, runner), endpoints)

@@ -51,3 +51,43 @@ def test_waiting_for_ready_logs_changes_only(base: dict, tmp_path: Path, monkeyp
     assert poller.asked == 51
     lines = [line.split(" ", 1)[1] for line in (tmp_path / "run.log").read_text().splitlines()]
     assert lines == ["cp1: nodes Ready? w1: NodeStatusUnknown", "cp1: nodes Ready? all Ready"]
+
+
+class KubeletPoller:
+    """Answers `kubectl get node w1`: the old kubelet for `polls` answers, then the new one
+    Ready."""
+
+    def __init__(self, polls: int):
+        self.name = "cp1"
+        self.polls = polls
+        self.asked = 0
+
+    def run(self, command: str, **options: object) -> CommandResult:
+        assert options.get("quiet"), "a poll must not log each answer itself"
+        self.asked += 1
+        done = self.asked > self.polls
+        node = {
+            "status": {
+                "nodeInfo": {"kubeletVersion": "v1.33.1" if done else "v1.32.4"},
+                "conditions": [{"type": "Ready", "status": "True"}],
+            }
+        }
+        return CommandResult("cp1", command, 0, json.dumps(node).encode(), "", 0.0)
+
+
+def test_waiting_for_an_upgraded_kubelet_logs_changes_only(
+    base: dict, tmp_path: Path, monkeypatch
+) -> None:
+    from k8sboot.cluster.upgrade import UpgradeNode, _wait_kubelet
+    from k8sboot.nodes.drain import DrainOptions
+
+    monkeypatch.setattr("k8sboot.cluster.upgrade.time.sleep", lambda _: None)
+    ctx = context(load_data(base).cluster, {}, tmp_path)
+    ctx.log = RunLog(tmp_path / "run.log")
+    transport = FakeTransport(cp1=(poller := KubeletPoller(polls=30)))
+    action = UpgradeNode("w1", "1.33.1", (), "cp1", "https://10.0.0.11:6443", DrainOptions())
+    _wait_kubelet(Executor(ctx, transport), action)  # type: ignore[arg-type]
+    ctx.log.close()
+    assert poller.asked == 31
+    lines = [line.split(" ", 1)[1] for line in (tmp_path / "run.log").read_text().splitlines()]
+    assert lines == ["w1: waiting for kubelet v1.33.1 Ready: kubelet v1.32.4, Ready"]
