@@ -42,10 +42,10 @@ from k8sboot.cluster.node_setup import (
 from k8sboot.errors import MachineError, UnsafeError, UserError
 from k8sboot.etcd import topology
 from k8sboot.etcd.backup import snapshot_action
-from k8sboot.etcd.catalogue import open_store
 from k8sboot.etcd.client import EtcdCtl, member_by_peer_url
 from k8sboot.etcd.external import START_TIMEOUT, wait_healthy
 from k8sboot.etcd.install import InstallEtcd
+from k8sboot.etcd.stores import open_store
 from k8sboot.executor import Executor, Outcome, handles
 from k8sboot.facts import KUBECTL, HostFacts
 from k8sboot.kubeadm_node import MANIFESTS_DIR

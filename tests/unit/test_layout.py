@@ -15,23 +15,20 @@ def module_name(path: Path) -> str:
     return ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
 
 
-def _runtime_statements(body: list[ast.stmt]) -> list[ast.stmt]:
-    """Module-level statements, including those in module-level if/try blocks, except
-    `if TYPE_CHECKING:` (not run)."""
-    found = []
-    for node in body:
-        if isinstance(node, ast.If):
-            if "TYPE_CHECKING" not in ast.unparse(node.test):
-                found += _runtime_statements(node.body + node.orelse)
-        elif isinstance(node, ast.Try):
-            found += _runtime_statements(
-                node.body
-                + node.orelse
-                + node.finalbody
-                + [s for h in node.handlers for s in h.body]
-            )
-        else:
+def _runtime_imports(tree: ast.AST) -> list[ast.Import | ast.ImportFrom]:
+    """Every import statement, at module level or inside a function or class (a lazy
+    import still closes a cycle when its function runs), except under `if TYPE_CHECKING:`
+    (not run)."""
+    found: list[ast.Import | ast.ImportFrom] = []
+    pending = [tree]
+    while pending:
+        node = pending.pop()
+        if isinstance(node, ast.Import | ast.ImportFrom):
             found.append(node)
+        elif isinstance(node, ast.If) and "TYPE_CHECKING" in ast.unparse(node.test):
+            pending += node.orelse
+        else:
+            pending += ast.iter_child_nodes(node)
     return found
 
 
@@ -40,10 +37,10 @@ def import_graph() -> dict[str, set[str]]:
     graph: dict[str, set[str]] = {name: set() for name in paths}
     for name, path in paths.items():
         package = name if path.name == "__init__.py" else name.rpartition(".")[0]
-        for node in _runtime_statements(ast.parse(path.read_text()).body):
+        for node in _runtime_imports(ast.parse(path.read_text())):
             if isinstance(node, ast.Import):
                 targets = [alias.name for alias in node.names]
-            elif isinstance(node, ast.ImportFrom):
+            else:
                 base = node.module or ""
                 if node.level:
                     anchor = package.split(".")[: len(package.split(".")) - node.level + 1]
@@ -53,8 +50,6 @@ def import_graph() -> dict[str, set[str]]:
                     f"{base}.{alias.name}" if f"{base}.{alias.name}" in paths else base
                     for alias in node.names
                 ]
-            else:
-                continue
             for target in targets:
                 graph[name] |= {t for t in _with_packages(target) if t in paths}
     for name in graph:  # a module's own packages are already loading when it runs
