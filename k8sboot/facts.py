@@ -106,6 +106,16 @@ class OsRelease:
 
 
 @dataclass(frozen=True)
+class ServiceState:
+    """A systemd unit as the probe saw it: ActiveState, UnitFileState, and when its main
+    process started (seconds since the epoch, on this host's clock), None when it has not."""
+
+    active: str
+    enabled: str
+    since: float | None = None
+
+
+@dataclass(frozen=True)
 class HostFacts:
     name: str
     data: dict[str, Any]
@@ -188,22 +198,25 @@ class HostFacts:
         found = self.data["packages"].get(name)
         return Package(found["version"], found["held"]) if found else None
 
-    def service(self, name: str) -> dict[str, Any]:
-        return self.data["services"].get(name, {"active": "unknown", "enabled": "unknown"})
+    def service(self, name: str) -> ServiceState:
+        found = self.data["services"].get(name, {})
+        return ServiceState(
+            found.get("active", "unknown"), found.get("enabled", "unknown"), found.get("since")
+        )
 
     def started_before(self, service: str, path: str) -> bool:
         """The running service started before `path` last changed: it has not read it."""
-        since = self.service(service).get("since")
+        since = self.service(service).since
         changed = self.data.get("mtimes", {}).get(path)
         return (
             self.active(service) and since is not None and changed is not None and since < changed
         )
 
     def active(self, service: str) -> bool:
-        return self.service(service)["active"] == "active"
+        return self.service(service).active == "active"
 
     def enabled(self, service: str) -> bool:
-        return self.service(service)["enabled"] in ("enabled", "enabled-runtime", "static")
+        return self.service(service).enabled in ("enabled", "enabled-runtime", "static")
 
     def etcd_linked(self, path: str) -> str | None:
         """The etcd release version that `path` (a k8sboot link) points into, if any."""
