@@ -1,6 +1,7 @@
 """The shape of k8sboot's code, read with ast (nothing imported): no import cycles, the
-shared core never imports a feature (docs/architecture.md), and only facts.py knows the
-probe's raw answer."""
+shared core never imports a feature (docs/architecture.md), only facts.py knows the
+probe's raw answer, only the CLI imports click, and the API server's port is written in
+kubeadm_node.py alone."""
 
 from __future__ import annotations
 
@@ -184,3 +185,36 @@ def test_the_graph_reads_relative_and_from_imports() -> None:
     assert "k8sboot.etcd.checks" in graph["k8sboot.etcd.verify"]
     assert "k8sboot.executor" in graph["k8sboot.etcd.install"]
     assert "k8sboot.spec" not in graph["k8sboot.spec.model"]  # its own package
+
+
+def test_only_the_cli_imports_click() -> None:
+    importers = sorted(
+        module_name(path)
+        for path in PACKAGE.rglob("*.py")
+        if not _within(module_name(path), ("k8sboot.cli",))
+        and any(
+            (
+                isinstance(node, ast.Import)
+                and any(a.name.split(".")[0] == "click" for a in node.names)
+            )
+            or (isinstance(node, ast.ImportFrom) and (node.module or "").split(".")[0] == "click")
+            for node in ast.walk(ast.parse(path.read_text()))
+        )
+    )
+    assert importers == []
+
+
+SHIPPED = [PACKAGE, PACKAGE.parent / "playbooks", PACKAGE.parent / "templates"]
+
+
+def _shipped_files_saying(text: str) -> list[str]:
+    return sorted(
+        str(path.relative_to(PACKAGE.parent))
+        for root in SHIPPED
+        for path in root.rglob("*")
+        if path.is_file() and path.suffix != ".pyc" and text in path.read_text(errors="replace")
+    )
+
+
+def test_the_api_server_port_is_written_once() -> None:
+    assert _shipped_files_saying("6443") == ["k8sboot/kubeadm_node.py"]
