@@ -24,8 +24,10 @@ ETCD_MEMBER_DIR = f"{ETCD_DATA_DIR}/member"
 API_SERVER_PORT = 6443
 
 KERNEL_MODULES = ("overlay", "br_netfilter")
+# There only once br_netfilter is loaded (a container shows whether the host kernel has it).
+BRIDGE_NF_CALL_IPTABLES = "net.bridge.bridge-nf-call-iptables"
 SYSCTLS = {
     "net.ipv4.ip_forward": "1",
-    "net.bridge.bridge-nf-call-iptables": "1",
+    BRIDGE_NF_CALL_IPTABLES: "1",
     "net.bridge.bridge-nf-call-ip6tables": "1",
 }

@@ -1,12 +1,14 @@
 """The shape of k8sboot's code, read with ast (nothing imported): no import cycles, the
 shared core never imports a feature (docs/architecture.md), only facts.py knows the
-probe's raw answer, only the CLI imports click, and the API server's port is written in
-kubeadm_node.py alone."""
+probe's raw answer, only the CLI imports click, and the kubeadm node's contracts (the API
+server's port, the sysctls) are written in kubeadm_node.py alone."""
 
 from __future__ import annotations
 
 import ast
 from pathlib import Path
+
+from k8sboot.kubeadm_node import SYSCTLS
 
 PACKAGE = Path(__file__).resolve().parents[2] / "k8sboot"
 
@@ -218,3 +220,8 @@ def _shipped_files_saying(text: str) -> list[str]:
 
 def test_the_api_server_port_is_written_once() -> None:
     assert _shipped_files_saying("6443") == ["k8sboot/kubeadm_node.py"]
+
+
+def test_the_sysctls_kubeadm_needs_are_named_once() -> None:
+    for name in SYSCTLS:
+        assert _shipped_files_saying(f'"{name}"') == ["k8sboot/kubeadm_node.py"], name
