@@ -449,12 +449,12 @@ def probe_cluster(connection: Askable, wait: int = API_ANSWER_TIMEOUT) -> Cluste
     return ClusterView(parsed, init_finished=bool(cluster_info.strip()))
 
 
-def probe_nodes(connection: Connection, wait: int | None = None) -> dict[str, NodeStatus]:
+def probe_nodes(connection: Askable, wait: int | None = None) -> dict[str, NodeStatus]:
     """The Nodes the API knows, asked through a control plane's admin.conf; `wait` seconds
     instead of KUBECTL's where the Nodes are a detail (an API whose etcd is down answers
     nothing until the request times out)."""
     shorter = f" --request-timeout={wait}s" if wait else ""  # the last one counts
-    result = connection.run(
+    result = connection.ask(
         f"{KUBECTL} get nodes -o json{shorter}", timeout=60, shown="kubectl get nodes"
     )
     try:
