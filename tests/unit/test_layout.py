@@ -209,10 +209,10 @@ def test_only_the_cli_imports_click() -> None:
 SHIPPED = [PACKAGE, PACKAGE.parent / "playbooks", PACKAGE.parent / "templates"]
 
 
-def _shipped_files_saying(text: str) -> list[str]:
+def _shipped_files_saying(text: str, roots: list[Path] = SHIPPED) -> list[str]:
     return sorted(
         str(path.relative_to(PACKAGE.parent))
-        for root in SHIPPED
+        for root in roots
         for path in root.rglob("*")
         if path.is_file() and path.suffix != ".pyc" and text in path.read_text(errors="replace")
     )
@@ -225,3 +225,10 @@ def test_the_api_server_port_is_written_once() -> None:
 def test_the_sysctls_kubeadm_needs_are_named_once() -> None:
     for name in SYSCTLS:
         assert _shipped_files_saying(f'"{name}"') == ["k8sboot/kubeadm_node.py"], name
+
+
+def test_templates_take_the_kubeadm_node_paths_from_kubeadm_node() -> None:
+    templates = [PACKAGE.parent / "templates"]
+    for path in ("/etc/kubernetes", "/var/lib/etcd"):
+        assert _shipped_files_saying(path, templates) == [], path
+    assert _shipped_files_saying("KUBEADM_TMP = ") == ["k8sboot/kubeadm_node.py"]
