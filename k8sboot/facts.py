@@ -106,6 +106,16 @@ class OsRelease:
 
 
 @dataclass(frozen=True)
+class ServiceState:
+    """A systemd unit as the probe saw it: ActiveState, UnitFileState, and when its main
+    process started (seconds since the epoch, on this host's clock), None when it has not."""
+
+    active: str
+    enabled: str
+    since: float | None = None
+
+
+@dataclass(frozen=True)
 class HostFacts:
     name: str
     data: dict[str, Any]
@@ -188,22 +198,25 @@ class HostFacts:
         found = self.data["packages"].get(name)
         return Package(found["version"], found["held"]) if found else None
 
-    def service(self, name: str) -> dict[str, Any]:
-        return self.data["services"].get(name, {"active": "unknown", "enabled": "unknown"})
+    def service(self, name: str) -> ServiceState:
+        found = self.data["services"].get(name, {})
+        return ServiceState(
+            found.get("active", "unknown"), found.get("enabled", "unknown"), found.get("since")
+        )
 
     def started_before(self, service: str, path: str) -> bool:
         """The running service started before `path` last changed: it has not read it."""
-        since = self.service(service).get("since")
+        since = self.service(service).since
         changed = self.data.get("mtimes", {}).get(path)
         return (
             self.active(service) and since is not None and changed is not None and since < changed
         )
 
     def active(self, service: str) -> bool:
-        return self.service(service)["active"] == "active"
+        return self.service(service).active == "active"
 
     def enabled(self, service: str) -> bool:
-        return self.service(service)["enabled"] in ("enabled", "enabled-runtime", "static")
+        return self.service(service).enabled in ("enabled", "enabled-runtime", "static")
 
     def etcd_linked(self, path: str) -> str | None:
         """The etcd release version that `path` (a k8sboot link) points into, if any."""
@@ -436,12 +449,12 @@ def probe_cluster(connection: Askable, wait: int = API_ANSWER_TIMEOUT) -> Cluste
     return ClusterView(parsed, init_finished=bool(cluster_info.strip()))
 
 
-def probe_nodes(connection: Connection, wait: int | None = None) -> dict[str, NodeStatus]:
+def probe_nodes(connection: Askable, wait: int | None = None) -> dict[str, NodeStatus]:
     """The Nodes the API knows, asked through a control plane's admin.conf; `wait` seconds
     instead of KUBECTL's where the Nodes are a detail (an API whose etcd is down answers
     nothing until the request times out)."""
     shorter = f" --request-timeout={wait}s" if wait else ""  # the last one counts
-    result = connection.run(
+    result = connection.ask(
         f"{KUBECTL} get nodes -o json{shorter}", timeout=60, shown="kubectl get nodes"
     )
     try:

@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from typing import Literal
 
 from k8sboot.facts import Facts, HostFacts
-from k8sboot.kubeadm_node import API_SERVER_PORT
+from k8sboot.kubeadm_node import API_SERVER_PORT, BRIDGE_NF_CALL_IPTABLES
 from k8sboot.spec import Cluster, Host
 
 Status = Literal["ok", "fail", "skip", "warn"]
@@ -136,7 +136,7 @@ def _modules(found: HostFacts) -> Check:
         return Check(found.name, "kernel modules", "ok", detail)
     # A container cannot load modules. Say what the host kernel provides instead of
     # pretending the check passed.
-    bridge = found.sysctl("net.bridge.bridge-nf-call-iptables")
+    bridge = found.sysctl(BRIDGE_NF_CALL_IPTABLES)
     if "overlay" in missing or bridge is None:
         return Check(
             found.name,

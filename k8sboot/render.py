@@ -14,7 +14,16 @@ from pathlib import PurePosixPath
 import jinja2
 
 from k8sboot.host_state import CONFIG_DIR
-from k8sboot.kubeadm_node import ADMIN_CONF, API_SERVER_PORT, MANIFESTS_DIR, SUPER_ADMIN_CONF
+from k8sboot.kubeadm_node import (
+    ADMIN_CONF,
+    API_SERVER_PORT,
+    APISERVER_ETCD_CLIENT_CERT,
+    APISERVER_ETCD_CLIENT_KEY,
+    ETCD_CA_CERT,
+    ETCD_DATA_DIR,
+    MANIFESTS_DIR,
+    SUPER_ADMIN_CONF,
+)
 from k8sboot.resources import data_dir
 from k8sboot.spec import Cluster, Host
 from k8sboot.spec.model import DEFAULT_REGISTRY
@@ -193,6 +202,10 @@ def _cluster_context(cluster: Cluster) -> dict[str, object]:
         if external
         else [],
         "proxy_mode": cluster.kubernetes.proxy_mode,
+        "etcd_ca_file": ETCD_CA_CERT,
+        "etcd_cert_file": APISERVER_ETCD_CLIENT_CERT,
+        "etcd_key_file": APISERVER_ETCD_CLIENT_KEY,
+        "etcd_data_dir": ETCD_DATA_DIR,
     }
 
 
@@ -219,5 +232,6 @@ def kube_vip_file(cluster: Cluster, interface: str, during_init: bool) -> Render
         port=str(endpoint.port),
         interface=interface,
         kubeconfig=kubeconfig,
+        admin_conf=ADMIN_CONF,  # where kube-vip reads it, whichever file the host gives
     )
     return RenderedFile(KUBE_VIP_MANIFEST, content, mode=0o600)

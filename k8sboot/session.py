@@ -46,8 +46,17 @@ def open_transport(
 
 
 @contextmanager
-def read_only(cluster: Cluster, command: str) -> Iterator[Transport]:
-    """A transport for a command that changes nothing: no lock, its own run log."""
+def read_only(cluster: Cluster, command: str) -> Iterator[ReadOnlyHosts]:
+    """The hosts for a command that changes nothing, through the view planning gets (it
+    reads and asks, nothing more): no lock, its own run log."""
+    with unlocked(cluster, command) as transport:
+        yield ReadOnlyHosts(transport)
+
+
+@contextmanager
+def unlocked(cluster: Cluster, command: str) -> Iterator[Transport]:
+    """A transport for a command that takes no lock (it changes no state k8sboot keeps),
+    with its own run log."""
     assert cluster.state_dir is not None
     state = StateDir(cluster.state_dir).ensure()
     log = RunLog.for_run(state.logs, command)
@@ -125,7 +134,7 @@ def looking(
     """Observed state for a read-only command: one probe per host (hosts that cannot be
     reached are simply absent), and the API's answer when it gives one in `api_wait`."""
     assert cluster.state_dir is not None
-    with read_only(cluster, command) as transport:
+    with unlocked(cluster, command) as transport:
         facts = gather(cluster, transport, ProbeRequest.for_(wanted), needs_all=False)
         view = ReadOnlyHosts(transport)
         ctx = Context(cluster, StateDir(cluster.state_dir), view, transport.log, facts)

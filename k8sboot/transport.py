@@ -712,6 +712,10 @@ class ReadOnlyHost:
     def name(self) -> str:
         return self._connection.name
 
+    def open(self, attempts: int = 3) -> ReadOnlyHost:
+        """Connected now (connecting changes nothing on the host), or the reason it cannot be."""
+        return ReadOnlyHost(self._connection.open(attempts))
+
     def ask(
         self,
         command: str,
@@ -749,6 +753,10 @@ class ReadOnlyHosts:
 
     def __getitem__(self, name: str) -> ReadOnlyHost:
         return ReadOnlyHost(self._transport[name])
+
+    @property
+    def names(self) -> list[str]:
+        return self._transport.names
 
     def each(
         self, names: Iterable[str], work: Callable[[ReadOnlyHost], T]

@@ -14,7 +14,7 @@ from datetime import UTC, datetime
 from typing import Any, Literal
 
 from k8sboot.errors import MachineError
-from k8sboot.transport import Connection
+from k8sboot.transport import Askable
 
 WARN_DAYS = 30
 # kubeadm writes super-admin.conf (1.29+) on the control plane it initialised, never on
@@ -129,9 +129,9 @@ def parse_text(host: str, text: str) -> list[Certificate]:
     return found
 
 
-def check_expiration(connection: Connection) -> list[Certificate]:
+def check_expiration(connection: Askable) -> list[Certificate]:
     """Every kubeadm-managed certificate on this control plane."""
-    result = connection.run(
+    result = connection.ask(
         f"{COMMAND} -o json", check=False, timeout=120, shown=f"{COMMAND} -o json"
     )
     if result.ok:
@@ -142,7 +142,7 @@ def check_expiration(connection: Connection) -> list[Certificate]:
     elif "unknown shorthand flag" not in result.stderr and "unknown flag" not in result.stderr:
         tail = (result.stderr or result.stdout).strip().splitlines()[-1:] or ["no output"]
         raise MachineError(f"{connection.name}: `{COMMAND}` failed: {tail[0]}")
-    table = connection.run(COMMAND, timeout=120)
+    table = connection.ask(COMMAND, timeout=120)
     found = parse_text(connection.name, table.stdout)
     if not found:
         raise MachineError(f"{connection.name}: `{COMMAND}` listed no certificate")

@@ -45,8 +45,8 @@ def check(ctx: click.Context, app: App, warn_days: float) -> None:
     """
     cluster, _, _ = load_present(app)
     names = [h.name for h in cluster.control_planes]
-    with read_only(cluster, "certs-check") as transport:
-        answers = transport.each(names, check_expiration)
+    with read_only(cluster, "certs-check") as hosts:
+        answers = hosts.each(names, check_expiration)
     now = datetime.now(UTC)
     rows: list[tuple[Certificate, str, str]] = []
     errors: dict[str, str] = {}

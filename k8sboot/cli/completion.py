@@ -117,6 +117,6 @@ class BackupName(_Named):
 
 
 def _backup_names(cluster: Cluster) -> list[str]:
-    from k8sboot.etcd.catalogue import open_store
+    from k8sboot.etcd.stores import open_store
 
     return [m.name for m in open_store(cluster).manifests()]

@@ -14,9 +14,10 @@ from k8sboot.cli.common import App, RunsWorkflow, echo_json, pass_app
 from k8sboot.cli.completion import BackupName, HostNames, MemberName
 from k8sboot.errors import EXIT_FAILURE, UserError
 from k8sboot.etcd import report, scheduled
-from k8sboot.etcd.archive import create_key_file
-from k8sboot.etcd.catalogue import BAD_STATES, Store, locate, open_store
+from k8sboot.etcd.archive import backup_key, create_key_file
+from k8sboot.etcd.catalogue import BAD_STATES, Store
 from k8sboot.etcd.observe import observe
+from k8sboot.etcd.stores import locate, open_store
 from k8sboot.session import looking
 from k8sboot.spec import Cluster
 from k8sboot.timeouts import ETCD_ANSWER_TIMEOUT
@@ -94,8 +95,6 @@ def list_(ctx: click.Context, app: App, check: bool) -> None:
       k8sboot etcd list
       k8sboot etcd list --check -o json
     """
-    from k8sboot.etcd.backup import backup_key
-
     cluster = _cluster(app)
     store = open_store(cluster)
     key = backup_key(cluster, store)

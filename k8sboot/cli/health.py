@@ -54,8 +54,8 @@ def command(ctx: click.Context, app: App, warn_days: float) -> None:
       k8sboot health --warn-days 60 -o json
     """
     cluster, left_out, gone = load_present(app)
-    with read_only(cluster, "health") as transport:
-        seen = observe(cluster, transport)
+    with read_only(cluster, "health") as hosts:
+        seen = observe(cluster, hosts)
     verdicts = judge(cluster, seen, warn_days, gone)
     if app.json:
         echo_json(

@@ -11,7 +11,7 @@ from k8sboot.cli.common import App, pass_app
 from k8sboot.cli.health import load_present
 from k8sboot.cluster import kubeconfig
 from k8sboot.errors import UserError
-from k8sboot.session import read_only
+from k8sboot.session import read_only, unlocked
 
 
 @click.command("kubeconfig", short_help="The admin kubeconfig, or one for a user.")
@@ -66,14 +66,17 @@ def command(
                 "each group its own --group"
             )
     cluster, _, _ = load_present(app)
-    with read_only(cluster, "kubeconfig") as transport:
-        if user is None:
-            text = kubeconfig.admin_kubeconfig(cluster, transport)
-        else:
+    if user is None:
+        with read_only(cluster, "kubeconfig") as hosts:
+            text = kubeconfig.admin_kubeconfig(cluster, hosts)
+    else:
+        # `kubeadm kubeconfig user` writes nothing on the host, but it is a command that
+        # signs with the CA's key, not a question: it runs through the full transport.
+        with unlocked(cluster, "kubeconfig") as transport:
             issued = kubeconfig.user_kubeconfig(cluster, transport, user, groups, ttl)
-            for warning in issued.warnings:
-                click.echo(f"warning: {warning}", err=True)
-            text = issued.text
+        for warning in issued.warnings:
+            click.echo(f"warning: {warning}", err=True)
+        text = issued.text
     if out is None:
         click.echo(text, nl=False)
     elif kubeconfig.save(out, text):

@@ -9,7 +9,7 @@ import shlex
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TypeVar
+from typing import Any, TypeVar
 
 import yaml
 
@@ -22,7 +22,7 @@ from k8sboot.render import upload_certs_file
 from k8sboot.spec import Cluster
 from k8sboot.state import create_secret_file, write_private
 from k8sboot.step import Context, Step
-from k8sboot.transport import CommandFailed, Connection, Transport, Unreachable
+from k8sboot.transport import CommandFailed, Connection, ReadOnlyHosts, Transport, Unreachable
 
 
 class Kubeconfig(Step):
@@ -77,10 +77,10 @@ NOT_HERE = 3  # the exit code of a command that finds what it needs missing on i
 T = TypeVar("T")
 
 
-def admin_kubeconfig(cluster: Cluster, transport: Transport) -> str:
+def admin_kubeconfig(cluster: Cluster, hosts: ReadOnlyHosts) -> str:
     raw = _from_a_control_plane(
         cluster,
-        transport,
+        hosts,
         lambda connection: connection.read_file(ADMIN_CONF, secret=True),
         f"no {ADMIN_CONF}",
     )
@@ -145,8 +145,8 @@ def user_kubeconfig(
 
 def _from_a_control_plane(
     cluster: Cluster,
-    transport: Transport,
-    ask: Callable[[Connection], T | None],
+    hosts: Transport | ReadOnlyHosts,
+    ask: Callable[[Any], T | None],
     missing: str,
 ) -> T:
     """The answer of the first control plane that gives one (None: it lacks `missing`);
@@ -154,7 +154,7 @@ def _from_a_control_plane(
     passed: list[str] = []
     for host in cluster.control_planes:
         try:
-            answer = ask(transport[host.name])
+            answer = ask(hosts[host.name])
         except Unreachable as error:
             passed.append(str(error))
             continue

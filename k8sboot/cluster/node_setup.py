@@ -185,9 +185,9 @@ def service_faults(host: Host, found: HostFacts) -> list[tuple[str, str]]:
             continue
         state = found.service(service)
         if must_run and not found.active(service):
-            faults.append((service, f"{service} is {state['active']}"))
+            faults.append((service, f"{service} is {state.active}"))
         elif not found.enabled(service):
-            faults.append((service, f"{service} is {state['enabled']} at boot"))
+            faults.append((service, f"{service} is {state.enabled} at boot"))
     return faults
 
 

@@ -42,13 +42,13 @@ from k8sboot.cluster.node_setup import (
 from k8sboot.errors import MachineError, UnsafeError, UserError
 from k8sboot.etcd import topology
 from k8sboot.etcd.backup import snapshot_action
-from k8sboot.etcd.catalogue import open_store
 from k8sboot.etcd.client import EtcdCtl, member_by_peer_url
 from k8sboot.etcd.external import START_TIMEOUT, wait_healthy
 from k8sboot.etcd.install import InstallEtcd
+from k8sboot.etcd.stores import open_store
 from k8sboot.executor import Executor, Outcome, handles
 from k8sboot.facts import KUBECTL, HostFacts
-from k8sboot.kubeadm_node import MANIFESTS_DIR
+from k8sboot.kubeadm_node import KUBEADM_TMP, MANIFESTS_DIR
 from k8sboot.nodes import observe
 from k8sboot.nodes.drain import Cordon, Drain, DrainOptions, api_host, refusal
 from k8sboot.nodes.pods import blockers, overridable
@@ -63,7 +63,6 @@ PRE_UPGRADE = "pre-upgrade"  # the origin of the backup an upgrade takes first
 CONTROL_PLANE_PODS = ("kube-apiserver", "kube-controller-manager", "kube-scheduler")
 # kubeadm's plaintext copies of the etcd data directory, one per `upgrade apply|node` run
 # (cmd/kubeadm/app/phases/upgrade/staticpods.go), which kubeadm never removes.
-KUBEADM_TMP = "/etc/kubernetes/tmp"
 KUBEADM_ETCD_COPIES = f"{KUBEADM_TMP}/kubeadm-backup-etcd-*"
 KUBEADM_TIMEOUT = 900
 APT_TIMEOUT = 600

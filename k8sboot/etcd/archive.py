@@ -26,7 +26,7 @@ import stat
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import BinaryIO
+from typing import Any, BinaryIO
 
 from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives import hashes
@@ -76,6 +76,16 @@ def create_key_file(path: Path) -> Key:
     key = Key(secrets.token_bytes(KEY_BYTES))
     create_secret_file(path, base64.b64encode(key.material).decode() + "\n")
     return key
+
+
+def backup_key(cluster: Any, store: object | None = None) -> Key | None:
+    """The key the cluster file configures (backup.encryptionKeyFile), if any; refused
+    when kept inside `store`'s local directory."""
+    path = cluster.backup.encryption_key_file
+    if path is None:
+        return None
+    local = getattr(store, "directory", None)
+    return load_key(path, local)
 
 
 def load_key(path: Path, backups: Path | None = None) -> Key:

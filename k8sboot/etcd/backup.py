@@ -17,7 +17,7 @@ from k8sboot.etcd.archive import (
     ALGORITHM,
     Key,
     SnapshotSink,
-    load_key,
+    backup_key,
 )
 from k8sboot.etcd.authenticity import seal
 from k8sboot.etcd.catalogue import (
@@ -29,12 +29,12 @@ from k8sboot.etcd.catalogue import (
     listed_or_removed,
     names_taken,
     now,
-    open_store,
     prune,
 )
 from k8sboot.etcd.checks import VerifyFailed
 from k8sboot.etcd.client import EtcdCtl, Member, SnapshotStatus
 from k8sboot.etcd.observe import EtcdView, host_for, observe
+from k8sboot.etcd.stores import open_store
 from k8sboot.etcd.tools import detect
 from k8sboot.executor import Executor, Outcome, handles
 from k8sboot.host_state import ETCD_BACKUP_DIR
@@ -128,14 +128,6 @@ class PruneBackups(OnThisMachine):
 
     def describe(self) -> str:
         return f"apply retention ({self.policy}) to {self.location}"
-
-
-def backup_key(cluster: Cluster, store: Store | None = None) -> Key | None:
-    path = cluster.backup.encryption_key_file
-    if path is None:
-        return None
-    local = getattr(store, "directory", None)
-    return load_key(path, local)
 
 
 def ctl_for(executor: Executor, host_name: str, endpoints: list[str]) -> EtcdCtl:

@@ -295,35 +295,6 @@ class LocalStore:
         return sweep_parts(self.directory, ".*.part")
 
 
-def open_store(cluster: Any) -> Store:
-    """The catalogue the cluster file names: backup.s3, else backup.directory, else
-    <stateDir>/backups."""
-    backup = cluster.backup
-    if getattr(backup, "s3", None) is not None:
-        from k8sboot.etcd.s3 import S3Store  # an optional extra: boto3
-
-        return S3Store(backup.s3, cluster.state_dir)
-    directory = backup.directory or (cluster.state_dir / "backups")
-    return LocalStore(Path(directory))
-
-
-def store_at(cluster: Any, location: str) -> Store:
-    """The store a plan named by its location: the cluster's catalogue, or the directory
-    of a backup given by path."""
-    store = open_store(cluster)
-    return store if store.location == location else LocalStore(Path(location))
-
-
-def locate(cluster: Any, reference: str) -> tuple[Store, Manifest]:
-    """A backup by name, by the name or path of its file or manifest, or `latest` (this
-    cluster's newest). A path outside the catalogue needs its manifest beside it."""
-    path = Path(reference).expanduser()
-    if path.is_file():
-        return find(LocalStore(path.resolve().parent), path.name, cluster.name)
-    store = open_store(cluster)
-    return find(store, reference, cluster.name)
-
-
 def find(store: Store, reference: str, cluster: str) -> tuple[Store, Manifest]:
     if reference == "latest":
         # A pre-restore snapshot is the way back from a restore, not a backup to restore.

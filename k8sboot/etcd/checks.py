@@ -10,6 +10,7 @@ from k8sboot.etcd.archive import (
     CorruptBackup,
     Key,
     PlainReader,
+    backup_key,
     check_file,
 )
 from k8sboot.etcd.authenticity import why_untrusted
@@ -68,8 +69,6 @@ def check_authentic(store: Store, manifest: Manifest, cluster: Cluster) -> Key |
     with a key configured or the manifest saying encrypted, only an encrypted backup whose
     manifest MAC matches passes. Raises Unauthenticated, or MachineError when the
     configuration lacks the backup's key (not the backup's fault: nothing is recorded)."""
-    from k8sboot.etcd.backup import backup_key
-
     key = backup_key(cluster, store)
     if manifest.encryption:
         wanted = manifest.encryption.get("key_id", "?")

@@ -118,9 +118,9 @@ def _member_fault(found: HostFacts, stale: bool, unread: bool) -> str | None:
     if unread:
         return "running on a configuration it never read"
     if not found.active("etcd"):
-        return f"etcd is {found.service('etcd')['active']}"
+        return f"etcd is {found.service('etcd').active}"
     if not found.enabled("etcd"):
-        return f"etcd is {found.service('etcd')['enabled']} at boot"
+        return f"etcd is {found.service('etcd').enabled} at boot"
     return None
 
 

@@ -22,12 +22,13 @@ from k8sboot.errors import MachineError, UnsafeError, UserError
 from k8sboot.etcd import files as etcd_files
 from k8sboot.etcd import restore_record, topology
 from k8sboot.etcd.backup import SaveSnapshot
-from k8sboot.etcd.catalogue import PRE_RESTORE, Manifest, Store, now, store_at
+from k8sboot.etcd.catalogue import PRE_RESTORE, Manifest, Store, now
 from k8sboot.etcd.checks import VerifyFailed, local_check, upload_plain
 from k8sboot.etcd.client import NO_TLS, EndpointStatus, EtcdCtl, peer_url
 from k8sboot.etcd.external import START_TIMEOUT, EtcdCertificates, wait_healthy
 from k8sboot.etcd.pki import CA, CertSpec, satisfies
 from k8sboot.etcd.restore_record import RestoreRecord, kept_dir
+from k8sboot.etcd.stores import store_at
 from k8sboot.etcd.tools import BUMP_REVISION, EtcdTools, detect
 from k8sboot.executor import Executor, Outcome, handles, raise_first, read_required
 from k8sboot.facts import KUBECTL, Wanted, parse_nodes

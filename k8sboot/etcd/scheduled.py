@@ -30,11 +30,10 @@ from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 from k8sboot.actions import Action, OnHost, RunCommands, WriteFiles
 from k8sboot.errors import MachineError, UserError
 from k8sboot.etcd import files as etcd_files
-from k8sboot.etcd.archive import ALGORITHM, Key, SnapshotSink, load_key
+from k8sboot.etcd.archive import ALGORITHM, Key, SnapshotSink, backup_key, load_key
 from k8sboot.etcd.authenticity import seal
 from k8sboot.etcd.backup import (
     PruneBackups,
-    backup_key,
     check_and_fetch,
     ctl_for,
     policy,
@@ -46,12 +45,12 @@ from k8sboot.etcd.catalogue import (
     listed_or_removed,
     names_taken,
     now,
-    open_store,
 )
 from k8sboot.etcd.checks import VerifyFailed
 from k8sboot.etcd.client import SnapshotStatus, parse_snapshot_status
 from k8sboot.etcd.external import RESET_TIMER, scheduled_leftovers
 from k8sboot.etcd.files import TIMER_UNIT, snapshot_files
+from k8sboot.etcd.stores import open_store
 from k8sboot.executor import Executor, Outcome, handles
 from k8sboot.facts import Wanted
 from k8sboot.host_state import ETCD_SNAPSHOT_DIR

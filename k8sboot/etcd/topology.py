@@ -14,7 +14,13 @@ from pathlib import PurePosixPath
 from k8sboot.etcd.client import STACKED_TLS, EtcdTLS, client_url, peer_url
 from k8sboot.etcd.pki import CertSpec
 from k8sboot.facts import Facts
-from k8sboot.kubeadm_node import ETCD_MEMBER_DIR, ETCD_PKI_DIR, PKI_DIR
+from k8sboot.kubeadm_node import (
+    APISERVER_ETCD_CLIENT_CERT,
+    APISERVER_ETCD_CLIENT_KEY,
+    ETCD_CA_CERT,
+    ETCD_MEMBER_DIR,
+    ETCD_PKI_DIR,
+)
 from k8sboot.spec import Cluster, Host
 from k8sboot.spec.model import is_ip_address
 
@@ -31,11 +37,7 @@ EXTERNAL_TLS = EtcdTLS(
     str(EXTERNAL_PKI / "etcdctl.key"),
 )
 # ... and what kubeadm's ClusterConfiguration names on the control planes (init.yaml.j2).
-APISERVER_CLIENT_TLS = EtcdTLS(
-    f"{ETCD_PKI_DIR}/ca.crt",
-    f"{PKI_DIR}/apiserver-etcd-client.crt",
-    f"{PKI_DIR}/apiserver-etcd-client.key",
-)
+APISERVER_CLIENT_TLS = EtcdTLS(ETCD_CA_CERT, APISERVER_ETCD_CLIENT_CERT, APISERVER_ETCD_CLIENT_KEY)
 
 
 def external(cluster: Cluster) -> bool:

@@ -15,7 +15,6 @@ from k8sboot.etcd.catalogue import (
     Manifest,
     Store,
     now,
-    store_at,
 )
 from k8sboot.etcd.checks import (
     Unauthenticated,
@@ -26,6 +25,7 @@ from k8sboot.etcd.checks import (
     upload_plain,
 )
 from k8sboot.etcd.client import NO_TLS, EtcdCtl
+from k8sboot.etcd.stores import store_at
 from k8sboot.etcd.tools import EtcdTools, detect
 from k8sboot.executor import Executor, Outcome, handles
 from k8sboot.host_state import ETCD_VERIFY_DIR

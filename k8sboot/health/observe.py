@@ -32,7 +32,7 @@ from k8sboot.facts import NodeStatus, probe_nodes
 from k8sboot.kubeadm_node import ADMIN_CONF, CA_CERT, ETCD_MANIFEST
 from k8sboot.nodes.observe import api_server
 from k8sboot.spec import Cluster, Host
-from k8sboot.transport import Connection, HostKeyChanged, Transport
+from k8sboot.transport import HostKeyChanged, ReadOnlyHost, ReadOnlyHosts
 
 SERVICES = ("containerd", "kubelet")
 
@@ -128,25 +128,25 @@ class Reach:
     host, it does not insist), and a failure remembered, so that no second question waits
     for the same timeout again."""
 
-    def __init__(self, transport: Transport):
-        self.transport = transport
-        self._locks = {name: threading.Lock() for name in transport.names}
+    def __init__(self, hosts: ReadOnlyHosts):
+        self.hosts = hosts
+        self._locks = {name: threading.Lock() for name in hosts.names}
         self._errors: dict[str, Exception] = {}
 
-    def __call__(self, name: str) -> Connection:
+    def __call__(self, name: str) -> ReadOnlyHost:
         with self._locks[name]:
             if name in self._errors:
                 raise self._errors[name]
             try:
-                return self.transport[name].open(attempts=1)
+                return self.hosts[name].open(attempts=1)
             except Exception as error:
                 self._errors[name] = error
                 raise
 
 
-def _clock(connection: Connection) -> tuple[float, float]:
+def _clock(connection: ReadOnlyHost) -> tuple[float, float]:
     sent = time.time()
-    result = connection.run("date +%s.%N", timeout=10, shown="clock")
+    result = connection.ask("date +%s.%N", timeout=10, shown="clock")
     received = time.time()
     return float(result.stdout.strip()) - (sent + received) / 2, (received - sent) / 2
 
@@ -166,7 +166,7 @@ def observe_host(
     script = probe_script(_probe_args(cluster, host))
     tasks: Tasks = {
         "probe": lambda: json.loads(
-            connection.run("python3 -", stdin=script, timeout=60, shown="health probe").stdout
+            connection.ask("python3 -", stdin=script, timeout=60, shown="health probe").stdout
         ),
         "clock": lambda: _clock(connection),
     }
@@ -195,7 +195,7 @@ def observe_cluster(
     for host in cluster.control_planes:
         try:
             connection = reach(host.name)
-            connection.run(f"test -e {ADMIN_CONF}", timeout=10, shown="admin.conf?")
+            connection.ask(f"test -e {ADMIN_CONF}", timeout=10, shown="admin.conf?")
         except Exception as error:
             problems.append(f"{host.name}: {error}")
             continue
@@ -229,9 +229,9 @@ def observe_cluster(
     return seen
 
 
-def observe(cluster: Cluster, transport: Transport, parallel: bool = True) -> Observations:
+def observe(cluster: Cluster, hosts: ReadOnlyHosts, parallel: bool = True) -> Observations:
     run = run_parallel if parallel else run_sequential
-    reach = Reach(transport)
+    reach = Reach(hosts)
     started = time.monotonic()
     tasks: Tasks = {
         f"host:{h.name}": (lambda h=h: observe_host(cluster, reach, h, run)) for h in cluster.hosts

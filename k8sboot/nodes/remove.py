@@ -146,13 +146,8 @@ class DeleteNodeObject(Step):
         if target.node is not None:
             api = api_host(ctx, exclude=self.name)
             actions.append(DeleteNode(api.name, self.name, observe.api_server(api.ip)))
-        if target.host is not None:
-            if self.name not in removed.load(ctx.state):
-                actions.append(RecordRemoval(self.name, target.host.address))
-            ctx.notes.append(
-                f"{self.name} is out of the cluster: drop it from the cluster file's hosts "
-                "(with --vagrant: destroy its machine); until then `k8sboot up` leaves it out"
-            )
+        if target.host is not None and self.name not in removed.load(ctx.state):
+            actions.append(RecordRemoval(self.name, target.host.address))
         return actions
 
 
@@ -263,4 +258,10 @@ def delete_node(executor: Executor, action: DeleteNode) -> Outcome:
 @handles(RecordRemoval)
 def record_removal(executor: Executor, action: RecordRemoval) -> Outcome:
     removed.record(executor.ctx.state, action.node, action.address)
-    return Outcome(())
+    return Outcome(
+        (),
+        notes=(
+            f"{action.node} is out of the cluster: drop it from the cluster file's hosts "
+            "(with --vagrant: destroy its machine); until then `k8sboot up` leaves it out",
+        ),
+    )

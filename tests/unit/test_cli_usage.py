@@ -14,7 +14,7 @@ from click.testing import CliRunner
 
 from k8sboot.cli.app import cli
 from k8sboot.cli.common import App
-from k8sboot.etcd.catalogue import open_store
+from k8sboot.etcd.stores import open_store
 from k8sboot.spec import load_spec
 
 from .builders import START, manifest, stored

@@ -26,7 +26,7 @@ from Crypto.Protocol.KDF import HKDF
 from k8sboot.cli.app import cli
 from k8sboot.etcd import backup as etcd_backup
 from k8sboot.etcd import checks, scheduled
-from k8sboot.etcd.archive import create_key_file
+from k8sboot.etcd.archive import backup_key, create_key_file
 from k8sboot.etcd.backup import SaveSnapshot
 from k8sboot.etcd.catalogue import LocalStore, Manifest, state
 from k8sboot.etcd.checks import VerifyFailed, local_check
@@ -191,7 +191,7 @@ def refused(lab, manifest: Manifest, said: str) -> str:
     with pytest.raises(VerifyFailed, match=said):
         EtcdVerify(lab.store, manifest).plan(SimpleNamespace(cluster=lab.cluster))  # type: ignore[arg-type]
     assert read(lab, manifest.name)["verification"] == before
-    listed = state(manifest, lab.store, etcd_backup.backup_key(lab.cluster))
+    listed = state(manifest, lab.store, backup_key(lab.cluster))
     plaintext = manifest.encryption is None
     assert listed.startswith("plaintext: not authenticated" if plaintext else "UNAUTHENTICATED")
     return message

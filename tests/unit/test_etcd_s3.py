@@ -13,7 +13,8 @@ from pathlib import Path
 import pytest
 
 from k8sboot.etcd.archive import Key, SnapshotSink, check_file
-from k8sboot.etcd.catalogue import keep, open_store, prune, state
+from k8sboot.etcd.catalogue import keep, prune, state
+from k8sboot.etcd.stores import open_store
 from k8sboot.spec.model import Retention
 
 from .builders import START, manifest

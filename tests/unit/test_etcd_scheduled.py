@@ -7,6 +7,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import shlex
 import shutil
 import stat
 import subprocess
@@ -36,12 +37,12 @@ from k8sboot.etcd.scheduled import (
 )
 from k8sboot.facts import ProbeRequest
 from k8sboot.host_state import ETCD_SNAPSHOT_DIR
-from k8sboot.transport import ReadOnlyHosts
+from k8sboot.transport import CommandResult, ReadOnlyHosts
 from k8sboot.versions import ETCDCTL, ETCDUTL
 
 from .conftest import load_data
 from .factsdata import context, converged_host
-from .fakes import scripted
+from .fakes import FakeConnection, scripted
 
 KEY = Key(bytes(range(32)))
 # Recorded once: a change here would strand every snapshot sealed before it.
@@ -236,28 +237,12 @@ def test_a_failed_check_leaves_no_plain_snapshot(tmp_path: Path) -> None:
 # -- pull -----------------------------------------------------------------------------------
 
 
-class _Host:
-    """A control plane whose snapshot directory holds `files`."""
-
-    name = "cp1"
-
-    def __init__(self, files: dict[str, bytes]):
-        self.files = files
-
-    def run(self, command: str, stdout_to=None, check: bool = True, **_: object):
-        verb, path = command.split(" ", 1)[0], command.rsplit(" ", 1)[-1].strip("'")
-        if verb == "cat" and path in self.files:
-            if stdout_to is not None:
-                stdout_to.write(self.files[path])
-                return SimpleNamespace(ok=True, stdout="", stderr="")
-            return SimpleNamespace(ok=True, stdout=self.files[path].decode(), stderr="")
-        if verb == "stat":
-            return SimpleNamespace(ok=True, stdout="1796083200\n", stderr="")
-        if check:
-            raise MachineError(f"cp1: {command} failed")
-        return SimpleNamespace(ok=False, stdout="", stderr="No such file")
-
-    ask = run  # a question runs as any command here
+def _host(files: dict[str, bytes]) -> FakeConnection:
+    """A control plane whose snapshot directory holds `files` (as `cat` shows them; any
+    other file is missing), each last changed at the same time."""
+    cat = {f"cat {shlex.quote(path)}": content for path, content in files.items()}
+    missing = CommandResult("cp1", "cat", 1, b"", "No such file or directory", 0.0)
+    return FakeConnection("cp1", {**cat, "cat ": missing, "stat ": "1796083200\n"}, files)
 
 
 def _sealed_files(cluster, name: str, data: bytes, recipient: str | None = None) -> dict:
@@ -268,7 +253,7 @@ def _sealed_files(cluster, name: str, data: bytes, recipient: str | None = None)
             f"{ETCD_SNAPSHOT_DIR}/{name}.db.status": status.encode()}  # fmt: skip
 
 
-def _pull(cluster, tmp_path: Path, monkeypatch, host: _Host):
+def _pull(cluster, tmp_path: Path, monkeypatch, host: FakeConnection):
     from k8sboot.etcd import scheduled as executing
 
     monkeypatch.setattr(executing, "ctl_for", lambda *_: SimpleNamespace(connection=host))
@@ -281,7 +266,7 @@ def _pull(cluster, tmp_path: Path, monkeypatch, host: _Host):
 
 def test_pull_decrypts_and_catalogues(tmp_path: Path, monkeypatch) -> None:
     cluster = cluster_with(tmp_path)
-    host = _Host(_sealed_files(cluster, "lab-cp1-20261207T000000Z", snapshot()))
+    host = _host(_sealed_files(cluster, "lab-cp1-20261207T000000Z", snapshot()))
     outcome, store = _pull(cluster, tmp_path, monkeypatch, host)
     (manifest,) = store.manifests()
     assert manifest.name == "lab-cp1-20261207T000000Z"
@@ -305,7 +290,7 @@ def test_pull_reports_a_file_it_cannot_decrypt_and_catalogues_the_rest(
         **_sealed_files(cluster, "lab-cp1-20261207T010000Z", snapshot(), stranger),
     }
     with pytest.raises(MachineError, match=r"20261207T010000Z\.db\.age does not decrypt"):
-        _pull(cluster, tmp_path, monkeypatch, _Host(files))
+        _pull(cluster, tmp_path, monkeypatch, _host(files))
     store = LocalStore(Path(cluster.backup.directory))
     assert [m.name for m in store.manifests()] == ["lab-cp1-20261207T000000Z"]
     assert sorted(p.name for p in store.directory.iterdir()) == [
@@ -321,7 +306,7 @@ def test_pull_refuses_a_snapshot_its_status_does_not_describe(tmp_path, monkeypa
         f"{json.dumps(STATUS)}\n{'0' * 64}\n".encode()
     )
     with pytest.raises(MachineError, match="sha256 differs"):
-        _pull(cluster, tmp_path, monkeypatch, _Host(files))
+        _pull(cluster, tmp_path, monkeypatch, _host(files))
     assert not Path(cluster.backup.directory).exists() or not any(
         Path(cluster.backup.directory).glob("*.json")
     )
@@ -390,7 +375,7 @@ def test_a_pulled_snapshot_is_catalogued_authenticated(tmp_path: Path, monkeypat
     from k8sboot.etcd.authenticity import why_untrusted
 
     cluster = cluster_with(tmp_path)
-    host = _Host(_sealed_files(cluster, "lab-cp1-20261207T000000Z", snapshot()))
+    host = _host(_sealed_files(cluster, "lab-cp1-20261207T000000Z", snapshot()))
     _, store = _pull(cluster, tmp_path, monkeypatch, host)
     (manifest,) = store.manifests()
     assert manifest.mac and why_untrusted(manifest, key_of(cluster)) is None

@@ -16,6 +16,7 @@ from k8sboot.facts import (
     ClusterView,
     HostFacts,
     ProbeRequest,
+    ServiceState,
     probe_cluster,
 )
 from k8sboot.transport import CommandFailed, CommandResult
@@ -165,3 +166,13 @@ def test_probe_reads_the_version_each_static_pod_runs(tmp_path: Path) -> None:
     found = HostFacts("cp1", json.loads(done.stdout))
     assert found.control_plane_version == "1.32.3"
     assert found.etcd_manifest_version == "3.5.16"
+
+
+def test_a_service_reads_as_a_typed_state() -> None:
+    found = HostFacts(
+        "cp1",
+        {"services": {"etcd": {"active": "failed", "enabled": "enabled", "since": 12.5}}},
+    )
+    assert found.service("etcd") == ServiceState("failed", "enabled", 12.5)
+    assert found.service("kubelet") == ServiceState("unknown", "unknown", None)
+    assert not found.active("etcd") and found.enabled("etcd")

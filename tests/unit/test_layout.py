@@ -1,11 +1,14 @@
 """The shape of k8sboot's code, read with ast (nothing imported): no import cycles, the
-shared core never imports a feature (docs/architecture.md), and only facts.py knows the
-probe's raw answer."""
+shared core never imports a feature (docs/architecture.md), only facts.py knows the
+probe's raw answer, only the CLI imports click, and the kubeadm node's contracts (the API
+server's port, the sysctls) are written in kubeadm_node.py alone."""
 
 from __future__ import annotations
 
 import ast
 from pathlib import Path
+
+from k8sboot.kubeadm_node import SYSCTLS
 
 PACKAGE = Path(__file__).resolve().parents[2] / "k8sboot"
 
@@ -15,23 +18,20 @@ def module_name(path: Path) -> str:
     return ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
 
 
-def _runtime_statements(body: list[ast.stmt]) -> list[ast.stmt]:
-    """Module-level statements, including those in module-level if/try blocks, except
-    `if TYPE_CHECKING:` (not run)."""
-    found = []
-    for node in body:
-        if isinstance(node, ast.If):
-            if "TYPE_CHECKING" not in ast.unparse(node.test):
-                found += _runtime_statements(node.body + node.orelse)
-        elif isinstance(node, ast.Try):
-            found += _runtime_statements(
-                node.body
-                + node.orelse
-                + node.finalbody
-                + [s for h in node.handlers for s in h.body]
-            )
-        else:
+def _runtime_imports(tree: ast.AST) -> list[ast.Import | ast.ImportFrom]:
+    """Every import statement, at module level or inside a function or class (a lazy
+    import still closes a cycle when its function runs), except under `if TYPE_CHECKING:`
+    (not run)."""
+    found: list[ast.Import | ast.ImportFrom] = []
+    pending = [tree]
+    while pending:
+        node = pending.pop()
+        if isinstance(node, ast.Import | ast.ImportFrom):
             found.append(node)
+        elif isinstance(node, ast.If) and "TYPE_CHECKING" in ast.unparse(node.test):
+            pending += node.orelse
+        else:
+            pending += ast.iter_child_nodes(node)
     return found
 
 
@@ -40,10 +40,10 @@ def import_graph() -> dict[str, set[str]]:
     graph: dict[str, set[str]] = {name: set() for name in paths}
     for name, path in paths.items():
         package = name if path.name == "__init__.py" else name.rpartition(".")[0]
-        for node in _runtime_statements(ast.parse(path.read_text()).body):
+        for node in _runtime_imports(ast.parse(path.read_text())):
             if isinstance(node, ast.Import):
                 targets = [alias.name for alias in node.names]
-            elif isinstance(node, ast.ImportFrom):
+            else:
                 base = node.module or ""
                 if node.level:
                     anchor = package.split(".")[: len(package.split(".")) - node.level + 1]
@@ -53,8 +53,6 @@ def import_graph() -> dict[str, set[str]]:
                     f"{base}.{alias.name}" if f"{base}.{alias.name}" in paths else base
                     for alias in node.names
                 ]
-            else:
-                continue
             for target in targets:
                 graph[name] |= {t for t in _with_packages(target) if t in paths}
     for name in graph:  # a module's own packages are already loading when it runs
@@ -189,3 +187,48 @@ def test_the_graph_reads_relative_and_from_imports() -> None:
     assert "k8sboot.etcd.checks" in graph["k8sboot.etcd.verify"]
     assert "k8sboot.executor" in graph["k8sboot.etcd.install"]
     assert "k8sboot.spec" not in graph["k8sboot.spec.model"]  # its own package
+
+
+def test_only_the_cli_imports_click() -> None:
+    importers = sorted(
+        module_name(path)
+        for path in PACKAGE.rglob("*.py")
+        if not _within(module_name(path), ("k8sboot.cli",))
+        and any(
+            (
+                isinstance(node, ast.Import)
+                and any(a.name.split(".")[0] == "click" for a in node.names)
+            )
+            or (isinstance(node, ast.ImportFrom) and (node.module or "").split(".")[0] == "click")
+            for node in ast.walk(ast.parse(path.read_text()))
+        )
+    )
+    assert importers == []
+
+
+SHIPPED = [PACKAGE, PACKAGE.parent / "playbooks", PACKAGE.parent / "templates"]
+
+
+def _shipped_files_saying(text: str, roots: list[Path] = SHIPPED) -> list[str]:
+    return sorted(
+        str(path.relative_to(PACKAGE.parent))
+        for root in roots
+        for path in root.rglob("*")
+        if path.is_file() and path.suffix != ".pyc" and text in path.read_text(errors="replace")
+    )
+
+
+def test_the_api_server_port_is_written_once() -> None:
+    assert _shipped_files_saying("6443") == ["k8sboot/kubeadm_node.py"]
+
+
+def test_the_sysctls_kubeadm_needs_are_named_once() -> None:
+    for name in SYSCTLS:
+        assert _shipped_files_saying(f'"{name}"') == ["k8sboot/kubeadm_node.py"], name
+
+
+def test_templates_take_the_kubeadm_node_paths_from_kubeadm_node() -> None:
+    templates = [PACKAGE.parent / "templates"]
+    for path in ("/etc/kubernetes", "/var/lib/etcd"):
+        assert _shipped_files_saying(path, templates) == [], path
+    assert _shipped_files_saying("KUBEADM_TMP = ") == ["k8sboot/kubeadm_node.py"]

@@ -8,10 +8,11 @@ import pytest
 
 from k8sboot.actions import RunCommands
 from k8sboot.errors import MachineError, UnsafeError, UserError
+from k8sboot.executor import Executor
 from k8sboot.facts import NodeStatus
 from k8sboot.nodes import removed
 from k8sboot.nodes.drain import Cordon, Drain, DrainOptions
-from k8sboot.nodes.remove import DeleteNode, RecordRemoval, RemoveEtcdMember
+from k8sboot.nodes.remove import DeleteNode, DeleteNodeObject, RecordRemoval, RemoveEtcdMember
 from k8sboot.workflows import node_cordon, node_drain, node_remove
 
 from .conftest import load_data
@@ -112,7 +113,27 @@ def test_removing_a_control_plane_of_three(cluster, tmp_path: Path) -> None:
         DeleteNode("cp1", "cp3", "https://10.0.0.11:6443"),
         RecordRemoval("cp3", "10.0.0.13"),
     ]
-    assert any("drop it from the cluster file" in n for n in ctx.notes)
+
+
+def test_the_removal_is_told_only_once_recorded(cluster, tmp_path: Path, monkeypatch) -> None:
+    """ "w1 is out of the cluster" comes from the action that records it: planning tells
+    nothing (a dry run would say it as done), and a failed record tells nothing either."""
+    ctx = running_context(cluster, tmp_path, {})
+    (_delete, record) = DeleteNodeObject("w1").plan(ctx)
+    assert isinstance(record, RecordRemoval) and ctx.notes == []
+    executor = Executor(ctx, ctx.connections)  # type: ignore[attr-defined]
+
+    def full_disk(*args: object) -> None:
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(removed, "record", full_disk)
+    with pytest.raises(OSError):
+        executor.execute(record)
+    assert ctx.notes == []
+    monkeypatch.undo()
+    (note,) = executor.execute(record).notes
+    assert note.startswith("w1 is out of the cluster: drop it from the cluster file's hosts")
+    assert "w1" in removed.load(ctx.state)
 
 
 def test_removal_without_an_api_fails_and_records_nothing(cluster, tmp_path: Path) -> None:

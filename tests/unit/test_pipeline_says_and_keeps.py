@@ -160,6 +160,35 @@ def test_a_run_refused_by_the_lock_forgets_no_removed_host(cluster) -> None:
     assert "w9" in removed.load(state)
 
 
+@pytest.mark.parametrize("dry_run", [True, False])
+def test_the_removed_hosts_record_changes_only_under_the_lock(
+    cluster, monkeypatch, dry_run: bool
+) -> None:
+    calls: list[str] = []
+
+    class RecordingLock:
+        def __init__(self, path: Path, holder: str) -> None:
+            pass
+
+        def acquire(self) -> None:
+            calls.append("lock")
+
+        def release(self) -> None:
+            calls.append("unlock")
+
+    def leaves_out(cluster, state, may_forget: bool):
+        calls.append(f"leaves_out(may_forget={may_forget})")
+        return cluster, []
+
+    monkeypatch.setattr(pipeline, "ClusterLock", RecordingLock)
+    workflow = Workflow("up", [], preflight=False, needs_all_hosts=False, leaves_out=leaves_out)
+    pipeline.run(workflow, cluster, TextReporter(stream=io.StringIO()), dry_run=dry_run)
+    if dry_run:  # no lock, and nothing forgotten
+        assert calls == ["leaves_out(may_forget=False)"]
+    else:
+        assert calls == ["lock", "leaves_out(may_forget=True)", "unlock"]
+
+
 @dataclass(frozen=True)
 class Work(OnHost):
     """Work on a host that tells how it goes, and keeps what the operator had read of

@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 import k8sboot
-from k8sboot import workflows
+from k8sboot import session, workflows
 from k8sboot.actions import Action, OnHost, OnThisMachine, WriteFiles
 from k8sboot.etcd import restore as etcd_restore
 from k8sboot.etcd import restore_record, topology
@@ -28,6 +28,7 @@ from k8sboot.pipeline import Workflow
 from k8sboot.transport import CommandResult, ReadOnlyHosts, Transport
 
 from .builders import START, manifest, stored
+from .conftest import load_data
 from .factsdata import answered, context, converged_host
 from .hacluster import CONTROL_PLANES as IPS
 from .hacluster import ha_cluster
@@ -230,3 +231,16 @@ def test_every_action_type_has_a_handler() -> None:
     missing = sorted(k.__qualname__ for k in kinds if k not in _HANDLERS)
     assert missing == []
     assert {InstallEtcd, RecordIntegrity, WriteFiles} <= kinds  # the search finds them
+
+
+def test_a_read_only_commands_session_cannot_change_a_host(base: dict, tmp_path: Path) -> None:
+    """health, certs check and kubeconfig (the admin's) get the view planning gets: a host
+    through it reads and asks, and has nothing that runs a command or writes a file."""
+    cluster = load_data(base).cluster
+    cluster.state_dir = tmp_path / "state"
+    with session.read_only(cluster, "health") as hosts:
+        assert hosts.names == [h.name for h in cluster.hosts]
+        host = hosts[cluster.hosts[0].name]
+        assert hasattr(host, "ask") and hasattr(host, "read_file")
+        for write in ("run", "write_file", "download"):
+            assert not hasattr(host, write), write

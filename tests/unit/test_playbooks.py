@@ -7,8 +7,12 @@ from pathlib import Path
 
 import yaml
 
-from k8sboot.cluster.node_setup import fingerprint
+from k8sboot.cluster.node_setup import fingerprint, role_vars
+from k8sboot.kubeadm_node import KERNEL_MODULES, SYSCTLS
 from k8sboot.resources import data_dir
+
+from .conftest import load_data
+from .factsdata import fresh
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -43,3 +47,13 @@ def test_fingerprints_follow_values_and_role_files() -> None:
     assert fingerprint("prepare", {"a": 1}) == fingerprint("prepare", {"a": 1})
     assert fingerprint("prepare", {"a": 1}) != fingerprint("prepare", {"a": 2})
     assert fingerprint("prepare", {}) != fingerprint("containerd", {})
+
+
+def test_the_prepare_role_gets_the_kernel_settings_from_kubeadm_node(base: dict) -> None:
+    """The role has no list of its own (its defaults are empty): what it loads and sets is
+    what the probe checks, from one source."""
+    cluster = load_data(base).cluster
+    for host in cluster.hosts:
+        prepare = role_vars(cluster, host, fresh(host.name, host.ip))["prepare"]
+        assert prepare["prepare_modules"] == list(KERNEL_MODULES)
+        assert prepare["prepare_sysctls"] == SYSCTLS

@@ -13,6 +13,7 @@ from k8sboot.cli.render import files_for
 from k8sboot.render import (
     PLACEHOLDER_TOKEN,
     JoinSecrets,
+    kube_vip_file,
     kubeadm_file,
     upload_certs_file,
 )
@@ -24,6 +25,7 @@ from .apifields import unknown_keys
 from .conftest import EXAMPLES, load_data
 
 GOLDEN = Path(__file__).parent / "golden"
+EXAMPLES_DIR = EXAMPLES[0].parent
 UPDATE = os.environ.get("K8SBOOT_UPDATE_GOLDEN") == "1"
 
 
@@ -51,6 +53,18 @@ def test_golden_files(example: Path) -> None:
     assert sorted(rendered) == sorted(expected)
     for name, content in rendered.items():
         assert content == expected[name], f"{example.stem}/{name} differs from its golden copy"
+
+
+@pytest.mark.parametrize("during_init", [True, False], ids=["during-init", "after-init"])
+def test_kube_vip_golden(during_init: bool) -> None:
+    """kube-vip's static pod (rendered at run time, so not among `render`'s files)."""
+    cluster = load_spec(EXAMPLES_DIR / "ha-kube-vip.yaml").cluster
+    content = kube_vip_file(cluster, "eth1", during_init).content
+    golden = GOLDEN / "kube-vip" / ("during-init.yaml" if during_init else "after-init.yaml")
+    if UPDATE:
+        golden.parent.mkdir(parents=True, exist_ok=True)
+        golden.write_text(content)
+    assert content == golden.read_text()
 
 
 def _kube_documents(content: str) -> list[dict]:
