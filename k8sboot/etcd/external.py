@@ -539,9 +539,15 @@ def wait_healthy(
     endpoints = [topology.endpoint(h) for h in hosts]
     ctl = EtcdCtl(executor.transport[runner.name], topology.tls_on(ctx.cluster, runner), endpoints)
     deadline = time.monotonic() + timeout
+    said = None
     while True:
-        health = ctl.health(endpoints)  # a member still starting: ask again
+        health = ctl.health(endpoints, quiet=True)  # a member still starting: ask again
         sick = [h.endpoint + (f" ({h.error})" if h.error else "") for h in health if not h.healthy]
+        # A poll every 2 s for minutes: the log gets what changed.
+        state = "; ".join(sick) if health else "no answer"
+        if state != said:
+            ctx.log.write(runner.name, f"etcd healthy? {state or 'all healthy'}")
+            said = state
         if health and not sick:
             return
         if time.monotonic() > deadline:
