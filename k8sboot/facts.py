@@ -251,6 +251,16 @@ class HostFacts:
     def sysctl(self, name: str) -> str | None:
         return self.data["sysctls"].get(name)
 
+    @property
+    def fstab_swap(self) -> list[str]:
+        """The swap entries /etc/fstab mounts at boot."""
+        return list(self.data.get("fstab_swap", []))
+
+    def hosts_block(self, cluster_name: str) -> list[str] | None:
+        """The lines of the prepare role's block for this cluster in /etc/hosts (words
+        single-spaced), None when there is none."""
+        return self.data.get("hosts_blocks", {}).get(cluster_name)
+
     def stamp(self, role: str) -> str | None:
         """The fingerprint a converged role recorded (the stamp's first line)."""
         recorded = self.data["stamps"].get(role)

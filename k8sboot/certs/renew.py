@@ -140,20 +140,31 @@ def _wait_healthy(
     executor: Executor, connection: Connection, server: str, etcd: EtcdCtl | None
 ) -> None:
     deadline = time.monotonic() + START_TIMEOUT
+    said = None
     while True:
         problems = []
         if etcd is not None:
             problems += [
                 f"etcd: {h.error or 'unhealthy'}"
-                for h in etcd.health(etcd.endpoints)
+                for h in etcd.health(etcd.endpoints, quiet=True)
                 if not h.healthy
             ]
         ready = connection.run(
-            f"{kubectl(server)} get --raw /readyz", check=False, timeout=30, shown="readyz"
+            f"{kubectl(server)} get --raw /readyz",
+            check=False,
+            timeout=30,
+            shown="readyz",
+            quiet=True,
         )
         if not ready.ok:
             tail = (ready.stderr or ready.stdout).strip().splitlines()[-1:] or ["no answer"]
             problems.append(f"API server: {tail[0]}")
+        # A poll every 2 s for minutes: the log gets what changed.
+        if problems != said:
+            executor.ctx.log.write(
+                connection.name, f"healthy after the restart? {'; '.join(problems) or 'yes'}"
+            )
+            said = problems
         if not problems:
             return
         if time.monotonic() > deadline:

@@ -110,10 +110,20 @@ def drift(cluster: Cluster, host: Host, found: HostFacts, role: str, wanted: str
     if role == "prepare":
         if found.swap_mib and not found.container:
             return "swap is on"
+        # The role comments swap out of /etc/fstab in containers too: only `swapoff` is
+        # beyond them.
+        if found.fstab_swap:
+            return f"/etc/fstab mounts swap again ({found.fstab_swap[0].split()[0]})"
         for name, value in SYSCTLS.items():
             current = found.sysctl(name)
             if current is not None and current != value:
                 return f"{name} is {current}"
+        entries = role_vars(cluster, host, found)["prepare"]["prepare_hosts_entries"]
+        block = found.hosts_block(cluster.name)
+        if block is None:
+            return "/etc/hosts lost k8sboot's entries"
+        if block != [f"{e['ip']} {e['name']}" for e in entries]:
+            return "/etc/hosts' k8sboot entries were edited"
     elif role == "containerd":
         if found.package("containerd") is None:
             return "containerd is not installed"

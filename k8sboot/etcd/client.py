@@ -142,9 +142,15 @@ class EtcdCtl:
         timeout: int = 30,
         *,
         asks: bool = False,  # the command only looks: it may run while planning
+        quiet: bool = False,  # a poll: its caller logs what changed
     ) -> Any:
         send = self.connection.ask if asks else self.connection.run  # type: ignore[union-attr]
-        result = send(self._command(args, endpoints, timeout), check=False, timeout=timeout + 90)
+        result = send(
+            self._command(args, endpoints, timeout),
+            check=False,
+            timeout=timeout + 90,
+            quiet=quiet,
+        )
         if check and not result.ok:
             tail = " ".join((result.stderr or result.stdout).strip().splitlines()[-2:])
             raise MachineError(
@@ -184,10 +190,18 @@ class EtcdCtl:
             )
         return [parse_status(entry) for document in documents for entry in document or []]
 
-    def health(self, endpoints: list[str]) -> list[EndpointHealth]:
-        """etcdctl asks every endpoint at once (one client each)."""
+    def health(self, endpoints: list[str], quiet: bool = False) -> list[EndpointHealth]:
+        """etcdctl asks every endpoint at once (one client each); `quiet` logs nothing (a
+        wait, which logs what changed)."""
         document = (
-            self._json("endpoint health -w json", endpoints, False, ETCD_ANSWER_TIMEOUT, asks=True)
+            self._json(
+                "endpoint health -w json",
+                endpoints,
+                False,
+                ETCD_ANSWER_TIMEOUT,
+                asks=True,
+                quiet=quiet,
+            )
             or []
         )
         return [

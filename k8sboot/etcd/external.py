@@ -153,7 +153,8 @@ class EtcdMembers(Step):
         if not with_data or (bootstrapping and not self._formed(ctx, with_data)):
             # Only the members that are not running with their files: a member already
             # waiting for (or part of) the quorum must not be restarted with the rest.
-            pending = [h for h in hosts if self._needs_start(ctx, h, with_data)]
+            why = {h.name: self._start_reason(ctx, h, with_data) for h in hosts}
+            pending = [h for h in hosts if why[h.name]]
             if not pending:
                 return []
             files = tuple(
@@ -164,7 +165,8 @@ class EtcdMembers(Step):
                 for h in pending
             )
             names = tuple(h.name for h in pending)
-            return [BootstrapEtcd(names, files, tuple(h.name for h in hosts))]
+            reasons = tuple((name, why[name] or "") for name in names)
+            return [BootstrapEtcd(names, files, tuple(h.name for h in hosts), reasons)]
         actions: list[Action] = []
         running = [h for h in with_data if ctx.host_facts(h).active("etcd")]
         for host in hosts:
@@ -212,11 +214,12 @@ class EtcdMembers(Step):
         return len(with_data) == len(hosts) and all(ctx.host_facts(h).active("etcd") for h in hosts)
 
     @staticmethod
-    def _needs_start(ctx: Context, host: Host, with_data: list[Host]) -> bool:
+    def _start_reason(ctx: Context, host: Host, with_data: list[Host]) -> str | None:
+        """Why the member must be (re)started with the bootstrap's files, if it must."""
+        if host not in with_data:
+            return "not started yet"
         stale = bool(changed(ctx, host, member_files(ctx.cluster, host)))
-        return (
-            host not in with_data or _member_fault(ctx.host_facts(host), stale, False) is not None
-        )
+        return _member_fault(ctx.host_facts(host), stale, False)
 
 
 RESET_ETCD = " ; ".join(
@@ -307,6 +310,7 @@ class BootstrapEtcd(Action):
     members: tuple[str, ...]  # the ones to start
     files: tuple[tuple[str, tuple[RenderedFile, ...]], ...]  # (host, files)
     initial: tuple[str, ...] = ()  # every member of the first bootstrap
+    reasons: tuple[tuple[str, str], ...] = ()  # (member, why it must start)
 
     @property
     def hosts(self) -> tuple[str, ...]:
@@ -315,8 +319,10 @@ class BootstrapEtcd(Action):
     def describe(self) -> str:
         if set(self.members) == set(self.initial):
             return f"start a new etcd cluster on {listed(self.members)}"
+        why = dict(self.reasons)
+        members = ", ".join(f"{m} ({why[m]})" if why.get(m) else m for m in self.members)
         return (
-            f"start etcd on {listed(self.members)}, with the running members of the cluster "
+            f"start etcd on {members}, with the running members of the cluster "
             f"first started on {listed(self.initial)}"
         )
 
@@ -533,9 +539,15 @@ def wait_healthy(
     endpoints = [topology.endpoint(h) for h in hosts]
     ctl = EtcdCtl(executor.transport[runner.name], topology.tls_on(ctx.cluster, runner), endpoints)
     deadline = time.monotonic() + timeout
+    said = None
     while True:
-        health = ctl.health(endpoints)  # a member still starting: ask again
+        health = ctl.health(endpoints, quiet=True)  # a member still starting: ask again
         sick = [h.endpoint + (f" ({h.error})" if h.error else "") for h in health if not h.healthy]
+        # A poll every 2 s for minutes: the log gets what changed.
+        state = "; ".join(sick) if health else "no answer"
+        if state != said:
+            ctx.log.write(runner.name, f"etcd healthy? {state or 'all healthy'}")
+            said = state
         if health and not sick:
             return
         if time.monotonic() > deadline:

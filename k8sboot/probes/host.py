@@ -7,6 +7,7 @@ import hashlib
 import json
 import os
 import platform
+import re
 import socket
 import subprocess
 import time
@@ -154,6 +155,29 @@ def services(names):
     return states
 
 
+def fstab_swap():
+    """The swap entries /etc/fstab mounts at boot: the lines the prepare role comments
+    out (its pattern, playbooks/roles/prepare)."""
+    pattern = re.compile(r"^([^#\s]+\s+\S+\s+swap\s.*)$")
+    return [line for line in (read("/etc/fstab") or "").splitlines() if pattern.match(line)]
+
+
+def hosts_blocks():
+    """The lines of each k8sboot block in /etc/hosts, by cluster name (the prepare role's
+    `# BEGIN k8sboot cluster NAME` markers)."""
+    blocks, name = {}, None
+    for line in (read("/etc/hosts") or "").splitlines():
+        words = line.split()
+        if words[:4] == ["#", "BEGIN", "k8sboot", "cluster"] and len(words) == 5:
+            name = words[4]
+            blocks[name] = []
+        elif words[:4] == ["#", "END", "k8sboot", "cluster"]:
+            name = None
+        elif name is not None and words:
+            blocks[name].append(" ".join(words))
+    return blocks
+
+
 def sysctls(names):
     values = {}
     for name in names:
@@ -222,6 +246,8 @@ facts = {
     "packages": packages(ARGS.get("packages", [])),
     "services": services(ARGS.get("services", [])),
     "sysctls": sysctls(ARGS.get("sysctls", [])),
+    "fstab_swap": fstab_swap(),
+    "hosts_blocks": hosts_blocks(),
     "modules": modules(ARGS.get("modules", [])),
     "stamps": stamps(),
     "links": links(ARGS.get("links", [])),

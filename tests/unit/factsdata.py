@@ -80,6 +80,8 @@ def fresh(name: str, ip: str, **changes: Any) -> HostFacts:
         "sysctls": {},
         "modules": {"overlay": True, "br_netfilter": True},
         "stamps": {},
+        "fstab_swap": [],
+        "hosts_blocks": {},
     }
     for key, value in changes.items():
         data[key] = value
@@ -93,6 +95,7 @@ def converged_host(cluster: Cluster, name: str) -> HostFacts:
     data = copy.deepcopy(found.data)
     wanted = role_vars(cluster, host, found)
     data["stamps"] = {role: fingerprint(role, values) for role, values in wanted.items()}
+    data["hosts_blocks"] = {cluster.name: [f"{host.ip} {name}"]}
     if host.has("control-plane") or host.has("worker"):
         version = f"{cluster.release}-1.1"
         data["packages"] = {

@@ -170,7 +170,8 @@ def test_a_failed_member_is_started_alone(external, tmp_path: Path) -> None:
     (start,) = EtcdMembers().plan(ctx)
     assert isinstance(start, BootstrapEtcd) and start.members == ("e3",)
     assert start.describe() == (
-        "start etcd on e3, with the running members of the cluster first started on e1, e2, e3"
+        "start etcd on e3 (etcd is failed), with the running members of the cluster first "
+        "started on e1, e2, e3"
     )
 
 

@@ -176,3 +176,29 @@ def test_a_service_reads_as_a_typed_state() -> None:
     assert found.service("etcd") == ServiceState("failed", "enabled", 12.5)
     assert found.service("kubelet") == ServiceState("unknown", "unknown", None)
     assert not found.active("etcd") and found.enabled("etcd")
+
+
+def test_probe_reads_swap_in_fstab_and_k8sboot_blocks_in_hosts(tmp_path: Path) -> None:
+    fstab, hosts = tmp_path / "fstab", tmp_path / "hosts"
+    fstab.write_text(
+        "UUID=1 / ext4 errors=remount-ro 0 1\n"
+        "# /swap.img none swap sw 0 0  # k8sboot: the kubelet needs swap off\n"
+        "/swapfile none swap sw 0 0\n"
+    )
+    hosts.write_text(
+        "127.0.0.1 localhost\n# BEGIN k8sboot cluster lab\n10.0.0.21   w1\n"
+        "# END k8sboot cluster lab\n10.0.0.5 other\n"
+    )
+    request = ProbeRequest(services=(), packages=(), exists=(), busy=())
+    script = (
+        request.script()
+        .replace(b'"/etc/fstab"', json.dumps(str(fstab)).encode())
+        .replace(b'"/etc/hosts"', json.dumps(str(hosts)).encode())
+    )
+    done = subprocess.run(
+        [sys.executable, "-"], input=script, capture_output=True, check=True, timeout=60
+    )
+    found = HostFacts("w1", json.loads(done.stdout))
+    assert found.fstab_swap == ["/swapfile none swap sw 0 0"]
+    assert found.hosts_block("lab") == ["10.0.0.21 w1"]
+    assert found.hosts_block("other") is None

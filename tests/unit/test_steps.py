@@ -10,7 +10,7 @@ from k8sboot.cluster.cni import ApplyManifest, WaitNodesReady, cni_stamp
 from k8sboot.cluster.kube_vip import WaitApiServer
 from k8sboot.cluster.kubeadm import KubeadmInit, KubeadmJoin
 from k8sboot.cluster.kubeconfig import FetchKubeconfig
-from k8sboot.cluster.node_setup import Converge
+from k8sboot.cluster.node_setup import Converge, drift
 from k8sboot.errors import MachineError
 from k8sboot.etcd.install import InstallEtcd
 from k8sboot.kubeadm_node import ADMIN_CONF, KUBELET_CONF
@@ -180,6 +180,28 @@ def test_live_drift_is_found_even_with_a_matching_stamp(cluster, tmp_path: Path)
     assert "cp1: prepare (/etc/sysctl.d/99-k8sboot.conf was edited since" in converge.describe()
 
 
+def test_persisted_swap_and_host_names_are_watched(cluster, tmp_path: Path) -> None:
+    """The prepare role comments swap out of /etc/fstab and writes the host's name into
+    /etc/hosts: undoing either shows before a reboot would."""
+    ctx = _converged(cluster, tmp_path)
+    w1, w2 = ctx.facts.hosts["w1"].data, ctx.facts.hosts["w2"].data
+    w1["fstab_swap"] = ["/swapfile none swap sw 0 0"]
+    w2["hosts_blocks"] = {}
+    ctx.facts.hosts["cp1"].data["hosts_blocks"][cluster.name] = ["10.0.0.99 cp1"]
+    (converge,) = _plan(ctx)["node setup (Ansible)"]
+    assert converge.describe() == (
+        "Ansible roles cp1: prepare (/etc/hosts' k8sboot entries were edited); "
+        "w1: prepare (/etc/fstab mounts swap again (/swapfile)); "
+        "w2: prepare (/etc/hosts lost k8sboot's entries)"
+    )
+    # The role comments the line out in a container too (only swapoff is beyond it).
+    found = ctx.facts.hosts["w1"]
+    found.data["container"] = "lxc"
+    assert drift(cluster, cluster.host("w1"), found, "prepare", found.stamp("prepare")) == (
+        "/etc/fstab mounts swap again (/swapfile)"
+    )
+
+
 def test_stopped_or_disabled_services_are_started_without_ansible(cluster, tmp_path) -> None:
     ctx = _converged(cluster, tmp_path)
     ctx.facts.hosts["w1"].data["services"]["containerd"]["active"] = "failed"
@@ -294,7 +316,7 @@ def test_stamps_are_recorded_where_every_task_succeeded(
 ) -> None:
     from k8sboot.ansible import PlaybookFailed
     from k8sboot.cluster import node_setup
-    from k8sboot.cluster.node_setup import drift, fingerprint, role_vars
+    from k8sboot.cluster.node_setup import fingerprint, role_vars
     from k8sboot.executor import Executor
 
     hosts = {h.name: fresh(h.name, h.ip) for h in cluster.hosts}
@@ -334,6 +356,7 @@ def test_stamps_are_recorded_where_every_task_succeeded(
         seen = fresh(host.name, host.ip)
         seen.data["stamps"] = stamps
         seen.data["files"][sysctl_file] = digest
+        seen.data["hosts_blocks"] = {cluster.name: [f"{host.ip} {host.name}"]}
         for role, values in wanted.items():
             assert seen.stamp(role) == fingerprint(role, values)
         assert seen.stamped_files("prepare") == {sysctl_file: digest}
