@@ -1,8 +1,8 @@
 """Faults a user or a machine can cause on the nodes of a running cluster, injected all at
 once: a rebooted node (and what it lost), a stopped kubelet, a stopped containerd, a
-deleted persistent setting, two managed files edited. `plan` must name each one (changing
-nothing), and one `up` must repair all of them, after which the cluster is converged: the
-next `plan` is empty.
+deleted persistent setting, two managed files edited, swap back in /etc/fstab, k8sboot's
+names gone from /etc/hosts. `plan` must name each one (changing nothing), and one `up`
+must repair all of them, after which the cluster is converged: the next `plan` is empty.
 
 The shared cluster of three control planes behind kube-vip and two workers; the module
 leaves it healthy for the next (node maintenance).
@@ -68,6 +68,20 @@ FAULTS = [
         f"sed -i 's/^br_netfilter$/# br_netfilter/' {MODULES_FILE}",
         lambda step, hosts, text: "cp3" in hosts and f"{MODULES_FILE} was edited" in text,
         f"grep -qx br_netfilter {MODULES_FILE}",
+    ),
+    Fault(
+        "swap back in /etc/fstab",
+        "w1",
+        "echo '/swapfile none swap sw 0 0' >> /etc/fstab",
+        lambda step, hosts, text: "w1" in hosts and "/etc/fstab mounts swap again" in text,
+        "! grep -q '^/swapfile' /etc/fstab",
+    ),
+    Fault(
+        "k8sboot's names gone from /etc/hosts",
+        "cp1",
+        "sed -i '/^# BEGIN k8sboot cluster /,/^# END k8sboot cluster /d' /etc/hosts",
+        lambda step, hosts, text: "cp1" in hosts and "/etc/hosts lost k8sboot's entries" in text,
+        "grep -q '^# BEGIN k8sboot cluster ' /etc/hosts",
     ),
     Fault(
         "containerd configuration edited",
@@ -136,4 +150,4 @@ def test_plan_names_every_fault_and_one_up_repairs_them(cluster: K8sboot) -> Non
     ansible = [
         e for e in run if e["event"] == "action_finished" and e["step"].endswith("(Ansible)")
     ]
-    assert [set(e["hosts"]) - {"w2"} for e in ansible] == [{"cp2", "cp3"}], ansible
+    assert [set(e["hosts"]) - {"w2"} for e in ansible] == [{"cp1", "cp2", "cp3", "w1"}], ansible
