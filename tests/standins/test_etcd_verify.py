@@ -73,6 +73,7 @@ class LocalHost:
         secret_output: bool = False,
         stdout_to: BinaryIO | None = None,
         shown: str | None = None,
+        quiet: bool = False,  # as a Connection's: the caller polls and logs what changed
     ) -> CommandResult:
         assert stdout_to is None, "not needed by a test restore"
         command = command.replace(f"{ETCD_BIN_DIR}/", f"{self.bin_dir}/")
