@@ -31,13 +31,12 @@ UPSTREAM_REPOSITORY = "https://pkgs.k8s.io/core:/stable:/v{minor}/deb/"
 # Files each role writes whole. Their hashes go into the role's stamp when it converges,
 # so that a file deleted or edited later is drift, even while the live setting it
 # persists (a sysctl, a loaded module) still holds and hides the loss until a reboot.
+KEYRING_FILE = "/etc/apt/keyrings/kubernetes.asc"
+SOURCES_FILE = "/etc/apt/sources.list.d/kubernetes.sources"
 OWNED_FILES = {
     "prepare": ("/etc/modules-load.d/k8sboot.conf", "/etc/sysctl.d/99-k8sboot.conf"),
     "containerd": (),
-    "kube_packages": (
-        "/etc/apt/keyrings/kubernetes.asc",
-        "/etc/apt/sources.list.d/kubernetes.sources",
-    ),
+    "kube_packages": (KEYRING_FILE, SOURCES_FILE),
 }
 
 
@@ -153,30 +152,47 @@ class NodeSetup(Step):
     def __init__(self, only: str | None = None):
         self.only = only
 
+    # Why a workflow's own steps already did a role's work on a host (the role is then
+    # recorded as converged, not run), or None.
+    def done_by_earlier_steps(self, ctx: Context, host: Host, role: str) -> str | None:
+        return None
+
     def plan(self, ctx: Context) -> list[Action]:
         roles: list[tuple[str, tuple[str, ...]]] = []
         reasons: list[tuple[str, str, str]] = []
         host_vars: list[tuple[str, str]] = []
+        recorded: list[tuple[str, tuple[str, ...]]] = []
+        recorded_stamps: list[tuple[str, str]] = []
+        why_recorded: set[str] = set()
         for host in scoped(ctx.cluster.hosts, self.only):
             found = ctx.host_facts(host)
             wanted = role_vars(ctx.cluster, host, found)
             stamps = {role: fingerprint(role, values) for role, values in wanted.items()}
-            drifted = []
-            for role in wanted:
-                why = drift(ctx.cluster, host, found, role, stamps[role])
-                if why:
-                    drifted.append(role)
-                    reasons.append((host.name, role, why))
-            if drifted:
+            why = {role: drift(ctx.cluster, host, found, role, stamps[role]) for role in wanted}
+            drifted = [role for role in wanted if why[role]]
+            done = [self.done_by_earlier_steps(ctx, host, role) for role in drifted]
+            if drifted and all(done):
+                recorded.append((host.name, tuple(drifted)))
+                recorded_stamps.append((host.name, json.dumps(stamps, sort_keys=True)))
+                why_recorded.update(d for d in done if d)
+            elif drifted:
                 roles.append((host.name, tuple(drifted)))
+                reasons += [(host.name, role, str(why[role])) for role in drifted]
                 merged: dict[str, Any] = {"k8sboot_converge": drifted, "k8sboot_stamps": stamps}
                 for role in drifted:
                     merged |= wanted[role]
                 merged["prepare_swap"] = bool(found.swap_mib)
                 host_vars.append((host.name, json.dumps(merged, sort_keys=True)))
-        if not roles:
-            return []
-        return [Converge(tuple(roles), tuple(reasons), tuple(host_vars))]
+        actions: list[Action] = []
+        if recorded:
+            actions.append(
+                RecordConverged(
+                    tuple(recorded), tuple(recorded_stamps), "; ".join(sorted(why_recorded))
+                )
+            )
+        if roles:
+            actions.append(Converge(tuple(roles), tuple(reasons), tuple(host_vars)))
+        return actions
 
 
 def service_faults(host: Host, found: HostFacts) -> list[tuple[str, str]]:

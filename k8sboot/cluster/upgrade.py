@@ -30,12 +30,11 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from k8sboot.actions import Action, OnHost, OnThisMachine, RunCommands
-from k8sboot.cluster.kube_vip import kube_vip_manifest, stop_holding
+from k8sboot.cluster.kube_vip import WaitApiServer, kube_vip_manifest, stop_holding
 from k8sboot.cluster.node_setup import (
-    OWNED_FILES,
-    Converge,
+    KEYRING_FILE,
+    SOURCES_FILE,
     NodeSetup,
-    RecordConverged,
     fingerprint,
     package_vars,
 )
@@ -710,9 +709,6 @@ def _install(
     )
 
 
-SOURCES_FILE, KEYRING_FILE = OWNED_FILES["kube_packages"][1], OWNED_FILES["kube_packages"][0]
-
-
 def render_sources(url: str, signed: bool) -> str:
     """The repository as the kube_packages role writes it (its block, its markers)."""
     trust = "Signed-By: /etc/apt/keyrings/kubernetes.asc" if signed else "Trusted: yes"
@@ -794,16 +790,9 @@ def _step_aside(executor: Executor, action: UpgradeNode, host: Host) -> None:
         assert via is not None
         _move_etcd_leader(executor, cluster, host, via)
     if cluster.control_plane_endpoint.type == "kube-vip" and action.via != action.host:
-        vip = str(cluster.control_plane_endpoint.address)
-        stop_holding(executor, action.host, vip)
-        deadline = time.monotonic() + 120
+        stop_holding(executor, action.host, str(cluster.control_plane_endpoint.address))
         # Until the endpoint answers from the control plane that took the address over.
-        via = executor.transport[action.via]
-        readyz = f"{KUBECTL} get --raw /readyz"
-        while not via.run(readyz, check=False, timeout=30, quiet=True).ok:
-            if time.monotonic() > deadline:
-                raise MachineError(f"the API through {vip} did not answer after it moved")
-            time.sleep(1)
+        executor.execute(WaitApiServer(action.via, cluster.endpoint))
 
 
 def _step_back(executor: Executor, host: Host) -> None:
@@ -924,35 +913,15 @@ class PackagesAfterUpgrade(NodeSetup):
     20 s of a 140 s upgrade); anything else drifted still runs the roles."""
 
     def plan(self, ctx: Context) -> list[Action]:
-        if upgrading(ctx):
-            return []
-        converge = next(iter(super().plan(ctx)), None)
+        return [] if upgrading(ctx) else super().plan(ctx)
+
+    def done_by_earlier_steps(self, ctx: Context, host: Host, role: str) -> str | None:
         record = UpgradeRecord.read(ctx.state)
-        if not isinstance(converge, Converge) or record is None or record.running is None:
-            return [converge] if converge is not None else []
-        done = {
-            host
-            for host, roles in converge.roles
-            if roles == ("kube_packages",) and _packages_done(ctx, host, record.running)
-        }
-        if not done:
-            return [converge]
-        left = Converge(
-            tuple((h, r) for h, r in converge.roles if h not in done),
-            tuple(why for why in converge.reasons if why[0] not in done),
-            tuple((h, v) for h, v in converge.host_vars if h not in done),
-        )
-        stamps = tuple(
-            (host, json.dumps(json.loads(values)["k8sboot_stamps"], sort_keys=True))
-            for host, values in converge.host_vars
-            if host in done
-        )
-        recorded = RecordConverged(
-            tuple((h, r) for h, r in converge.roles if h in done),
-            stamps,
-            f"the upgrade installed and held the {ctx.cluster.release} packages",
-        )
-        return [recorded, left] if left.roles else [recorded]
+        if role != "kube_packages" or record is None or record.running is None:
+            return None
+        if not _packages_done(ctx, host.name, record.running):
+            return None
+        return f"the upgrade installed and held the {ctx.cluster.release} packages"
 
 
 def _packages_done(ctx: Context, name: str, running: str) -> bool:

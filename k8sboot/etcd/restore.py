@@ -1060,16 +1060,19 @@ def check(executor: Executor, action: CheckRestored) -> Outcome:
     # The snapshot's Node conditions and Leases are as they were when it was taken: Ready
     # there says nothing about now. A kubelet that renewed its Lease since is talking to the
     # restored cluster (it renews every 10 s), and then its Ready is its own.
-    restored_leases = None
+    restored: dict[str, str] | None = None  # the first answer: as the snapshot left them
     said = None
     while True:
         leases = _lease_renewals(executor.transport[action.host])
-        restored_leases = restored_leases if restored_leases is not None else leases
-        waiting = [
-            n
-            for n in reachable
-            if not nodes[n].ready or (leases or {}).get(n) in (None, restored_leases.get(n))
-        ]
+        if restored is None or leases is None:  # no answer yet to compare with
+            restored = restored if restored is not None else leases
+            waiting = list(reachable)
+        else:
+            waiting = [
+                n
+                for n in reachable
+                if not nodes[n].ready or leases.get(n) in (None, restored.get(n))
+            ]
         if waiting != said:  # a poll logs what changed, not every answer
             executor.ctx.log.write(
                 action.host, f"kubelets not back yet: {', '.join(waiting) or 'none'}"

@@ -24,6 +24,17 @@ def _nodes(ready: bool) -> str:
     )
 
 
+def _logging(cluster, tmp_path: Path, hosts: dict | None = None):
+    """A context whose run log is tmp_path/run.log: what the waits wrote is `_logged`."""
+    ctx = context(cluster, hosts or {}, tmp_path)
+    ctx.log = RunLog(tmp_path / "run.log")
+    return ctx
+
+
+def _logged(tmp_path: Path) -> list[str]:
+    return [line.split(" ", 1)[1] for line in (tmp_path / "run.log").read_text().splitlines()]
+
+
 class PollCounter:
     """Answers `kubectl get nodes` with w1 not Ready for `polls` answers, then Ready."""
 
@@ -43,14 +54,15 @@ class PollCounter:
 
 def test_waiting_for_ready_logs_changes_only(base: dict, tmp_path: Path, monkeypatch) -> None:
     monkeypatch.setattr("k8sboot.cluster.cni.time.sleep", lambda _: None)
-    ctx = context(load_data(base).cluster, {}, tmp_path)
-    ctx.log = RunLog(tmp_path / "run.log")
+    ctx = _logging(load_data(base).cluster, tmp_path)
     transport = FakeTransport(cp1=(poller := PollCounter(polls=50)))
     Executor(ctx, transport).execute(WaitNodesReady("cp1", ("w1",), timeout=600))  # type: ignore[arg-type]
     ctx.log.close()
     assert poller.asked == 51
-    lines = [line.split(" ", 1)[1] for line in (tmp_path / "run.log").read_text().splitlines()]
-    assert lines == ["cp1: nodes Ready? w1: NodeStatusUnknown", "cp1: nodes Ready? all Ready"]
+    assert _logged(tmp_path) == [
+        "cp1: nodes Ready? w1: NodeStatusUnknown",
+        "cp1: nodes Ready? all Ready",
+    ]
 
 
 class KubeletPoller:
@@ -82,15 +94,13 @@ def test_waiting_for_an_upgraded_kubelet_logs_changes_only(
     from k8sboot.nodes.drain import DrainOptions
 
     monkeypatch.setattr("k8sboot.cluster.upgrade.time.sleep", lambda _: None)
-    ctx = context(load_data(base).cluster, {}, tmp_path)
-    ctx.log = RunLog(tmp_path / "run.log")
+    ctx = _logging(load_data(base).cluster, tmp_path)
     transport = FakeTransport(cp1=(poller := KubeletPoller(polls=30)))
     action = UpgradeNode("w1", "1.33.1", (), "cp1", "https://10.0.0.11:6443", DrainOptions())
     _wait_kubelet(Executor(ctx, transport), action)  # type: ignore[arg-type]
     ctx.log.close()
     assert poller.asked == 31
-    lines = [line.split(" ", 1)[1] for line in (tmp_path / "run.log").read_text().splitlines()]
-    assert lines == ["w1: waiting for kubelet v1.33.1 Ready: kubelet v1.32.4, Ready"]
+    assert _logged(tmp_path) == ["w1: waiting for kubelet v1.33.1 Ready: kubelet v1.32.4, Ready"]
 
 
 class EtcdPoller:
@@ -127,17 +137,12 @@ class EtcdPoller:
     ask = run  # a question runs as any command here
 
 
-def _logged(tmp_path: Path) -> list[str]:
-    return [line.split(" ", 1)[1] for line in (tmp_path / "run.log").read_text().splitlines()]
-
-
 def test_waiting_for_etcd_health_logs_changes_only(base: dict, tmp_path: Path, monkeypatch) -> None:
     from k8sboot.etcd.external import wait_healthy
 
     monkeypatch.setattr("k8sboot.etcd.external.time.sleep", lambda _: None)
     cluster = load_data(base).cluster
-    ctx = context(cluster, {"cp1": converged_host(cluster, "cp1")}, tmp_path)
-    ctx.log = RunLog(tmp_path / "run.log")
+    ctx = _logging(cluster, tmp_path, {"cp1": converged_host(cluster, "cp1")})
     transport = FakeTransport(cp1=(poller := EtcdPoller(sick=40)))
     wait_healthy(Executor(ctx, transport))  # type: ignore[arg-type]
     ctx.log.close()
@@ -155,8 +160,7 @@ def test_waiting_after_a_certificate_restart_logs_changes_only(
     from k8sboot.etcd.client import STACKED_TLS, EtcdCtl
 
     monkeypatch.setattr("k8sboot.certs.renew.time.sleep", lambda _: None)
-    ctx = context(load_data(base).cluster, {}, tmp_path)
-    ctx.log = RunLog(tmp_path / "run.log")
+    ctx = _logging(load_data(base).cluster, tmp_path)
     poller = EtcdPoller(sick=20, unready=30)
     etcd = EtcdCtl(poller, STACKED_TLS, ["https://10.0.0.11:2379"])  # type: ignore[arg-type]
     executor = Executor(ctx, FakeTransport(cp1=poller))  # type: ignore[arg-type]
