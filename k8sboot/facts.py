@@ -272,6 +272,11 @@ class HostFacts:
         lines = (self.data["stamps"].get(role) or "").splitlines()[1:]
         return {path: digest for digest, _, path in (line.partition("  ") for line in lines)}
 
+    def stamps_read_again(self, texts: dict[str, str]) -> None:
+        """Stamps read back from the host right after they were written (each role's
+        text as the probe reads it): what later steps plan from, without a probe."""
+        self.data["stamps"].update(texts)
+
     def interface_of(self, address: str) -> str | None:
         return next(
             (a["interface"] for a in self.data["addresses"] if a["address"] == address), None

@@ -22,6 +22,7 @@ from k8sboot.cluster.upgrade import (
     UpgradeChecks,
     UpgradeControlPlanes,
     UpgradeExternalEtcd,
+    UpgradeKubeadm,
     UpgradeWorkers,
 )
 from k8sboot.etcd import topology
@@ -123,6 +124,7 @@ def upgrade(drain: DrainOptions, max_unavailable: int = 1) -> Workflow:
             UpgradeChecks(drain),
             UpgradeBackup(),
             UpgradeExternalEtcd(),
+            UpgradeKubeadm(),
             UpgradeControlPlanes(drain),
             UpgradeWorkers(drain, max_unavailable),
             KubeVip(),

@@ -308,7 +308,15 @@ def record_converged(executor: Executor, action: RecordConverged) -> Outcome:
     per_host = {host: {"k8sboot_converge": list(roles)} for host, roles in action.roles}
     stamps = {host: json.loads(values) for host, values in action.stamps}
     _record_stamps(executor, per_host, stamps, set(per_host))
-    return Outcome(action.hosts, reprobe=action.hosts)
+    # Nothing else changed there, and the stamps were read back as written: no probe again.
+    return Outcome(action.hosts)
+
+
+# Each named stamp's text, as the probe reads it (probes/host.py: stamps()).
+_READ_STAMPS = (
+    "import json, sys; "
+    f"print(json.dumps({{r: open('{STAMPS_DIR}/' + r).read().strip() for r in sys.argv[1:]}}))"
+)
 
 
 def _record_stamps(
@@ -320,11 +328,13 @@ def _record_stamps(
     """The fingerprint of each role a host converged, once every task of the run succeeded
     there, followed by the hashes of the files the role owns (as they are now): the probe
     compares both with what it finds to see drift. One command per host, over k8sboot's
-    own connections (Ansible took a task round trip per role and host)."""
+    own connections (Ansible took a task round trip per role and host). Each stamp is read
+    back in the same command into the host's facts, so that the steps after see it."""
 
     def record(connection: Connection) -> None:
+        roles = per_host[connection.name]["k8sboot_converge"]
         commands = [f"mkdir -p {STAMPS_DIR}"]
-        for role in per_host[connection.name]["k8sboot_converge"]:
+        for role in roles:
             stamp = f"{STAMPS_DIR}/{role}"
             files = " ".join(shlex.quote(f) for f in OWNED_FILES[role])
             # A file the role did not write here (no repository file with local packages)
@@ -334,6 +344,12 @@ def _record_stamps(
                 f"{{ echo {shlex.quote(stamps[connection.name][role])}; {hashes}true; }}"
                 f" > {stamp}.tmp && mv {stamp}.tmp {stamp}"
             )
-        connection.run(" && ".join(commands), shown="record the converged roles' stamps")
+        read_back = f"python3 -c {shlex.quote(_READ_STAMPS)} {' '.join(roles)}"
+        written = connection.run(
+            " && ".join([*commands, read_back]), shown="record the converged roles' stamps"
+        )
+        found = executor.ctx.facts.hosts.get(connection.name)
+        if found is not None:
+            found.stamps_read_again(json.loads(written.stdout))
 
     raise_first(executor.transport.each(sorted(hosts), record))

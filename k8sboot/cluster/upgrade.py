@@ -5,11 +5,13 @@ node by node, after an etcd backup, each node planned from what it runs:
 2. an etcd backup into the catalogue, named as the way back;
 3. external etcd installed by k8sboot moved to the release the target calls for, one
    member at a time;
-4. the control planes one at a time, the first with `kubeadm upgrade apply`, the others
+4. the new kubeadm package (from the repository of the target minor) on every node at
+   once: a command, run later node by node, so installing it changes nothing that runs;
+5. the control planes one at a time, the first with `kubeadm upgrade apply`, the others
    with `kubeadm upgrade node`, each with etcd leadership and the virtual IP moved off it
    first, then drained, its kubelet and kubectl upgraded and restarted, uncordoned;
-5. the workers the same with `kubeadm upgrade node`, one (or --max-unavailable) at a time;
-6. kubeadm's plaintext etcd copies removed, the packages converged and held at the new
+6. the workers the same with `kubeadm upgrade node`, one (or --max-unavailable) at a time;
+7. kubeadm's plaintext etcd copies removed, the packages converged and held at the new
    version.
 
 A run that stopped anywhere is finished by running it again: every node's remaining work
@@ -389,9 +391,11 @@ class UpgradeChecks(Step):
         server = observe.api_server(api.ip)
         connection = ctx.view[api.name]
         budgets = observe.budgets(connection, server)
+        pods = observe.pods_by_node(connection, server)  # one question, not one per node
         for host in hosts:
-            pods = observe.pods_on(connection, host.name, server)
-            found = blockers(pods, budgets, host.name, self.drain.delete_emptydir_data)
+            found = blockers(
+                pods.get(host.name, []), budgets, host.name, self.drain.delete_emptydir_data
+            )
             refused = overridable(found, self.drain.force, self.drain.delete_emptydir_data, False)
             if refused:
                 raise UnsafeError(refusal(host.name, refused, False))
@@ -584,7 +588,6 @@ class UpgradeNode(OnHost):
 
     def describe(self) -> str:
         said = {
-            KUBEADM: f"kubeadm {self.version}",
             APPLY: f"kubeadm upgrade apply v{self.version}",
             NODE: "kubeadm upgrade node",
             DRAIN: "drain",
@@ -594,11 +597,46 @@ class UpgradeNode(OnHost):
         return f"upgrade {self.host}: " + ", ".join(said[p] for p in self.phases)
 
 
+@dataclass(frozen=True)
+class InstallKubeadm(OnHost):
+    version: str
+
+    def describe(self) -> str:
+        return f"install kubeadm {self.version} on {self.host} (the repository of its minor)"
+
+
+@handles(InstallKubeadm)
+def install_kubeadm(executor: Executor, action: InstallKubeadm) -> Outcome:
+    _install(executor, executor.transport[action.host], ("kubeadm",), action.version)
+    return Outcome((action.host,), reprobe=(action.host,))
+
+
+class UpgradeKubeadm(Step):
+    """The new kubeadm on every node that needs it, all at once, before any node is
+    upgraded. The package is a command, run later node by node: installing it changes
+    nothing that runs, and one round of apt on every node at once costs about what one
+    node's did (done node by node, it was 7 s of a 7-node upgrade)."""
+
+    title = "upgrade kubeadm on every node"
+    hosts_apart = True
+
+    def plan(self, ctx: Context) -> list[Action]:
+        record = record_of(ctx)
+        target = str(ctx.cluster.release)
+        work = [*control_plane_work(ctx, record), *worker_work(ctx, record)]
+        return [InstallKubeadm(host.name, target) for host, phases in work if KUBEADM in phases]
+
+
 def _node_actions(
     ctx: Context, work: list[tuple[Host, tuple[str, ...]]], drain: DrainOptions
 ) -> list[Action]:
+    """The upgrade of each node after its kubeadm package (UpgradeKubeadm's, a step
+    before: it stopped the run if it failed anywhere)."""
     actions: list[Action] = []
-    for host, phases in work:
+    for host, all_phases in work:
+        phases = tuple(p for p in all_phases if p != KUBEADM)
+        if not phases:
+            continue
         try:
             via = api_host(ctx, exclude=host.name)
         except MachineError:  # one control plane: it acts for itself
@@ -643,8 +681,6 @@ def upgrade_node(executor: Executor, action: UpgradeNode) -> Outcome:
     host = ctx.cluster.host(action.host)
     assert host is not None
     notes: list[str] = []
-    if KUBEADM in action.phases:
-        _install(executor, connection, ("kubeadm",), action.version)
     if APPLY in action.phases or NODE in action.phases:
         if host.has("control-plane"):
             _step_aside(executor, action, host)

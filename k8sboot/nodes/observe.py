@@ -42,5 +42,15 @@ def pods_on(connection: Askable, node: str, server: str | None = None) -> list[d
     return _items(connection, f"get pods --all-namespaces --field-selector {selector}", server)
 
 
+def pods_by_node(connection: Askable, server: str | None = None) -> dict[str, list[dict[str, Any]]]:
+    """Node name -> the pods bound to it (pods_on for every node, in one question)."""
+    found: dict[str, list[dict[str, Any]]] = {}
+    for pod in _items(connection, "get pods --all-namespaces", server):
+        node = pod.get("spec", {}).get("nodeName")
+        if node:
+            found.setdefault(node, []).append(pod)
+    return found
+
+
 def budgets(connection: Askable, server: str | None = None) -> list[dict[str, Any]]:
     return _items(connection, "get poddisruptionbudgets --all-namespaces", server)

@@ -8,7 +8,6 @@ eviction.go): see k8sboot/nodes/pods.py.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
 
 import pytest
 
@@ -27,58 +26,7 @@ from k8sboot.workflows import node_drain
 
 from .factsdata import running_context
 from .hacluster import ha_cluster
-
-WEB = {"matchLabels": {"app": "web"}}
-MIRROR = "kubernetes.io/config.mirror"
-
-
-def pod(
-    name: str,
-    node: str = "w1",
-    owner: str | None = "ReplicaSet",
-    labels: dict[str, str] | None = None,
-    emptydir: bool = False,
-    phase: str = "Running",
-    ready: bool = True,
-    **meta: Any,
-) -> dict[str, Any]:
-    metadata: dict[str, Any] = {"name": name, "namespace": "default", "labels": labels or {}}
-    if owner:
-        metadata["ownerReferences"] = [{"kind": owner, "name": "x", "controller": True}]
-    metadata.update(meta)
-    spec: dict[str, Any] = {"nodeName": node, "containers": [{"name": "c"}]}
-    if emptydir:
-        spec["volumes"] = [{"name": "scratch", "emptyDir": {}}]
-    status: dict[str, Any] = {"phase": phase}
-    if phase == "Running":
-        status["conditions"] = [{"type": "Ready", "status": "True" if ready else "False"}]
-    return {"metadata": metadata, "spec": spec, "status": status}
-
-
-def web(name: str, **kwargs: Any) -> dict[str, Any]:
-    return pod(name, labels={"app": "web"}, **kwargs)
-
-
-def pdb(
-    name: str,
-    selector: dict | None,
-    allowed: int,
-    healthy: int = 2,
-    wanted: int = 2,
-    generation: int = 1,
-    observed: int = 1,
-    **spec: Any,
-) -> dict[str, Any]:
-    return {
-        "metadata": {"name": name, "namespace": "default", "generation": generation},
-        "spec": {"selector": selector, **spec},
-        "status": {
-            "disruptionsAllowed": allowed,
-            "currentHealthy": healthy,
-            "desiredHealthy": wanted,
-            "observedGeneration": observed,
-        },
-    }
+from .podsdata import MIRROR, WEB, pdb, pod, web
 
 
 def kinds(found: list[Blocker]) -> list[tuple[str, str]]:

@@ -349,6 +349,11 @@ def test_stamps_are_recorded_where_every_task_succeeded(
         if host.name in failed:
             assert stamps == {}
             continue
+        # Read back into the facts as written: the steps after plan from them unprobed.
+        on_disk = (roots[host.name] / "var/lib/k8sboot/stamps").iterdir()
+        assert ctx.facts.hosts[host.name].data["stamps"] == {
+            p.name: p.read_text().strip() for p in on_disk
+        }
         wanted = role_vars(cluster, host, hosts[host.name])
         assert set(stamps) == set(wanted)
         # What the next probe sees: the fingerprints, and the owned file as written.

@@ -157,16 +157,31 @@ def _upgrade_plan(ctx) -> dict[str, list[str]]:
 def test_each_node_in_the_kubeadm_order_the_first_control_plane_with_apply(
     base: dict, tmp_path: Path
 ) -> None:
+    from k8sboot.cluster.upgrade import UpgradeKubeadm
+    from k8sboot.nodes.drain import DrainOptions
+    from k8sboot.workflows import upgrade
+
     planned = _upgrade_plan(_ha(base, tmp_path))
+    # The kubeadm package first, on every node at once (a command: nothing that runs
+    # changes), then each node in turn.
+    assert planned["upgrade kubeadm on every node"] == [
+        f"install kubeadm 1.33.1 on {n} (the repository of its minor)"
+        for n in ("cp1", "cp2", "cp3", "w1")
+    ]
     node_work = ", drain, kubelet and kubectl 1.33.1, restart the kubelet, uncordon"
     assert planned["upgrade control planes"] == [
-        f"upgrade cp1: kubeadm 1.33.1, kubeadm upgrade apply v1.33.1{node_work}",
-        f"upgrade cp2: kubeadm 1.33.1, kubeadm upgrade node{node_work}",
-        f"upgrade cp3: kubeadm 1.33.1, kubeadm upgrade node{node_work}",
+        f"upgrade cp1: kubeadm upgrade apply v1.33.1{node_work}",
+        f"upgrade cp2: kubeadm upgrade node{node_work}",
+        f"upgrade cp3: kubeadm upgrade node{node_work}",
     ]
-    assert planned["upgrade workers"] == [
-        f"upgrade w1: kubeadm 1.33.1, kubeadm upgrade node{node_work}"
-    ]
+    assert planned["upgrade workers"] == [f"upgrade w1: kubeadm upgrade node{node_work}"]
+    titles = [step.title for step in upgrade(DrainOptions()).steps]
+    assert (
+        titles.index("etcd backup before the upgrade")
+        < titles.index("upgrade kubeadm on every node")
+        < titles.index("upgrade control planes")
+    )
+    assert UpgradeKubeadm().at_once(4) == 4
     assert planned["remove kubeadm's etcd copies"] == []  # not before every node is done
 
 
@@ -196,7 +211,10 @@ def test_a_run_stopped_after_the_first_control_plane_goes_on_with_the_next(
         planned[0]
         == "upgrade cp1: drain, kubelet and kubectl 1.33.1, restart the kubelet, uncordon"
     )
-    assert planned[1].startswith("upgrade cp2: kubeadm 1.33.1, kubeadm upgrade node,")
+    assert planned[1].startswith("upgrade cp2: kubeadm upgrade node,")
+    assert _upgrade_plan(ctx)["upgrade kubeadm on every node"] == [
+        f"install kubeadm 1.33.1 on {n} (the repository of its minor)" for n in ("cp2", "cp3", "w1")
+    ]
 
 
 def test_apply_runs_again_until_kubeadm_config_names_the_target(base: dict, tmp_path: Path) -> None:
@@ -415,8 +433,7 @@ def test_a_node_cordoned_before_the_upgrade_stays_cordoned(base: dict, tmp_path:
     ctx = _ha(base, tmp_path)
     ctx.nodes["w1"] = dataclasses.replace(ctx.nodes["w1"], unschedulable=True)
     assert _upgrade_plan(ctx)["upgrade workers"] == [
-        "upgrade w1: kubeadm 1.33.1, kubeadm upgrade node, drain, kubelet and kubectl 1.33.1, "
-        "restart the kubelet"
+        "upgrade w1: kubeadm upgrade node, drain, kubelet and kubectl 1.33.1, restart the kubelet"
     ]
 
 
@@ -479,10 +496,29 @@ def test_packages_the_upgrade_installed_are_recorded_without_a_role_run(
         {r: fingerprint(r, v) for r, v in role_vars_of(ctx, "cp1").items()}, sort_keys=True
     )
     assert isinstance(left, Converge) and left.hosts == ("cp3", "w1")
-
     UpgradeRecord(TARGET, "lab-backup", running="1.32.0").write(ctx.state)  # not what ran
     (everyone,) = step.plan(ctx)
     assert isinstance(everyone, Converge) and len(everyone.hosts) == 4
+    # Recorded with one command per host, the stamps read back into the facts: no probe;
+    # the hosts recorded plan nothing more.
+    from k8sboot.executor import Executor
+
+    from .fakes import FakeTransport, LocalShell
+
+    roots = {n: tmp_path / "hosts" / n for n in ("cp1", "cp2")}
+    transport = FakeTransport({n: LocalShell(n, root) for n, root in roots.items()})
+    outcome = Executor(ctx, transport).execute(recorded)  # type: ignore[arg-type]
+    assert outcome.reprobe == ()
+    for name, root in roots.items():
+        written = (root / "var/lib/k8sboot/stamps/kube_packages").read_text().strip()
+        assert ctx.facts.hosts[name].data["stamps"]["kube_packages"] == written
+        assert ctx.host_facts(ctx.cluster.host(name)).stamp("kube_packages") == (
+            json.loads(dict(recorded.stamps)[name])["kube_packages"]
+        )
+
+    UpgradeRecord(TARGET, "lab-backup", running=OLD).write(ctx.state)
+    (left,) = step.plan(ctx)
+    assert left.hosts == ("cp3", "w1")
 
 
 def role_vars_of(ctx, name: str) -> dict:
@@ -490,3 +526,26 @@ def role_vars_of(ctx, name: str) -> dict:
 
     host = ctx.cluster.host(name)
     return role_vars(ctx.cluster, host, ctx.host_facts(host))
+
+
+def test_a_budget_that_would_block_a_drain_stops_the_upgrade_before_anything_changes(
+    base: dict, tmp_path: Path
+) -> None:
+    """The drain pre-check reads every node's pods in one question (the same pods the
+    per-node `--field-selector spec.nodeName=` gives) and names the node a drain would
+    stop on."""
+    from k8sboot.cluster.upgrade import UpgradeChecks
+    from k8sboot.nodes.drain import DrainOptions
+
+    from .podsdata import WEB, pdb, web
+
+    ctx = _ha(base, tmp_path)
+    transport = ctx.view._transport  # type: ignore[attr-defined]
+    for connection in transport.values():
+        connection.answers["get poddisruptionbudgets"] = {"items": [pdb("web", WEB, 0)]}
+        connection.answers["get pods"] = {"items": [web("a", node="cp2"), web("b", node="w1")]}
+    with pytest.raises(UnsafeError, match=r"PodDisruptionBudget default/web") as refused:
+        UpgradeChecks(DrainOptions()).plan(ctx)
+    assert "cp2" in str(refused.value)
+    asked = [c for connection in transport.values() for c in connection.ran if "get pods" in c]
+    assert len(asked) == 1 and "--field-selector" not in asked[0], asked
