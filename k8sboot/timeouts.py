@@ -13,6 +13,10 @@ Shared core: imports nothing of k8sboot.
 # costs this once.
 ETCD_DIAL_TIMEOUT = 2
 ETCD_ANSWER_TIMEOUT = 5
+# A wait for members starting asks again and again: each poll of a member not up yet costs
+# its whole answer wait, so a wait asks with the dial's, and notices a member that came up
+# seconds sooner (a healthy member answers its health check in milliseconds).
+ETCD_POLL_TIMEOUT = ETCD_DIAL_TIMEOUT
 
 # How long a run waits for the API's first answer. An API whose etcd has lost quorum
 # answers nothing until a request times out; seconds, not minutes, tell the operator so.

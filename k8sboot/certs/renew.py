@@ -146,7 +146,7 @@ def _wait_healthy(
         if etcd is not None:
             problems += [
                 f"etcd: {h.error or 'unhealthy'}"
-                for h in etcd.health(etcd.endpoints, quiet=True)
+                for h in etcd.health(etcd.endpoints, polled=True)
                 if not h.healthy
             ]
         ready = connection.run(

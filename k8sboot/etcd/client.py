@@ -16,7 +16,7 @@ from typing import Any
 from k8sboot.errors import MachineError
 from k8sboot.etcd.tools import EtcdTools
 from k8sboot.kubeadm_node import ETCD_PKI_DIR
-from k8sboot.timeouts import ETCD_ANSWER_TIMEOUT, ETCD_DIAL_TIMEOUT
+from k8sboot.timeouts import ETCD_ANSWER_TIMEOUT, ETCD_DIAL_TIMEOUT, ETCD_POLL_TIMEOUT
 from k8sboot.transport import Askable
 from k8sboot.versions import ETCDCTL, ETCDUTL
 
@@ -190,17 +190,18 @@ class EtcdCtl:
             )
         return [parse_status(entry) for document in documents for entry in document or []]
 
-    def health(self, endpoints: list[str], quiet: bool = False) -> list[EndpointHealth]:
-        """etcdctl asks every endpoint at once (one client each); `quiet` logs nothing (a
-        wait, which logs what changed)."""
+    def health(self, endpoints: list[str], polled: bool = False) -> list[EndpointHealth]:
+        """etcdctl asks every endpoint at once (one client each). `polled` is one poll of a
+        wait, which logs what changed: it logs nothing, and waits for each answer only as
+        long as for the connection."""
         document = (
             self._json(
                 "endpoint health -w json",
                 endpoints,
                 False,
-                ETCD_ANSWER_TIMEOUT,
+                ETCD_POLL_TIMEOUT if polled else ETCD_ANSWER_TIMEOUT,
                 asks=True,
-                quiet=quiet,
+                quiet=polled,
             )
             or []
         )

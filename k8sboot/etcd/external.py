@@ -541,9 +541,9 @@ def wait_healthy(
     deadline = time.monotonic() + timeout
     said = None
     while True:
-        health = ctl.health(endpoints, quiet=True)  # a member still starting: ask again
+        health = ctl.health(endpoints, polled=True)  # a member still starting: ask again
         sick = [h.endpoint + (f" ({h.error})" if h.error else "") for h in health if not h.healthy]
-        # A poll every 2 s for minutes: the log gets what changed.
+        # A poll every second or so for minutes: the log gets what changed.
         state = "; ".join(sick) if health else "no answer"
         if state != said:
             ctx.log.write(runner.name, f"etcd healthy? {state or 'all healthy'}")
@@ -554,4 +554,4 @@ def wait_healthy(
             detail = "; ".join(sick) or "no answer"
             raise MachineError(f"etcd not healthy after {timeout:.0f}s: {detail}")
         executor.progress(runner.name, f"waiting for etcd health: {', '.join(sick) or '...'}")
-        time.sleep(2)
+        time.sleep(1)

@@ -120,6 +120,9 @@ class EtcdPoller:
                 return CommandResult("cp1", command, 1, b"", "connection refused\n", 0.0)
             return CommandResult("cp1", command, 0, b"ok", "", 0.0)
         assert "endpoint health" in command, command
+        # A member not up yet costs each poll its whole answer wait: a poll waits as long
+        # as for the connection (2 s), not a question's 5 s.
+        assert "--dial-timeout=2s --command-timeout=2s" in command, command
         self.asked["health"] += 1
         healthy = self.asked["health"] > self.sick
         answer = [

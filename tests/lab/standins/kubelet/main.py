@@ -20,6 +20,22 @@ from .runtime import StaticPod, read_manifests
 
 STATUS_EVERY = 10.0
 LEASE_SECONDS = 40
+# Upstream's kubelet (v1.27+, kubernetes pkg/kubelet/kubelet.go fastStatusUpdateOnce and
+# pkg/kubelet/kubelet_node_status.go fastNodeStatusUpdate) also checks, for its first
+# nodeReadyGracePeriod after it starts, whether the node would now be Ready, and posts that
+# status at once instead of at the next nodeStatusUpdateFrequency tick.
+NODE_READY_GRACE = 120.0
+
+
+def status_due(
+    now: float, last_status: float, started: float, posted_ready: bool, ready_now: bool
+) -> bool:
+    """Whether the node status is posted now: every STATUS_EVERY, and, in the first
+    NODE_READY_GRACE after the kubelet started, as soon as a node not yet posted Ready
+    would be (upstream polls that every 100 ms; this loop every second)."""
+    if now - last_status >= STATUS_EVERY:
+        return True
+    return not posted_ready and ready_now and now - started < NODE_READY_GRACE
 
 
 def parse_args(argv: list[str]) -> dict[str, str]:
@@ -84,6 +100,8 @@ class Kubelet:
         self.client: Client | None = None
         self.registered = False
         self.last_status = 0.0
+        self.started = time.monotonic()
+        self.posted_ready = False
         self.node_uid = ""
         self.pod_cidr: str | None = None
         self.stopping = threading.Event()
@@ -162,9 +180,17 @@ class Kubelet:
         st["nodeInfo"] = nodestatus.node_info(self.runtime)
         try:
             self.client.update(node, sub="status")
+            self.posted_ready = ready
         except ApiError as e:
             log.warn(f"node status update: {e}")
         self.renew_lease()
+
+    def _status_due(self) -> bool:
+        now = time.monotonic()
+        fast = not self.posted_ready and now - self.started < NODE_READY_GRACE
+        # Readiness is read from the node (runtime, CNI configuration) only while it counts.
+        ready_now = fast and nodestatus.readiness(self.runtime)[0]
+        return status_due(now, self.last_status, self.started, self.posted_ready, ready_now)
 
     def renew_lease(self) -> None:
         name, ns = self.node_name, "kube-node-lease"
@@ -316,7 +342,7 @@ class Kubelet:
                 if self.ensure_client():
                     if not self.registered:
                         self.register()
-                    if time.monotonic() - self.last_status >= STATUS_EVERY:
+                    if self._status_due():
                         self.last_status = time.monotonic()
                         self.post_status()
                     self.sync_mirrors()
