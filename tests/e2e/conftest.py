@@ -167,14 +167,20 @@ def finished(events_: list[dict[str, Any]]) -> dict[str, Any]:
     return next(e for e in events_ if e["event"] == "run_finished")
 
 
+# The machines of the first modules (bastion, etcd): three control planes, a worker and six
+# etcd hosts (three for external etcd, three to replace them after they are lost), made in
+# one `vagrant up` when the lab starts rather than in three.
+FIRST_SHAPE = (3, 1, 6)
+
+
 @pytest.fixture(scope="session")
 def e2e_lab(lab_required: None, tmp_path_factory) -> Iterator[tuple[Lab, str]]:
-    """A lab of its own (1 control plane, 2 workers to start with), so that what k8sboot
+    """A lab of its own (FIRST_SHAPE to start with), so that what k8sboot
     does to its machines never meets the other tests, with the stand-in packages served on
     its bridge. Yields the lab and the package repository's URL."""
     lab = Lab(index=int(os.environ.get("K8SBOOT_E2E_LAB_INDEX", "2")))
     try:
-        lab.up(1, 2, fresh=True)
+        lab.up(*FIRST_SHAPE, fresh=True)
         repo = tmp_path_factory.mktemp("e2e-apt")
         debs.build_repo(repo, list(LAB_KUBE_VERSIONS))
         address = f"{lab.subnet}.1"

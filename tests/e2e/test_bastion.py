@@ -13,7 +13,7 @@ import socket
 import pytest
 import yaml
 
-from tests.e2e.conftest import K8sboot, SharedHA, events, finished
+from tests.e2e.conftest import FIRST_SHAPE, K8sboot, SharedHA, events, finished
 from tests.e2e.labspec import lab_spec
 from tests.lab import network
 
@@ -24,7 +24,7 @@ BASTION = "etcd1"  # a lab machine with no role in this cluster: the jump host
 def cluster(k8sboot: K8sboot, ha: SharedHA, e2e_lab) -> K8sboot:
     ha.release()
     lab = k8sboot.lab
-    lab.up(3, 1, 3)  # test_etcd's shape, which comes next: its machines are made once
+    lab.up(*FIRST_SHAPE)  # test_etcd's too, which comes next: its machines are made once
     _, url = e2e_lab
     spec = lab_spec(lab, url)
     spec.pop("controlPlaneEndpoint", None)  # one control plane here: no virtual IP

@@ -21,7 +21,7 @@ import pytest
 import yaml
 
 from k8sboot.host_state import ETCD_SNAPSHOT_DIR
-from tests.e2e.conftest import K8sboot, SharedHA, events, finished
+from tests.e2e.conftest import FIRST_SHAPE, K8sboot, SharedHA, events, finished
 from tests.lab import etcd_release
 
 BACKUP_DIR = "backups"
@@ -136,7 +136,7 @@ EXTERNAL = {**STACKED, "etcd1": ["etcd"], "etcd2": ["etcd"], "etcd3": ["etcd"]}
 @pytest.fixture(scope="module")
 def etcd(k8sboot: K8sboot, ha: SharedHA) -> Etcd:
     ha.release()
-    k8sboot.lab.up(3, 1, 3)
+    k8sboot.lab.up(*FIRST_SHAPE)  # etcd4-6 replace etcd1-3 once they are lost
     helper = Etcd(k8sboot)
     helper.spec(
         STACKED, controlPlaneEndpoint={"type": "kube-vip", "address": f"{k8sboot.lab.subnet}.10"}
@@ -454,7 +454,6 @@ def test_after_losing_every_etcd_member_the_restore_goes_onto_new_hosts(etcd: Et
     etcd.run("etcd", "backup")
     backup = etcd.json("etcd", "list")["backups"][-1]
     snapshot = etcd.configmaps()
-    etcd.lab.up(3, 1, 6)  # three new machines while the old ones still run
     for lost in ("etcd1", "etcd2", "etcd3"):
         etcd.lab.stop(lost, force=True)
     started = time.monotonic()

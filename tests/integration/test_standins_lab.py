@@ -1,9 +1,10 @@
 """The Kubernetes stand-ins inside lab machines (issue 4's "done when", in the lab).
 
-One module-scoped cluster on a lab of its own (3 control planes + 2 workers; index
-K8SBOOT_STANDINS_LAB_INDEX, default 6, so that it never meets the session lab (0), the
-coexistence test's (session + 1) or the E2E lab (2)), brought up the way k8sboot does it,
-with k8sboot's own rendered files:
+One module-scoped cluster on a lab of its own (3 control planes + 2 workers, plain LXC
+machines; index K8SBOOT_STANDINS_LAB_INDEX, default 6, so that it never meets the session
+lab (0), the coexistence test's (session + 1) or the E2E lab (2)), brought up the way
+k8sboot does it, with k8sboot's own rendered files. With no Vagrant call it needs no Vagrant
+machine lock, and CI runs it beside the Vagrant labs' tests (.ci/test).
 
 - the stand-in packages served as a flat apt repository on the lab's bridge, installed with
   a deb822 source and `apt-get install kubeadm=1.33.1-* kubelet=... kubectl=...`, held;
@@ -295,19 +296,6 @@ def bring_up(c: StandinCluster) -> None:
     c.kubectl("cp1", f"apply -f {render.CNI_MANIFEST}")
 
 
-def up(lab: Lab, shape: tuple[int, int, int], fresh: bool) -> None:
-    try:
-        lab.up(*shape, fresh=fresh)
-    except LabError as exc:
-        # Vagrant run concurrently for other labs (they share VAGRANT_HOME's machine index)
-        # sometimes fails one machine: "machine is locked", "No such file ... machine-index/
-        # ....lock". Once more, keeping the machines that came up.
-        if "vagrant" not in str(exc).lower():
-            raise
-        time.sleep(5)
-        lab.up(*shape)
-
-
 def healthy(c: StandinCluster) -> bool:
     try:
         nodes = c.ready_nodes()
@@ -321,17 +309,19 @@ def cluster(lab_required: None, tmp_path_factory: pytest.TempPathFactory) -> Ite
     # K8SBOOT_LAB_KEEP=1 (iterating on these tests, never CI): keep the lab and its cluster
     # afterwards, and reuse a healthy one next time.
     keep = os.environ.get("K8SBOOT_LAB_KEEP", "") == "1"
-    lab = Lab(index=LAB_INDEX)
+    # Plain LXC machines (the lab's lighter backend, from the same box): no Vagrant call, so
+    # no Vagrant machine lock shared with the Vagrant labs, and this module runs beside them.
+    lab = Lab(index=LAB_INDEX, backend="lxc")
     shape = (len(CONTROL_PLANES), len(WORKERS), 0)
     try:
-        up(lab, shape, fresh=not keep)
+        lab.up(*shape, fresh=not keep)
         c = StandinCluster(
             lab, f"http://{lab.subnet}.1:{REPO_PORT}/", tmp_path_factory.mktemp("standins")
         )
         saved = lab.workdir / "standins-observed.json"
         reuse = keep and saved.exists() and healthy(c)
         if keep and not reuse:
-            up(lab, shape, fresh=True)
+            lab.up(*shape, fresh=True)
         repo = debs.build_repo(tmp_path_factory.mktemp("standins-apt"), [VERSION])
         server = debs.serve(repo, f"{lab.subnet}.1", REPO_PORT)
         try:
