@@ -621,10 +621,14 @@ class UpgradeKubeadm(Step):
     hosts_apart = True
 
     def plan(self, ctx: Context) -> list[Action]:
-        record = record_of(ctx)
+        # Read from each node's packages alone: the nodes' other work (and the question to
+        # the API it may need) is planned by the steps after, once.
         target = str(ctx.cluster.release)
-        work = [*control_plane_work(ctx, record), *worker_work(ctx, record)]
-        return [InstallKubeadm(host.name, target) for host, phases in work if KUBEADM in phases]
+        return [
+            InstallKubeadm(host.name, target)
+            for host in ctx.cluster.kube_nodes
+            if installed(ctx.host_facts(host), "kubeadm") != target
+        ]
 
 
 def _node_actions(
